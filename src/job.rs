@@ -1,0 +1,491 @@
+//! Jobs: what one removal is, and the only way to get one from outside input.
+//!
+//! A door (CSV row, queue message) yields a [`RawJob`] of borrowed strings; [`Directory::validate`]
+//! is the only way to turn it into a [`Job`], whose [`Target`] is already in the exact id format its
+//! provider's API page asks for. Everything downstream can then trust the job without re-checking.
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::fmt;
+use std::hash::{Hash, Hasher};
+use std::str::FromStr;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+/// The five provider APIs this tool speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProviderKind {
+    Factory,
+    Aitronos,
+    Telnyx,
+    Aerospike,
+    Cognee,
+}
+
+impl ProviderKind {
+    pub const ALL: [ProviderKind; 5] = [
+        ProviderKind::Factory,
+        ProviderKind::Aitronos,
+        ProviderKind::Telnyx,
+        ProviderKind::Aerospike,
+        ProviderKind::Cognee,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProviderKind::Factory => "factory",
+            ProviderKind::Aitronos => "aitronos",
+            ProviderKind::Telnyx => "telnyx",
+            ProviderKind::Aerospike => "aerospike",
+            ProviderKind::Cognee => "cognee",
+        }
+    }
+}
+
+impl fmt::Display for ProviderKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for ProviderKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        ProviderKind::ALL
+            .into_iter()
+            .find(|k| k.as_str() == s)
+            .ok_or_else(|| format!("unknown provider kind `{s}` (expected factory, aitronos, telnyx, aerospike or cognee)"))
+    }
+}
+
+/// A job as a door received it: strings as given, nothing checked yet.
+///
+/// Borrowed where the door allows it (a CSV record, a JSON message without escapes), so reading a row
+/// costs no allocation until validation keeps what it needs.
+#[derive(Debug, Default, Clone, Deserialize)]
+pub struct RawJob<'a> {
+    #[serde(borrow, default)]
+    pub provider: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    pub user: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    pub organization: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    pub transfer_to: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    pub job_id: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    pub reason: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    pub requested_by: Option<Cow<'a, str>>,
+}
+
+/// A field of a raw job, trimmed, with empty meaning absent.
+fn field<'s>(v: &'s Option<Cow<'_, str>>) -> Option<&'s str> {
+    v.as_deref().map(str::trim).filter(|s| !s.is_empty())
+}
+
+/// Why a raw job is not a job. Its `Display` names the field and the rule.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Invalid {
+    #[error("missing field `{0}`")]
+    Missing(&'static str),
+    #[error("unknown provider `{0}`: not an entry of the config")]
+    UnknownProvider(String),
+    #[error("field `{field}`: {reason}")]
+    Format { field: &'static str, reason: String },
+    #[error("field `{field}` must be empty for {kind} ({why})")]
+    NotApplicable {
+        field: &'static str,
+        kind: ProviderKind,
+        why: &'static str,
+    },
+    #[error("duplicate of line {first_line} (same provider, organization and user)")]
+    Duplicate { first_line: u64 },
+}
+
+impl Invalid {
+    /// A short stable code for reports and metrics.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Invalid::Missing(_) => "missing_field",
+            Invalid::UnknownProvider(_) => "unknown_provider",
+            Invalid::Format { .. } => "bad_format",
+            Invalid::NotApplicable { .. } => "not_applicable",
+            Invalid::Duplicate { .. } => "duplicate",
+        }
+    }
+}
+
+fn bad(field: &'static str, reason: impl Into<String>) -> Invalid {
+    Invalid::Format {
+        field,
+        reason: reason.into(),
+    }
+}
+
+/// An email address, as Factory takes it. Kept as given (trimmed); compared case-insensitively.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Email(Box<str>);
+
+impl Email {
+    pub fn parse(field: &'static str, s: &str) -> Result<Email, Invalid> {
+        let ok = s.len() <= 254
+            && !s.chars().any(|c| c.is_whitespace() || c.is_control() || "<>(),;:\"[]\\".contains(c))
+            && match s.split_once('@') {
+                Some((local, domain)) => {
+                    !local.is_empty()
+                        && !domain.contains('@')
+                        && domain.contains('.')
+                        && !domain.starts_with('.')
+                        && !domain.ends_with('.')
+                        && !domain.contains("..")
+                }
+                None => false,
+            };
+        if ok {
+            Ok(Email(s.into()))
+        } else {
+            Err(bad(field, format!("`{s}` is not an email address")))
+        }
+    }
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// An id with a fixed prefix and a body of `[A-Za-z0-9_-]`, such as Aitronos `usr_*`.
+///
+/// The body's alphabet keeps ids safe to place in a URL path as they are: no `/`, `.`, `%`, `?`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PrefixedId(Box<str>);
+
+impl PrefixedId {
+    pub fn parse(field: &'static str, prefix: &str, s: &str) -> Result<PrefixedId, Invalid> {
+        match s.strip_prefix(prefix) {
+            Some(body) if !body.is_empty() && body.len() <= 128 && body.bytes().all(is_id_byte) => {
+                Ok(PrefixedId(s.into()))
+            }
+            _ => Err(bad(field, format!("`{s}` is not a `{prefix}*` id"))),
+        }
+    }
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+fn is_id_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b == b'_' || b == b'-'
+}
+
+/// A Telnyx organization user id: the API page types it as a string (its example is a UUID).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OpaqueId(Box<str>);
+
+impl OpaqueId {
+    pub fn parse(field: &'static str, s: &str) -> Result<OpaqueId, Invalid> {
+        if !s.is_empty() && s.len() <= 128 && s.bytes().all(is_id_byte) {
+            Ok(OpaqueId(s.into()))
+        } else {
+            Err(bad(field, format!("`{s}` is not a user id (letters, digits, `-` and `_` only)")))
+        }
+    }
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A UUID, written back in its canonical hyphenated lowercase form.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Uuid(pub uuid::Uuid);
+
+impl Uuid {
+    pub fn parse(field: &'static str, s: &str) -> Result<Uuid, Invalid> {
+        // Only the hyphenated form: a braced or URN form in a spreadsheet is more likely a paste error.
+        if s.len() == 36 {
+            if let Ok(u) = uuid::Uuid::try_parse(s) {
+                return Ok(Uuid(u));
+            }
+        }
+        Err(bad(field, format!("`{s}` is not a UUID")))
+    }
+}
+
+impl fmt::Display for Uuid {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.hyphenated().fmt(f)
+    }
+}
+
+/// Whom to remove from where, in the exact form its provider's API takes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// `DELETE /api/v0/organization/users?email=E`; the API key picks the organization.
+    Factory { email: Email },
+    /// `DELETE /v1/organizations/{org_*}/users/{usr_*}` with `{"confirm": true, ...}`.
+    Aitronos {
+        organization: PrefixedId,
+        user: PrefixedId,
+        transfer_to: Option<PrefixedId>,
+    },
+    /// `POST /v2/organizations/users/{id}/actions/remove`; the API key picks the organization.
+    Telnyx { user: OpaqueId },
+    /// `DELETE /organization/members/{uuid}`; the API key picks the organization.
+    Aerospike { user: Uuid },
+    /// `DELETE /api/v1/permissions/tenants/{tenant}/users/{user}`.
+    Cognee { tenant: Uuid, user: Uuid },
+}
+
+impl Target {
+    pub fn kind(&self) -> ProviderKind {
+        match self {
+            Target::Factory { .. } => ProviderKind::Factory,
+            Target::Aitronos { .. } => ProviderKind::Aitronos,
+            Target::Telnyx { .. } => ProviderKind::Telnyx,
+            Target::Aerospike { .. } => ProviderKind::Aerospike,
+            Target::Cognee { .. } => ProviderKind::Cognee,
+        }
+    }
+
+    /// The organization as written in reports (empty where the credential picks it).
+    pub fn organization(&self) -> Option<String> {
+        match self {
+            Target::Aitronos { organization, .. } => Some(organization.as_str().to_owned()),
+            Target::Cognee { tenant, .. } => Some(tenant.to_string()),
+            _ => None,
+        }
+    }
+
+    /// The user as written in reports.
+    pub fn user(&self) -> String {
+        match self {
+            Target::Factory { email } => email.as_str().to_owned(),
+            Target::Aitronos { user, .. } => user.as_str().to_owned(),
+            Target::Telnyx { user } => user.as_str().to_owned(),
+            Target::Aerospike { user } => user.to_string(),
+            Target::Cognee { user, .. } => user.to_string(),
+        }
+    }
+
+    /// Feeds the identity of this removal (organization and user, case-folded) to a hasher: two
+    /// targets that remove the same membership hash alike, whatever the spelling.
+    pub fn hash_identity<H: Hasher>(&self, h: &mut H) {
+        fn folded<H: Hasher>(s: &str, h: &mut H) {
+            for b in s.bytes() {
+                h.write_u8(b.to_ascii_lowercase());
+            }
+            h.write_u8(0xff);
+        }
+        match self {
+            Target::Factory { email } => folded(email.as_str(), h),
+            Target::Aitronos { organization, user, .. } => {
+                folded(organization.as_str(), h);
+                folded(user.as_str(), h);
+            }
+            Target::Telnyx { user } => folded(user.as_str(), h),
+            Target::Aerospike { user } => user.hash(h),
+            Target::Cognee { tenant, user } => {
+                tenant.hash(h);
+                user.hash(h);
+            }
+        }
+    }
+}
+
+/// Index of a provider entry (a lane) in the configuration's order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct LaneId(pub usize);
+
+/// A validated removal job.
+#[derive(Debug, Clone)]
+pub struct Job {
+    pub id: Box<str>,
+    /// The CSV line it came from, when it came from a CSV.
+    pub line: Option<u64>,
+    pub lane: LaneId,
+    /// The provider entry's name, shared with its lane.
+    pub provider: Arc<str>,
+    pub target: Target,
+    pub reason: Option<Box<str>>,
+    pub requested_by: Option<Box<str>>,
+}
+
+/// The configured provider entries by name: what validation needs to know of the config.
+#[derive(Debug, Clone, Default)]
+pub struct Directory {
+    entries: HashMap<Box<str>, (LaneId, Arc<str>, ProviderKind)>,
+}
+
+impl Directory {
+    pub fn new<'a>(entries: impl IntoIterator<Item = (&'a str, ProviderKind)>) -> Directory {
+        let entries = entries
+            .into_iter()
+            .enumerate()
+            .map(|(i, (name, kind))| (name.into(), (LaneId(i), Arc::from(name), kind)))
+            .collect();
+        Directory { entries }
+    }
+
+    pub fn lookup(&self, name: &str) -> Option<(LaneId, &Arc<str>, ProviderKind)> {
+        self.entries.get(name).map(|(id, n, k)| (*id, n, *k))
+    }
+
+    /// The only way from a raw job to a job: checks every field against its provider's id formats.
+    pub fn validate(&self, raw: &RawJob<'_>, line: Option<u64>) -> Result<Job, Invalid> {
+        let provider = field(&raw.provider).ok_or(Invalid::Missing("provider"))?;
+        let (lane, name, kind) = self
+            .lookup(provider)
+            .ok_or_else(|| Invalid::UnknownProvider(provider.to_owned()))?;
+        let user = field(&raw.user).ok_or(Invalid::Missing("user"))?;
+        let organization = field(&raw.organization);
+        let transfer_to = field(&raw.transfer_to);
+
+        if transfer_to.is_some() && kind != ProviderKind::Aitronos {
+            return Err(Invalid::NotApplicable {
+                field: "transfer_to",
+                kind,
+                why: "only Aitronos transfers resources",
+            });
+        }
+        let target = match kind {
+            ProviderKind::Aitronos => Target::Aitronos {
+                organization: PrefixedId::parse(
+                    "organization",
+                    "org_",
+                    organization.ok_or(Invalid::Missing("organization"))?,
+                )?,
+                user: PrefixedId::parse("user", "usr_", user)?,
+                transfer_to: transfer_to
+                    .map(|t| PrefixedId::parse("transfer_to", "dept_", t))
+                    .transpose()?,
+            },
+            ProviderKind::Cognee => Target::Cognee {
+                tenant: Uuid::parse("organization", organization.ok_or(Invalid::Missing("organization"))?)?,
+                user: Uuid::parse("user", user)?,
+            },
+            other => {
+                if organization.is_some() {
+                    // The API key picks the organization; a row naming one we cannot check must not
+                    // remove the person from whatever organization the key happens to belong to.
+                    return Err(Invalid::NotApplicable {
+                        field: "organization",
+                        kind: other,
+                        why: "its API key picks the organization",
+                    });
+                }
+                match other {
+                    ProviderKind::Factory => Target::Factory {
+                        email: Email::parse("user", user)?,
+                    },
+                    ProviderKind::Telnyx => Target::Telnyx {
+                        user: OpaqueId::parse("user", user)?,
+                    },
+                    _ => Target::Aerospike {
+                        user: Uuid::parse("user", user)?,
+                    },
+                }
+            }
+        };
+        let id = match field(&raw.job_id) {
+            Some(id) if id.len() > 200 => return Err(bad("job_id", "longer than 200 characters")),
+            Some(id) => id.into(),
+            None => uuid::Uuid::new_v4().hyphenated().to_string().into_boxed_str(),
+        };
+        Ok(Job {
+            id,
+            line,
+            lane,
+            provider: name.clone(),
+            target,
+            reason: field(&raw.reason).map(Into::into),
+            requested_by: field(&raw.requested_by).map(Into::into),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dir() -> Directory {
+        Directory::new(ProviderKind::ALL.iter().map(|k| (k.as_str(), *k)))
+    }
+
+    fn raw<'a>(provider: &'a str, user: &'a str, org: &'a str) -> RawJob<'a> {
+        RawJob {
+            provider: Some(provider.into()),
+            user: Some(user.into()),
+            organization: Some(org.into()),
+            ..RawJob::default()
+        }
+    }
+
+    #[test]
+    fn each_kind_takes_its_own_id_format() {
+        let d = dir();
+        let t = |p, u, o| d.validate(&raw(p, u, o), None).map(|j| j.target);
+        assert!(matches!(t("factory", "a@b.co", ""), Ok(Target::Factory { .. })));
+        assert!(t("factory", "not-an-email", "").is_err());
+        assert!(t("aitronos", "usr_abc123", "org_xyz").is_ok());
+        assert_eq!(t("aitronos", "usr_abc123", ""), Err(Invalid::Missing("organization")));
+        assert!(t("aitronos", "abc123", "org_xyz").is_err());
+        assert!(t("aitronos", "usr_a/../b", "org_xyz").is_err());
+        assert!(t("telnyx", "6a09cdc3-8948-47f0-aa62-74ac943d6c58", "").is_ok());
+        assert!(t("telnyx", "../users", "").is_err());
+        assert!(t("aerospike", "6a09cdc3-8948-47f0-aa62-74ac943d6c58", "").is_ok());
+        assert!(t("aerospike", "6a09cdc3", "").is_err());
+        assert!(t("cognee", "6a09cdc3-8948-47f0-aa62-74ac943d6c58", "7b09cdc3-8948-47f0-aa62-74ac943d6c59").is_ok());
+        assert!(t("cognee", "6a09cdc3-8948-47f0-aa62-74ac943d6c58", "org_x").is_err());
+    }
+
+    #[test]
+    fn organization_is_refused_where_the_key_picks_it() {
+        let d = dir();
+        let e = d.validate(&raw("factory", "a@b.co", "acme"), None).unwrap_err();
+        assert_eq!(e.code(), "not_applicable");
+        assert!(e.to_string().contains("organization"), "{e}");
+    }
+
+    #[test]
+    fn transfer_to_is_aitronos_only_and_checked() {
+        let d = dir();
+        let mut r = raw("aitronos", "usr_a", "org_b");
+        r.transfer_to = Some("dept_eng".into());
+        assert!(d.validate(&r, None).is_ok());
+        r.transfer_to = Some("eng".into());
+        assert!(matches!(d.validate(&r, None), Err(Invalid::Format { field: "transfer_to", .. })));
+        let mut r = raw("telnyx", "abc", "");
+        r.transfer_to = Some("dept_eng".into());
+        assert!(matches!(d.validate(&r, None), Err(Invalid::NotApplicable { field: "transfer_to", .. })));
+    }
+
+    #[test]
+    fn unknown_provider_and_missing_fields_are_named() {
+        let d = dir();
+        assert_eq!(
+            d.validate(&raw("slack", "x", ""), None).unwrap_err(),
+            Invalid::UnknownProvider("slack".into())
+        );
+        assert_eq!(d.validate(&raw("factory", "  ", ""), None).unwrap_err(), Invalid::Missing("user"));
+        assert_eq!(d.validate(&RawJob::default(), None).unwrap_err(), Invalid::Missing("provider"));
+    }
+
+    #[test]
+    fn identity_ignores_case_and_uuid_spelling() {
+        use std::hash::DefaultHasher;
+        let d = dir();
+        let h = |p, u, o| {
+            let mut s = DefaultHasher::new();
+            d.validate(&raw(p, u, o), None).unwrap().target.hash_identity(&mut s);
+            s.finish()
+        };
+        assert_eq!(h("factory", "Ann@Example.com", ""), h("factory", "ann@example.com", ""));
+        assert_eq!(
+            h("aerospike", "6A09CDC3-8948-47F0-AA62-74AC943D6C58", ""),
+            h("aerospike", "6a09cdc3-8948-47f0-aa62-74ac943d6c58", "")
+        );
+        assert_ne!(h("factory", "ann@example.com", ""), h("factory", "bob@example.com", ""));
+    }
+}
