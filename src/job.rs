@@ -133,7 +133,9 @@ pub struct Email(Box<str>);
 impl Email {
     pub fn parse(field: &'static str, s: &str) -> Result<Email, Invalid> {
         let ok = s.len() <= 254
-            && !s.chars().any(|c| c.is_whitespace() || c.is_control() || "<>(),;:\"[]\\".contains(c))
+            && !s
+                .chars()
+                .any(|c| c.is_whitespace() || c.is_control() || "<>(),;:\"[]\\".contains(c))
             && match s.split_once('@') {
                 Some((local, domain)) => {
                     !local.is_empty()
@@ -189,7 +191,10 @@ impl OpaqueId {
         if !s.is_empty() && s.len() <= 128 && s.bytes().all(is_id_byte) {
             Ok(OpaqueId(s.into()))
         } else {
-            Err(bad(field, format!("`{s}` is not a user id (letters, digits, `-` and `_` only)")))
+            Err(bad(
+                field,
+                format!("`{s}` is not a user id (letters, digits, `-` and `_` only)"),
+            ))
         }
     }
     pub fn as_str(&self) -> &str {
@@ -280,7 +285,9 @@ impl Target {
         }
         match self {
             Target::Factory { email } => folded(email.as_str(), h),
-            Target::Aitronos { organization, user, .. } => {
+            Target::Aitronos {
+                organization, user, ..
+            } => {
                 folded(organization.as_str(), h);
                 folded(user.as_str(), h);
             }
@@ -362,7 +369,10 @@ impl Directory {
                     .transpose()?,
             },
             ProviderKind::Cognee => Target::Cognee {
-                tenant: Uuid::parse("organization", organization.ok_or(Invalid::Missing("organization"))?)?,
+                tenant: Uuid::parse(
+                    "organization",
+                    organization.ok_or(Invalid::Missing("organization"))?,
+                )?,
                 user: Uuid::parse("user", user)?,
             },
             other => {
@@ -391,7 +401,10 @@ impl Directory {
         let id = match field(&raw.job_id) {
             Some(id) if id.len() > 200 => return Err(bad("job_id", "longer than 200 characters")),
             Some(id) => id.into(),
-            None => uuid::Uuid::new_v4().hyphenated().to_string().into_boxed_str(),
+            None => uuid::Uuid::new_v4()
+                .hyphenated()
+                .to_string()
+                .into_boxed_str(),
         };
         Ok(Job {
             id,
@@ -426,24 +439,39 @@ mod tests {
     fn each_kind_takes_its_own_id_format() {
         let d = dir();
         let t = |p, u, o| d.validate(&raw(p, u, o), None).map(|j| j.target);
-        assert!(matches!(t("factory", "a@b.co", ""), Ok(Target::Factory { .. })));
+        assert!(matches!(
+            t("factory", "a@b.co", ""),
+            Ok(Target::Factory { .. })
+        ));
         assert!(t("factory", "not-an-email", "").is_err());
         assert!(t("aitronos", "usr_abc123", "org_xyz").is_ok());
-        assert_eq!(t("aitronos", "usr_abc123", ""), Err(Invalid::Missing("organization")));
+        assert_eq!(
+            t("aitronos", "usr_abc123", ""),
+            Err(Invalid::Missing("organization"))
+        );
         assert!(t("aitronos", "abc123", "org_xyz").is_err());
         assert!(t("aitronos", "usr_a/../b", "org_xyz").is_err());
         assert!(t("telnyx", "6a09cdc3-8948-47f0-aa62-74ac943d6c58", "").is_ok());
         assert!(t("telnyx", "../users", "").is_err());
         assert!(t("aerospike", "6a09cdc3-8948-47f0-aa62-74ac943d6c58", "").is_ok());
         assert!(t("aerospike", "6a09cdc3", "").is_err());
-        assert!(t("cognee", "6a09cdc3-8948-47f0-aa62-74ac943d6c58", "7b09cdc3-8948-47f0-aa62-74ac943d6c59").is_ok());
+        assert!(
+            t(
+                "cognee",
+                "6a09cdc3-8948-47f0-aa62-74ac943d6c58",
+                "7b09cdc3-8948-47f0-aa62-74ac943d6c59"
+            )
+            .is_ok()
+        );
         assert!(t("cognee", "6a09cdc3-8948-47f0-aa62-74ac943d6c58", "org_x").is_err());
     }
 
     #[test]
     fn organization_is_refused_where_the_key_picks_it() {
         let d = dir();
-        let e = d.validate(&raw("factory", "a@b.co", "acme"), None).unwrap_err();
+        let e = d
+            .validate(&raw("factory", "a@b.co", "acme"), None)
+            .unwrap_err();
         assert_eq!(e.code(), "not_applicable");
         assert!(e.to_string().contains("organization"), "{e}");
     }
@@ -455,10 +483,22 @@ mod tests {
         r.transfer_to = Some("dept_eng".into());
         assert!(d.validate(&r, None).is_ok());
         r.transfer_to = Some("eng".into());
-        assert!(matches!(d.validate(&r, None), Err(Invalid::Format { field: "transfer_to", .. })));
+        assert!(matches!(
+            d.validate(&r, None),
+            Err(Invalid::Format {
+                field: "transfer_to",
+                ..
+            })
+        ));
         let mut r = raw("telnyx", "abc", "");
         r.transfer_to = Some("dept_eng".into());
-        assert!(matches!(d.validate(&r, None), Err(Invalid::NotApplicable { field: "transfer_to", .. })));
+        assert!(matches!(
+            d.validate(&r, None),
+            Err(Invalid::NotApplicable {
+                field: "transfer_to",
+                ..
+            })
+        ));
     }
 
     #[test]
@@ -468,8 +508,14 @@ mod tests {
             d.validate(&raw("slack", "x", ""), None).unwrap_err(),
             Invalid::UnknownProvider("slack".into())
         );
-        assert_eq!(d.validate(&raw("factory", "  ", ""), None).unwrap_err(), Invalid::Missing("user"));
-        assert_eq!(d.validate(&RawJob::default(), None).unwrap_err(), Invalid::Missing("provider"));
+        assert_eq!(
+            d.validate(&raw("factory", "  ", ""), None).unwrap_err(),
+            Invalid::Missing("user")
+        );
+        assert_eq!(
+            d.validate(&RawJob::default(), None).unwrap_err(),
+            Invalid::Missing("provider")
+        );
     }
 
     #[test]
@@ -478,14 +524,23 @@ mod tests {
         let d = dir();
         let h = |p, u, o| {
             let mut s = DefaultHasher::new();
-            d.validate(&raw(p, u, o), None).unwrap().target.hash_identity(&mut s);
+            d.validate(&raw(p, u, o), None)
+                .unwrap()
+                .target
+                .hash_identity(&mut s);
             s.finish()
         };
-        assert_eq!(h("factory", "Ann@Example.com", ""), h("factory", "ann@example.com", ""));
+        assert_eq!(
+            h("factory", "Ann@Example.com", ""),
+            h("factory", "ann@example.com", "")
+        );
         assert_eq!(
             h("aerospike", "6A09CDC3-8948-47F0-AA62-74AC943D6C58", ""),
             h("aerospike", "6a09cdc3-8948-47f0-aa62-74ac943d6c58", "")
         );
-        assert_ne!(h("factory", "ann@example.com", ""), h("factory", "bob@example.com", ""));
+        assert_ne!(
+            h("factory", "ann@example.com", ""),
+            h("factory", "bob@example.com", "")
+        );
     }
 }

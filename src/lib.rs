@@ -1,2 +1,17 @@
 //! offboard: removes people from the organizations of SaaS providers, in bulk and on events.
+//!
+//! - [`job`]: raw jobs from the doors, validated jobs and their per-provider targets.
+//! - [`doors`]: where jobs come from (the CSV file).
+//! - [`lane`]: per-provider pacing, in-flight bound, pause, circuit, and the attempt loop.
+//! - [`retry`]: the one classification of answers, and the backoff schedule.
+//! - [`providers`]: one adapter per provider API page, credentials, the uniform answer.
+//! - [`report`]: the JSON Lines report writer.
+//! - [`config`]: the TOML configuration with environment overrides.
+//! - [`run`]: `offboard run`, the CSV path end to end.
+//! - [`sandbox`]: the five providers simulated on loopback.
+pub mod config;
 pub mod job;
+pub mod lane;
+pub mod providers;
+pub mod report;
+pub mod retry;

@@ -1,0 +1,585 @@
+//! Configuration: one TOML file, overridable by environment variables, checked in full at startup.
+//!
+//! Credentials are never in the file: it names the environment variable or file that holds each
+//! one, and [`Settings::resolve`] reads them into [`secrecy`] wrappers that never print.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use figment::Figment;
+use figment::providers::{Env, Format, Toml};
+use secrecy::SecretString;
+use serde::{Deserialize, Serialize};
+
+use crate::job::ProviderKind;
+use crate::providers::auth::TokenBody;
+use crate::retry::{OnConflict, Policy};
+
+/// Prefix of the environment variables that override keys: `OFFBOARD__` then the key path joined
+/// by `__`, e.g. `OFFBOARD__PROVIDERS__FACTORY__RATE_PER_SECOND=2.5`.
+pub const ENV_PREFIX: &str = "OFFBOARD__";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{file}: {source}")]
+    Parse {
+        file: String,
+        #[source]
+        source: Box<figment::Error>,
+    },
+    #[error("{file}: `{key}`: {reason}")]
+    Invalid {
+        file: String,
+        key: String,
+        reason: String,
+    },
+}
+
+/// The whole file.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    /// One table per provider entry; several entries may share a kind.
+    pub providers: BTreeMap<String, Entry>,
+}
+
+/// One provider entry: `[providers.NAME]`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Entry {
+    pub kind: ProviderKind,
+    /// Default: the provider's public API (see the example config).
+    #[serde(default)]
+    pub base_url: Option<String>,
+
+    /// Environment variable holding a Bearer token (Factory, Telnyx; Aitronos and Cognee JWTs).
+    #[serde(default)]
+    pub token_env: Option<String>,
+    /// File holding a Bearer token (first line; surrounding white space ignored).
+    #[serde(default)]
+    pub token_file: Option<PathBuf>,
+    /// Environment variable holding an API key (Aitronos `X-API-Key`, Cognee `X-Api-Key`).
+    #[serde(default)]
+    pub api_key_env: Option<String>,
+    #[serde(default)]
+    pub api_key_file: Option<PathBuf>,
+    /// Aerospike: the OAuth2 token endpoint.
+    #[serde(default)]
+    pub token_url: Option<String>,
+    #[serde(default)]
+    pub client_id_env: Option<String>,
+    #[serde(default)]
+    pub client_secret_env: Option<String>,
+    /// Aerospike: `form` (OAuth2's encoding, default) or `json` (as Aerospike's docs show).
+    #[serde(default)]
+    pub token_body: TokenBody,
+
+    /// Requests per second, fractions allowed (0.5 = one every two seconds). Default 5.
+    #[serde(default = "d::rate")]
+    pub rate_per_second: f64,
+    /// Requests that may go at once after a quiet spell. Default 5.
+    #[serde(default = "d::burst")]
+    pub burst: u32,
+    /// Requests outstanding at once. Default 8.
+    #[serde(default = "d::in_flight")]
+    pub max_in_flight: u32,
+    /// Milliseconds before a request is abandoned (and retried as a timeout). Default 10000.
+    #[serde(default = "d::timeout_ms")]
+    pub timeout_ms: u64,
+
+    /// Attempts for transient failures (5xx, timeouts, connection errors), the first included. Default 5.
+    #[serde(default = "d::max_attempts")]
+    pub max_attempts: u32,
+    /// Milliseconds: first backoff step. Default 250.
+    #[serde(default = "d::base_delay_ms")]
+    pub base_delay_ms: u64,
+    /// Milliseconds: largest backoff step. Default 30000.
+    #[serde(default = "d::max_delay_ms")]
+    pub max_delay_ms: u64,
+    /// Seconds since a job's first attempt past which no retry is scheduled. Default 300.
+    #[serde(default = "d::max_elapsed_s")]
+    pub max_elapsed_s: u64,
+    /// `retry` (default) or `fail` on a 409.
+    #[serde(default)]
+    pub on_conflict: OnConflict,
+    /// Retries after 409s when `on_conflict = "retry"`. Default 3.
+    #[serde(default = "d::conflict_retries")]
+    pub max_conflict_retries: u32,
+    /// Seconds a job may spend waiting on 429s in all; not counted in `max_attempts`. Default 900.
+    #[serde(default = "d::rate_limit_wait_s")]
+    pub max_rate_limit_wait_s: u64,
+    /// Consecutive 401/403 answers that open the lane's circuit (stop sending). Default 3.
+    #[serde(default = "d::circuit_after")]
+    pub circuit_after: u32,
+}
+
+mod d {
+    pub fn rate() -> f64 {
+        5.0
+    }
+    pub fn burst() -> u32 {
+        5
+    }
+    pub fn in_flight() -> u32 {
+        8
+    }
+    pub fn timeout_ms() -> u64 {
+        10_000
+    }
+    pub fn max_attempts() -> u32 {
+        5
+    }
+    pub fn base_delay_ms() -> u64 {
+        250
+    }
+    pub fn max_delay_ms() -> u64 {
+        30_000
+    }
+    pub fn max_elapsed_s() -> u64 {
+        300
+    }
+    pub fn conflict_retries() -> u32 {
+        3
+    }
+    pub fn rate_limit_wait_s() -> u64 {
+        900
+    }
+    pub fn circuit_after() -> u32 {
+        3
+    }
+}
+
+/// Where a credential comes from, checked against the entry's kind.
+#[derive(Debug, Clone)]
+pub enum CredentialSpec {
+    Bearer(Source),
+    ApiKey(Source),
+    OAuth {
+        token_url: String,
+        client_id: Source,
+        client_secret: Source,
+        body: TokenBody,
+    },
+}
+
+#[derive(Debug, Clone)]
+pub enum Source {
+    Env(String),
+    File(PathBuf),
+}
+
+/// A credential, read.
+pub enum Credential {
+    Bearer(SecretString),
+    ApiKey(SecretString),
+    OAuth {
+        token_url: String,
+        client_id: SecretString,
+        client_secret: SecretString,
+        body: TokenBody,
+    },
+}
+
+impl Settings {
+    /// Reads a TOML file and the `OFFBOARD__*` environment overrides, then checks every value.
+    pub fn load(path: &Path) -> Result<Settings, ConfigError> {
+        Self::figment(
+            Figment::from(Toml::file_exact(path)),
+            &path.display().to_string(),
+        )
+    }
+
+    /// The same from TOML text (the embedded sandbox config, tests).
+    pub fn from_toml(text: &str, name: &str) -> Result<Settings, ConfigError> {
+        Self::figment(Figment::from(Toml::string(text)), name)
+    }
+
+    fn figment(f: Figment, file: &str) -> Result<Settings, ConfigError> {
+        let settings: Settings = f
+            .merge(Env::prefixed(ENV_PREFIX).split("__"))
+            .extract()
+            .map_err(|e| ConfigError::Parse {
+                file: file.to_owned(),
+                source: Box::new(e),
+            })?;
+        settings.check(file)?;
+        Ok(settings)
+    }
+
+    fn check(&self, file: &str) -> Result<(), ConfigError> {
+        let invalid = |key: String, reason: String| ConfigError::Invalid {
+            file: file.to_owned(),
+            key,
+            reason,
+        };
+        if self.providers.is_empty() {
+            return Err(invalid(
+                "providers".into(),
+                "no provider entry is configured".into(),
+            ));
+        }
+        for (name, e) in &self.providers {
+            let key = |k: &str| format!("providers.{name}.{k}");
+            if name.is_empty()
+                || !name
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+            {
+                return Err(invalid(
+                    format!("providers.{name}"),
+                    "entry names use lowercase letters, digits, `_` and `-` (they appear in CSV rows, metrics and queue names)".into(),
+                ));
+            }
+            if !(e.rate_per_second.is_finite() && e.rate_per_second > 0.0) {
+                return Err(invalid(
+                    key("rate_per_second"),
+                    format!("must be a number above 0, got {}", e.rate_per_second),
+                ));
+            }
+            let positive = [
+                ("burst", e.burst as u64),
+                ("max_in_flight", e.max_in_flight as u64),
+                ("timeout_ms", e.timeout_ms),
+                ("max_attempts", e.max_attempts as u64),
+                ("max_delay_ms", e.max_delay_ms),
+                ("circuit_after", e.circuit_after as u64),
+            ];
+            for (k, v) in positive {
+                if v == 0 {
+                    return Err(invalid(key(k), "must be at least 1".into()));
+                }
+            }
+            if e.base_delay_ms > e.max_delay_ms {
+                return Err(invalid(
+                    key("base_delay_ms"),
+                    format!("is above max_delay_ms ({})", e.max_delay_ms),
+                ));
+            }
+            let base = e.base_url();
+            check_url(&base).map_err(|r| invalid(key("base_url"), r))?;
+            let spec = e.credential_spec().map_err(|(k, r)| invalid(key(k), r))?;
+            if let CredentialSpec::OAuth { token_url, .. } = &spec {
+                check_url(token_url).map_err(|r| invalid(key("token_url"), r))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads every entry's credential through `env` (the process environment, or the sandbox's).
+    pub fn resolve(
+        &self,
+        file: &str,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<BTreeMap<String, Credential>, ConfigError> {
+        let mut out = BTreeMap::new();
+        for (name, e) in &self.providers {
+            let spec = e.credential_spec().map_err(|(k, r)| ConfigError::Invalid {
+                file: file.to_owned(),
+                key: format!("providers.{name}.{k}"),
+                reason: r,
+            })?;
+            let read = |key: &str, s: &Source| {
+                read_source(s, env).map_err(|reason| ConfigError::Invalid {
+                    file: file.to_owned(),
+                    key: format!("providers.{name}.{key}"),
+                    reason,
+                })
+            };
+            let cred = match spec {
+                CredentialSpec::Bearer(s) => Credential::Bearer(read(source_key("token", &s), &s)?),
+                CredentialSpec::ApiKey(s) => {
+                    Credential::ApiKey(read(source_key("api_key", &s), &s)?)
+                }
+                CredentialSpec::OAuth {
+                    token_url,
+                    client_id,
+                    client_secret,
+                    body,
+                } => Credential::OAuth {
+                    token_url,
+                    client_id: read("client_id_env", &client_id)?,
+                    client_secret: read("client_secret_env", &client_secret)?,
+                    body,
+                },
+            };
+            out.insert(name.clone(), cred);
+        }
+        Ok(out)
+    }
+}
+
+fn source_key(stem: &str, s: &Source) -> &'static str {
+    match (stem, s) {
+        ("token", Source::Env(_)) => "token_env",
+        ("token", Source::File(_)) => "token_file",
+        (_, Source::Env(_)) => "api_key_env",
+        (_, Source::File(_)) => "api_key_file",
+    }
+}
+
+fn read_source(s: &Source, env: &dyn Fn(&str) -> Option<String>) -> Result<SecretString, String> {
+    let value = match s {
+        Source::Env(var) => {
+            env(var).ok_or_else(|| format!("environment variable `{var}` is not set"))?
+        }
+        Source::File(path) => std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read credential file `{}`: {e}", path.display()))?,
+    };
+    let value = value.trim();
+    if value.is_empty() {
+        return Err(match s {
+            Source::Env(var) => format!("environment variable `{var}` is empty"),
+            Source::File(path) => format!("credential file `{}` is empty", path.display()),
+        });
+    }
+    Ok(SecretString::from(value.to_owned()))
+}
+
+fn check_url(url: &str) -> Result<(), String> {
+    match reqwest::Url::parse(url) {
+        Ok(u) if u.scheme() == "https" || u.scheme() == "http" => {
+            if u.query().is_some() || u.fragment().is_some() {
+                Err(format!("`{url}` must not carry a query or fragment"))
+            } else {
+                Ok(())
+            }
+        }
+        Ok(_) => Err(format!("`{url}` is not an http(s) URL")),
+        Err(e) => Err(format!("`{url}` is not a URL: {e}")),
+    }
+}
+
+impl Entry {
+    pub fn base_url(&self) -> String {
+        self.base_url.clone().unwrap_or_else(|| {
+            match self.kind {
+                ProviderKind::Factory => "https://api.factory.ai",
+                ProviderKind::Aitronos => "https://api.aitronos.com",
+                ProviderKind::Telnyx => "https://api.telnyx.com",
+                ProviderKind::Aerospike => "https://api.aerospike.com/v1",
+                ProviderKind::Cognee => "http://localhost:8000",
+            }
+            .to_owned()
+        })
+    }
+
+    /// Which credential keys this kind takes, and exactly one way of giving it.
+    fn credential_spec(&self) -> Result<CredentialSpec, (&'static str, String)> {
+        let kind = self.kind;
+        let token = one("token", self.token_env.as_ref(), self.token_file.as_ref())?;
+        let api_key = one(
+            "api_key",
+            self.api_key_env.as_ref(),
+            self.api_key_file.as_ref(),
+        )?;
+        let oauth_keys = [
+            ("token_url", self.token_url.is_some()),
+            ("client_id_env", self.client_id_env.is_some()),
+            ("client_secret_env", self.client_secret_env.is_some()),
+        ];
+        let takes_api_key = matches!(kind, ProviderKind::Aitronos | ProviderKind::Cognee);
+        if kind != ProviderKind::Aerospike {
+            if let Some((k, _)) = oauth_keys.iter().find(|(_, set)| *set) {
+                return Err((k, format!("{kind} does not use OAuth client credentials")));
+            }
+        }
+        match kind {
+            ProviderKind::Aerospike => {
+                if token.is_some() || api_key.is_some() {
+                    return Err((
+                        if token.is_some() { "token_env" } else { "api_key_env" },
+                        "aerospike authenticates with token_url, client_id_env and client_secret_env".into(),
+                    ));
+                }
+                let missing = |k: &'static str| (k, format!("{k} is required for aerospike"));
+                Ok(CredentialSpec::OAuth {
+                    token_url: self.token_url.clone().ok_or_else(|| missing("token_url"))?,
+                    client_id: Source::Env(
+                        self.client_id_env
+                            .clone()
+                            .ok_or_else(|| missing("client_id_env"))?,
+                    ),
+                    client_secret: Source::Env(
+                        self.client_secret_env
+                            .clone()
+                            .ok_or_else(|| missing("client_secret_env"))?,
+                    ),
+                    body: self.token_body,
+                })
+            }
+            _ => match (token, api_key) {
+                (Some(_), Some(_)) => Err((
+                    "api_key_env",
+                    "give either a token or an API key, not both".into(),
+                )),
+                (Some(t), None) => Ok(CredentialSpec::Bearer(t)),
+                (None, Some(k)) if takes_api_key => Ok(CredentialSpec::ApiKey(k)),
+                (None, Some(_)) => Err((
+                    "api_key_env",
+                    format!(
+                        "{kind} takes a Bearer token (token_env or token_file), not an API key"
+                    ),
+                )),
+                (None, None) if takes_api_key => Err((
+                    "api_key_env",
+                    "no credential: set api_key_env, api_key_file, token_env or token_file".into(),
+                )),
+                (None, None) => Err((
+                    "token_env",
+                    "no credential: set token_env or token_file".into(),
+                )),
+            },
+        }
+    }
+
+    pub fn policy(&self) -> Policy {
+        Policy {
+            max_attempts: self.max_attempts,
+            base_delay: Duration::from_millis(self.base_delay_ms),
+            max_delay: Duration::from_millis(self.max_delay_ms),
+            max_elapsed: Duration::from_secs(self.max_elapsed_s),
+            on_conflict: self.on_conflict,
+            max_conflict_retries: self.max_conflict_retries,
+            max_rate_limit_wait: Duration::from_secs(self.max_rate_limit_wait_s),
+        }
+    }
+}
+
+fn one(
+    stem: &'static str,
+    env: Option<&String>,
+    file: Option<&PathBuf>,
+) -> Result<Option<Source>, (&'static str, String)> {
+    match (env, file) {
+        (Some(_), Some(_)) => Err((
+            if stem == "token" {
+                "token_file"
+            } else {
+                "api_key_file"
+            },
+            format!("set {stem}_env or {stem}_file, not both"),
+        )),
+        (Some(v), None) => Ok(Some(Source::Env(v.clone()))),
+        (None, Some(p)) => Ok(Some(Source::File(p.clone()))),
+        (None, None) => Ok(None),
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::result_large_err)] // figment::Jail's closure signature
+mod tests {
+    use super::*;
+
+    /// Loads inside figment's Jail, which serializes the tests that touch the environment.
+    fn load(text: &str) -> Result<Settings, String> {
+        let mut out = None;
+        figment::Jail::expect_with(|_| {
+            out = Some(Settings::from_toml(text, "test.toml").map_err(|e| e.to_string()));
+            Ok(())
+        });
+        out.expect("ran")
+    }
+
+    const GOOD: &str = r#"
+        [providers.factory]
+        kind = "factory"
+        token_env = "F_TOKEN"
+        rate_per_second = 0.5
+
+        [providers.telnyx-eu]
+        kind = "telnyx"
+        base_url = "https://api.telnyx.eu"
+        token_file = "/run/secrets/telnyx"
+
+        [providers.aerospike]
+        kind = "aerospike"
+        token_url = "https://auth.control.aerospike.cloud/oauth/token"
+        client_id_env = "A_ID"
+        client_secret_env = "A_SECRET"
+        token_body = "json"
+    "#;
+
+    #[test]
+    fn a_good_file_loads_with_defaults() {
+        let s = load(GOOD).unwrap();
+        let f = &s.providers["factory"];
+        assert_eq!(f.rate_per_second, 0.5);
+        assert_eq!(f.burst, 5);
+        assert_eq!(f.base_url(), "https://api.factory.ai");
+        assert_eq!(s.providers["telnyx-eu"].base_url(), "https://api.telnyx.eu");
+        assert_eq!(s.providers["aerospike"].token_body, TokenBody::Json);
+    }
+
+    #[test]
+    fn unknown_keys_kinds_and_bad_values_name_file_and_key() {
+        let e =
+            load("[providers.f]\nkind = \"factory\"\ntoken_env = \"X\"\nrate = 3\n").unwrap_err();
+        assert!(e.contains("test.toml") && e.contains("rate"), "{e}");
+        let e = load("[providers.f]\nkind = \"slack\"\ntoken_env = \"X\"\n").unwrap_err();
+        assert!(e.contains("slack"), "{e}");
+        let e = load("[providers.f]\nkind = \"factory\"\ntoken_env = \"X\"\nrate_per_second = 0\n")
+            .unwrap_err();
+        assert!(
+            e.contains("providers.f.rate_per_second") && e.contains("above 0"),
+            "{e}"
+        );
+        let e =
+            load("[providers.f]\nkind = \"factory\"\ntoken_env = \"X\"\nburst = -1\n").unwrap_err();
+        assert!(e.contains("burst"), "{e}");
+        let e =
+            load("[providers.f]\nkind = \"factory\"\ntoken_env = \"X\"\nbase_url = \"ftp://x\"\n")
+                .unwrap_err();
+        assert!(e.contains("providers.f.base_url"), "{e}");
+    }
+
+    #[test]
+    fn credentials_must_fit_the_kind() {
+        let e = load("[providers.f]\nkind = \"factory\"\n").unwrap_err();
+        assert!(
+            e.contains("providers.f.token_env") && e.contains("no credential"),
+            "{e}"
+        );
+        let e = load("[providers.f]\nkind = \"factory\"\napi_key_env = \"K\"\n").unwrap_err();
+        assert!(e.contains("Bearer"), "{e}");
+        let e = load("[providers.a]\nkind = \"aerospike\"\ntoken_url = \"https://x/t\"\nclient_id_env = \"I\"\n").unwrap_err();
+        assert!(e.contains("client_secret_env"), "{e}");
+        let e = load("[providers.c]\nkind = \"cognee\"\napi_key_env = \"K\"\ntoken_env = \"T\"\n")
+            .unwrap_err();
+        assert!(e.contains("not both"), "{e}");
+        assert!(load("[providers.c]\nkind = \"cognee\"\napi_key_env = \"K\"\n").is_ok());
+    }
+
+    #[test]
+    fn a_missing_variable_or_file_is_named() {
+        let s = load(GOOD).unwrap();
+        let env =
+            |k: &str| (k == "F_TOKEN" || k == "A_ID" || k == "A_SECRET").then(|| "v".to_owned());
+        let e = s.resolve("test.toml", &env).err().unwrap().to_string();
+        assert!(
+            e.contains("providers.telnyx-eu.token_file") && e.contains("/run/secrets/telnyx"),
+            "{e}"
+        );
+        let only_file =
+            load("[providers.f]\nkind = \"factory\"\ntoken_env = \"F_TOKEN\"\n").unwrap();
+        let e = only_file
+            .resolve("test.toml", &|_| None)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(e.contains("`F_TOKEN` is not set"), "{e}");
+    }
+
+    #[test]
+    fn environment_overrides_any_key() {
+        // figment's Jail isolates the process environment for the closure.
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("OFFBOARD__PROVIDERS__FACTORY__RATE_PER_SECOND", "12.5");
+            jail.set_env("OFFBOARD__PROVIDERS__FACTORY__ON_CONFLICT", "fail");
+            let s = Settings::from_toml(GOOD, "test.toml").map_err(|e| e.to_string())?;
+            assert_eq!(s.providers["factory"].rate_per_second, 12.5);
+            assert_eq!(s.providers["factory"].on_conflict, OnConflict::Fail);
+            Ok(())
+        });
+    }
+}

@@ -1,0 +1,421 @@
+//! A lane per provider entry: its pacing (limiter and pause), its in-flight bound, its circuit,
+//! and the attempt loop that takes one job from first request to final record.
+//!
+//! Lanes share nothing, so a provider that is slow, rate-limited or down never slows another.
+
+use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use tokio::sync::{Semaphore, mpsc};
+use tokio_util::task::TaskTracker;
+
+use crate::job::{Job, LaneId, ProviderKind};
+use crate::providers::{Answer, Provider, Transport};
+use crate::report::{ErrorField, Outcome, Record, Sink, Timestamp};
+use crate::retry::{Decision, FailReason, OnConflict, Policy, RetryReason, classify};
+
+/// The rate limiter behind a type of our own, so that the rate can change while jobs flow (pacing
+/// will adapt to the provider's answers) without the lane knowing how.
+pub struct Pacer {
+    limiter: ArcSwap<DefaultDirectRateLimiter>,
+}
+
+impl Pacer {
+    /// `rate` requests per second (fractions allowed), `burst` at once after a quiet spell.
+    pub fn new(rate: f64, burst: u32) -> Pacer {
+        Pacer {
+            limiter: ArcSwap::from_pointee(Self::limiter(rate, burst)),
+        }
+    }
+
+    fn limiter(rate: f64, burst: u32) -> DefaultDirectRateLimiter {
+        let period = Duration::from_secs_f64(1.0 / rate).max(Duration::from_nanos(1));
+        let quota = Quota::with_period(period)
+            .expect("period is above zero")
+            .allow_burst(NonZeroU32::new(burst.max(1)).expect("at least 1"));
+        RateLimiter::direct(quota)
+    }
+
+    /// Changes the rate from now on.
+    pub fn set_rate(&self, rate: f64, burst: u32) {
+        self.limiter.store(Arc::new(Self::limiter(rate, burst)));
+    }
+
+    /// Waits for the next request's turn.
+    pub async fn ready(&self) {
+        self.limiter.load_full().until_ready().await;
+    }
+}
+
+/// Counts consecutive credential failures; at the threshold it opens, for good, with a reason.
+struct Circuit {
+    threshold: u32,
+    consecutive: AtomicU32,
+    open: OnceLock<String>,
+}
+
+impl Circuit {
+    fn ok(&self) {
+        self.consecutive.store(0, Ordering::Relaxed);
+    }
+
+    fn credential_failure(&self, what: &str) {
+        let n = self.consecutive.fetch_add(1, Ordering::Relaxed) + 1;
+        if n >= self.threshold {
+            let reason = format!(
+                "circuit open after {n} credential refusals in a row (last: {what}): check the credential and its scope"
+            );
+            if self.open.set(reason.clone()).is_ok() {
+                tracing::error!(reason = %reason, "lane halted");
+            }
+        }
+    }
+
+    fn reason(&self) -> Option<&str> {
+        self.open.get().map(String::as_str)
+    }
+}
+
+/// Counters a lane keeps for its summary.
+#[derive(Debug, Default)]
+pub struct LaneStats {
+    pub requests: AtomicU64,
+    pub rate_limited: AtomicU64,
+    pub retries: AtomicU64,
+}
+
+pub struct Lane {
+    pub id: LaneId,
+    pub name: Arc<str>,
+    provider: Provider,
+    pacer: Pacer,
+    in_flight: Arc<Semaphore>,
+    paused_until: Mutex<Option<Instant>>,
+    circuit: Circuit,
+    policy: Policy,
+    pub stats: LaneStats,
+}
+
+/// What a lane needs besides its provider.
+pub struct LaneSettings {
+    pub rate_per_second: f64,
+    pub burst: u32,
+    pub max_in_flight: u32,
+    pub circuit_after: u32,
+    pub policy: Policy,
+}
+
+impl Lane {
+    pub fn new(id: LaneId, name: Arc<str>, provider: Provider, s: LaneSettings) -> Lane {
+        Lane {
+            id,
+            name,
+            provider,
+            pacer: Pacer::new(s.rate_per_second, s.burst),
+            in_flight: Arc::new(Semaphore::new(s.max_in_flight as usize)),
+            paused_until: Mutex::new(None),
+            circuit: Circuit {
+                threshold: s.circuit_after.max(1),
+                consecutive: AtomicU32::new(0),
+                open: OnceLock::new(),
+            },
+            policy: s.policy,
+            stats: LaneStats::default(),
+        }
+    }
+
+    pub fn kind(&self) -> ProviderKind {
+        self.provider.kind()
+    }
+
+    /// Why the lane stopped sending, if it did.
+    pub fn halted(&self) -> Option<&str> {
+        self.circuit.reason()
+    }
+
+    fn paused_until(&self) -> Option<Instant> {
+        let until = *self.paused_until.lock().expect("pause lock");
+        until.filter(|u| *u > Instant::now())
+    }
+
+    /// Holds every request of this lane for `d` (a 429 speaks for the whole lane, not one job).
+    pub fn pause_for(&self, d: Duration) {
+        let until = Instant::now() + d;
+        let mut p = self.paused_until.lock().expect("pause lock");
+        if p.is_none_or(|cur| cur < until) {
+            *p = Some(until);
+        }
+    }
+
+    /// Waits out any pause, then for the limiter's next cell.
+    async fn admit(&self) {
+        loop {
+            if let Some(until) = self.paused_until() {
+                tokio::time::sleep_until(until.into()).await;
+                continue;
+            }
+            self.pacer.ready().await;
+            // A 429 may have paused the lane while we waited for the cell; the cell is forfeit.
+            if self.paused_until().is_none() {
+                return;
+            }
+        }
+    }
+
+    /// Runs one job to its final record: pacing, the request, classification, retries.
+    pub async fn execute(&self, job: &Job) -> Record {
+        let started = Timestamp::now();
+        let first = Instant::now();
+        let mut schedule = self.policy.schedule();
+        let mut attempts = 0u32;
+        let mut transient = 0u32;
+        let mut conflicts = 0u32;
+        let mut rate_waited = Duration::ZERO;
+        let mut refreshed = false;
+        let mut last: Option<Result<Answer, Transport>> = None;
+        loop {
+            if let Some(reason) = self.halted() {
+                return self.halted_record(job, started, attempts, last.as_ref(), reason);
+            }
+            self.admit().await;
+            if let Some(reason) = self.halted() {
+                return self.halted_record(job, started, attempts, last.as_ref(), reason);
+            }
+            attempts += 1;
+            self.stats.requests.fetch_add(1, Ordering::Relaxed);
+            let sent = Instant::now();
+            let result = self.provider.remove(&job.target).await;
+            let decision = classify(&result, self.provider.refreshable() && !refreshed);
+            let fail = |reason: FailReason, result: &Result<Answer, Transport>| {
+                self.finished(
+                    job,
+                    started,
+                    attempts,
+                    Outcome::Failed,
+                    Some(reason.as_str()),
+                    Some(result),
+                )
+            };
+            let (reason, after) = match decision {
+                Decision::Removed | Decision::AlreadyAbsent => {
+                    self.circuit.ok();
+                    let outcome = if decision == Decision::Removed {
+                        Outcome::Removed
+                    } else {
+                        Outcome::AlreadyAbsent
+                    };
+                    return self.finished(job, started, attempts, outcome, None, Some(&result));
+                }
+                Decision::Fail { reason } => {
+                    if reason.is_credential() {
+                        let status = result.as_ref().map(|a| a.status.as_u16()).unwrap_or(0);
+                        self.circuit
+                            .credential_failure(&format!("{status} {}", reason.as_str()));
+                    }
+                    return fail(reason, &result);
+                }
+                Decision::Retry { reason, after } => (reason, after),
+            };
+            let wait = match reason {
+                RetryReason::RateLimited => {
+                    self.stats.rate_limited.fetch_add(1, Ordering::Relaxed);
+                    let d =
+                        after.unwrap_or_else(|| schedule.next().unwrap_or(self.policy.max_delay));
+                    rate_waited += d;
+                    if rate_waited > self.policy.max_rate_limit_wait {
+                        return fail(FailReason::RateLimitWaitExceeded, &result);
+                    }
+                    self.pause_for(d);
+                    Duration::ZERO // admit() waits out the lane's pause
+                }
+                RetryReason::TokenRefresh => {
+                    refreshed = true;
+                    self.provider.invalidate_token(sent);
+                    Duration::ZERO
+                }
+                RetryReason::Conflict => {
+                    conflicts += 1;
+                    if self.policy.on_conflict == OnConflict::Fail
+                        || conflicts > self.policy.max_conflict_retries
+                    {
+                        return fail(FailReason::Conflict, &result);
+                    }
+                    after.unwrap_or_else(|| schedule.next().unwrap_or(self.policy.max_delay))
+                }
+                RetryReason::ServerError | RetryReason::Timeout | RetryReason::Connection => {
+                    transient += 1;
+                    let d =
+                        after.unwrap_or_else(|| schedule.next().unwrap_or(self.policy.max_delay));
+                    if transient >= self.policy.max_attempts
+                        || first.elapsed() + d > self.policy.max_elapsed
+                    {
+                        return fail(FailReason::RetriesExhausted, &result);
+                    }
+                    d
+                }
+            };
+            self.stats.retries.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(job_id = %job.id, provider = %self.name, reason = reason.as_str(), wait_ms = wait.as_millis() as u64, "retry");
+            last = Some(result);
+            if !wait.is_zero() {
+                tokio::time::sleep(wait).await;
+            }
+        }
+    }
+
+    fn halted_record(
+        &self,
+        job: &Job,
+        started: Timestamp,
+        attempts: u32,
+        last: Option<&Result<Answer, Transport>>,
+        reason: &str,
+    ) -> Record {
+        let (outcome, code) = if attempts == 0 {
+            (Outcome::NotAttempted, "circuit_open")
+        } else {
+            (Outcome::Failed, FailReason::LaneHalted.as_str())
+        };
+        let mut r = self.finished(job, started, attempts, outcome, Some(code), last);
+        r.error = Some(ErrorField {
+            code: code.to_owned(),
+            message: reason.to_owned(),
+        });
+        r
+    }
+
+    fn finished(
+        &self,
+        job: &Job,
+        started: Timestamp,
+        attempts: u32,
+        outcome: Outcome,
+        reason: Option<&'static str>,
+        result: Option<&Result<Answer, Transport>>,
+    ) -> Record {
+        let (http_status, provider_request_id, error) = match result {
+            Some(Ok(a)) => (
+                Some(a.status.as_u16()),
+                a.request_id.clone(),
+                a.error
+                    .as_ref()
+                    .filter(|_| !outcome.is_done() || outcome == Outcome::AlreadyAbsent)
+                    .map(|e| ErrorField {
+                        code: e
+                            .code
+                            .clone()
+                            .or_else(|| reason.map(str::to_owned))
+                            .unwrap_or_else(|| a.status.as_u16().to_string()),
+                        message: e.message.clone(),
+                    }),
+            ),
+            Some(Err(t)) => (
+                None,
+                None,
+                Some(ErrorField {
+                    code: reason.unwrap_or("transport").to_owned(),
+                    message: t.to_string(),
+                }),
+            ),
+            None => (None, None, None),
+        };
+        tracing::info!(job_id = %job.id, provider = %self.name, outcome = outcome.as_str(), reason = reason.unwrap_or(""), attempts, "job finished");
+        Record {
+            job_id: job.id.to_string(),
+            line: job.line,
+            provider: Some(self.name.to_string()),
+            organization: job.target.organization(),
+            user: Some(job.target.user()),
+            outcome,
+            reason,
+            http_status,
+            attempts,
+            provider_request_id,
+            error,
+            started_at: Some(started),
+            finished_at: Timestamp::now(),
+        }
+    }
+
+    /// Takes jobs from `jobs` until it closes, at most `max_in_flight` at a time, and records each.
+    pub async fn drive(self: Arc<Self>, mut jobs: mpsc::Receiver<Job>, sink: Sink) {
+        let tracker = TaskTracker::new();
+        while let Some(job) = jobs.recv().await {
+            if sink.is_broken() {
+                break;
+            }
+            if let Some(reason) = self.halted() {
+                // No permit needed: nothing will be sent.
+                sink.record(self.halted_record(&job, Timestamp::now(), 0, None, reason))
+                    .await;
+                continue;
+            }
+            let permit = self
+                .in_flight
+                .clone()
+                .acquire_owned()
+                .await
+                .expect("never closed");
+            let lane = self.clone();
+            let sink = sink.clone();
+            tracker.spawn(async move {
+                let record = lane.execute(&job).await;
+                drop(permit);
+                sink.record(record).await;
+            });
+        }
+        tracker.close();
+        tracker.wait().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn pacer_holds_rate_and_burst_and_can_change_rate() {
+        let p = Pacer::new(20.0, 2);
+        let t = Instant::now();
+        for _ in 0..6 {
+            p.ready().await;
+        }
+        // 2 at once, then 4 more at 50 ms each: at least 200 ms minus scheduling slack.
+        assert!(
+            t.elapsed() >= Duration::from_millis(190),
+            "{:?}",
+            t.elapsed()
+        );
+        p.set_rate(1000.0, 50);
+        let t = Instant::now();
+        for _ in 0..50 {
+            p.ready().await;
+        }
+        assert!(
+            t.elapsed() < Duration::from_millis(150),
+            "new rate applies: {:?}",
+            t.elapsed()
+        );
+    }
+
+    #[test]
+    fn circuit_opens_only_on_consecutive_failures() {
+        let c = Circuit {
+            threshold: 3,
+            consecutive: AtomicU32::new(0),
+            open: OnceLock::new(),
+        };
+        c.credential_failure("401");
+        c.credential_failure("401");
+        c.ok();
+        c.credential_failure("403");
+        assert!(c.reason().is_none());
+        c.credential_failure("403");
+        c.credential_failure("403");
+        assert!(c.reason().unwrap().contains("3 credential refusals"));
+    }
+}

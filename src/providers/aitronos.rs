@@ -1,0 +1,115 @@
+//! Aitronos: `DELETE {base}/v1/organizations/{org_*}/users/{usr_*}` with JSON
+//! `{"confirm": true, "transfer_resources_to_department_id"?}`; `X-API-Key` or a Bearer JWT.
+//! 204 on success; errors as `{"success": false, "error": {"code", "message", "trace_id", ...}}`.
+
+use reqwest::header::HeaderMap;
+use reqwest::{Client, RequestBuilder, StatusCode};
+use serde::{Deserialize, Serialize};
+
+use super::Adapter;
+use super::http::{self, Answer, Hint, ProviderError};
+use crate::job::{ProviderKind, Target};
+
+pub struct Aitronos {
+    pub(super) base: String,
+}
+
+#[derive(Serialize)]
+struct Body<'a> {
+    /// Without it the API answers 422 CONFIRMATION_REQUIRED.
+    confirm: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    transfer_resources_to_department_id: Option<&'a str>,
+}
+
+#[derive(Deserialize)]
+struct Envelope {
+    error: Inner,
+}
+
+#[derive(Deserialize)]
+struct Inner {
+    code: String,
+    #[serde(default)]
+    message: String,
+    #[serde(default)]
+    trace_id: Option<String>,
+}
+
+impl Adapter for Aitronos {
+    fn kind(&self) -> ProviderKind {
+        ProviderKind::Aitronos
+    }
+
+    fn removal(&self, http: &Client, target: &Target) -> RequestBuilder {
+        let Target::Aitronos {
+            organization,
+            user,
+            transfer_to,
+        } = target
+        else {
+            unreachable!("checked by Provider::remove")
+        };
+        http.delete(format!(
+            "{}/v1/organizations/{}/users/{}",
+            self.base,
+            organization.as_str(),
+            user.as_str()
+        ))
+        .json(&Body {
+            confirm: true,
+            transfer_resources_to_department_id: transfer_to.as_ref().map(|d| d.as_str()),
+        })
+    }
+
+    fn read(&self, status: StatusCode, headers: &HeaderMap, body: &[u8]) -> Answer {
+        let envelope = http::json::<Envelope>(body).map(|e| e.error);
+        let code = envelope.as_ref().map(|e| e.code.as_str()).unwrap_or("");
+        let hint = match status {
+            StatusCode::NO_CONTENT => Hint::Removed,
+            // The code for an unknown user is not documented (likely USER_NOT_FOUND): read the
+            // subject of the code rather than one exact spelling.
+            StatusCode::NOT_FOUND if code.contains("ORGANIZATION") || code.contains("ORG_") => {
+                Hint::NoSuchOrganization
+            }
+            StatusCode::NOT_FOUND if code.contains("USER") || code.contains("MEMBER") => {
+                Hint::NotAMember
+            }
+            StatusCode::NOT_FOUND => Hint::NoSuchOrganization,
+            StatusCode::FORBIDDEN if code == "CANNOT_DELETE_OWNER" => Hint::TargetRefused,
+            _ => Hint::None,
+        };
+        let mut answer = Answer::new(status, hint);
+        answer.request_id = envelope
+            .as_ref()
+            .and_then(|e| e.trace_id.clone())
+            .or_else(|| http::header(headers, "x-request-id").map(str::to_owned));
+        answer.wait = http::retry_after(headers, std::time::SystemTime::now())
+            .or_else(|| reset(headers))
+            .or_else(|| http::go_duration_header(headers, "x-ratelimit-reset-requests"));
+        if !status.is_success() {
+            answer.error = Some(match envelope {
+                Some(e) => ProviderError {
+                    code: Some(e.code),
+                    message: e.message,
+                },
+                None => ProviderError {
+                    code: None,
+                    message: http::text_excerpt(status, body),
+                },
+            });
+        }
+        answer
+    }
+}
+
+/// `X-RateLimit-Reset`: one page says a Unix time, another reads like seconds. A value past the
+/// year 2001 in seconds can only be a Unix time.
+fn reset(headers: &HeaderMap) -> Option<std::time::Duration> {
+    let v: f64 = http::header(headers, "x-ratelimit-reset")?.parse().ok()?;
+    if v > 1_000_000_000.0 {
+        http::epoch_header(headers, "x-ratelimit-reset", std::time::SystemTime::now())
+    } else {
+        http::seconds_header(headers, "x-ratelimit-reset")
+    }
+}

@@ -1,0 +1,63 @@
+//! Factory: `DELETE {base}/api/v0/organization/users?email=E`, `Authorization: Bearer fk-...`.
+//! 204 on success (empty body or `{}`); errors as `{"detail", "status", "title", "metadata"?}`.
+
+use reqwest::header::HeaderMap;
+use reqwest::{Client, RequestBuilder, StatusCode};
+use serde::Deserialize;
+
+use super::Adapter;
+use super::http::{self, Answer, Hint, ProviderError};
+use crate::job::{ProviderKind, Target};
+
+pub struct Factory {
+    pub(super) base: String,
+}
+
+#[derive(Deserialize)]
+struct Envelope {
+    detail: String,
+    #[serde(default)]
+    title: Option<String>,
+}
+
+impl Adapter for Factory {
+    fn kind(&self) -> ProviderKind {
+        ProviderKind::Factory
+    }
+
+    fn removal(&self, http: &Client, target: &Target) -> RequestBuilder {
+        let Target::Factory { email } = target else {
+            unreachable!("checked by Provider::remove")
+        };
+        http.delete(format!("{}/api/v0/organization/users", self.base))
+            .query(&[("email", email.as_str())])
+    }
+
+    fn read(&self, status: StatusCode, headers: &HeaderMap, body: &[u8]) -> Answer {
+        let envelope = http::json::<Envelope>(body);
+        let hint = match status {
+            StatusCode::NO_CONTENT => Hint::Removed,
+            // The page's 404 carries its error envelope: no such member or invitation. A bare 404
+            // is a wrong URL, not an absent member.
+            StatusCode::NOT_FOUND if envelope.is_some() => Hint::NotAMember,
+            StatusCode::NOT_FOUND => Hint::NoSuchOrganization,
+            _ => Hint::None,
+        };
+        let mut answer = Answer::new(status, hint);
+        answer.request_id = http::header(headers, "x-request-id").map(str::to_owned);
+        answer.wait = http::retry_after(headers, std::time::SystemTime::now());
+        if !status.is_success() {
+            answer.error = Some(match envelope {
+                Some(e) => ProviderError {
+                    code: e.title,
+                    message: e.detail,
+                },
+                None => ProviderError {
+                    code: None,
+                    message: http::text_excerpt(status, body),
+                },
+            });
+        }
+        answer
+    }
+}

@@ -1,0 +1,260 @@
+//! The uniform answer every adapter reads a provider's reply into, and helpers to read headers.
+
+use std::time::{Duration, SystemTime};
+
+use bytes::{Bytes, BytesMut};
+use reqwest::header::{HeaderMap, HeaderName, RETRY_AFTER};
+use reqwest::{RequestBuilder, StatusCode};
+use serde::Serialize;
+
+/// The most of an answer's body we read: error envelopes are small, and a runaway body must not
+/// grow memory.
+const MAX_BODY: usize = 64 * 1024;
+
+/// A provider's error, read from its own error body.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct ProviderError {
+    /// The provider's own code (`10005`, `CANNOT_DELETE_OWNER`, a problem `type`), when it gives one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub code: Option<String>,
+    pub message: String,
+}
+
+/// What the adapter, knowing its page, says the answer means beyond its status code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Hint {
+    /// A documented success status: the membership is gone.
+    Removed,
+    /// A 404 that says this person is not a member (any more).
+    NotAMember,
+    /// A 404 that says the organization or tenant does not exist, or the URL is wrong.
+    NoSuchOrganization,
+    /// A refusal about this target, not about our credentials (an owner who cannot be removed).
+    TargetRefused,
+    /// The access token expired or was revoked: a new one may cure it.
+    TokenExpired,
+    /// The token endpoint refused our client credentials: a new token will not help.
+    TokenDenied,
+    /// Nothing beyond the status code.
+    None,
+}
+
+/// One answer, read: the same shape for every provider.
+#[derive(Debug, Clone)]
+pub struct Answer {
+    pub status: StatusCode,
+    pub hint: Hint,
+    pub error: Option<ProviderError>,
+    pub request_id: Option<String>,
+    /// How long the provider asks us to wait (Retry-After, or its own reset header).
+    pub wait: Option<Duration>,
+}
+
+impl Answer {
+    /// An answer with nothing but its status and hint.
+    pub fn new(status: StatusCode, hint: Hint) -> Answer {
+        Answer {
+            status,
+            hint,
+            error: None,
+            request_id: None,
+            wait: None,
+        }
+    }
+}
+
+/// No answer came back.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Transport {
+    #[error("timed out: {0}")]
+    Timeout(String),
+    #[error("could not connect: {0}")]
+    Connect(String),
+    #[error("request failed: {0}")]
+    Other(String),
+}
+
+impl From<reqwest::Error> for Transport {
+    fn from(e: reqwest::Error) -> Self {
+        // reqwest's Display names the URL, which holds no secret (credentials travel in headers),
+        // but may hold an email in Factory's query: keep only the error's kind and cause.
+        let e = e.without_url();
+        let text = error_chain(&e);
+        if e.is_timeout() {
+            Transport::Timeout(text)
+        } else if e.is_connect() {
+            Transport::Connect(text)
+        } else {
+            Transport::Other(text)
+        }
+    }
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}
+
+/// Sends a request and reads status, headers and (at most [`MAX_BODY`] of) the body.
+pub async fn exchange(
+    request: RequestBuilder,
+) -> Result<(StatusCode, HeaderMap, Bytes), Transport> {
+    let mut response = request.send().await?;
+    let status = response.status();
+    let headers = std::mem::take(response.headers_mut());
+    let mut body = BytesMut::new();
+    while let Some(chunk) = response.chunk().await? {
+        let room = MAX_BODY - body.len();
+        body.extend_from_slice(&chunk[..chunk.len().min(room)]);
+        if body.len() == MAX_BODY {
+            break;
+        }
+    }
+    Ok((status, headers, body.freeze()))
+}
+
+/// A header as text, when present and readable.
+pub fn header<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
+    headers
+        .get(HeaderName::from_bytes(name.as_bytes()).ok()?)
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+}
+
+/// `Retry-After`, as delay-seconds or as an HTTP date (RFC 9110 §10.2.3).
+pub fn retry_after(headers: &HeaderMap, now: SystemTime) -> Option<Duration> {
+    let v = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
+    if let Ok(secs) = v.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let at = httpdate::parse_http_date(v).ok()?;
+    Some(at.duration_since(now).unwrap_or(Duration::ZERO))
+}
+
+/// A header holding seconds to wait (`x-ratelimit-reset: 7`, fractions allowed).
+pub fn seconds_header(headers: &HeaderMap, name: &str) -> Option<Duration> {
+    let secs: f64 = header(headers, name)?.parse().ok()?;
+    (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs.min(86_400.0)))
+}
+
+/// A header holding a Unix time to wait for (`X-RateLimit-Reset: 1767225600`).
+pub fn epoch_header(headers: &HeaderMap, name: &str, now: SystemTime) -> Option<Duration> {
+    let at: u64 = header(headers, name)?.parse().ok()?;
+    let at = SystemTime::UNIX_EPOCH + Duration::from_secs(at);
+    Some(at.duration_since(now).unwrap_or(Duration::ZERO))
+}
+
+/// A duration such as `1s`, `250ms`, `6m0s` (the `x-ratelimit-reset-requests` style).
+pub fn go_duration_header(headers: &HeaderMap, name: &str) -> Option<Duration> {
+    let v = header(headers, name)?;
+    let mut total = 0f64;
+    let mut num = String::new();
+    let mut chars = v.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c.is_ascii_digit() || c == '.' {
+            num.push(c);
+            continue;
+        }
+        let n: f64 = num.parse().ok()?;
+        num.clear();
+        let unit = match (c, chars.peek()) {
+            ('m', Some('s')) => {
+                chars.next();
+                0.001
+            }
+            ('h', _) => 3600.0,
+            ('m', _) => 60.0,
+            ('s', _) => 1.0,
+            _ => return None,
+        };
+        total += n * unit;
+    }
+    if !num.is_empty() {
+        total += num.parse::<f64>().ok()?;
+    }
+    (total.is_finite() && total >= 0.0).then(|| Duration::from_secs_f64(total.min(86_400.0)))
+}
+
+/// The body as JSON of type `T`, if it is.
+pub fn json<'b, T: serde::Deserialize<'b>>(body: &'b [u8]) -> Option<T> {
+    serde_json::from_slice(body).ok()
+}
+
+/// The body as short text for an error message when it is not the documented envelope.
+pub fn text_excerpt(status: StatusCode, body: &[u8]) -> String {
+    let text = String::from_utf8_lossy(body);
+    let text = text.trim();
+    if text.is_empty() {
+        status.canonical_reason().unwrap_or("no message").to_owned()
+    } else {
+        text.chars().take(300).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use reqwest::header::HeaderValue;
+
+    fn h(name: &'static str, v: &str) -> HeaderMap {
+        let mut m = HeaderMap::new();
+        m.insert(name, HeaderValue::from_str(v).unwrap());
+        m
+    }
+
+    #[test]
+    fn retry_after_reads_seconds_and_dates() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        assert_eq!(
+            retry_after(&h("retry-after", "7"), now),
+            Some(Duration::from_secs(7))
+        );
+        let date = httpdate::fmt_http_date(now + Duration::from_secs(30));
+        assert_eq!(
+            retry_after(&h("retry-after", &date), now),
+            Some(Duration::from_secs(30))
+        );
+        let past = httpdate::fmt_http_date(now - Duration::from_secs(30));
+        assert_eq!(
+            retry_after(&h("retry-after", &past), now),
+            Some(Duration::ZERO)
+        );
+        assert_eq!(retry_after(&h("retry-after", "soon"), now), None);
+        assert_eq!(retry_after(&HeaderMap::new(), now), None);
+    }
+
+    #[test]
+    fn reset_headers_in_their_three_styles() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000);
+        assert_eq!(
+            seconds_header(&h("x-ratelimit-reset", "2.5"), "x-ratelimit-reset"),
+            Some(Duration::from_millis(2500))
+        );
+        assert_eq!(
+            seconds_header(&h("x-ratelimit-reset", "-1"), "x-ratelimit-reset"),
+            None
+        );
+        assert_eq!(
+            epoch_header(&h("x-ratelimit-reset", "1012"), "x-ratelimit-reset", now),
+            Some(Duration::from_secs(12))
+        );
+        let g = |v| {
+            go_duration_header(
+                &h("x-ratelimit-reset-requests", v),
+                "x-ratelimit-reset-requests",
+            )
+        };
+        assert_eq!(g("6m0s"), Some(Duration::from_secs(360)));
+        assert_eq!(g("250ms"), Some(Duration::from_millis(250)));
+        assert_eq!(g("1.5s"), Some(Duration::from_millis(1500)));
+        assert_eq!(g("3"), Some(Duration::from_secs(3)));
+        assert_eq!(g("x"), None);
+    }
+}

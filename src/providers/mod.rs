@@ -1,0 +1,108 @@
+//! Provider adapters: one API page each, and the small shared machinery they read answers with.
+//!
+//! An adapter builds the removal request (method, URL, query, body) and reads the answer into an
+//! [`Answer`]. It never sleeps, retries or counts: pacing is the lane's job and deciding what an
+//! answer means for the job is [`crate::retry::classify`]'s.
+
+pub mod aerospike;
+pub mod aitronos;
+pub mod auth;
+pub mod cognee;
+pub mod factory;
+pub mod http;
+pub mod telnyx;
+
+use std::time::Duration;
+
+use reqwest::header::HeaderMap;
+use reqwest::{Client, RequestBuilder, StatusCode};
+
+use crate::job::{ProviderKind, Target};
+pub use auth::Auth;
+pub use http::{Answer, Hint, ProviderError, Transport};
+
+/// One provider's API page.
+pub trait Adapter: Send + Sync + 'static {
+    fn kind(&self) -> ProviderKind;
+
+    /// The removal request for `target`, without credentials. `target` is of this adapter's kind:
+    /// [`Provider`] checks that before calling.
+    fn removal(&self, http: &Client, target: &Target) -> RequestBuilder;
+
+    /// Reads an answer to the removal (status, headers, body) into the uniform shape.
+    fn read(&self, status: StatusCode, headers: &HeaderMap, body: &[u8]) -> Answer;
+}
+
+/// Builds the adapter for a provider kind with its base URL (no trailing slash).
+pub fn adapter(kind: ProviderKind, base_url: &str) -> Box<dyn Adapter> {
+    let base = base_url.trim_end_matches('/').to_owned();
+    match kind {
+        ProviderKind::Factory => Box::new(factory::Factory { base }),
+        ProviderKind::Aitronos => Box::new(aitronos::Aitronos { base }),
+        ProviderKind::Telnyx => Box::new(telnyx::Telnyx { base }),
+        ProviderKind::Aerospike => Box::new(aerospike::Aerospike { base }),
+        ProviderKind::Cognee => Box::new(cognee::Cognee { base }),
+    }
+}
+
+/// An adapter with its credentials and HTTP client: sends one removal, reads one answer.
+pub struct Provider {
+    adapter: Box<dyn Adapter>,
+    auth: Auth,
+    http: Client,
+}
+
+impl Provider {
+    pub fn new(adapter: Box<dyn Adapter>, auth: Auth, http: Client) -> Provider {
+        Provider {
+            adapter,
+            auth,
+            http,
+        }
+    }
+
+    pub fn kind(&self) -> ProviderKind {
+        self.adapter.kind()
+    }
+
+    /// Whether a 401 may be cured by fetching a new token (OAuth), once.
+    pub fn refreshable(&self) -> bool {
+        self.auth.refreshable()
+    }
+
+    /// Drops a cached token that the provider refused on a request sent at `sent_at`, so the next
+    /// request fetches a new one.
+    pub fn invalidate_token(&self, sent_at: std::time::Instant) {
+        self.auth.invalidate(sent_at);
+    }
+
+    /// Sends one removal request and reads its answer. `Err` only when no answer came back.
+    pub async fn remove(&self, target: &Target) -> Result<Answer, Transport> {
+        assert_eq!(
+            target.kind(),
+            self.adapter.kind(),
+            "a job reached the lane of another provider kind"
+        );
+        let request = self.adapter.removal(&self.http, target);
+        let request = match self.auth.apply(request).await {
+            Ok(r) => r,
+            // The token endpoint's own refusal is an answer too, classified like any other.
+            Err(auth::AuthFailure::Answer(answer)) => return Ok(answer),
+            Err(auth::AuthFailure::Transport(t)) => return Err(t),
+        };
+        let (status, headers, body) = http::exchange(request).await?;
+        Ok(self.adapter.read(status, &headers, &body))
+    }
+}
+
+/// A builder for the HTTP client of one provider entry: rustls, no redirects (a redirected DELETE
+/// could land on an endpoint nobody asked for), no proxy from the environment, our User-Agent.
+pub fn client(timeout: Duration) -> reqwest::Result<Client> {
+    Client::builder()
+        .user_agent(concat!("offboard/", env!("CARGO_PKG_VERSION")))
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(timeout)
+        .connect_timeout(timeout.min(Duration::from_secs(10)))
+        .pool_idle_timeout(Duration::from_secs(60))
+        .build()
+}

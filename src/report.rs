@@ -1,0 +1,329 @@
+//! The JSON Lines report: one line per job as it finishes, written by one dedicated thread.
+//!
+//! Jobs hand their record to [`Sink::record`] and go on; the writer thread drains whatever has
+//! queued, writes it in one batch, then flushes, so a crash leaves a valid prefix (at most a torn
+//! last line) and the async runtime never blocks on the disk. [`Sink::record_confirmed`] waits for
+//! the flush, for doors that may only acknowledge a job once its outcome is on disk.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::{self, BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::SystemTime;
+
+use serde::{Serialize, Serializer};
+use tokio::sync::{mpsc, oneshot};
+
+/// How a job ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    Removed,
+    AlreadyAbsent,
+    Failed,
+    Invalid,
+    NotAttempted,
+}
+
+impl Outcome {
+    pub const ALL: [Outcome; 5] = [
+        Outcome::Removed,
+        Outcome::AlreadyAbsent,
+        Outcome::Failed,
+        Outcome::Invalid,
+        Outcome::NotAttempted,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Removed => "removed",
+            Outcome::AlreadyAbsent => "already_absent",
+            Outcome::Failed => "failed",
+            Outcome::Invalid => "invalid",
+            Outcome::NotAttempted => "not_attempted",
+        }
+    }
+
+    /// Whether the person no longer has the account: what exit code 0 promises.
+    pub fn is_done(self) -> bool {
+        matches!(self, Outcome::Removed | Outcome::AlreadyAbsent)
+    }
+
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// A wall-clock instant, written as RFC 3339 UTC with milliseconds.
+#[derive(Debug, Clone, Copy)]
+pub struct Timestamp(pub SystemTime);
+
+impl Timestamp {
+    pub fn now() -> Timestamp {
+        Timestamp(SystemTime::now())
+    }
+}
+
+impl Serialize for Timestamp {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(&humantime::format_rfc3339_millis(self.0))
+    }
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct ErrorField {
+    pub code: String,
+    pub message: String,
+}
+
+/// One report line. Never holds a credential: only ids, statuses and the provider's messages.
+#[derive(Debug, Clone, Serialize)]
+pub struct Record {
+    pub job_id: String,
+    pub line: Option<u64>,
+    pub provider: Option<String>,
+    pub organization: Option<String>,
+    pub user: Option<String>,
+    pub outcome: Outcome,
+    /// Our classification of why the job did not end removed (a bounded set: `unauthorized`,
+    /// `retries_exhausted`, `duplicate`, `circuit_open`...).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<&'static str>,
+    pub http_status: Option<u16>,
+    pub attempts: u32,
+    pub provider_request_id: Option<String>,
+    pub error: Option<ErrorField>,
+    pub started_at: Option<Timestamp>,
+    pub finished_at: Timestamp,
+}
+
+enum Msg {
+    Record(Record, Option<oneshot::Sender<io::Result<()>>>),
+}
+
+/// Live counts by outcome, for the progress display.
+#[derive(Debug, Default)]
+pub struct Live {
+    counts: [AtomicU64; 5],
+}
+
+impl Live {
+    pub fn get(&self, o: Outcome) -> u64 {
+        self.counts[o.index()].load(Ordering::Relaxed)
+    }
+    pub fn total(&self) -> u64 {
+        Outcome::ALL.iter().map(|o| self.get(*o)).sum()
+    }
+}
+
+/// Counts per provider entry and outcome, for the closing summary.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Summary {
+    pub counts: BTreeMap<String, [u64; 5]>,
+}
+
+impl Summary {
+    pub fn get(&self, provider: &str, o: Outcome) -> u64 {
+        self.counts.get(provider).map_or(0, |c| c[o.index()])
+    }
+    pub fn total(&self, o: Outcome) -> u64 {
+        self.counts.values().map(|c| c[o.index()]).sum()
+    }
+    pub fn all_done(&self) -> bool {
+        Outcome::ALL
+            .iter()
+            .filter(|o| !o.is_done())
+            .all(|o| self.total(*o) == 0)
+    }
+}
+
+/// The handle jobs record through. Cheap to clone.
+#[derive(Clone)]
+pub struct Sink {
+    tx: mpsc::Sender<Msg>,
+    live: Arc<Live>,
+    broken: Arc<AtomicBool>,
+}
+
+impl Sink {
+    /// Queues a record; returns once it is queued (the writer applies back-pressure when behind).
+    pub async fn record(&self, r: Record) {
+        self.count(&r);
+        // The writer only stops after every Sink is dropped, so a send cannot fail while we hold one.
+        let _ = self.tx.send(Msg::Record(r, None)).await;
+    }
+
+    /// The same from a blocking thread (the CSV reader).
+    pub fn record_blocking(&self, r: Record) {
+        self.count(&r);
+        let _ = self.tx.blocking_send(Msg::Record(r, None));
+    }
+
+    /// Queues a record and waits until it is written and flushed.
+    pub async fn record_confirmed(&self, r: Record) -> io::Result<()> {
+        self.count(&r);
+        let (tx, rx) = oneshot::channel();
+        self.tx
+            .send(Msg::Record(r, Some(tx)))
+            .await
+            .map_err(|_| io::Error::other("report writer stopped"))?;
+        rx.await
+            .map_err(|_| io::Error::other("report writer stopped"))?
+    }
+
+    fn count(&self, r: &Record) {
+        self.live.counts[r.outcome.index()].fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn live(&self) -> &Arc<Live> {
+        &self.live
+    }
+
+    /// Whether writing has failed: no further removal should be sent, since its outcome could not
+    /// be recorded.
+    pub fn is_broken(&self) -> bool {
+        self.broken.load(Ordering::Relaxed)
+    }
+}
+
+/// The writer thread; `finish` waits for it once every [`Sink`] is dropped.
+pub struct Writer {
+    path: PathBuf,
+    thread: std::thread::JoinHandle<io::Result<Summary>>,
+}
+
+/// The most records written between two flushes.
+const BATCH: usize = 512;
+
+impl Writer {
+    /// Creates (or appends to, when `append`) the report at `path` and starts its writer thread.
+    pub fn start(path: &Path, append: bool) -> io::Result<(Writer, Sink)> {
+        let file = File::options()
+            .create(true)
+            .append(append)
+            .write(true)
+            .truncate(!append)
+            .open(path)?;
+        let (tx, mut rx) = mpsc::channel::<Msg>(4096);
+        let live = Arc::new(Live::default());
+        let broken = Arc::new(AtomicBool::new(false));
+        let flag = broken.clone();
+        let thread = std::thread::Builder::new().name("report-writer".into()).spawn(move || {
+            let mut out = BufWriter::with_capacity(64 * 1024, file);
+            let mut summary = Summary::default();
+            let mut waiting = Vec::new();
+            let mut first_error: Option<io::Error> = None;
+            while let Some(msg) = rx.blocking_recv() {
+                let mut next = Some(msg);
+                let mut n = 0;
+                let mut result = Ok(());
+                while let Some(Msg::Record(r, done)) = next.take() {
+                    let c = summary.counts.entry(r.provider.clone().unwrap_or_default()).or_default();
+                    c[r.outcome.index()] += 1;
+                    if result.is_ok() {
+                        result = serde_json::to_writer(&mut out, &r)
+                            .map_err(io::Error::from)
+                            .and_then(|_| out.write_all(b"\n"));
+                    }
+                    waiting.extend(done);
+                    n += 1;
+                    if n < BATCH {
+                        next = rx.try_recv().ok();
+                    }
+                }
+                if result.is_ok() {
+                    result = out.flush();
+                }
+                if let Err(e) = &result {
+                    flag.store(true, Ordering::Relaxed);
+                    tracing::error!(error = %e, "cannot write the report: no further removal will be sent");
+                }
+                for w in waiting.drain(..) {
+                    let _ = w.send(result.as_ref().map(|_| ()).map_err(|e| io::Error::new(e.kind(), e.to_string())));
+                }
+                if let (Err(e), None) = (result, &first_error) {
+                    first_error = Some(e);
+                }
+            }
+            match first_error {
+                Some(e) => Err(e),
+                None => Ok(summary),
+            }
+        })?;
+        Ok((
+            Writer {
+                path: path.to_owned(),
+                thread,
+            },
+            Sink { tx, live, broken },
+        ))
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Waits for the writer to drain (every [`Sink`] must be dropped first) and returns the counts.
+    pub async fn finish(self) -> io::Result<Summary> {
+        tokio::task::spawn_blocking(move || {
+            self.thread
+                .join()
+                .map_err(|_| io::Error::other("report writer panicked"))?
+        })
+        .await
+        .map_err(io::Error::other)?
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rec(provider: &str, outcome: Outcome) -> Record {
+        Record {
+            job_id: "j".into(),
+            line: Some(2),
+            provider: Some(provider.into()),
+            organization: None,
+            user: Some("a@b.co".into()),
+            outcome,
+            reason: None,
+            http_status: Some(204),
+            attempts: 1,
+            provider_request_id: None,
+            error: None,
+            started_at: Some(Timestamp::now()),
+            finished_at: Timestamp::now(),
+        }
+    }
+
+    #[tokio::test]
+    async fn every_record_is_one_json_line_and_counted() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.jsonl");
+        let (writer, sink) = Writer::start(&path, false).unwrap();
+        for i in 0..1000 {
+            sink.record(rec(if i % 2 == 0 { "a" } else { "b" }, Outcome::Removed))
+                .await;
+        }
+        sink.record_confirmed(rec("a", Outcome::Failed))
+            .await
+            .unwrap();
+        // Confirmed means on disk already, before the writer finishes.
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(text.lines().count(), 1001);
+        assert_eq!(sink.live().total(), 1001);
+        drop(sink);
+        let summary = writer.finish().await.unwrap();
+        assert_eq!(summary.get("a", Outcome::Removed), 500);
+        assert_eq!(summary.get("a", Outcome::Failed), 1);
+        assert!(!summary.all_done());
+        for l in text.lines() {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            assert!(v["finished_at"].as_str().unwrap().ends_with('Z'));
+            assert!(v.get("job_id").is_some() && v.get("http_status").is_some());
+        }
+    }
+}
