@@ -102,6 +102,8 @@ pub enum Invalid {
         kind: ProviderKind,
         why: &'static str,
     },
+    #[error("unreadable row: {0}")]
+    Unreadable(String),
     #[error("duplicate of line {first_line} (same provider, organization and user)")]
     Duplicate { first_line: u64 },
 }
@@ -114,6 +116,7 @@ impl Invalid {
             Invalid::UnknownProvider(_) => "unknown_provider",
             Invalid::Format { .. } => "bad_format",
             Invalid::NotApplicable { .. } => "not_applicable",
+            Invalid::Unreadable(_) => "unreadable_row",
             Invalid::Duplicate { .. } => "duplicate",
         }
     }
@@ -333,6 +336,11 @@ impl Directory {
             .map(|(i, (name, kind))| (name.into(), (LaneId(i), Arc::from(name), kind)))
             .collect();
         Directory { entries }
+    }
+
+    /// The entry name of a lane.
+    pub fn name_of(&self, lane: LaneId) -> Option<&str> {
+        self.entries.values().find(|(id, _, _)| *id == lane).map(|(_, n, _)| &**n)
     }
 
     pub fn lookup(&self, name: &str) -> Option<(LaneId, &Arc<str>, ProviderKind)> {

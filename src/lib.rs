@@ -10,6 +10,7 @@
 //! - [`run`]: `offboard run`, the CSV path end to end.
 //! - [`sandbox`]: the five providers simulated on loopback.
 pub mod config;
+pub mod doors;
 pub mod job;
 pub mod lane;
 pub mod providers;

@@ -1,0 +1,410 @@
+//! The CSV door: a file IT uploads, streamed, never held in memory.
+//!
+//! The file is read in several passes over one open handle (so an editor saving a new version
+//! mid-run cannot change what we read): a [`scan`] that validates every row, finds duplicates and
+//! counts the plan, then one [`feed`] per lane that streams only that lane's rows. Each lane reading
+//! its own rows is what keeps a slow provider from holding up the others without buffering the
+//! file: the CSV equivalent of one queue per provider.
+
+use std::collections::{HashMap, HashSet};
+use std::fs::File;
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::io::{self, Read};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use csv::{ReaderBuilder, StringRecord, Trim};
+use tokio::sync::mpsc;
+
+use crate::job::{Directory, Invalid, Job, LaneId, RawJob};
+
+#[derive(Debug, thiserror::Error)]
+pub enum CsvError {
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("{path}: {reason}")]
+    Header { path: PathBuf, reason: String },
+}
+
+/// The columns a row may have; others are ignored.
+const COLUMNS: [&str; 7] = ["provider", "user", "organization", "transfer_to", "job_id", "reason", "requested_by"];
+
+/// An open CSV file, read in independent passes.
+#[derive(Clone)]
+pub struct CsvFile {
+    path: PathBuf,
+    file: Arc<File>,
+    headers: StringRecord,
+}
+
+/// A reader at its own offset of the shared handle (`pread`), so passes do not disturb each other.
+struct At {
+    file: Arc<File>,
+    pos: u64,
+}
+
+impl Read for At {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.file.read_at(buf, self.pos)?;
+        self.pos += n as u64;
+        Ok(n)
+    }
+}
+
+/// One row of a pass: its line, and its fields or why it could not be read.
+pub type Row<'r> = (u64, Result<RawJob<'r>, Invalid>);
+
+impl CsvFile {
+    /// Opens the file and checks its header: `provider` and `user` are required, names are matched
+    /// without regard to case or surrounding spaces, and a UTF-8 byte order mark is ignored.
+    pub fn open(path: &Path) -> Result<CsvFile, CsvError> {
+        let io_err = |source| CsvError::Io {
+            path: path.to_owned(),
+            source,
+        };
+        let file = Arc::new(File::open(path).map_err(io_err)?);
+        let mut reader = Self::builder().from_reader(At { file: file.clone(), pos: 0 });
+        let raw = reader.headers().map_err(|e| CsvError::Header {
+            path: path.to_owned(),
+            reason: format!("cannot read the header row: {e}"),
+        })?;
+        let headers: StringRecord = raw
+            .iter()
+            .map(|h| h.trim_start_matches('\u{feff}').trim().to_ascii_lowercase())
+            .collect();
+        for required in ["provider", "user"] {
+            if !headers.iter().any(|h| h == required) {
+                return Err(CsvError::Header {
+                    path: path.to_owned(),
+                    reason: format!(
+                        "the header has no `{required}` column (found: {}; expected: {})",
+                        headers.iter().collect::<Vec<_>>().join(", "),
+                        COLUMNS.join(", ")
+                    ),
+                });
+            }
+        }
+        for name in &headers {
+            if headers.iter().filter(|h| *h == name).count() > 1 && COLUMNS.contains(&name) {
+                return Err(CsvError::Header {
+                    path: path.to_owned(),
+                    reason: format!("the header names column `{name}` twice"),
+                });
+            }
+        }
+        Ok(CsvFile {
+            path: path.to_owned(),
+            file,
+            headers,
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn builder() -> ReaderBuilder {
+        let mut b = ReaderBuilder::new();
+        // Lines end at LF; trimming removes a CR before it. (The csv crate's CRLF mode counts lines
+        // one short, and every invalid row must name its true line.) Flexible only so that we can
+        // tell a blank line from a short row ourselves, in `for_each`.
+        b.trim(Trim::All)
+            .terminator(csv::Terminator::Any(b'\n'))
+            .flexible(true)
+            .buffer_capacity(64 * 1024);
+        b
+    }
+
+    /// Calls `f` with every data row, in file order.
+    pub fn for_each(&self, mut f: impl FnMut(Row<'_>)) -> Result<(), CsvError> {
+        let mut reader = Self::builder().from_reader(At {
+            file: self.file.clone(),
+            pos: 0,
+        });
+        let mut record = StringRecord::new();
+        // Skip the header row, then read with our normalized header names.
+        reader.headers().map_err(|e| self.fatal(e))?;
+        loop {
+            match reader.read_record(&mut record) {
+                Ok(false) => return Ok(()),
+                Ok(true) => {
+                    let line = record.position().map_or(0, |p| p.line());
+                    if record.iter().all(str::is_empty) {
+                        continue; // a blank line (CRLF files read one as a lone empty field)
+                    }
+                    if record.len() != self.headers.len() {
+                        // A row with a field too many or too few has likely shifted its columns,
+                        // and a shifted column could put an id where another belongs.
+                        let why = format!("{} fields where the header has {}", record.len(), self.headers.len());
+                        f((line, Err(Invalid::Unreadable(why))));
+                        continue;
+                    }
+                    let raw = record
+                        .deserialize::<RawJob<'_>>(Some(&self.headers))
+                        .map_err(|e| Invalid::Unreadable(e.to_string()));
+                    f((line, raw));
+                }
+                Err(e) => match e.kind() {
+                    csv::ErrorKind::Io(_) => return Err(self.fatal(e)),
+                    _ => {
+                        let line = e.position().map_or(0, |p| p.line());
+                        f((line, Err(Invalid::Unreadable(describe(&e)))));
+                    }
+                },
+            }
+        }
+    }
+
+    fn fatal(&self, e: csv::Error) -> CsvError {
+        CsvError::Io {
+            path: self.path.clone(),
+            source: io::Error::other(e.to_string()),
+        }
+    }
+}
+
+fn describe(e: &csv::Error) -> String {
+    match e.kind() {
+        csv::ErrorKind::Utf8 { .. } => "not valid UTF-8".into(),
+        _ => e.to_string(),
+    }
+}
+
+/// A row that will not run, with what it said, for the report and the dry-run plan.
+#[derive(Debug, Clone)]
+pub struct InvalidRow {
+    pub line: u64,
+    pub job_id: Option<String>,
+    pub provider: Option<String>,
+    pub organization: Option<String>,
+    pub user: Option<String>,
+    pub reason: Invalid,
+}
+
+/// What the file asks for.
+#[derive(Debug, Clone, Default)]
+pub struct Plan {
+    pub rows: u64,
+    /// Jobs that will be sent, per lane.
+    pub per_lane: Vec<u64>,
+    pub invalid: u64,
+    /// Lines that repeat an earlier row's removal; the lanes skip them.
+    pub duplicates: HashSet<u64>,
+}
+
+impl Plan {
+    pub fn removable(&self) -> u64 {
+        self.per_lane.iter().sum()
+    }
+}
+
+/// One pass: validates every row, finds duplicates, counts the plan. Each invalid row goes to
+/// `on_invalid` as it is found.
+pub fn scan(csv: &CsvFile, dir: &Directory, lanes: usize, mut on_invalid: impl FnMut(InvalidRow)) -> Result<Plan, CsvError> {
+    let mut plan = Plan {
+        per_lane: vec![0; lanes],
+        ..Plan::default()
+    };
+    // Identity hash -> first line. A 64-bit hash of (lane, organization, user) keeps this at 16
+    // bytes a row; a collision (odds about 1 in 10^8 at a million rows) would hold a row back as a
+    // duplicate, never send one.
+    let mut seen: HashMap<u64, u64> = HashMap::new();
+    csv.for_each(|(line, raw)| {
+        plan.rows += 1;
+        let invalid = |reason: Invalid, raw: Option<&RawJob<'_>>| {
+            let s = |v: Option<&std::borrow::Cow<'_, str>>| v.map(|c| c.trim().to_owned()).filter(|c| !c.is_empty());
+            InvalidRow {
+                line,
+                job_id: raw.and_then(|r| s(r.job_id.as_ref())),
+                provider: raw.and_then(|r| s(r.provider.as_ref())),
+                organization: raw.and_then(|r| s(r.organization.as_ref())),
+                user: raw.and_then(|r| s(r.user.as_ref())),
+                reason,
+            }
+        };
+        let raw = match raw {
+            Ok(r) => r,
+            Err(e) => {
+                plan.invalid += 1;
+                on_invalid(invalid(e, None));
+                return;
+            }
+        };
+        match dir.validate(&raw, Some(line)) {
+            Err(e) => {
+                plan.invalid += 1;
+                on_invalid(invalid(e, Some(&raw)));
+            }
+            Ok(job) => {
+                let key = identity(&job);
+                match seen.get(&key) {
+                    Some(&first_line) => {
+                        plan.invalid += 1;
+                        plan.duplicates.insert(line);
+                        on_invalid(invalid(Invalid::Duplicate { first_line }, Some(&raw)));
+                    }
+                    None => {
+                        seen.insert(key, line);
+                        plan.per_lane[job.lane.0] += 1;
+                    }
+                }
+            }
+        }
+    })?;
+    Ok(plan)
+}
+
+fn identity(job: &Job) -> u64 {
+    let mut h = DefaultHasher::new();
+    job.lane.hash(&mut h);
+    job.target.hash_identity(&mut h);
+    h.finish()
+}
+
+/// One lane's pass: sends that lane's valid, non-duplicate jobs to `tx`, in file order, and stops
+/// early if the lane stops listening. Returns how many it sent. Runs on a blocking thread.
+pub fn feed(
+    csv: &CsvFile,
+    dir: &Directory,
+    lane: LaneId,
+    duplicates: &HashSet<u64>,
+    tx: &mpsc::Sender<Job>,
+) -> Result<u64, CsvError> {
+    let Some(name) = dir.name_of(lane) else {
+        return Ok(0);
+    };
+    let mut sent = 0;
+    let mut open = true;
+    csv.for_each(|(line, raw)| {
+        let Ok(raw) = raw else { return };
+        // Cheap filter before validation: most rows belong to other lanes.
+        if !open || raw.provider.as_deref().map(str::trim) != Some(name) || duplicates.contains(&line) {
+            return;
+        }
+        if let Ok(job) = dir.validate(&raw, Some(line)) {
+            if tx.blocking_send(job).is_err() {
+                open = false;
+            } else {
+                sent += 1;
+            }
+        }
+    })?;
+    Ok(sent)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::job::ProviderKind;
+    use std::io::Write;
+
+    fn dir() -> Directory {
+        Directory::new(ProviderKind::ALL.iter().map(|k| (k.as_str(), *k)))
+    }
+
+    fn file(text: &[u8]) -> tempfile::NamedTempFile {
+        let mut f = tempfile::NamedTempFile::new().unwrap();
+        f.write_all(text).unwrap();
+        f
+    }
+
+    fn scan_text(text: &[u8]) -> (Plan, Vec<InvalidRow>) {
+        let f = file(text);
+        let csv = CsvFile::open(f.path()).unwrap();
+        let mut bad = vec![];
+        let plan = scan(&csv, &dir(), 5, |r| bad.push(r)).unwrap();
+        (plan, bad)
+    }
+
+    #[test]
+    fn bom_crlf_quotes_spaces_and_column_order() {
+        let text = "\u{feff}User , Provider,organization,extra\r\n\" a@b.co \" , factory ,,x\r\n\"usr_1\",aitronos,\" org_2 \",y\r\n\r\nslack,x,,\r\n";
+        let (plan, bad) = scan_text(text.as_bytes());
+        assert_eq!(bad.len(), 1, "{bad:?}");
+        assert_eq!(bad[0].line, 5, "CRLF lines count once, blank lines too");
+        assert_eq!(plan.rows, 3);
+        assert_eq!(plan.per_lane[0], 1);
+        assert_eq!(plan.per_lane[1], 1);
+    }
+
+    #[test]
+    fn a_quoted_field_may_hold_commas_and_newlines_and_lines_stay_right() {
+        let text = "provider,user,reason\nfactory,a@b.co,\"left, for good\nsecond line\"\nslack,x,\n";
+        let (plan, bad) = scan_text(text.as_bytes());
+        assert_eq!(plan.per_lane[0], 1);
+        assert_eq!(bad.len(), 1);
+        assert_eq!(bad[0].line, 4, "the quoted newline counts as a line");
+        assert_eq!(bad[0].reason, Invalid::UnknownProvider("slack".into()));
+    }
+
+    #[test]
+    fn every_invalid_kind_names_its_line() {
+        let text = "provider,user,organization\n\
+            factory,a@b.co,\n\
+            slack,a@b.co,\n\
+            factory,not-an-email,\n\
+            aitronos,usr_1,\n\
+            ,a@b.co,\n\
+            factory,a@b.co,\n\
+            factory,A@B.CO,\n\
+            factory,c@d.co\n";
+        let (plan, bad) = scan_text(text.as_bytes());
+        let got: Vec<(u64, &str)> = bad.iter().map(|b| (b.line, b.reason.code())).collect();
+        assert_eq!(
+            got,
+            vec![
+                (3, "unknown_provider"),
+                (4, "bad_format"),
+                (5, "missing_field"),
+                (6, "missing_field"),
+                (7, "duplicate"),
+                (8, "duplicate"),
+                (9, "unreadable_row"),
+            ]
+        );
+        assert_eq!(bad[4].reason, Invalid::Duplicate { first_line: 2 });
+        assert_eq!(plan.invalid, 7);
+        assert_eq!(plan.removable(), 1);
+        assert_eq!(plan.duplicates, HashSet::from([7, 8]));
+    }
+
+    #[test]
+    fn invalid_utf8_is_one_bad_row_not_a_failed_run() {
+        let mut text = b"provider,user\nfactory,a@b.co\nfactory,".to_vec();
+        text.extend_from_slice(&[0xff, 0xfe]);
+        text.extend_from_slice(b"@x.co\nfactory,c@d.co\n");
+        let (plan, bad) = scan_text(&text);
+        assert_eq!(plan.removable(), 2);
+        assert_eq!(bad.len(), 1);
+        assert_eq!(bad[0].line, 3);
+    }
+
+    #[test]
+    fn a_header_without_provider_is_refused() {
+        let f = file(b"user,organization\na@b.co,\n");
+        let e = CsvFile::open(f.path()).err().unwrap().to_string();
+        assert!(e.contains("no `provider` column"), "{e}");
+    }
+
+    #[test]
+    fn feed_streams_only_its_lane_and_skips_duplicates() {
+        let f = file(b"provider,user\nfactory,a@b.co\ntelnyx,abc\nfactory,b@b.co\nfactory,a@b.co\n");
+        let csv = CsvFile::open(f.path()).unwrap();
+        let d = dir();
+        let plan = scan(&csv, &d, 5, |_| {}).unwrap();
+        let (tx, mut rx) = mpsc::channel(16);
+        let sent = feed(&csv, &d, LaneId(0), &plan.duplicates, &tx).unwrap();
+        drop(tx);
+        assert_eq!(sent, 2);
+        let mut lines = vec![];
+        while let Ok(j) = rx.try_recv() {
+            lines.push(j.line.unwrap());
+        }
+        assert_eq!(lines, vec![2, 4]);
+    }
+}
