@@ -1,2 +1,3 @@
 //! offboard: removes people from the organizations of SaaS providers, in bulk and on events.
 pub mod job;
+pub mod sandbox;
