@@ -30,8 +30,10 @@ pub(super) fn router(server: Arc<Server>) -> Router {
 
 async fn request_id(mut r: Response) -> Response {
     let id = uuid::Uuid::new_v4().to_string();
-    r.headers_mut()
-        .insert("x-request-id", HeaderValue::from_str(&id).expect("uuid is a header value"));
+    r.headers_mut().insert(
+        "x-request-id",
+        HeaderValue::from_str(&id).expect("uuid is a header value"),
+    );
     r
 }
 
@@ -70,7 +72,11 @@ fn rate_limited(wait: Duration) -> Response {
     r
 }
 
-async fn remove(State(s): State<Arc<Server>>, Path(user): Path<String>, headers: HeaderMap) -> Response {
+async fn remove(
+    State(s): State<Arc<Server>>,
+    Path(user): Path<String>,
+    headers: HeaderMap,
+) -> Response {
     let expiry = bearer(&headers).and_then(|t| lock(&s.tokens).get(t).copied());
     match expiry {
         None => {
@@ -153,8 +159,10 @@ fn answer(s: &Server, user: &str) -> Response {
 
 /// `POST /oauth/token`: client credentials, as a form body or a JSON body.
 async fn token(State(s): State<Arc<Server>>, headers: HeaderMap, body: Bytes) -> Response {
-    let oauth_error = |status: StatusCode, error: &str| (status, Json(json!({"error": error}))).into_response();
-    let is_json = header(&headers, "content-type").is_some_and(|c| c.to_ascii_lowercase().contains("json"));
+    let oauth_error =
+        |status: StatusCode, error: &str| (status, Json(json!({"error": error}))).into_response();
+    let is_json =
+        header(&headers, "content-type").is_some_and(|c| c.to_ascii_lowercase().contains("json"));
     let fields: HashMap<String, String> = if is_json {
         match serde_json::from_slice::<HashMap<String, Value>>(&body) {
             Ok(m) => m
@@ -164,7 +172,9 @@ async fn token(State(s): State<Arc<Server>>, headers: HeaderMap, body: Bytes) ->
             Err(_) => return oauth_error(StatusCode::BAD_REQUEST, "invalid_request"),
         }
     } else {
-        form_pairs(&String::from_utf8_lossy(&body)).into_iter().collect()
+        form_pairs(&String::from_utf8_lossy(&body))
+            .into_iter()
+            .collect()
     };
     let get = |k: &str| fields.get(k).map(String::as_str);
     match get("grant_type") {
@@ -172,7 +182,9 @@ async fn token(State(s): State<Arc<Server>>, headers: HeaderMap, body: Bytes) ->
         Some(_) => return oauth_error(StatusCode::BAD_REQUEST, "unsupported_grant_type"),
         None => return oauth_error(StatusCode::BAD_REQUEST, "invalid_request"),
     }
-    if get("client_id") != Some(s.client_id.as_str()) || get("client_secret") != Some(s.secret.as_str()) {
+    if get("client_id") != Some(s.client_id.as_str())
+        || get("client_secret") != Some(s.secret.as_str())
+    {
         return oauth_error(StatusCode::UNAUTHORIZED, "invalid_client");
     }
     let access_token = format!(

@@ -19,12 +19,19 @@ use super::{Fault, Removal, Server, ceil_secs, header, now_unix, rfc3339};
 
 pub(super) fn router(server: Arc<Server>) -> Router {
     Router::new()
-        .route("/v1/organizations/{organization_id}/users/{user_id}", delete(remove))
+        .route(
+            "/v1/organizations/{organization_id}/users/{user_id}",
+            delete(remove),
+        )
         .with_state(server)
 }
 
 fn error(status: u16, code: &str, message: &str, details: Value) -> Response {
-    let kind = if status >= 500 { "server_error" } else { "client_error" };
+    let kind = if status >= 500 {
+        "server_error"
+    } else {
+        "client_error"
+    };
     let body = json!({
         "success": false,
         "error": {
@@ -50,8 +57,10 @@ fn rate_limited(wait: Duration) -> Response {
         json!({}),
     );
     let reset = now_unix() + ceil_secs(wait);
-    r.headers_mut()
-        .insert("x-ratelimit-reset", reset.to_string().parse().expect("digits"));
+    r.headers_mut().insert(
+        "x-ratelimit-reset",
+        reset.to_string().parse().expect("digits"),
+    );
     r
 }
 

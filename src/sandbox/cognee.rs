@@ -17,7 +17,10 @@ use super::{Fault, Removal, Server, ceil_secs, header};
 
 pub(super) fn router(server: Arc<Server>) -> Router {
     Router::new()
-        .route("/api/v1/permissions/tenants/{tenant_id}/users/{user_id}", delete(remove))
+        .route(
+            "/api/v1/permissions/tenants/{tenant_id}/users/{user_id}",
+            delete(remove),
+        )
         .with_state(server)
 }
 
@@ -30,8 +33,10 @@ fn rate_limited(wait: Duration) -> Response {
         StatusCode::TOO_MANY_REQUESTS,
         "Too many requests. [RateLimitExceededError]",
     );
-    r.headers_mut()
-        .insert("retry-after", ceil_secs(wait).to_string().parse().expect("digits"));
+    r.headers_mut().insert(
+        "retry-after",
+        ceil_secs(wait).to_string().parse().expect("digits"),
+    );
     r
 }
 
@@ -93,14 +98,18 @@ fn answer(s: &Server, tenant: &str, user: &str) -> Response {
             Json(json!({"message": "User removed from tenant"})),
         )
             .into_response(),
-        Removal::NoOrganization => detail(StatusCode::NOT_FOUND, "Tenant not found. [TenantNotFoundError]"),
+        Removal::NoOrganization => detail(
+            StatusCode::NOT_FOUND,
+            "Tenant not found. [TenantNotFoundError]",
+        ),
         Removal::Owner => detail(
             StatusCode::BAD_REQUEST,
             "Cannot remove the tenant owner. [PermissionDeniedError]",
         ),
-        Removal::NotMember { exists: false } => {
-            detail(StatusCode::NOT_FOUND, "User not found. [EntityNotFoundError]")
-        }
+        Removal::NotMember { exists: false } => detail(
+            StatusCode::NOT_FOUND,
+            "User not found. [EntityNotFoundError]",
+        ),
         Removal::NotMember { exists: true } => {
             detail(StatusCode::NOT_FOUND, "User not found in this tenant.")
         }

@@ -21,17 +21,31 @@ pub(super) fn router(server: Arc<Server>) -> Router {
 
 fn error(status: u16, title: &str, detail: &str) -> Response {
     let code = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    (code, Json(json!({"detail": detail, "status": status, "title": title}))).into_response()
+    (
+        code,
+        Json(json!({"detail": detail, "status": status, "title": title})),
+    )
+        .into_response()
 }
 
 fn rate_limited(wait: std::time::Duration) -> Response {
-    let mut r = error(429, "Too Many Requests", "Rate limit exceeded. Please retry later.");
-    r.headers_mut()
-        .insert("retry-after", ceil_secs(wait).to_string().parse().expect("digits"));
+    let mut r = error(
+        429,
+        "Too Many Requests",
+        "Rate limit exceeded. Please retry later.",
+    );
+    r.headers_mut().insert(
+        "retry-after",
+        ceil_secs(wait).to_string().parse().expect("digits"),
+    );
     r
 }
 
-async fn remove(State(s): State<Arc<Server>>, headers: HeaderMap, RawQuery(query): RawQuery) -> Response {
+async fn remove(
+    State(s): State<Arc<Server>>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+) -> Response {
     if bearer(&headers) != Some(s.secret.as_str()) {
         return error(401, "Unauthorized", "Invalid or missing API key.");
     }
@@ -53,22 +67,38 @@ fn answer(s: &Server, email: Option<String>) -> Response {
         return error(400, "Bad Request", "Query parameter `email` is required.");
     };
     if !email.contains('@') {
-        return error(400, "Bad Request", "Query parameter `email` must be an email address.");
+        return error(
+            400,
+            "Bad Request",
+            "Query parameter `email` must be an email address.",
+        );
     }
     match s.fault(None, &email) {
         Some(Fault::Unavailable) => {
-            return error(503, "Service Unavailable", "The service is temporarily unavailable.");
+            return error(
+                503,
+                "Service Unavailable",
+                "The service is temporarily unavailable.",
+            );
         }
         Some(Fault::RateLimited(wait)) => return rate_limited(wait),
         Some(Fault::Conflict) => {
-            return error(409, "Conflict", "The membership is being modified by another request.");
+            return error(
+                409,
+                "Conflict",
+                "The membership is being modified by another request.",
+            );
         }
         None => {}
     }
     match s.remove(None, &email) {
         Removal::Removed(_) => StatusCode::NO_CONTENT.into_response(),
         // Factory has no owner concept the API exposes; seeded owners are simply not removable.
-        Removal::Owner => error(403, "Forbidden", "The organization owner cannot be removed."),
+        Removal::Owner => error(
+            403,
+            "Forbidden",
+            "The organization owner cannot be removed.",
+        ),
         Removal::NoOrganization | Removal::NotMember { .. } => error(
             404,
             "Not Found",

@@ -233,7 +233,10 @@ impl Sandbox {
             ("SANDBOX_AITRONOS_API_KEY", c.aitronos.clone()),
             ("SANDBOX_TELNYX_TOKEN", c.telnyx.clone()),
             ("SANDBOX_AEROSPIKE_CLIENT_ID", c.aerospike_id.clone()),
-            ("SANDBOX_AEROSPIKE_CLIENT_SECRET", c.aerospike_secret.clone()),
+            (
+                "SANDBOX_AEROSPIKE_CLIENT_SECRET",
+                c.aerospike_secret.clone(),
+            ),
             ("SANDBOX_COGNEE_API_KEY", c.cognee.clone()),
         ]
     }
@@ -266,7 +269,10 @@ impl Sandbox {
             let _ = stop.send(());
         }
         for mut task in self.tasks.drain(..) {
-            if tokio::time::timeout(Duration::from_secs(2), &mut task).await.is_err() {
+            if tokio::time::timeout(Duration::from_secs(2), &mut task)
+                .await
+                .is_err()
+            {
                 task.abort();
             }
         }
@@ -305,7 +311,9 @@ enum Removal {
     /// The organization (tenant) does not exist.
     NoOrganization,
     /// Not a member; `exists` tells whether the user exists at all (in any organization).
-    NotMember { exists: bool },
+    NotMember {
+        exists: bool,
+    },
 }
 
 /// An injected fault.
@@ -348,7 +356,9 @@ impl Server {
         let mut orgs: HashMap<Option<String>, HashMap<String, Member>> = HashMap::new();
         let mut known = HashSet::new();
         for e in opts.seed.entries().iter().filter(|e| e.kind == kind) {
-            let members = orgs.entry(org_key(kind, e.organization.as_deref())).or_default();
+            let members = orgs
+                .entry(org_key(kind, e.organization.as_deref()))
+                .or_default();
             if let Some(user) = &e.user {
                 known.insert(key(user));
                 let email = opts.seed.email_of(kind, user);
@@ -366,7 +376,10 @@ impl Server {
             client_id: creds.aerospike_id.clone(),
             orgs: Mutex::new(orgs),
             known,
-            limiter: opts.limits.get(&kind).map(|&(rate, burst)| Gcra::new(rate, burst)),
+            limiter: opts
+                .limits
+                .get(&kind)
+                .map(|&(rate, burst)| Gcra::new(rate, burst)),
             faults: opts.faults,
             attempted: Mutex::new(HashSet::new()),
             log,
@@ -383,14 +396,20 @@ impl Server {
 
     /// The requests per second the limiter allows, for headers that name a limit.
     fn limit_per_second(&self) -> u32 {
-        self.limiter.as_ref().map_or(100, |g| g.rate.ceil().max(1.0) as u32)
+        self.limiter
+            .as_ref()
+            .map_or(100, |g| g.rate.ceil().max(1.0) as u32)
     }
 
     /// The injected fault for this target, on its first attempt only.
     fn fault(&self, organization: Option<&str>, user: &str) -> Option<Fault> {
         let target = (org_key(self.kind, organization), key(user));
         let first = lock(&self.attempted).insert(target);
-        if first { self.faults.pick(&key(user)) } else { None }
+        if first {
+            self.faults.pick(&key(user))
+        } else {
+            None
+        }
     }
 
     /// Removes the membership unless the member is an owner.
@@ -499,7 +518,10 @@ fn ceil_secs(wait: Duration) -> u64 {
 
 /// The bearer token of an `Authorization` header.
 fn bearer(headers: &HeaderMap) -> Option<&str> {
-    let v = headers.get(axum::http::header::AUTHORIZATION)?.to_str().ok()?;
+    let v = headers
+        .get(axum::http::header::AUTHORIZATION)?
+        .to_str()
+        .ok()?;
     let (scheme, token) = v.split_once(' ')?;
     scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
 }
@@ -518,7 +540,10 @@ fn form_pairs(s: &str) -> Vec<(String, String)> {
             match b[i] {
                 b'+' => out.push(b' '),
                 b'%' if i + 2 < b.len() => {
-                    match u8::from_str_radix(std::str::from_utf8(&b[i + 1..i + 3]).unwrap_or("zz"), 16) {
+                    match u8::from_str_radix(
+                        std::str::from_utf8(&b[i + 1..i + 3]).unwrap_or("zz"),
+                        16,
+                    ) {
                         Ok(v) => {
                             out.push(v);
                             i += 2;
@@ -564,5 +589,7 @@ fn rfc3339(t: SystemTime) -> String {
 }
 
 fn now_unix() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }

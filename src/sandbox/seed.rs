@@ -49,10 +49,22 @@ impl Seed {
             }
         }
         // Owners nobody asks to remove, and the user who is only in another Cognee tenant.
-        seed.owner(ProviderKind::Aitronos, Some(AITRONOS_ORG), &aitronos_id(9_000))
-            .owner(ProviderKind::Telnyx, None, &uuid_for(Tag::Telnyx, 9_000))
-            .owner(ProviderKind::Cognee, Some(&cognee_other_tenant()), &uuid_for(Tag::Cognee, 9_001))
-            .member(ProviderKind::Cognee, Some(&cognee_other_tenant()), &cognee_elsewhere())
+        seed.owner(
+            ProviderKind::Aitronos,
+            Some(AITRONOS_ORG),
+            &aitronos_id(9_000),
+        )
+        .owner(ProviderKind::Telnyx, None, &uuid_for(Tag::Telnyx, 9_000))
+        .owner(
+            ProviderKind::Cognee,
+            Some(&cognee_other_tenant()),
+            &uuid_for(Tag::Cognee, 9_001),
+        )
+        .member(
+            ProviderKind::Cognee,
+            Some(&cognee_other_tenant()),
+            &cognee_elsewhere(),
+        )
     }
 
     /// A member who can be removed.
@@ -73,7 +85,13 @@ impl Seed {
         self
     }
 
-    fn push(&mut self, kind: ProviderKind, organization: Option<&str>, user: Option<&str>, owner: bool) {
+    fn push(
+        &mut self,
+        kind: ProviderKind,
+        organization: Option<&str>,
+        user: Option<&str>,
+        owner: bool,
+    ) {
         self.entries.push(Entry {
             kind,
             organization: organization.map(str::to_owned),
@@ -95,7 +113,11 @@ impl Seed {
             return user.to_owned();
         }
         let k = key(user);
-        let short: String = k.chars().filter(char::is_ascii_alphanumeric).take(8).collect();
+        let short: String = k
+            .chars()
+            .filter(char::is_ascii_alphanumeric)
+            .take(8)
+            .collect();
         format!("user.{short}@acme.example")
     }
 }
@@ -145,8 +167,8 @@ enum Tag {
 }
 
 const FIRST: [&str; 20] = [
-    "ava", "ben", "chloe", "daniel", "elena", "felix", "grace", "hugo", "isla", "jonas", "kira", "liam",
-    "maya", "noah", "olivia", "pablo", "quinn", "rosa", "samir", "tara",
+    "ava", "ben", "chloe", "daniel", "elena", "felix", "grace", "hugo", "isla", "jonas", "kira",
+    "liam", "maya", "noah", "olivia", "pablo", "quinn", "rosa", "samir", "tara",
 ];
 const LAST: [&str; 20] = [
     "anderson", "brooks", "castillo", "dubois", "eriksen", "fischer", "garcia", "hoffmann", "ito",
@@ -208,15 +230,16 @@ fn cognee_elsewhere() -> String {
 
 /// Every row of `examples/reorg.csv`, in file order.
 pub(super) fn demo_rows() -> Vec<Row> {
-    let row = |provider: &str, user: String, organization: &str, role: Role, email: Option<String>| Row {
-        provider: provider.to_owned(),
-        user,
-        organization: organization.to_owned(),
-        transfer_to: String::new(),
-        job_id: String::new(),
-        role,
-        email,
-    };
+    let row =
+        |provider: &str, user: String, organization: &str, role: Role, email: Option<String>| Row {
+            provider: provider.to_owned(),
+            user,
+            organization: organization.to_owned(),
+            transfer_to: String::new(),
+            job_id: String::new(),
+            role,
+            email,
+        };
     let tenant = cognee_tenant();
     let mut lanes: Vec<Vec<Row>> = Vec::new();
     for kind in ProviderKind::ALL {
@@ -226,19 +249,39 @@ pub(super) fn demo_rows() -> Vec<Row> {
             let r = match kind {
                 ProviderKind::Factory => row("factory", mail, "", Role::Member, None),
                 ProviderKind::Aitronos => {
-                    let mut r = row("aitronos", aitronos_id(i), AITRONOS_ORG, Role::Member, Some(mail));
+                    let mut r = row(
+                        "aitronos",
+                        aitronos_id(i),
+                        AITRONOS_ORG,
+                        Role::Member,
+                        Some(mail),
+                    );
                     if i % 4 == 1 {
                         r.transfer_to = DEPARTMENTS[(i / 4 % 4) as usize].to_owned();
                     }
                     r
                 }
-                ProviderKind::Telnyx => row("telnyx", uuid_for(Tag::Telnyx, i), "", Role::Member, Some(mail)),
-                ProviderKind::Aerospike => {
-                    row("aerospike", uuid_for(Tag::Aerospike, i), "", Role::Member, Some(mail))
-                }
-                ProviderKind::Cognee => {
-                    row("cognee", uuid_for(Tag::Cognee, i), &tenant, Role::Member, Some(mail))
-                }
+                ProviderKind::Telnyx => row(
+                    "telnyx",
+                    uuid_for(Tag::Telnyx, i),
+                    "",
+                    Role::Member,
+                    Some(mail),
+                ),
+                ProviderKind::Aerospike => row(
+                    "aerospike",
+                    uuid_for(Tag::Aerospike, i),
+                    "",
+                    Role::Member,
+                    Some(mail),
+                ),
+                ProviderKind::Cognee => row(
+                    "cognee",
+                    uuid_for(Tag::Cognee, i),
+                    &tenant,
+                    Role::Member,
+                    Some(mail),
+                ),
             };
             lane.push(r);
         }
@@ -247,26 +290,56 @@ pub(super) fn demo_rows() -> Vec<Row> {
             ProviderKind::Factory => (11, row("factory", email(64), "", Role::NonMember, None)),
             ProviderKind::Aitronos => (
                 23,
-                row("aitronos", aitronos_id(1_000), AITRONOS_ORG, Role::NonMember, Some(email(65))),
+                row(
+                    "aitronos",
+                    aitronos_id(1_000),
+                    AITRONOS_ORG,
+                    Role::NonMember,
+                    Some(email(65)),
+                ),
             ),
             ProviderKind::Telnyx => (
                 35,
-                row("telnyx", uuid_for(Tag::Telnyx, 1_000), "", Role::NonMember, Some(email(66))),
+                row(
+                    "telnyx",
+                    uuid_for(Tag::Telnyx, 1_000),
+                    "",
+                    Role::NonMember,
+                    Some(email(66)),
+                ),
             ),
             ProviderKind::Aerospike => (
                 47,
-                row("aerospike", uuid_for(Tag::Aerospike, 1_000), "", Role::NonMember, Some(email(67))),
+                row(
+                    "aerospike",
+                    uuid_for(Tag::Aerospike, 1_000),
+                    "",
+                    Role::NonMember,
+                    Some(email(67)),
+                ),
             ),
             ProviderKind::Cognee => (
                 52,
-                row("cognee", cognee_elsewhere(), &tenant, Role::NonMember, Some(email(68))),
+                row(
+                    "cognee",
+                    cognee_elsewhere(),
+                    &tenant,
+                    Role::NonMember,
+                    Some(email(68)),
+                ),
             ),
         };
         lane.insert(at, absent);
         if kind == ProviderKind::Cognee {
             lane.insert(
                 30,
-                row("cognee", uuid_for(Tag::Cognee, 9_000), &tenant, Role::Owner, Some(email(69))),
+                row(
+                    "cognee",
+                    uuid_for(Tag::Cognee, 9_000),
+                    &tenant,
+                    Role::Owner,
+                    Some(email(69)),
+                ),
             );
         }
         lanes.push(lane);
@@ -284,9 +357,24 @@ pub(super) fn demo_rows() -> Vec<Row> {
     // Deliberately bad rows.
     let bad = [
         (40, row("slack", email(3), "", Role::Bad, None)),
-        (95, row("factory", "jonas.jensen".to_owned(), "", Role::Bad, None)),
-        (150, row("aitronos", "k3j9x2m4q8w1".to_owned(), AITRONOS_ORG, Role::Bad, None)),
-        (210, row("cognee", uuid_for(Tag::Cognee, 2_000), "", Role::Bad, None)),
+        (
+            95,
+            row("factory", "jonas.jensen".to_owned(), "", Role::Bad, None),
+        ),
+        (
+            150,
+            row(
+                "aitronos",
+                "k3j9x2m4q8w1".to_owned(),
+                AITRONOS_ORG,
+                Role::Bad,
+                None,
+            ),
+        ),
+        (
+            210,
+            row("cognee", uuid_for(Tag::Cognee, 2_000), "", Role::Bad, None),
+        ),
     ];
     for (at, r) in bad {
         rows.insert(at, r);

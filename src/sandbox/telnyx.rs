@@ -43,15 +43,22 @@ fn rate_limited(limit: u32, wait: Duration) -> Response {
         "You have exceeded the number of allowed requests. Please slow down.",
     );
     let h = r.headers_mut();
-    h.insert("x-ratelimit-limit", limit.to_string().parse().expect("digits"));
+    h.insert(
+        "x-ratelimit-limit",
+        limit.to_string().parse().expect("digits"),
+    );
     h.insert("x-ratelimit-remaining", "0".parse().expect("digits"));
-    h.insert("x-ratelimit-reset", ceil_secs(wait).to_string().parse().expect("digits"));
+    h.insert(
+        "x-ratelimit-reset",
+        ceil_secs(wait).to_string().parse().expect("digits"),
+    );
     r
 }
 
 fn organization_user(m: &Member, record_type: &str) -> serde_json::Value {
     // A creation date fixed per user, somewhere in 2021-2024.
-    let created = UNIX_EPOCH + Duration::from_secs(1_610_000_000 + fnv1a(key(&m.user).as_bytes()) % 100_000_000);
+    let created = UNIX_EPOCH
+        + Duration::from_secs(1_610_000_000 + fnv1a(key(&m.user).as_bytes()) % 100_000_000);
     let created_at = rfc3339(created).replace('Z', ".000Z");
     json!({
         "id": m.user,
@@ -64,7 +71,11 @@ fn organization_user(m: &Member, record_type: &str) -> serde_json::Value {
     })
 }
 
-async fn remove(State(s): State<Arc<Server>>, Path(id): Path<String>, headers: HeaderMap) -> Response {
+async fn remove(
+    State(s): State<Arc<Server>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
     if bearer(&headers) != Some(s.secret.as_str()) {
         return error(
             401,

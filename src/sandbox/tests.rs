@@ -13,7 +13,10 @@ const TENANT: &str = "0b7e6f3a-52c1-4d8e-9f10-2a3b4c5d6e7f";
 const OTHER_TENANT: &str = "1c8f7a4b-63d2-4e9f-8a21-3b4c5d6e7f80";
 
 fn client() -> reqwest::Client {
-    reqwest::Client::builder().no_proxy().build().expect("client")
+    reqwest::Client::builder()
+        .no_proxy()
+        .build()
+        .expect("client")
 }
 
 fn env(sb: &Sandbox, name: &str) -> String {
@@ -25,7 +28,9 @@ fn env(sb: &Sandbox, name: &str) -> String {
 }
 
 async fn plain(seed: Seed) -> Sandbox {
-    Sandbox::start(SandboxOptions::plain(seed)).await.expect("start")
+    Sandbox::start(SandboxOptions::plain(seed))
+        .await
+        .expect("start")
 }
 
 async fn aerospike_token(sb: &Sandbox) -> String {
@@ -45,7 +50,12 @@ async fn aerospike_token(sb: &Sandbox) -> String {
 }
 
 /// The removal request of that kind, authenticated as a client would send it.
-async fn remove(sb: &Sandbox, kind: ProviderKind, org: Option<&str>, user: &str) -> reqwest::Response {
+async fn remove(
+    sb: &Sandbox,
+    kind: ProviderKind,
+    org: Option<&str>,
+    user: &str,
+) -> reqwest::Response {
     let c = client();
     let base = sb.base_url(kind);
     let req = match kind {
@@ -54,11 +64,16 @@ async fn remove(sb: &Sandbox, kind: ProviderKind, org: Option<&str>, user: &str)
             .query(&[("email", user)])
             .bearer_auth(env(sb, "SANDBOX_FACTORY_TOKEN")),
         ProviderKind::Aitronos => c
-            .delete(format!("{base}/v1/organizations/{}/users/{user}", org.expect("org")))
+            .delete(format!(
+                "{base}/v1/organizations/{}/users/{user}",
+                org.expect("org")
+            ))
             .header("X-API-Key", env(sb, "SANDBOX_AITRONOS_API_KEY"))
             .json(&json!({"confirm": true})),
         ProviderKind::Telnyx => c
-            .post(format!("{base}/v2/organizations/users/{user}/actions/remove"))
+            .post(format!(
+                "{base}/v2/organizations/users/{user}/actions/remove"
+            ))
             .bearer_auth(env(sb, "SANDBOX_TELNYX_TOKEN")),
         ProviderKind::Aerospike => c
             .delete(format!("{base}/organization/members/{user}"))
@@ -78,9 +93,21 @@ fn one_each() -> Vec<(ProviderKind, Option<&'static str>, &'static str)> {
     vec![
         (ProviderKind::Factory, None, "ann.lee@acme.example"),
         (ProviderKind::Aitronos, Some("org_acme"), "usr_abc123"),
-        (ProviderKind::Telnyx, None, "6a09cdc3-8948-47f0-aa62-74ac943d6c58"),
-        (ProviderKind::Aerospike, None, "b0658b67-8ea3-46de-a3b8-18c3f5347def"),
-        (ProviderKind::Cognee, Some(TENANT), "7b09cdc3-8948-47f0-aa62-74ac943d6c59"),
+        (
+            ProviderKind::Telnyx,
+            None,
+            "6a09cdc3-8948-47f0-aa62-74ac943d6c58",
+        ),
+        (
+            ProviderKind::Aerospike,
+            None,
+            "b0658b67-8ea3-46de-a3b8-18c3f5347def",
+        ),
+        (
+            ProviderKind::Cognee,
+            Some(TENANT),
+            "7b09cdc3-8948-47f0-aa62-74ac943d6c59",
+        ),
     ]
 }
 
@@ -139,14 +166,19 @@ async fn factory_success_then_not_found() {
         .unwrap();
     assert_eq!(r.status(), 400);
     let r = client()
-        .delete(format!("{base}/api/v0/organization/users?email=x@acme.example"))
+        .delete(format!(
+            "{base}/api/v0/organization/users?email=x@acme.example"
+        ))
         .bearer_auth("fk-wrong")
         .send()
         .await
         .unwrap();
     assert_eq!(r.status(), 401);
     let v: Value = r.json().await.unwrap();
-    assert_eq!((v["status"].as_u64(), v["title"].as_str()), (Some(401), Some("Unauthorized")));
+    assert_eq!(
+        (v["status"].as_u64(), v["title"].as_str()),
+        (Some(401), Some("Unauthorized"))
+    );
 
     let statuses: Vec<u16> = sb.log().iter().map(|l| l.status).collect();
     assert_eq!(statuses, [204, 404, 400], "401s are not logged");
@@ -157,11 +189,18 @@ async fn factory_success_then_not_found() {
 async fn aitronos_confirm_owner_and_not_found() {
     let seed = seed_one_each().owner(ProviderKind::Aitronos, Some("org_acme"), "usr_owner1");
     let sb = plain(seed).await;
-    let url = |org: &str, usr: &str| format!("{}/v1/organizations/{org}/users/{usr}", sb.base_url(ProviderKind::Aitronos));
+    let url = |org: &str, usr: &str| {
+        format!(
+            "{}/v1/organizations/{org}/users/{usr}",
+            sb.base_url(ProviderKind::Aitronos)
+        )
+    };
     let key = env(&sb, "SANDBOX_AITRONOS_API_KEY");
 
     for body in [None, Some(json!({"confirm": false})), Some(json!({}))] {
-        let mut req = client().delete(url("org_acme", "usr_abc123")).header("X-API-Key", &key);
+        let mut req = client()
+            .delete(url("org_acme", "usr_abc123"))
+            .header("X-API-Key", &key);
         if let Some(b) = body {
             req = req.json(&b);
         }
@@ -171,8 +210,14 @@ async fn aitronos_confirm_owner_and_not_found() {
         assert_eq!(v["success"], false);
         let e = &v["error"];
         assert_eq!(e["code"], "CONFIRMATION_REQUIRED");
-        assert_eq!(e["message"], "Please confirm this action by setting confirm to true.");
-        assert_eq!(e["system_message"], "please confirm this action by setting confirm to true.");
+        assert_eq!(
+            e["message"],
+            "Please confirm this action by setting confirm to true."
+        );
+        assert_eq!(
+            e["system_message"],
+            "please confirm this action by setting confirm to true."
+        );
         assert_eq!(e["type"], "client_error");
         assert_eq!(e["status"], 422);
         assert_eq!(e["details"]["user_id"], "usr_abc123");
@@ -259,7 +304,9 @@ async fn aerospike_tokens_form_and_json_then_removal() {
 
     let r = client()
         .post(sb.token_url())
-        .json(&json!({"grant_type": "client_credentials", "client_id": id, "client_secret": secret}))
+        .json(
+            &json!({"grant_type": "client_credentials", "client_id": id, "client_secret": secret}),
+        )
         .send()
         .await
         .unwrap();
@@ -274,23 +321,45 @@ async fn aerospike_tokens_form_and_json_then_removal() {
 
     let r = client()
         .post(sb.token_url())
-        .form(&[("grant_type", "client_credentials"), ("client_id", &id), ("client_secret", "nope")])
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("client_id", &id),
+            ("client_secret", "nope"),
+        ])
         .send()
         .await
         .unwrap();
     assert_eq!(r.status(), 401);
-    assert_eq!(r.json::<Value>().await.unwrap(), json!({"error": "invalid_client"}));
+    assert_eq!(
+        r.json::<Value>().await.unwrap(),
+        json!({"error": "invalid_client"})
+    );
     assert_eq!(sb.tokens_issued(), 2);
 
-    let url = |u: &str| format!("{}/organization/members/{u}", sb.base_url(ProviderKind::Aerospike));
+    let url = |u: &str| {
+        format!(
+            "{}/organization/members/{u}",
+            sb.base_url(ProviderKind::Aerospike)
+        )
+    };
     let user = "B0658B67-8EA3-46DE-A3B8-18C3F5347DEF";
     // The older token is still valid.
-    let r = client().delete(url(user)).bearer_auth(&json_token).send().await.unwrap();
+    let r = client()
+        .delete(url(user))
+        .bearer_auth(&json_token)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 204);
     assert!(r.headers().contains_key("x-request-id"));
     assert!(!sb.is_member(ProviderKind::Aerospike, None, &user.to_lowercase()));
 
-    let r = client().delete(url(user)).bearer_auth(&form_token).send().await.unwrap();
+    let r = client()
+        .delete(url(user))
+        .bearer_auth(&form_token)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 404);
     assert!(r.headers().contains_key("x-request-id"));
     assert_eq!(r.headers()["content-type"], "application/problem+json");
@@ -299,7 +368,12 @@ async fn aerospike_tokens_form_and_json_then_removal() {
     assert_eq!(v["status"], 404);
     assert!(v["title"].is_string() && v["detail"].is_string() && v["message"].is_string());
 
-    let r = client().delete(url(user)).bearer_auth("made-up").send().await.unwrap();
+    let r = client()
+        .delete(url(user))
+        .bearer_auth("made-up")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 401);
     assert!(r.headers().contains_key("x-request-id"));
     assert_eq!(r.headers()["content-type"], "application/problem+json");
@@ -317,15 +391,29 @@ async fn aerospike_expired_token_is_401_token_expired() {
         sb.base_url(ProviderKind::Aerospike)
     );
     tokio::time::sleep(Duration::from_millis(400)).await;
-    let r = client().delete(&url).bearer_auth(&token).send().await.unwrap();
+    let r = client()
+        .delete(&url)
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 401);
     assert_eq!(r.headers()["content-type"], "application/problem+json");
     let v: Value = r.json().await.unwrap();
     assert_eq!(v["type"], "urn:aerospike:errors:auth:token-expired");
-    assert!(sb.is_member(ProviderKind::Aerospike, None, "b0658b67-8ea3-46de-a3b8-18c3f5347def"));
+    assert!(sb.is_member(
+        ProviderKind::Aerospike,
+        None,
+        "b0658b67-8ea3-46de-a3b8-18c3f5347def"
+    ));
 
     let fresh = aerospike_token(&sb).await;
-    let r = client().delete(&url).bearer_auth(&fresh).send().await.unwrap();
+    let r = client()
+        .delete(&url)
+        .bearer_auth(&fresh)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 204);
     assert_eq!(sb.tokens_issued(), 2);
 }
@@ -341,31 +429,63 @@ async fn cognee_checks_in_order() {
     let sb = plain(seed).await;
     let detail = |v: Value| v["detail"].clone();
 
-    let r = remove(&sb, ProviderKind::Cognee, Some(TENANT), &user.to_uppercase()).await;
+    let r = remove(
+        &sb,
+        ProviderKind::Cognee,
+        Some(TENANT),
+        &user.to_uppercase(),
+    )
+    .await;
     assert_eq!(r.status(), 200);
-    assert_eq!(r.json::<Value>().await.unwrap()["message"], "User removed from tenant");
+    assert_eq!(
+        r.json::<Value>().await.unwrap()["message"],
+        "User removed from tenant"
+    );
     assert!(!sb.is_member(ProviderKind::Cognee, Some(TENANT), user));
 
     let r = remove(&sb, ProviderKind::Cognee, Some(TENANT), user).await;
     assert_eq!(r.status(), 404);
-    assert_eq!(detail(r.json().await.unwrap()), "User not found in this tenant.");
+    assert_eq!(
+        detail(r.json().await.unwrap()),
+        "User not found in this tenant."
+    );
 
     let r = remove(&sb, ProviderKind::Cognee, Some(TENANT), elsewhere).await;
     assert_eq!(r.status(), 404);
-    assert_eq!(detail(r.json().await.unwrap()), "User not found in this tenant.");
+    assert_eq!(
+        detail(r.json().await.unwrap()),
+        "User not found in this tenant."
+    );
 
-    let r = remove(&sb, ProviderKind::Cognee, Some(TENANT), "44444444-5555-4666-8777-888888888888").await;
+    let r = remove(
+        &sb,
+        ProviderKind::Cognee,
+        Some(TENANT),
+        "44444444-5555-4666-8777-888888888888",
+    )
+    .await;
     assert_eq!(r.status(), 404);
-    assert_eq!(detail(r.json().await.unwrap()), "User not found. [EntityNotFoundError]");
+    assert_eq!(
+        detail(r.json().await.unwrap()),
+        "User not found. [EntityNotFoundError]"
+    );
 
     let r = remove(&sb, ProviderKind::Cognee, Some(TENANT), owner).await;
     assert_eq!(r.status(), 400);
-    assert!(detail(r.json().await.unwrap()).as_str().unwrap().starts_with("Cannot remove the tenant owner."));
+    assert!(
+        detail(r.json().await.unwrap())
+            .as_str()
+            .unwrap()
+            .starts_with("Cannot remove the tenant owner.")
+    );
 
     let unknown_tenant = "55555555-6666-4777-8888-999999999999";
     let r = remove(&sb, ProviderKind::Cognee, Some(unknown_tenant), owner).await;
     assert_eq!(r.status(), 404);
-    assert_eq!(detail(r.json().await.unwrap()), "Tenant not found. [TenantNotFoundError]");
+    assert_eq!(
+        detail(r.json().await.unwrap()),
+        "Tenant not found. [TenantNotFoundError]"
+    );
 
     let r = remove(&sb, ProviderKind::Cognee, Some("acme"), owner).await;
     assert_eq!(r.status(), 422);
@@ -382,7 +502,10 @@ async fn cognee_checks_in_order() {
         .await
         .unwrap();
     assert_eq!(r.status(), 401);
-    assert_eq!(r.json::<Value>().await.unwrap(), json!({"detail": "Unauthorized"}));
+    assert_eq!(
+        r.json::<Value>().await.unwrap(),
+        json!({"detail": "Unauthorized"})
+    );
     let statuses: Vec<u16> = sb.log().iter().map(|l| l.status).collect();
     assert_eq!(statuses, [200, 404, 404, 404, 400, 404, 422]);
 }
@@ -403,10 +526,16 @@ async fn rate_limit_answers_429_with_each_providers_headers() {
         match kind {
             ProviderKind::Factory => {
                 assert!((1..=2).contains(&num("retry-after")));
-                assert_eq!((v["status"].as_u64(), v["title"].as_str()), (Some(429), Some("Too Many Requests")));
+                assert_eq!(
+                    (v["status"].as_u64(), v["title"].as_str()),
+                    (Some(429), Some("Too Many Requests"))
+                );
             }
             ProviderKind::Aitronos => {
-                let now = SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+                let now = SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap()
+                    .as_secs();
                 assert!((now..=now + 2).contains(&num("x-ratelimit-reset")));
                 assert_eq!(v["error"]["code"], "RATE_LIMIT_EXCEEDED");
             }
@@ -435,9 +564,27 @@ async fn rate_limit_answers_429_with_each_providers_headers() {
 #[tokio::test]
 async fn injected_faults_hit_the_first_attempt_only() {
     let cases = [
-        (Faults { unavailable_every: 1, ..Faults::none() }, 503),
-        (Faults { rate_limited_every: 1, ..Faults::none() }, 429),
-        (Faults { conflict_every: 1, ..Faults::none() }, 409),
+        (
+            Faults {
+                unavailable_every: 1,
+                ..Faults::none()
+            },
+            503,
+        ),
+        (
+            Faults {
+                rate_limited_every: 1,
+                ..Faults::none()
+            },
+            429,
+        ),
+        (
+            Faults {
+                conflict_every: 1,
+                ..Faults::none()
+            },
+            409,
+        ),
     ];
     for (faults, status) in cases {
         let mut opts = SandboxOptions::plain(seed_one_each());
@@ -457,7 +604,10 @@ async fn injected_faults_hit_the_first_attempt_only() {
             }
             let v: Value = r.json().await.unwrap();
             assert!(v.is_object(), "{kind}: error body");
-            assert!(sb.is_member(kind, org, user), "{kind}: a fault removes nothing");
+            assert!(
+                sb.is_member(kind, org, user),
+                "{kind}: a fault removes nothing"
+            );
             let r = remove(&sb, kind, org, user).await;
             assert!(r.status().is_success(), "{kind}: retry {}", r.status());
             assert!(!sb.is_member(kind, org, user));
@@ -482,7 +632,10 @@ fn faults_pick_by_a_stable_hash() {
         .iter()
         .filter(|r| f.pick(&key(&r.user)).is_some())
         .count();
-    assert!((20..=80).contains(&picked), "{picked} demo targets get a fault");
+    assert!(
+        (20..=80).contains(&picked),
+        "{picked} demo targets get a fault"
+    );
     assert_eq!(Faults::none().pick("anything"), None);
 }
 
@@ -496,10 +649,17 @@ fn gcra_allows_the_burst_then_refuses() {
 
 #[test]
 fn helpers() {
-    assert_eq!(rfc3339(std::time::UNIX_EPOCH + Duration::from_secs(1_795_280_000)), "2026-11-21T16:53:20Z");
+    assert_eq!(
+        rfc3339(std::time::UNIX_EPOCH + Duration::from_secs(1_795_280_000)),
+        "2026-11-21T16:53:20Z"
+    );
     assert_eq!(
         form_pairs("a=1&email=ann%2Blee%40acme.example&b=x+y"),
-        [("a".into(), "1".into()), ("email".into(), "ann+lee@acme.example".into()), ("b".into(), "x y".into())]
+        [
+            ("a".into(), "1".into()),
+            ("email".into(), "ann+lee@acme.example".into()),
+            ("b".into(), "x y".into())
+        ]
     );
 }
 
@@ -534,14 +694,28 @@ fn demo_seed_agrees_with_the_csv() {
         .entries()
         .iter()
         .filter(|e| e.owner)
-        .map(|e| (e.kind, org_key(e.kind, e.organization.as_deref()), key(e.user.as_deref().unwrap())))
+        .map(|e| {
+            (
+                e.kind,
+                org_key(e.kind, e.organization.as_deref()),
+                key(e.user.as_deref().unwrap()),
+            )
+        })
         .collect();
 
     let mut reader = csv::Reader::from_reader(text.as_bytes());
     let headers = reader.headers().unwrap().clone();
     assert_eq!(
         headers.iter().collect::<Vec<_>>(),
-        ["provider", "user", "organization", "transfer_to", "job_id", "reason", "requested_by"]
+        [
+            "provider",
+            "user",
+            "organization",
+            "transfer_to",
+            "job_id",
+            "reason",
+            "requested_by"
+        ]
     );
     let mut seen = HashSet::new();
     let (mut invalid, mut duplicates, mut absent, mut owner_rows) = (0, 0, Vec::new(), 0);
@@ -557,7 +731,11 @@ fn demo_seed_agrees_with_the_csv() {
             continue;
         };
         let t = &job.target;
-        let id = (t.kind(), org_key(t.kind(), t.organization().as_deref()), key(&t.user()));
+        let id = (
+            t.kind(),
+            org_key(t.kind(), t.organization().as_deref()),
+            key(&t.user()),
+        );
         if !seen.insert(id.clone()) {
             duplicates += 1;
             continue;
@@ -572,12 +750,22 @@ fn demo_seed_agrees_with_the_csv() {
             absent.push(id);
         }
     }
-    assert_eq!(invalid, 4, "unknown provider, non-email, no usr_, missing tenant");
+    assert_eq!(
+        invalid, 4,
+        "unknown provider, non-email, no usr_, missing tenant"
+    );
     assert_eq!(duplicates, 1);
     assert_eq!(owner_rows, 1);
     assert_eq!(absent.len(), 5, "{absent:?}");
-    assert_eq!(absent.iter().map(|a| a.0).collect::<HashSet<_>>().len(), 5, "one per provider");
-    assert!(per_kind.values().all(|n| (55..=65).contains(n)), "{per_kind:?}");
+    assert_eq!(
+        absent.iter().map(|a| a.0).collect::<HashSet<_>>().len(),
+        5,
+        "one per provider"
+    );
+    assert!(
+        per_kind.values().all(|n| (55..=65).contains(n)),
+        "{per_kind:?}"
+    );
     // Every removable member of the tenant and organizations the CSV names is removed by it, except the
     // one Cognee user who lives in another tenant (the CSV's already-absent row).
     let unremoved: Vec<_> = members.difference(&removed).collect();
@@ -596,10 +784,20 @@ async fn demo_sandbox_removes_a_demo_row() {
     let sb = Sandbox::start(SandboxOptions::demo()).await.unwrap();
     let row = demo_rows()
         .into_iter()
-        .find(|r| r.provider == "cognee" && r.role == Role::Member && Faults::demo().pick(&key(&r.user)).is_none())
+        .find(|r| {
+            r.provider == "cognee"
+                && r.role == Role::Member
+                && Faults::demo().pick(&key(&r.user)).is_none()
+        })
         .unwrap();
     assert!(sb.is_member(ProviderKind::Cognee, Some(&row.organization), &row.user));
-    let r = remove(&sb, ProviderKind::Cognee, Some(&row.organization), &row.user).await;
+    let r = remove(
+        &sb,
+        ProviderKind::Cognee,
+        Some(&row.organization),
+        &row.user,
+    )
+    .await;
     assert_eq!(r.status(), 200);
     assert!(!sb.is_member(ProviderKind::Cognee, Some(&row.organization), &row.user));
     sb.shutdown().await;
