@@ -16,3 +16,4 @@ pub mod lane;
 pub mod providers;
 pub mod report;
 pub mod retry;
+pub mod sandbox;

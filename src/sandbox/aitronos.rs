@@ -1,0 +1,165 @@
+//! Aitronos: `DELETE /v1/organizations/{org_*}/users/{usr_*}` with `{"confirm": true,
+//! "transfer_resources_to_department_id"?}`, `X-API-Key: ak_...`. Errors use the envelope
+//! `{"success": false, "error": {code, message, system_message, type, status, details, trace_id,
+//! timestamp}}`; success is 204.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use axum::Json;
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::delete;
+use serde_json::{Value, json};
+
+use super::{Fault, Removal, Server, ceil_secs, header, now_unix, rfc3339};
+
+pub(super) fn router(server: Arc<Server>) -> Router {
+    Router::new()
+        .route(
+            "/v1/organizations/{organization_id}/users/{user_id}",
+            delete(remove),
+        )
+        .with_state(server)
+}
+
+fn error(status: u16, code: &str, message: &str, details: Value) -> Response {
+    let kind = if status >= 500 {
+        "server_error"
+    } else {
+        "client_error"
+    };
+    let body = json!({
+        "success": false,
+        "error": {
+            "code": code,
+            "message": message,
+            "system_message": message.to_lowercase(),
+            "type": kind,
+            "status": status,
+            "details": details,
+            "trace_id": uuid::Uuid::new_v4().to_string(),
+            "timestamp": rfc3339(SystemTime::now()),
+        }
+    });
+    let code = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    (code, Json(body)).into_response()
+}
+
+fn rate_limited(wait: Duration) -> Response {
+    let mut r = error(
+        429,
+        "RATE_LIMIT_EXCEEDED",
+        "Rate limit exceeded. Please slow down and retry later.",
+        json!({}),
+    );
+    let reset = now_unix() + ceil_secs(wait);
+    r.headers_mut().insert(
+        "x-ratelimit-reset",
+        reset.to_string().parse().expect("digits"),
+    );
+    r
+}
+
+async fn remove(
+    State(s): State<Arc<Server>>,
+    Path((org, user)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    if header(&headers, "x-api-key") != Some(s.secret.as_str()) {
+        return error(
+            401,
+            "INVALID_API_KEY",
+            "The API key provided is invalid.",
+            json!({}),
+        );
+    }
+    let resp = answer(&s, &org, &user, &body);
+    s.record(Some(&org), &user, resp)
+}
+
+fn answer(s: &Server, org: &str, user: &str, body: &[u8]) -> Response {
+    if let Some(wait) = s.over_limit() {
+        return rate_limited(wait);
+    }
+    let body: Value = if body.iter().all(u8::is_ascii_whitespace) {
+        json!({})
+    } else {
+        match serde_json::from_slice(body) {
+            Ok(v @ Value::Object(_)) => v,
+            _ => {
+                return error(
+                    422,
+                    "VALIDATION_ERROR",
+                    "The request body is not a valid JSON object.",
+                    json!({"user_id": user}),
+                );
+            }
+        }
+    };
+    if body.get("confirm") != Some(&Value::Bool(true)) {
+        return error(
+            422,
+            "CONFIRMATION_REQUIRED",
+            "Please confirm this action by setting confirm to true.",
+            json!({"user_id": user}),
+        );
+    }
+    match body.get("transfer_resources_to_department_id") {
+        None | Some(Value::Null) => {}
+        Some(Value::String(d)) if d.starts_with("dept_") && d.len() > 5 => {}
+        Some(_) => {
+            return error(
+                422,
+                "VALIDATION_ERROR",
+                "transfer_resources_to_department_id must be a department id (dept_*).",
+                json!({"field": "transfer_resources_to_department_id"}),
+            );
+        }
+    }
+    match s.fault(Some(org), user) {
+        Some(Fault::Unavailable) => {
+            return error(
+                503,
+                "SERVICE_UNAVAILABLE",
+                "The service is temporarily unavailable. Please try again later.",
+                json!({}),
+            );
+        }
+        Some(Fault::RateLimited(wait)) => return rate_limited(wait),
+        Some(Fault::Conflict) => {
+            return error(
+                409,
+                "CONFLICT",
+                "The user's membership is being modified by another request.",
+                json!({"user_id": user, "organization_id": org}),
+            );
+        }
+        None => {}
+    }
+    match s.remove(Some(org), user) {
+        Removal::Removed(_) => StatusCode::NO_CONTENT.into_response(),
+        Removal::Owner => error(
+            403,
+            "CANNOT_DELETE_OWNER",
+            "The organization owner cannot be removed.",
+            json!({"user_id": user, "organization_id": org}),
+        ),
+        Removal::NoOrganization => error(
+            404,
+            "ORGANIZATION_NOT_FOUND",
+            "Organization not found.",
+            json!({"organization_id": org}),
+        ),
+        Removal::NotMember { .. } => error(
+            404,
+            "USER_NOT_FOUND",
+            "User not found in this organization.",
+            json!({"user_id": user, "organization_id": org}),
+        ),
+    }
+}

@@ -1,0 +1,117 @@
+//! Cognee (FastAPI): `DELETE /api/v1/permissions/tenants/{tenant}/users/{user}`, `X-Api-Key`.
+//! Success is 200 `{"message": ...}`; errors are `{"detail": "<message> [<ErrorName>]"}`, checked in
+//! the order: tenant not found (404), owner (400), user not found (404), user not in tenant (404).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Json;
+use axum::Router;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::delete;
+use serde_json::{Value, json};
+
+use super::{Fault, Removal, Server, ceil_secs, header};
+
+pub(super) fn router(server: Arc<Server>) -> Router {
+    Router::new()
+        .route(
+            "/api/v1/permissions/tenants/{tenant_id}/users/{user_id}",
+            delete(remove),
+        )
+        .with_state(server)
+}
+
+fn detail(status: StatusCode, detail: impl Into<Value>) -> Response {
+    (status, Json(json!({"detail": detail.into()}))).into_response()
+}
+
+fn rate_limited(wait: Duration) -> Response {
+    let mut r = detail(
+        StatusCode::TOO_MANY_REQUESTS,
+        "Too many requests. [RateLimitExceededError]",
+    );
+    r.headers_mut().insert(
+        "retry-after",
+        ceil_secs(wait).to_string().parse().expect("digits"),
+    );
+    r
+}
+
+async fn remove(
+    State(s): State<Arc<Server>>,
+    Path((tenant, user)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Response {
+    if header(&headers, "x-api-key") != Some(s.secret.as_str()) {
+        return detail(StatusCode::UNAUTHORIZED, "Unauthorized");
+    }
+    let resp = answer(&s, &tenant, &user);
+    s.record(Some(&tenant), &user, resp)
+}
+
+/// FastAPI's validation error for a path parameter that is not a UUID.
+fn not_uuid(field: &str, input: &str) -> Value {
+    json!({
+        "loc": ["path", field],
+        "msg": "Input should be a valid UUID, invalid character: expected an optional prefix of `urn:uuid:` followed by [0-9a-fA-F-]",
+        "type": "uuid_parsing",
+        "input": input,
+    })
+}
+
+fn answer(s: &Server, tenant: &str, user: &str) -> Response {
+    if let Some(wait) = s.over_limit() {
+        return rate_limited(wait);
+    }
+    let mut invalid = Vec::new();
+    if uuid::Uuid::try_parse(tenant).is_err() {
+        invalid.push(not_uuid("tenant_id", tenant));
+    }
+    if uuid::Uuid::try_parse(user).is_err() {
+        invalid.push(not_uuid("user_id", user));
+    }
+    if !invalid.is_empty() {
+        return detail(StatusCode::UNPROCESSABLE_ENTITY, invalid);
+    }
+    match s.fault(Some(tenant), user) {
+        Some(Fault::Unavailable) => {
+            return detail(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Service temporarily unavailable. [ServiceUnavailableError]",
+            );
+        }
+        Some(Fault::RateLimited(wait)) => return rate_limited(wait),
+        Some(Fault::Conflict) => {
+            return detail(
+                StatusCode::CONFLICT,
+                "Tenant membership was modified concurrently. [ConflictError]",
+            );
+        }
+        None => {}
+    }
+    match s.remove(Some(tenant), user) {
+        Removal::Removed(_) => (
+            StatusCode::OK,
+            Json(json!({"message": "User removed from tenant"})),
+        )
+            .into_response(),
+        Removal::NoOrganization => detail(
+            StatusCode::NOT_FOUND,
+            "Tenant not found. [TenantNotFoundError]",
+        ),
+        Removal::Owner => detail(
+            StatusCode::BAD_REQUEST,
+            "Cannot remove the tenant owner. [PermissionDeniedError]",
+        ),
+        Removal::NotMember { exists: false } => detail(
+            StatusCode::NOT_FOUND,
+            "User not found. [EntityNotFoundError]",
+        ),
+        Removal::NotMember { exists: true } => {
+            detail(StatusCode::NOT_FOUND, "User not found in this tenant.")
+        }
+    }
+}

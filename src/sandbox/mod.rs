@@ -1,0 +1,595 @@
+//! An in-process simulation of the five provider APIs on loopback, for the demo (`offboard run
+//! --sandbox`) and for end-to-end tests.
+//!
+//! One axum server per provider kind, each on its own `127.0.0.1` port with its own state, answering
+//! exactly as the provider's API page (`/work/shared/providers/*.md`) describes: the removal call,
+//! its error bodies, its rate-limit headers and, for Aerospike, the OAuth2 token endpoint.
+//!
+//! Every server can rate-limit (a GCRA per server, answering 429 with the provider's headers) and
+//! inject deterministic faults (503, 429, 409) on the first removal attempt of chosen targets.
+
+mod aerospike;
+mod aitronos;
+mod cognee;
+mod factory;
+mod seed;
+mod telnyx;
+#[cfg(test)]
+mod tests;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use axum::Router;
+use axum::http::HeaderMap;
+use axum::response::Response;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+use crate::job::ProviderKind;
+
+pub use seed::Seed;
+
+/// How the sandbox behaves: who is a member where, rate limits, faults, token lifetime.
+#[derive(Debug, Clone)]
+pub struct SandboxOptions {
+    pub seed: Seed,
+    /// Per kind: Some((rate_per_second, burst)) enforced by the server with 429s, None = unlimited.
+    pub limits: HashMap<ProviderKind, (f64, u32)>,
+    pub faults: Faults,
+    /// Lifetime of Aerospike access tokens.
+    pub token_ttl: Duration,
+}
+
+impl SandboxOptions {
+    /// The demo: [`Seed::demo`], limits a bit above the demo client rates (factory 20/s, aitronos
+    /// 10/s, telnyx 10/s, aerospike 10/s, cognee 15/s) so that only injected 429s normally show,
+    /// [`Faults::demo`], and 4 s tokens so that a refresh shows in a short run.
+    pub fn demo() -> Self {
+        let limits = HashMap::from([
+            (ProviderKind::Factory, (25.0, 10)),
+            (ProviderKind::Aitronos, (13.0, 6)),
+            (ProviderKind::Telnyx, (13.0, 6)),
+            (ProviderKind::Aerospike, (13.0, 6)),
+            (ProviderKind::Cognee, (19.0, 8)),
+        ]);
+        SandboxOptions {
+            seed: Seed::demo(),
+            limits,
+            faults: Faults::demo(),
+            token_ttl: Duration::from_secs(4),
+        }
+    }
+
+    /// No limits, no faults, 300 s tokens, the given seed.
+    pub fn plain(seed: Seed) -> Self {
+        SandboxOptions {
+            seed,
+            limits: HashMap::new(),
+            faults: Faults::none(),
+            token_ttl: Duration::from_secs(300),
+        }
+    }
+}
+
+/// Deterministic injected faults, on the FIRST removal attempt for a target only (so a retry
+/// succeeds). A target is picked when `fnv1a(lowercased user) % n == 0`, for n > 0; 0 = off.
+/// When several pick the same target, 503 wins over 429, and 429 over 409.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Faults {
+    /// 503 with the provider's error body.
+    pub unavailable_every: u32,
+    /// 429 with the provider's rate-limit headers, asking to wait 1 s.
+    pub rate_limited_every: u32,
+    /// 409 with the provider's error body.
+    pub conflict_every: u32,
+}
+
+impl Faults {
+    pub fn none() -> Self {
+        Faults::default()
+    }
+    pub fn demo() -> Self {
+        Faults {
+            unavailable_every: 17,
+            rate_limited_every: 13,
+            conflict_every: 23,
+        }
+    }
+
+    fn pick(&self, user_key: &str) -> Option<Fault> {
+        let h = fnv1a(user_key.as_bytes());
+        let hit = |n: u32| n > 0 && h % u64::from(n) == 0;
+        if hit(self.unavailable_every) {
+            Some(Fault::Unavailable)
+        } else if hit(self.rate_limited_every) {
+            Some(Fault::RateLimited(Duration::from_secs(1)))
+        } else if hit(self.conflict_every) {
+            Some(Fault::Conflict)
+        } else {
+            None
+        }
+    }
+}
+
+/// One request that reached a removal endpoint after auth, with the status it was answered.
+#[derive(Debug, Clone)]
+pub struct Logged {
+    pub kind: ProviderKind,
+    pub at: Instant,
+    pub organization: Option<String>,
+    pub user: String,
+    pub status: u16,
+}
+
+/// The running sandbox: five servers on loopback. Shuts down on [`Sandbox::shutdown`] or on drop.
+pub struct Sandbox {
+    ports: HashMap<ProviderKind, u16>,
+    servers: HashMap<ProviderKind, Arc<Server>>,
+    creds: Creds,
+    log: Arc<Mutex<Vec<Logged>>>,
+    stops: Vec<oneshot::Sender<()>>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+#[derive(Debug, Clone)]
+struct Creds {
+    factory: String,
+    aitronos: String,
+    telnyx: String,
+    aerospike_id: String,
+    aerospike_secret: String,
+    cognee: String,
+}
+
+impl Creds {
+    fn random() -> Creds {
+        let r = || uuid::Uuid::new_v4().simple().to_string();
+        Creds {
+            factory: format!("fk-{}", r()),
+            aitronos: format!("ak_{}", r()),
+            telnyx: format!("KEY{}_{}", r().to_uppercase(), r()),
+            aerospike_id: r()[..20].to_owned(),
+            aerospike_secret: format!("{}{}", r(), r()),
+            cognee: r(),
+        }
+    }
+}
+
+impl Sandbox {
+    /// Binds one server per provider kind on `127.0.0.1:0` and serves them in the background.
+    pub async fn start(opts: SandboxOptions) -> std::io::Result<Sandbox> {
+        let creds = Creds::random();
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let mut sandbox = Sandbox {
+            ports: HashMap::new(),
+            servers: HashMap::new(),
+            creds: creds.clone(),
+            log: log.clone(),
+            stops: Vec::new(),
+            tasks: Vec::new(),
+        };
+        for kind in ProviderKind::ALL {
+            let secret = match kind {
+                ProviderKind::Factory => creds.factory.clone(),
+                ProviderKind::Aitronos => creds.aitronos.clone(),
+                ProviderKind::Telnyx => creds.telnyx.clone(),
+                ProviderKind::Aerospike => creds.aerospike_secret.clone(),
+                ProviderKind::Cognee => creds.cognee.clone(),
+            };
+            let server = Arc::new(Server::new(kind, secret, &opts, log.clone(), &creds));
+            let router: Router = match kind {
+                ProviderKind::Factory => factory::router(server.clone()),
+                ProviderKind::Aitronos => aitronos::router(server.clone()),
+                ProviderKind::Telnyx => telnyx::router(server.clone()),
+                ProviderKind::Aerospike => aerospike::router(server.clone()),
+                ProviderKind::Cognee => cognee::router(server.clone()),
+            };
+            let listener = TcpListener::bind(("127.0.0.1", 0)).await?;
+            let port = listener.local_addr()?.port();
+            let (stop, stopped) = oneshot::channel::<()>();
+            let task = tokio::spawn(async move {
+                let serve = axum::serve(listener, router).with_graceful_shutdown(async move {
+                    let _ = stopped.await;
+                });
+                if let Err(e) = serve.await {
+                    tracing::warn!(%kind, error = %e, "sandbox server stopped");
+                }
+            });
+            sandbox.ports.insert(kind, port);
+            sandbox.servers.insert(kind, server);
+            sandbox.stops.push(stop);
+            sandbox.tasks.push(task);
+        }
+        Ok(sandbox)
+    }
+
+    fn origin(&self, kind: ProviderKind) -> String {
+        format!("http://127.0.0.1:{}", self.ports[&kind])
+    }
+
+    /// What a config's `base_url` must be for that kind: `http://127.0.0.1:PORT`, and for
+    /// Aerospike `http://127.0.0.1:PORT/v1`.
+    pub fn base_url(&self, kind: ProviderKind) -> String {
+        match kind {
+            ProviderKind::Aerospike => format!("{}/v1", self.origin(kind)),
+            _ => self.origin(kind),
+        }
+    }
+
+    /// Aerospike token endpoint: `http://127.0.0.1:PORT/oauth/token` (on the aerospike server).
+    pub fn token_url(&self) -> String {
+        format!("{}/oauth/token", self.origin(ProviderKind::Aerospike))
+    }
+
+    /// Credentials, random per start, as environment-variable name -> value pairs.
+    pub fn env(&self) -> Vec<(&'static str, String)> {
+        let c = &self.creds;
+        vec![
+            ("SANDBOX_FACTORY_TOKEN", c.factory.clone()),
+            ("SANDBOX_AITRONOS_API_KEY", c.aitronos.clone()),
+            ("SANDBOX_TELNYX_TOKEN", c.telnyx.clone()),
+            ("SANDBOX_AEROSPIKE_CLIENT_ID", c.aerospike_id.clone()),
+            (
+                "SANDBOX_AEROSPIKE_CLIENT_SECRET",
+                c.aerospike_secret.clone(),
+            ),
+            ("SANDBOX_COGNEE_API_KEY", c.cognee.clone()),
+        ]
+    }
+
+    /// Every request that reached a removal endpoint (after auth), in arrival order.
+    pub fn log(&self) -> Vec<Logged> {
+        lock(&self.log).clone()
+    }
+
+    /// Whether that membership still exists (organization ignored for factory/telnyx/aerospike).
+    /// Case-insensitive; uuids compared canonical.
+    pub fn is_member(&self, kind: ProviderKind, organization: Option<&str>, user: &str) -> bool {
+        let s = &self.servers[&kind];
+        let org = org_key(kind, organization);
+        lock(&s.orgs)
+            .get(&org)
+            .is_some_and(|members| members.contains_key(&key(user)))
+    }
+
+    /// Number of token grants issued by the aerospike token endpoint.
+    pub fn tokens_issued(&self) -> u64 {
+        self.servers[&ProviderKind::Aerospike]
+            .tokens_issued
+            .load(Ordering::Relaxed)
+    }
+
+    /// Stops the servers, waiting at most 2 s for open connections to close.
+    pub async fn shutdown(mut self) {
+        for stop in self.stops.drain(..) {
+            let _ = stop.send(());
+        }
+        for mut task in self.tasks.drain(..) {
+            if tokio::time::timeout(Duration::from_secs(2), &mut task)
+                .await
+                .is_err()
+            {
+                task.abort();
+            }
+        }
+    }
+}
+
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        for stop in self.stops.drain(..) {
+            let _ = stop.send(());
+        }
+        for task in self.tasks.drain(..) {
+            task.abort();
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Shared server state and helpers for the provider modules.
+
+/// A member as a server holds it.
+#[derive(Debug, Clone)]
+struct Member {
+    /// As seeded.
+    user: String,
+    owner: bool,
+    email: String,
+}
+
+/// What a removal found.
+#[derive(Debug)]
+enum Removal {
+    Removed(Member),
+    /// The member is an owner: nothing was removed.
+    Owner,
+    /// The organization (tenant) does not exist.
+    NoOrganization,
+    /// Not a member; `exists` tells whether the user exists at all (in any organization).
+    NotMember {
+        exists: bool,
+    },
+}
+
+/// An injected fault.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fault {
+    Unavailable,
+    RateLimited(Duration),
+    Conflict,
+}
+
+/// One provider server's state.
+struct Server {
+    kind: ProviderKind,
+    /// The credential: bearer token or API key; for Aerospike the client secret.
+    secret: String,
+    /// For Aerospike, the client id.
+    client_id: String,
+    /// Organization key (None where the credential picks it) -> user key -> member.
+    orgs: Mutex<HashMap<Option<String>, HashMap<String, Member>>>,
+    /// Keys of every user that exists anywhere (removal from an organization keeps the user).
+    known: HashSet<String>,
+    limiter: Option<Gcra>,
+    faults: Faults,
+    attempted: Mutex<HashSet<(Option<String>, String)>>,
+    log: Arc<Mutex<Vec<Logged>>>,
+    token_ttl: Duration,
+    /// Aerospike access tokens -> expiry.
+    tokens: Mutex<HashMap<String, Instant>>,
+    tokens_issued: AtomicU64,
+}
+
+impl Server {
+    fn new(
+        kind: ProviderKind,
+        secret: String,
+        opts: &SandboxOptions,
+        log: Arc<Mutex<Vec<Logged>>>,
+        creds: &Creds,
+    ) -> Server {
+        let mut orgs: HashMap<Option<String>, HashMap<String, Member>> = HashMap::new();
+        let mut known = HashSet::new();
+        for e in opts.seed.entries().iter().filter(|e| e.kind == kind) {
+            let members = orgs
+                .entry(org_key(kind, e.organization.as_deref()))
+                .or_default();
+            if let Some(user) = &e.user {
+                known.insert(key(user));
+                let email = opts.seed.email_of(kind, user);
+                let m = members.entry(key(user)).or_insert(Member {
+                    user: user.clone(),
+                    owner: false,
+                    email,
+                });
+                m.owner |= e.owner;
+            }
+        }
+        Server {
+            kind,
+            secret,
+            client_id: creds.aerospike_id.clone(),
+            orgs: Mutex::new(orgs),
+            known,
+            limiter: opts
+                .limits
+                .get(&kind)
+                .map(|&(rate, burst)| Gcra::new(rate, burst)),
+            faults: opts.faults,
+            attempted: Mutex::new(HashSet::new()),
+            log,
+            token_ttl: opts.token_ttl,
+            tokens: Mutex::new(HashMap::new()),
+            tokens_issued: AtomicU64::new(0),
+        }
+    }
+
+    /// `Some(wait)` when this request is over the server's rate limit.
+    fn over_limit(&self) -> Option<Duration> {
+        self.limiter.as_ref().and_then(Gcra::check)
+    }
+
+    /// The requests per second the limiter allows, for headers that name a limit.
+    fn limit_per_second(&self) -> u32 {
+        self.limiter
+            .as_ref()
+            .map_or(100, |g| g.rate.ceil().max(1.0) as u32)
+    }
+
+    /// The injected fault for this target, on its first attempt only.
+    fn fault(&self, organization: Option<&str>, user: &str) -> Option<Fault> {
+        let target = (org_key(self.kind, organization), key(user));
+        let first = lock(&self.attempted).insert(target);
+        if first {
+            self.faults.pick(&key(user))
+        } else {
+            None
+        }
+    }
+
+    /// Removes the membership unless the member is an owner.
+    fn remove(&self, organization: Option<&str>, user: &str) -> Removal {
+        let mut orgs = lock(&self.orgs);
+        let Some(members) = orgs.get_mut(&org_key(self.kind, organization)) else {
+            return Removal::NoOrganization;
+        };
+        let k = key(user);
+        match members.get(&k) {
+            Some(m) if m.owner => Removal::Owner,
+            Some(_) => Removal::Removed(members.remove(&k).expect("present")),
+            None => Removal::NotMember {
+                exists: self.known.contains(&k),
+            },
+        }
+    }
+
+    /// Appends the answer to the log and passes it on.
+    fn record(&self, organization: Option<&str>, user: &str, resp: Response) -> Response {
+        lock(&self.log).push(Logged {
+            kind: self.kind,
+            at: Instant::now(),
+            organization: organization.map(str::to_owned),
+            user: user.to_owned(),
+            status: resp.status().as_u16(),
+        });
+        resp
+    }
+}
+
+/// Generic cell rate algorithm: `rate` per second with bursts of `burst`.
+struct Gcra {
+    rate: f64,
+    interval: Duration,
+    tolerance: Duration,
+    tat: Mutex<Option<Instant>>,
+}
+
+impl Gcra {
+    fn new(rate: f64, burst: u32) -> Gcra {
+        let interval = Duration::from_secs_f64(1.0 / rate.max(1e-6));
+        Gcra {
+            rate,
+            interval,
+            tolerance: interval * burst.max(1).saturating_sub(1),
+            tat: Mutex::new(None),
+        }
+    }
+
+    /// `None` when allowed (and counted), `Some(wait)` when over the limit.
+    fn check(&self) -> Option<Duration> {
+        let now = Instant::now();
+        let mut tat = lock(&self.tat);
+        let current = tat.map_or(now, |t| t.max(now));
+        let ahead = current - now;
+        if ahead > self.tolerance {
+            Some(ahead - self.tolerance)
+        } else {
+            *tat = Some(current + self.interval);
+            None
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Whether the kind has organizations in its URLs (else the credential picks it).
+fn has_organizations(kind: ProviderKind) -> bool {
+    matches!(kind, ProviderKind::Aitronos | ProviderKind::Cognee)
+}
+
+fn org_key(kind: ProviderKind, organization: Option<&str>) -> Option<String> {
+    if has_organizations(kind) {
+        organization.map(key)
+    } else {
+        None
+    }
+}
+
+/// The comparison key of a user or organization: canonical for uuids, lowercase otherwise.
+fn key(s: &str) -> String {
+    let s = s.trim();
+    match uuid::Uuid::try_parse(s) {
+        Ok(u) => u.hyphenated().to_string(),
+        Err(_) => s.to_ascii_lowercase(),
+    }
+}
+
+/// FNV-1a, 64 bits: a hash that is the same on every run and every machine.
+fn fnv1a(bytes: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for &b in bytes {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h
+}
+
+/// Whole seconds to wait, rounded up, at least 1.
+fn ceil_secs(wait: Duration) -> u64 {
+    (wait.as_secs_f64().ceil() as u64).max(1)
+}
+
+/// The bearer token of an `Authorization` header.
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    let v = headers
+        .get(axum::http::header::AUTHORIZATION)?
+        .to_str()
+        .ok()?;
+    let (scheme, token) = v.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+}
+
+fn header<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
+    headers.get(name)?.to_str().ok()
+}
+
+/// Decodes an `application/x-www-form-urlencoded` string (also a query string).
+fn form_pairs(s: &str) -> Vec<(String, String)> {
+    fn decode(s: &str) -> String {
+        let b = s.as_bytes();
+        let mut out = Vec::with_capacity(b.len());
+        let mut i = 0;
+        while i < b.len() {
+            match b[i] {
+                b'+' => out.push(b' '),
+                b'%' if i + 2 < b.len() => {
+                    match u8::from_str_radix(
+                        std::str::from_utf8(&b[i + 1..i + 3]).unwrap_or("zz"),
+                        16,
+                    ) {
+                        Ok(v) => {
+                            out.push(v);
+                            i += 2;
+                        }
+                        Err(_) => out.push(b'%'),
+                    }
+                }
+                c => out.push(c),
+            }
+            i += 1;
+        }
+        String::from_utf8_lossy(&out).into_owned()
+    }
+    s.split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            let (k, v) = p.split_once('=').unwrap_or((p, ""));
+            (decode(k), decode(v))
+        })
+        .collect()
+}
+
+/// `2026-11-22T17:11:55Z`.
+fn rfc3339(t: SystemTime) -> String {
+    let secs = t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()) as i64;
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Howard Hinnant's civil_from_days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+fn now_unix() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
