@@ -340,7 +340,10 @@ impl Directory {
 
     /// The entry name of a lane.
     pub fn name_of(&self, lane: LaneId) -> Option<&str> {
-        self.entries.values().find(|(id, _, _)| *id == lane).map(|(_, n, _)| &**n)
+        self.entries
+            .values()
+            .find(|(id, _, _)| *id == lane)
+            .map(|(_, n, _)| &**n)
     }
 
     pub fn lookup(&self, name: &str) -> Option<(LaneId, &Arc<str>, ProviderKind)> {

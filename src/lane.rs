@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use arc_swap::ArcSwap;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use tokio::sync::{Semaphore, mpsc};
+use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::job::{Job, LaneId, ProviderKind};
@@ -341,10 +342,24 @@ impl Lane {
         }
     }
 
-    /// Takes jobs from `jobs` until it closes, at most `max_in_flight` at a time, and records each.
-    pub async fn drive(self: Arc<Self>, mut jobs: mpsc::Receiver<Job>, sink: Sink) {
+    /// Takes jobs from `jobs` until it closes or `stop` fires, at most `max_in_flight` at a time,
+    /// and records each. Jobs already started finish and are recorded after `stop`.
+    pub async fn drive(
+        self: Arc<Self>,
+        mut jobs: mpsc::Receiver<Job>,
+        sink: Sink,
+        stop: CancellationToken,
+    ) {
         let tracker = TaskTracker::new();
-        while let Some(job) = jobs.recv().await {
+        loop {
+            let job = tokio::select! {
+                biased;
+                _ = stop.cancelled() => break,
+                job = jobs.recv() => match job {
+                    Some(job) => job,
+                    None => break,
+                },
+            };
             if sink.is_broken() {
                 break;
             }

@@ -9,11 +9,14 @@
 //! - [`config`]: the TOML configuration with environment overrides.
 //! - [`run`]: `offboard run`, the CSV path end to end.
 //! - [`sandbox`]: the five providers simulated on loopback.
+pub mod cli;
 pub mod config;
 pub mod doors;
 pub mod job;
 pub mod lane;
+pub mod progress;
 pub mod providers;
 pub mod report;
 pub mod retry;
+pub mod run;
 pub mod sandbox;

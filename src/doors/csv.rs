@@ -32,7 +32,15 @@ pub enum CsvError {
 }
 
 /// The columns a row may have; others are ignored.
-const COLUMNS: [&str; 7] = ["provider", "user", "organization", "transfer_to", "job_id", "reason", "requested_by"];
+const COLUMNS: [&str; 7] = [
+    "provider",
+    "user",
+    "organization",
+    "transfer_to",
+    "job_id",
+    "reason",
+    "requested_by",
+];
 
 /// An open CSV file, read in independent passes.
 #[derive(Clone)]
@@ -68,7 +76,10 @@ impl CsvFile {
             source,
         };
         let file = Arc::new(File::open(path).map_err(io_err)?);
-        let mut reader = Self::builder().from_reader(At { file: file.clone(), pos: 0 });
+        let mut reader = Self::builder().from_reader(At {
+            file: file.clone(),
+            pos: 0,
+        });
         let raw = reader.headers().map_err(|e| CsvError::Header {
             path: path.to_owned(),
             reason: format!("cannot read the header row: {e}"),
@@ -140,7 +151,11 @@ impl CsvFile {
                     if record.len() != self.headers.len() {
                         // A row with a field too many or too few has likely shifted its columns,
                         // and a shifted column could put an id where another belongs.
-                        let why = format!("{} fields where the header has {}", record.len(), self.headers.len());
+                        let why = format!(
+                            "{} fields where the header has {}",
+                            record.len(),
+                            self.headers.len()
+                        );
                         f((line, Err(Invalid::Unreadable(why))));
                         continue;
                     }
@@ -205,7 +220,12 @@ impl Plan {
 
 /// One pass: validates every row, finds duplicates, counts the plan. Each invalid row goes to
 /// `on_invalid` as it is found.
-pub fn scan(csv: &CsvFile, dir: &Directory, lanes: usize, mut on_invalid: impl FnMut(InvalidRow)) -> Result<Plan, CsvError> {
+pub fn scan(
+    csv: &CsvFile,
+    dir: &Directory,
+    lanes: usize,
+    mut on_invalid: impl FnMut(InvalidRow),
+) -> Result<Plan, CsvError> {
     let mut plan = Plan {
         per_lane: vec![0; lanes],
         ..Plan::default()
@@ -217,7 +237,9 @@ pub fn scan(csv: &CsvFile, dir: &Directory, lanes: usize, mut on_invalid: impl F
     csv.for_each(|(line, raw)| {
         plan.rows += 1;
         let invalid = |reason: Invalid, raw: Option<&RawJob<'_>>| {
-            let s = |v: Option<&std::borrow::Cow<'_, str>>| v.map(|c| c.trim().to_owned()).filter(|c| !c.is_empty());
+            let s = |v: Option<&std::borrow::Cow<'_, str>>| {
+                v.map(|c| c.trim().to_owned()).filter(|c| !c.is_empty())
+            };
             InvalidRow {
                 line,
                 job_id: raw.and_then(|r| s(r.job_id.as_ref())),
@@ -283,7 +305,10 @@ pub fn feed(
     csv.for_each(|(line, raw)| {
         let Ok(raw) = raw else { return };
         // Cheap filter before validation: most rows belong to other lanes.
-        if !open || raw.provider.as_deref().map(str::trim) != Some(name) || duplicates.contains(&line) {
+        if !open
+            || raw.provider.as_deref().map(str::trim) != Some(name)
+            || duplicates.contains(&line)
+        {
             return;
         }
         if let Ok(job) = dir.validate(&raw, Some(line)) {
@@ -334,7 +359,8 @@ mod tests {
 
     #[test]
     fn a_quoted_field_may_hold_commas_and_newlines_and_lines_stay_right() {
-        let text = "provider,user,reason\nfactory,a@b.co,\"left, for good\nsecond line\"\nslack,x,\n";
+        let text =
+            "provider,user,reason\nfactory,a@b.co,\"left, for good\nsecond line\"\nslack,x,\n";
         let (plan, bad) = scan_text(text.as_bytes());
         assert_eq!(plan.per_lane[0], 1);
         assert_eq!(bad.len(), 1);
@@ -393,7 +419,8 @@ mod tests {
 
     #[test]
     fn feed_streams_only_its_lane_and_skips_duplicates() {
-        let f = file(b"provider,user\nfactory,a@b.co\ntelnyx,abc\nfactory,b@b.co\nfactory,a@b.co\n");
+        let f =
+            file(b"provider,user\nfactory,a@b.co\ntelnyx,abc\nfactory,b@b.co\nfactory,a@b.co\n");
         let csv = CsvFile::open(f.path()).unwrap();
         let d = dir();
         let plan = scan(&csv, &d, 5, |_| {}).unwrap();

@@ -106,3 +106,35 @@ pub fn client(timeout: Duration) -> reqwest::Result<Client> {
         .pool_idle_timeout(Duration::from_secs(60))
         .build()
 }
+
+/// Builds a provider entry's adapter, credentials and client from its configuration.
+pub fn build(
+    entry: &crate::config::Entry,
+    credential: &crate::config::Credential,
+) -> Result<Provider, String> {
+    use crate::config::Credential;
+    let http = client(Duration::from_millis(entry.timeout_ms))
+        .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
+    let auth = match credential {
+        Credential::Bearer(token) => Auth::bearer(token)?,
+        // Aitronos spells it X-API-Key, Cognee X-Api-Key: header names are case-insensitive.
+        Credential::ApiKey(key) => Auth::header("x-api-key", "", key)?,
+        Credential::OAuth {
+            token_url,
+            client_id,
+            client_secret,
+            body,
+        } => Auth::OAuth(std::sync::Arc::new(auth::TokenSource::new(
+            http.clone(),
+            token_url.clone(),
+            client_id.clone(),
+            client_secret.clone(),
+            *body,
+        ))),
+    };
+    Ok(Provider::new(
+        adapter(entry.kind, &entry.base_url()),
+        auth,
+        http,
+    ))
+}

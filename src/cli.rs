@@ -1,0 +1,194 @@
+//! The command line: parsing, and each command's edge (config loading, exit codes, printing).
+//! Everything below this is the library; errors become `anyhow` only here.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand, ValueEnum};
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Settings;
+use crate::job::ProviderKind;
+use crate::run::{self, Lanes};
+use crate::sandbox::{Sandbox, SandboxOptions};
+
+/// Exit codes: 0 every job removed or already absent; 1 any other outcome; 2 usage or
+/// configuration error (nothing sent).
+pub const EXIT_INCOMPLETE: u8 = 1;
+pub const EXIT_USAGE: u8 = 2;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "offboard",
+    version,
+    about = "Removes people from the organizations of SaaS providers, safely and fast."
+)]
+pub struct Cli {
+    /// Log format on stderr. The filter comes from OFFBOARD_LOG (e.g. `info`, `offboard=debug`).
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Pretty, env = "OFFBOARD_LOG_FORMAT")]
+    pub log_format: LogFormat,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum LogFormat {
+    Pretty,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Remove every account listed in a CSV file, and write a report.
+    Run(RunArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct RunArgs {
+    /// The CSV file: provider,user,organization,transfer_to,job_id,reason,requested_by.
+    #[arg(long)]
+    pub csv: PathBuf,
+    /// The configuration file [default: config/offboard.toml; with --sandbox, the embedded one].
+    #[arg(long, env = "OFFBOARD_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Where to write the JSON Lines report [default: beside the CSV, named for it and the time].
+    #[arg(long)]
+    pub report: Option<PathBuf>,
+    /// Validate the file and the config and print the plan; send nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Run against the five providers simulated on loopback (no accounts, no network).
+    #[arg(long)]
+    pub sandbox: bool,
+}
+
+/// The sandbox's config, built in so `--sandbox` works from any directory.
+const SANDBOX_CONFIG: &str = include_str!("../config/sandbox.toml");
+
+pub fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("OFFBOARD_LOG")
+        .unwrap_or_else(|_| "warn".into());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Pretty => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+pub async fn main(cli: Cli) -> ExitCode {
+    match cli.command {
+        Command::Run(args) => match run_command(args).await {
+            Ok(code) => code,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                ExitCode::from(EXIT_USAGE)
+            }
+        },
+    }
+}
+
+async fn run_command(args: RunArgs) -> anyhow::Result<ExitCode> {
+    let (config_name, mut settings) = match (&args.config, args.sandbox) {
+        (Some(path), _) => (path.display().to_string(), Settings::load(path)?),
+        (None, true) => (
+            "sandbox.toml (built in)".to_owned(),
+            Settings::from_toml(SANDBOX_CONFIG, "sandbox.toml (built in)")?,
+        ),
+        (None, false) => {
+            let path = PathBuf::from("config/offboard.toml");
+            if !path.exists() {
+                anyhow::bail!(
+                    "no configuration: pass --config FILE or set OFFBOARD_CONFIG (config/offboard.example.toml documents every key), or try --sandbox"
+                );
+            }
+            (path.display().to_string(), Settings::load(&path)?)
+        }
+    };
+
+    let sandbox = if args.sandbox {
+        let sandbox = Sandbox::start(SandboxOptions::demo())
+            .await
+            .context("starting the sandbox")?;
+        for entry in settings.providers.values_mut() {
+            entry.base_url = Some(sandbox.base_url(entry.kind));
+            if entry.kind == ProviderKind::Aerospike {
+                entry.token_url = Some(sandbox.token_url());
+            }
+        }
+        eprintln!(
+            "Sandbox: the five providers simulated on 127.0.0.1; nothing leaves this machine."
+        );
+        Some(sandbox)
+    } else {
+        None
+    };
+    let sandbox_env: HashMap<&str, String> = sandbox
+        .as_ref()
+        .map(|s| s.env().into_iter().collect())
+        .unwrap_or_default();
+    let env = |name: &str| match &sandbox {
+        Some(_) => sandbox_env.get(name).cloned(),
+        None => std::env::var(name).ok(),
+    };
+    let credentials = settings.resolve(&config_name, &env)?;
+    let lanes = Lanes::build(&settings, &credentials)?;
+
+    if args.dry_run {
+        let (plan, shown) = run::plan(&args.csv, &lanes, 50).await?;
+        println!(
+            "Plan for {} ({} rows), nothing sent (--dry-run):",
+            args.csv.display(),
+            plan.rows
+        );
+        for lane in &lanes.lanes {
+            println!(
+                "  {:<16} {:>8} removals ({})",
+                lane.name,
+                plan.per_lane[lane.id.0],
+                lane.kind()
+            );
+        }
+        println!("  {:<16} {:>8} removals", "total", plan.removable());
+        if plan.invalid > 0 {
+            println!("Invalid rows ({}):", plan.invalid);
+            for row in &shown {
+                println!("  line {}: {}", row.line, row.reason);
+            }
+            if plan.invalid > shown.len() as u64 {
+                println!("  ... and {} more", plan.invalid - shown.len() as u64);
+            }
+        }
+        return Ok(ExitCode::from(if plan.invalid > 0 {
+            EXIT_INCOMPLETE
+        } else {
+            0
+        }));
+    }
+
+    let report = args
+        .report
+        .clone()
+        .unwrap_or_else(|| run::default_report_path(&args.csv));
+    let stop = CancellationToken::new();
+    let on_signal = stop.clone();
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            eprintln!("Interrupted: finishing the requests in flight, then writing the report.");
+            on_signal.cancel();
+        }
+    });
+    let finished = run::run(&args.csv, &report, &lanes, stop).await?;
+    print!("{}", run::closing(&finished, &lanes));
+    if let Some(s) = sandbox {
+        s.shutdown().await;
+    }
+    Ok(ExitCode::from(if finished.success() {
+        0
+    } else {
+        EXIT_INCOMPLETE
+    }))
+}

@@ -1,0 +1,266 @@
+//! `offboard run`: a CSV file through the lanes to the providers, with a report for the auditors.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{Credential, Settings};
+use crate::doors::csv::{self, CsvError, CsvFile, InvalidRow, Plan};
+use crate::job::{Directory, LaneId};
+use crate::lane::{Lane, LaneSettings};
+use crate::progress::{self, Progress};
+use crate::report::{ErrorField, Outcome, Record, Summary, Timestamp, Writer};
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(transparent)]
+    Csv(#[from] CsvError),
+    #[error("provider entry `{name}`: {reason}")]
+    Provider { name: String, reason: String },
+    #[error("report {path}: {source}")]
+    Report {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// The lanes of every configured entry, and the directory validation looks names up in.
+pub struct Lanes {
+    pub directory: Directory,
+    pub lanes: Vec<Arc<Lane>>,
+}
+
+impl Lanes {
+    pub fn build(
+        settings: &Settings,
+        credentials: &BTreeMap<String, Credential>,
+    ) -> Result<Lanes, RunError> {
+        let directory =
+            Directory::new(settings.providers.iter().map(|(n, e)| (n.as_str(), e.kind)));
+        let mut lanes = Vec::with_capacity(settings.providers.len());
+        for (i, (name, entry)) in settings.providers.iter().enumerate() {
+            let provider_err = |reason| RunError::Provider {
+                name: name.clone(),
+                reason,
+            };
+            let credential = credentials
+                .get(name)
+                .ok_or_else(|| provider_err("no credential was resolved".into()))?;
+            let provider = crate::providers::build(entry, credential).map_err(provider_err)?;
+            let (id, shared_name, _) = directory.lookup(name).expect("built from the same entries");
+            debug_assert_eq!(id, LaneId(i));
+            lanes.push(Arc::new(Lane::new(
+                id,
+                shared_name.clone(),
+                provider,
+                LaneSettings {
+                    rate_per_second: entry.rate_per_second,
+                    burst: entry.burst,
+                    max_in_flight: entry.max_in_flight,
+                    circuit_after: entry.circuit_after,
+                    policy: entry.policy(),
+                },
+            )));
+        }
+        Ok(Lanes { directory, lanes })
+    }
+}
+
+/// What a finished run hands back for the exit code and the closing words.
+pub struct Finished {
+    pub plan: Plan,
+    pub summary: Summary,
+    pub report: PathBuf,
+    /// Jobs the plan counted that have no record: interrupted before they started.
+    pub unrecorded: u64,
+    pub interrupted: bool,
+}
+
+impl Finished {
+    /// Exit code 0 only when every planned job ended removed or already absent.
+    pub fn success(&self) -> bool {
+        self.summary.all_done() && self.unrecorded == 0 && !self.interrupted
+    }
+}
+
+/// The default report path: beside the CSV, named for it and the time, so no run overwrites another.
+pub fn default_report_path(csv: &Path) -> PathBuf {
+    let stem = csv
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .unwrap_or("offboard");
+    let stamp: String = humantime::format_rfc3339_seconds(std::time::SystemTime::now())
+        .to_string()
+        .chars()
+        .filter(|c| !matches!(c, '-' | ':'))
+        .collect();
+    csv.with_file_name(format!("{stem}.report-{stamp}.jsonl"))
+}
+
+fn invalid_record(row: InvalidRow) -> Record {
+    let now = Timestamp::now();
+    Record {
+        job_id: row
+            .job_id
+            .unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
+        line: Some(row.line),
+        provider: row.provider,
+        organization: row.organization,
+        user: row.user,
+        outcome: Outcome::Invalid,
+        reason: Some(row.reason.code()),
+        http_status: None,
+        attempts: 0,
+        provider_request_id: None,
+        error: Some(ErrorField {
+            code: row.reason.code().to_owned(),
+            message: format!("line {}: {}", row.line, row.reason),
+        }),
+        started_at: None,
+        finished_at: now,
+    }
+}
+
+/// Validates the file without sending anything: the plan, and up to `show` invalid rows.
+pub async fn plan(
+    csv_path: &Path,
+    lanes: &Lanes,
+    show: usize,
+) -> Result<(Plan, Vec<InvalidRow>), RunError> {
+    let csv = open(csv_path).await?;
+    let directory = lanes.directory.clone();
+    let n = lanes.lanes.len();
+    tokio::task::spawn_blocking(move || {
+        let mut shown = Vec::new();
+        let plan = csv::scan(&csv, &directory, n, |r| {
+            if shown.len() < show {
+                shown.push(r)
+            }
+        })?;
+        Ok((plan, shown))
+    })
+    .await
+    .expect("scan does not panic")
+}
+
+async fn open(path: &Path) -> Result<CsvFile, RunError> {
+    let path = path.to_owned();
+    Ok(tokio::task::spawn_blocking(move || CsvFile::open(&path))
+        .await
+        .expect("open does not panic")?)
+}
+
+/// Runs every job of the CSV file and writes the report. `stop` ends the run early: no new job
+/// starts, jobs in flight finish and are recorded.
+pub async fn run(
+    csv_path: &Path,
+    report: &Path,
+    lanes: &Lanes,
+    stop: CancellationToken,
+) -> Result<Finished, RunError> {
+    let csv = open(csv_path).await?;
+    let (writer, sink) = Writer::start(report, false).map_err(|source| RunError::Report {
+        path: report.to_owned(),
+        source,
+    })?;
+    let total = Arc::new(AtomicU64::new(0));
+    let progress = Progress::start(sink.live().clone(), total.clone());
+
+    // The scan records invalid rows as it finds them and counts the plan, before anything is sent.
+    let scanned = {
+        let (csv, directory, sink, n) = (
+            csv.clone(),
+            lanes.directory.clone(),
+            sink.clone(),
+            lanes.lanes.len(),
+        );
+        tokio::task::spawn_blocking(move || {
+            csv::scan(&csv, &directory, n, |row| {
+                sink.record_blocking(invalid_record(row))
+            })
+        })
+        .await
+        .expect("scan does not panic")
+    };
+    let plan = match scanned {
+        Ok(plan) => plan,
+        Err(e) => {
+            drop(sink);
+            progress.finish().await;
+            let _ = writer.finish().await;
+            return Err(e.into());
+        }
+    };
+    total.store(plan.removable() + plan.invalid, Ordering::Relaxed);
+
+    let duplicates = Arc::new(plan.duplicates.clone());
+    let mut drives = Vec::new();
+    let mut feeds = Vec::new();
+    for lane in &lanes.lanes {
+        if plan.per_lane[lane.id.0] == 0 {
+            continue;
+        }
+        let (tx, rx) = mpsc::channel(1024);
+        let (csv, directory, duplicates, id) = (
+            csv.clone(),
+            lanes.directory.clone(),
+            duplicates.clone(),
+            lane.id,
+        );
+        feeds.push(tokio::task::spawn_blocking(move || {
+            csv::feed(&csv, &directory, id, &duplicates, &tx)
+        }));
+        // On `stop` the lane stops taking jobs; its receiver drops, and the feed ends with it.
+        drives.push(tokio::spawn(lane.clone().drive(
+            rx,
+            sink.clone(),
+            stop.clone(),
+        )));
+    }
+    drop(sink);
+    let mut feed_error = None;
+    for f in feeds {
+        if let Err(e) = f.await.expect("feed does not panic") {
+            feed_error.get_or_insert(e);
+        }
+    }
+    for d in drives {
+        d.await.expect("lane does not panic");
+    }
+    progress.finish().await;
+    let summary = writer.finish().await.map_err(|source| RunError::Report {
+        path: report.to_owned(),
+        source,
+    })?;
+    if let Some(e) = feed_error {
+        tracing::error!(error = %e, "reading the CSV failed part-way: jobs after the failure were not started");
+    }
+    let recorded: u64 = Outcome::ALL.iter().map(|o| summary.total(*o)).sum();
+    let planned = plan.removable() + plan.invalid;
+    Ok(Finished {
+        unrecorded: planned.saturating_sub(recorded),
+        interrupted: stop.is_cancelled(),
+        plan,
+        summary,
+        report: report.to_owned(),
+    })
+}
+
+/// The closing words of a run, for stdout.
+pub fn closing(f: &Finished, lanes: &Lanes) -> String {
+    let mut out = progress::table(&f.summary, &lanes.lanes);
+    out.push_str(&format!("\nReport: {}\n", f.report.display()));
+    if f.unrecorded > 0 {
+        out.push_str(&format!(
+            "{} job(s) were not started{}: they are not in the report.\n",
+            f.unrecorded,
+            if f.interrupted { " (interrupted)" } else { "" }
+        ));
+    }
+    out
+}
