@@ -182,14 +182,23 @@ impl Lane {
             if let Some(reason) = self.halted() {
                 return self.halted_record(job, started, attempts, last.as_ref(), reason);
             }
-            self.admit().await;
-            if let Some(reason) = self.halted() {
-                return self.halted_record(job, started, attempts, last.as_ref(), reason);
-            }
-            attempts += 1;
-            self.stats.requests.fetch_add(1, Ordering::Relaxed);
+            let prepared = self.provider.prepare(&job.target).await;
             let sent = Instant::now();
-            let result = self.provider.remove(&job.target).await;
+            let result = match prepared {
+                Ok(request) => {
+                    // Admission is the last step before the wire, so requests leave at the pace
+                    // the limiter allows.
+                    self.admit().await;
+                    if let Some(reason) = self.halted() {
+                        return self.halted_record(job, started, attempts, last.as_ref(), reason);
+                    }
+                    attempts += 1;
+                    self.stats.requests.fetch_add(1, Ordering::Relaxed);
+                    self.provider.send(request).await
+                }
+                // The token endpoint refused or was silent: nothing went to the removal endpoint.
+                Err(result) => result,
+            };
             let decision = classify(&result, self.provider.refreshable() && !refreshed);
             let fail = |reason: FailReason, result: &Result<Answer, Transport>| {
                 self.finished(

@@ -76,22 +76,43 @@ impl Provider {
         self.auth.invalidate(sent_at);
     }
 
-    /// Sends one removal request and reads its answer. `Err` only when no answer came back.
-    pub async fn remove(&self, target: &Target) -> Result<Answer, Transport> {
+    /// Builds one removal request with its credentials (fetching a token if needed). `Err` holds
+    /// what to classify instead when no request could be built: the token endpoint's refusal, or
+    /// its silence.
+    ///
+    /// Kept apart from [`Provider::send`] so the lane admits a request only once it is ready to
+    /// leave: a token fetch between admission and sending would bunch requests up behind it and
+    /// send them as a burst the limiter never allowed.
+    pub async fn prepare(
+        &self,
+        target: &Target,
+    ) -> Result<RequestBuilder, Result<Answer, Transport>> {
         assert_eq!(
             target.kind(),
             self.adapter.kind(),
             "a job reached the lane of another provider kind"
         );
         let request = self.adapter.removal(&self.http, target);
-        let request = match self.auth.apply(request).await {
-            Ok(r) => r,
+        match self.auth.apply(request).await {
+            Ok(r) => Ok(r),
             // The token endpoint's own refusal is an answer too, classified like any other.
-            Err(auth::AuthFailure::Answer(answer)) => return Ok(answer),
-            Err(auth::AuthFailure::Transport(t)) => return Err(t),
-        };
+            Err(auth::AuthFailure::Answer(answer)) => Err(Ok(answer)),
+            Err(auth::AuthFailure::Transport(t)) => Err(Err(t)),
+        }
+    }
+
+    /// Sends a prepared request and reads its answer. `Err` only when no answer came back.
+    pub async fn send(&self, request: RequestBuilder) -> Result<Answer, Transport> {
         let (status, headers, body) = http::exchange(request).await?;
         Ok(self.adapter.read(status, &headers, &body))
+    }
+
+    /// Prepares and sends at once (no pacing in between): for tests and one-off calls.
+    pub async fn remove(&self, target: &Target) -> Result<Answer, Transport> {
+        match self.prepare(target).await {
+            Ok(request) => self.send(request).await,
+            Err(result) => result,
+        }
     }
 }
 

@@ -1,0 +1,397 @@
+//! `offboard run` end to end: the real binary, real HTTP on loopback, the sandbox's five providers.
+
+use std::collections::{BTreeSet, HashMap};
+use std::time::Duration;
+
+use offboard::job::ProviderKind;
+use offboard::sandbox::{Sandbox, SandboxOptions, Seed};
+
+use crate::support::{Pacing, assert_within_rate, config_for, example_csv, offboard, report_lines};
+
+/// The rows of examples/reorg.csv that are invalid, by line, with the reason code.
+const INVALID: [(u64, &str); 5] = [
+    (42, "unknown_provider"),
+    (97, "bad_format"),
+    (152, "bad_format"),
+    (212, "missing_field"),
+    (262, "duplicate"),
+];
+/// The Cognee tenant owner's row.
+const OWNER_LINE: u64 = 159;
+
+fn kind_of(name: &str) -> Option<ProviderKind> {
+    name.parse().ok()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_csv_over_all_five_providers_ends_as_the_providers_say() {
+    let mut opts = SandboxOptions::demo();
+    // Factory enforces less than we send, so real 429s (not only injected ones) pause its lane.
+    opts.limits = HashMap::from([(ProviderKind::Factory, (30.0, 10))]);
+    let sandbox = Sandbox::start(opts).await.unwrap();
+    let pacing: HashMap<ProviderKind, Pacing> = HashMap::from([
+        (ProviderKind::Factory, (40.0, 5, 8)),
+        (ProviderKind::Aitronos, (25.0, 3, 4)),
+        (ProviderKind::Telnyx, (20.0, 2, 4)),
+        (ProviderKind::Aerospike, (30.0, 4, 4)),
+        (ProviderKind::Cognee, (25.0, 3, 6)),
+    ]);
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("offboard.toml");
+    std::fs::write(&config, config_for(&sandbox, &pacing, "")).unwrap();
+    let report = dir.path().join("report.jsonl");
+
+    // What each row should end as, from the CSV and the providers' state before the run.
+    let csv_text = std::fs::read_to_string(example_csv()).unwrap();
+    let mut expected: HashMap<u64, (&str, Option<ProviderKind>, String, String)> = HashMap::new();
+    for (i, row) in csv_text.lines().skip(1).enumerate() {
+        let line = i as u64 + 2;
+        let f: Vec<&str> = row.split(',').collect();
+        let (provider, user, org) = (f[0], f[1].to_owned(), f[2].to_owned());
+        let kind = kind_of(provider);
+        let outcome = if let Some((_, code)) = INVALID.iter().find(|(l, _)| *l == line) {
+            code
+        } else if line == OWNER_LINE {
+            "failed"
+        } else {
+            let org_opt = (!org.is_empty()).then_some(org.as_str());
+            if sandbox.is_member(kind.unwrap(), org_opt, &user) {
+                "removed"
+            } else {
+                "already_absent"
+            }
+        };
+        expected.insert(line, (outcome, kind, org, user));
+    }
+    let n_removed = expected.values().filter(|e| e.0 == "removed").count();
+    assert!(
+        n_removed > 250,
+        "the fixture removes most of its rows: {n_removed}"
+    );
+
+    let env = sandbox.env();
+    let out = offboard(
+        &env,
+        &[
+            "run",
+            "--csv",
+            example_csv().to_str().unwrap(),
+            "--config",
+            config.to_str().unwrap(),
+            "--report",
+            report.to_str().unwrap(),
+        ],
+    )
+    .await;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "invalid rows and the owner make exit 1\n{stdout}\n{stderr}"
+    );
+
+    // The report: one line per row, each as expected.
+    let lines = report_lines(&report);
+    assert_eq!(lines.len(), expected.len(), "one report line per CSV row");
+    let seen: BTreeSet<u64> = lines.iter().map(|l| l["line"].as_u64().unwrap()).collect();
+    assert_eq!(seen.len(), expected.len(), "no line reported twice");
+    for l in &lines {
+        let line = l["line"].as_u64().unwrap();
+        let (want, _, org, user) = &expected[&line];
+        let got = l["outcome"].as_str().unwrap();
+        match *want {
+            "removed" | "already_absent" | "failed" => {
+                assert_eq!(got, *want, "line {line}: {l}");
+                assert_eq!(l["user"].as_str().unwrap(), user, "line {line}");
+                if !org.is_empty() {
+                    assert_eq!(l["organization"].as_str().unwrap(), org, "line {line}");
+                }
+                assert!(l["attempts"].as_u64().unwrap() >= 1);
+                assert!(l["started_at"].is_string() && l["finished_at"].is_string());
+            }
+            code => {
+                assert_eq!(got, "invalid", "line {line}: {l}");
+                assert_eq!(l["reason"].as_str().unwrap(), code, "line {line}");
+                assert!(
+                    l["error"]["message"]
+                        .as_str()
+                        .unwrap()
+                        .contains(&format!("line {line}"))
+                );
+                assert_eq!(l["attempts"].as_u64(), Some(0));
+            }
+        }
+        match got {
+            "removed" => assert!(matches!(l["http_status"].as_u64(), Some(200 | 204)), "{l}"),
+            "already_absent" => assert_eq!(l["http_status"].as_u64(), Some(404), "{l}"),
+            _ => {}
+        }
+    }
+    let owner = lines.iter().find(|l| l["line"] == OWNER_LINE).unwrap();
+    assert_eq!(owner["http_status"], 400);
+    assert_eq!(owner["reason"], "refused");
+
+    // The providers: every member named is gone, each removed by exactly one successful request.
+    let log = sandbox.log();
+    for (line, (want, kind, org, user)) in &expected {
+        let Some(kind) = kind else { continue };
+        let org_opt = (!org.is_empty()).then_some(org.as_str());
+        let successes = log
+            .iter()
+            .filter(|r| {
+                r.kind == *kind
+                    && r.user.eq_ignore_ascii_case(user)
+                    && (200..300).contains(&r.status)
+            })
+            .count();
+        match *want {
+            "removed" => {
+                assert!(
+                    !sandbox.is_member(*kind, org_opt, user),
+                    "line {line}: still a member"
+                );
+                assert_eq!(successes, 1, "line {line}: removed exactly once");
+            }
+            "already_absent" | "failed" => assert_eq!(successes, 0, "line {line}: nothing removed"),
+            // Invalid rows send nothing; a duplicate's user is removed once, by its first line.
+            _ => {}
+        }
+    }
+    // Injected faults and real rate limiting happened, and were retried through.
+    for status in [409, 429, 503] {
+        assert!(
+            log.iter().any(|r| r.status == status),
+            "no {status} was answered"
+        );
+    }
+    assert!(
+        log.iter()
+            .any(|r| r.kind == ProviderKind::Factory && r.status == 429),
+        "factory's own limit answered 429"
+    );
+    assert!(sandbox.tokens_issued() >= 1);
+    // No lane ever went faster than its configured rate and burst.
+    for (kind, (rate, burst, _)) in &pacing {
+        assert_within_rate(*kind, &log, *rate, *burst, Duration::from_millis(30));
+    }
+    // The summary shows each provider, and no credential appears anywhere.
+    for kind in ProviderKind::ALL {
+        assert!(
+            stdout.contains(kind.as_str()),
+            "summary names {kind}:\n{stdout}"
+        );
+    }
+    assert!(stdout.contains(report.to_str().unwrap()));
+    let report_text = std::fs::read_to_string(&report).unwrap();
+    for (name, secret) in &env {
+        for (what, text) in [
+            ("stdout", &*stdout),
+            ("stderr", &*stderr),
+            ("report", &*report_text),
+        ] {
+            assert!(!text.contains(secret.as_str()), "{name} leaked into {what}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn revoked_credentials_halt_only_their_lane() {
+    let sandbox = Sandbox::start(SandboxOptions::plain(Seed::demo()))
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("offboard.toml");
+    let pacing = HashMap::from([(ProviderKind::Telnyx, (50.0, 1, 1))]);
+    std::fs::write(&config, config_for(&sandbox, &pacing, "")).unwrap();
+    let report = dir.path().join("report.jsonl");
+    let mut env = sandbox.env();
+    for (name, value) in env.iter_mut() {
+        if *name == "SANDBOX_TELNYX_TOKEN" {
+            *value = "revoked".into();
+        }
+    }
+    let out = offboard(
+        &env,
+        &[
+            "run",
+            "--csv",
+            example_csv().to_str().unwrap(),
+            "--config",
+            config.to_str().unwrap(),
+            "--report",
+            report.to_str().unwrap(),
+        ],
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(1));
+    let lines = report_lines(&report);
+    let telnyx: Vec<_> = lines
+        .iter()
+        .filter(|l| l["provider"] == "telnyx" && l["outcome"] != "invalid")
+        .collect();
+    let failed = telnyx.iter().filter(|l| l["outcome"] == "failed").count();
+    let skipped: Vec<_> = telnyx
+        .iter()
+        .filter(|l| l["outcome"] == "not_attempted")
+        .collect();
+    // One request at a time: exactly `circuit_after` (3) refusals, then nothing more is sent.
+    assert_eq!(failed, 3, "{telnyx:?}");
+    assert_eq!(skipped.len(), telnyx.len() - 3);
+    assert!(
+        skipped
+            .iter()
+            .all(|l| l["reason"] == "circuit_open" && l["attempts"] == 0)
+    );
+    assert!(
+        skipped[0]["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("credential")
+    );
+    // The other lanes ran to the end.
+    for other in ["factory", "aitronos", "aerospike", "cognee"] {
+        let n = lines
+            .iter()
+            .filter(|l| l["provider"] == other && l["outcome"] == "removed")
+            .count();
+        assert!(n >= 57, "{other}: {n} removed");
+    }
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("halted"),
+        "the summary says the lane halted:\n{stdout}"
+    );
+}
+
+#[tokio::test]
+async fn dry_run_prints_the_plan_and_sends_nothing() {
+    let sandbox = Sandbox::start(SandboxOptions::plain(Seed::demo()))
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("offboard.toml");
+    std::fs::write(&config, config_for(&sandbox, &HashMap::new(), "")).unwrap();
+    let out = offboard(
+        &sandbox.env(),
+        &[
+            "run",
+            "--dry-run",
+            "--csv",
+            example_csv().to_str().unwrap(),
+            "--config",
+            config.to_str().unwrap(),
+        ],
+    )
+    .await;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "invalid rows make a dry run exit 1:\n{stdout}"
+    );
+    assert!(stdout.contains("nothing sent"));
+    assert!(stdout.contains("296 removals"), "{stdout}");
+    for (line, _) in INVALID {
+        assert!(stdout.contains(&format!("line {line}:")), "{stdout}");
+    }
+    assert!(sandbox.log().is_empty(), "a dry run sends no request");
+    assert_eq!(sandbox.tokens_issued(), 0);
+}
+
+#[tokio::test]
+async fn a_clean_file_exits_0_and_a_bad_config_exits_2_sending_nothing() {
+    let sandbox = Sandbox::start(SandboxOptions::plain(Seed::demo()))
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    // The first ten member rows of the fixture, all removable.
+    let csv_text = std::fs::read_to_string(example_csv()).unwrap();
+    let clean: Vec<&str> = csv_text.lines().take(11).collect();
+    let csv = dir.path().join("clean.csv");
+    std::fs::write(&csv, clean.join("\n")).unwrap();
+    let config = dir.path().join("offboard.toml");
+    std::fs::write(&config, config_for(&sandbox, &HashMap::new(), "")).unwrap();
+    let out = offboard(
+        &sandbox.env(),
+        &[
+            "run",
+            "--csv",
+            csv.to_str().unwrap(),
+            "--config",
+            config.to_str().unwrap(),
+        ],
+    )
+    .await;
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The default report lands beside the CSV.
+    let reports: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().starts_with("clean.report-"))
+        .collect();
+    assert_eq!(reports.len(), 1);
+    assert_eq!(report_lines(&reports[0].path()).len(), 10);
+    let sent = sandbox.log().len();
+
+    std::fs::write(
+        &config,
+        config_for(&sandbox, &HashMap::new(), "rate_per_secnd = 3"),
+    )
+    .unwrap();
+    let out = offboard(
+        &sandbox.env(),
+        &[
+            "run",
+            "--csv",
+            csv.to_str().unwrap(),
+            "--config",
+            config.to_str().unwrap(),
+        ],
+    )
+    .await;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr.contains("rate_per_secnd") && stderr.contains("offboard.toml"),
+        "{stderr}"
+    );
+    assert_eq!(sandbox.log().len(), sent, "nothing sent on a config error");
+
+    let out = offboard(
+        &[],
+        &[
+            "run",
+            "--csv",
+            csv.to_str().unwrap(),
+            "--config",
+            config
+                .to_str()
+                .unwrap()
+                .replace("offboard", "missing")
+                .as_str(),
+        ],
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(2));
+    std::fs::write(&config, config_for(&sandbox, &HashMap::new(), "")).unwrap();
+    let out = offboard(
+        &[],
+        &[
+            "run",
+            "--csv",
+            csv.to_str().unwrap(),
+            "--config",
+            config.to_str().unwrap(),
+        ],
+    )
+    .await;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "a missing credential variable");
+    assert!(stderr.contains("SANDBOX_"), "names the variable: {stderr}");
+}

@@ -1,0 +1,97 @@
+//! Helpers: a sandbox wired into a config file, and the real `offboard` binary run against it.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::Output;
+use std::time::Duration;
+
+use offboard::job::ProviderKind;
+use offboard::sandbox::{Logged, Sandbox};
+
+/// Pacing for one entry in a generated config: (rate per second, burst, max in flight).
+pub type Pacing = (f64, u32, u32);
+
+/// A config file whose entries (named as their kinds) point at `sandbox`, with the given pacing.
+pub fn config_for(
+    sandbox: &Sandbox,
+    pacing: &HashMap<ProviderKind, Pacing>,
+    extra: &str,
+) -> String {
+    let mut out = String::new();
+    for kind in ProviderKind::ALL {
+        let (rate, burst, in_flight) = pacing.get(&kind).copied().unwrap_or((50.0, 5, 8));
+        let cred = match kind {
+            ProviderKind::Factory => "token_env = \"SANDBOX_FACTORY_TOKEN\"".to_owned(),
+            ProviderKind::Aitronos => "api_key_env = \"SANDBOX_AITRONOS_API_KEY\"".to_owned(),
+            ProviderKind::Telnyx => "token_env = \"SANDBOX_TELNYX_TOKEN\"".to_owned(),
+            ProviderKind::Aerospike => format!(
+                "token_url = \"{}\"\nclient_id_env = \"SANDBOX_AEROSPIKE_CLIENT_ID\"\nclient_secret_env = \"SANDBOX_AEROSPIKE_CLIENT_SECRET\"",
+                sandbox.token_url()
+            ),
+            ProviderKind::Cognee => "api_key_env = \"SANDBOX_COGNEE_API_KEY\"".to_owned(),
+        };
+        out.push_str(&format!(
+            "[providers.{kind}]\nkind = \"{kind}\"\nbase_url = \"{}\"\n{cred}\nrate_per_second = {rate}\nburst = {burst}\nmax_in_flight = {in_flight}\nbase_delay_ms = 50\nmax_delay_ms = 500\n{extra}\n\n",
+            sandbox.base_url(kind)
+        ));
+    }
+    out
+}
+
+/// Runs `offboard` with `args` and the sandbox's credentials in its environment.
+pub async fn offboard(sandbox_env: &[(&'static str, String)], args: &[&str]) -> Output {
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_offboard"));
+    cmd.args(args)
+        .envs(sandbox_env.iter().map(|(k, v)| (*k, v.as_str())))
+        .env_remove("OFFBOARD_CONFIG")
+        .env("OFFBOARD_LOG", "info")
+        .kill_on_drop(true);
+    tokio::time::timeout(Duration::from_secs(120), cmd.output())
+        .await
+        .expect("offboard finished within 2 minutes")
+        .expect("offboard started")
+}
+
+pub fn report_lines(path: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(path)
+        .unwrap_or_else(|e| panic!("report {}: {e}", path.display()))
+        .lines()
+        .map(|l| {
+            serde_json::from_str(l).unwrap_or_else(|e| panic!("report line is not JSON ({e}): {l}"))
+        })
+        .collect()
+}
+
+pub fn example_csv() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/reorg.csv")
+}
+
+/// Checks a provider's observed arrivals against GCRA with `rate` and `burst`: in any window from
+/// request i to request j, at most `burst + rate * (t_j - t_i)` requests. `slack` absorbs loopback
+/// and scheduler jitter between our send and the server's receipt.
+pub fn assert_within_rate(
+    kind: ProviderKind,
+    log: &[Logged],
+    rate: f64,
+    burst: u32,
+    slack: Duration,
+) {
+    let times: Vec<_> = log
+        .iter()
+        .filter(|l| l.kind == kind)
+        .map(|l| l.at)
+        .collect();
+    assert!(!times.is_empty(), "{kind}: no request observed");
+    for i in 0..times.len() {
+        for j in i..times.len() {
+            let span = times[j].duration_since(times[i]) + slack;
+            let allowed = burst as f64 + rate * span.as_secs_f64();
+            let seen = (j - i + 1) as f64;
+            assert!(
+                seen <= allowed.floor().max(burst as f64),
+                "{kind}: {seen} requests within {:?} exceed rate {rate}/s burst {burst}",
+                times[j].duration_since(times[i])
+            );
+        }
+    }
+}
