@@ -243,13 +243,12 @@ impl Rig {
     fn grants(&self) -> u64 {
         self.tokens.as_ref().map_or(0, |t| t.grants())
     }
+}
 
-    async fn received(&self, kind_path: &str) -> Vec<Request> {
-        let all = self.server.received_requests().await.unwrap_or_default();
-        all.into_iter()
-            .filter(|r| r.url.path() == kind_path)
-            .collect()
-    }
+/// The requests `server` received on `path`.
+async fn received(server: &MockServer, path: &str) -> Vec<Request> {
+    let all = server.received_requests().await.unwrap_or_default();
+    all.into_iter().filter(|r| r.url.path() == path).collect()
 }
 
 /// A mock for `kind`'s removal: method, path, credential header and User-Agent must all match.
@@ -286,7 +285,7 @@ async fn each_adapter_sends_exactly_the_request_its_page_documents() {
         assert_eq!(classify(&result, false), Decision::Removed, "{kind}");
         rig.server.verify().await;
 
-        let sent = rig.received(&route(kind).1).await;
+        let sent = received(&rig.server, &route(kind).1).await;
         assert_eq!(sent.len(), 1, "{kind}: one removal request");
         let sent = &sent[0];
         match kind {
@@ -315,7 +314,7 @@ async fn each_adapter_sends_exactly_the_request_its_page_documents() {
         );
         if kind == Aerospike {
             assert_eq!(rig.grants(), 1);
-            assert_eq!(rig.received(TOKEN_PATH).await.len(), 1);
+            assert_eq!(received(&rig.server, TOKEN_PATH).await.len(), 1);
         }
     }
 }
@@ -429,7 +428,8 @@ fn common_cases(kind: ProviderKind) -> Vec<Case> {
             "503",
             error_body(kind, 503, "unavailable", "Service Unavailable"),
             Want::Retry(RetryReason::ServerError),
-        ),
+        )
+        .error(Some("unavailable"), "Service Unavailable"),
         case(
             "409",
             error_body(kind, 409, "conflict", "Conflict"),
@@ -837,6 +837,14 @@ async fn cognee_answers() {
 // 3. Aerospike's token.
 // ---------------------------------------------------------------------------------------------
 
+/// An Aerospike removal carrying `Bearer <token>`.
+fn aerospike_removal_with(token: &str) -> MockBuilder {
+    Mock::given(method("DELETE"))
+        .and(path(route(Aerospike).1))
+        .and(header("authorization", format!("Bearer {token}").as_str()))
+        .and(header("user-agent", UA))
+}
+
 fn token_mock() -> MockBuilder {
     Mock::given(method("POST")).and(path(TOKEN_PATH))
 }
@@ -870,8 +878,7 @@ async fn aerospike_token_is_fetched_once_for_concurrent_removals() {
         assert_eq!(t.await.unwrap(), Decision::Removed);
     }
     assert_eq!(rig.tokens.as_ref().unwrap().grants(), 1);
-    let all = rig.server.received_requests().await.unwrap();
-    assert_eq!(all.iter().filter(|r| r.url.path() == TOKEN_PATH).count(), 1);
+    assert_eq!(received(&rig.server, TOKEN_PATH).await.len(), 1);
     rig.server.verify().await;
 }
 
@@ -923,10 +930,7 @@ async fn aerospike_token_is_renewed_when_it_runs_short() {
         .expect(2)
         .mount(&rig.server)
         .await;
-    let (_, p) = route(Aerospike);
-    Mock::given(method("DELETE"))
-        .and(path(p))
-        .and(header("authorization", "Bearer tok-2"))
+    aerospike_removal_with("tok-2")
         .respond_with(success(Aerospike))
         .expect(1)
         .mount(&rig.server)
@@ -947,12 +951,7 @@ async fn aerospike_token_is_renewed_when_it_runs_short() {
 /// Removals with `tok-1` are refused as expired (after `tok1_ok` successes); `tok-2` works.
 async fn expiring_token_rig(tok1_ok: u64) -> Rig {
     let rig = rig(Aerospike).await;
-    let (_, p) = route(Aerospike);
-    let with = |token: &str| {
-        Mock::given(method("DELETE"))
-            .and(path(p.clone()))
-            .and(header("authorization", format!("Bearer {token}").as_str()))
-    };
+    let with = aerospike_removal_with;
     if tok1_ok > 0 {
         with("tok-1")
             .respond_with(success(Aerospike))
@@ -1061,13 +1060,7 @@ async fn aerospike_token_endpoint_refusal_is_final_not_a_refresh_loop() {
     let record = lane.execute(&job(Aerospike, 1)).await;
     assert_failed(&record, "unauthorized", 1);
     assert_eq!(
-        rig.server
-            .received_requests()
-            .await
-            .unwrap()
-            .iter()
-            .filter(|r| r.url.path() == TOKEN_PATH)
-            .count(),
+        received(&rig.server, TOKEN_PATH).await.len(),
         2,
         "one token request per attempt, no refresh loop"
     );
