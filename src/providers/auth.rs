@@ -63,7 +63,7 @@ impl Auth {
         matches!(self, Auth::OAuth(_))
     }
 
-    /// Drops the cached token if it was issued before `used_at` (the one a refused request carried),
+    /// Drops the cached token if a request sent at `used_at` carried it (the one a refused request carried),
     /// so concurrent refusals of one token cause one refresh, not one each.
     pub fn invalidate(&self, used_at: Instant) {
         if let Auth::OAuth(source) = self {
@@ -83,7 +83,11 @@ pub enum TokenBody {
 
 struct Token {
     header: HeaderValue,
-    issued_at: Instant,
+    /// Every request sent from this instant on carried this token (or a later one): the moment
+    /// the previous token stopped being served. Not the fetch time: the request that fetches a
+    /// token was sent (its caller noted the time) before the fetch began, and a refusal of that
+    /// request must still drop the token it carried.
+    serves_from: Instant,
     fresh_until: Instant,
 }
 
@@ -95,6 +99,9 @@ pub struct TokenSource {
     client_secret: SecretString,
     body: TokenBody,
     current: ArcSwapOption<Token>,
+    /// When the current token was last dropped (or the source created): the next token serves
+    /// requests sent from then on.
+    cleared_at: std::sync::Mutex<Instant>,
     refresh: tokio::sync::Mutex<()>,
     grants: std::sync::atomic::AtomicU64,
 }
@@ -123,6 +130,7 @@ impl TokenSource {
             client_secret,
             body,
             current: ArcSwapOption::empty(),
+            cleared_at: std::sync::Mutex::new(Instant::now()),
             refresh: tokio::sync::Mutex::new(()),
             grants: Default::default(),
         }
@@ -149,7 +157,13 @@ impl TokenSource {
         if let Some(h) = self.fresh() {
             return Ok(h);
         }
-        let token = self.fetch().await?;
+        // No fresh token: the last one stopped being served when it went stale or was dropped.
+        let serves_from = match self.current.load().as_ref() {
+            Some(stale) => stale.fresh_until,
+            None => *self.cleared_at.lock().expect("cleared_at lock"),
+        };
+        let mut token = self.fetch().await?;
+        token.serves_from = serves_from;
         let header = token.header.clone();
         self.current.store(Some(Arc::new(token)));
         Ok(header)
@@ -157,7 +171,8 @@ impl TokenSource {
 
     fn invalidate(&self, used_at: Instant) {
         let cur = self.current.load();
-        if cur.as_ref().is_some_and(|t| t.issued_at <= used_at) {
+        if cur.as_ref().is_some_and(|t| t.serves_from <= used_at) {
+            *self.cleared_at.lock().expect("cleared_at lock") = Instant::now();
             self.current.store(None);
         }
     }
@@ -228,7 +243,7 @@ impl TokenSource {
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         Ok(Token {
             header,
-            issued_at,
+            serves_from: issued_at,
             fresh_until: issued_at + ttl - early,
         })
     }

@@ -18,6 +18,16 @@ struct Envelope {
     detail: String,
     #[serde(default)]
     title: Option<String>,
+    #[serde(default)]
+    status: Option<serde_json::Number>,
+}
+
+impl Envelope {
+    /// The page makes `detail`, `status` and `title` all required: a body with `detail` alone is
+    /// some other server's answer (FastAPI's default 404 is `{"detail": "Not Found"}`).
+    fn is_complete(&self) -> bool {
+        self.title.is_some() && self.status.is_some()
+    }
 }
 
 impl Adapter for Factory {
@@ -39,7 +49,9 @@ impl Adapter for Factory {
             StatusCode::NO_CONTENT => Hint::Removed,
             // The page's 404 carries its error envelope: no such member or invitation. A bare 404
             // is a wrong URL, not an absent member.
-            StatusCode::NOT_FOUND if envelope.is_some() => Hint::NotAMember,
+            StatusCode::NOT_FOUND if envelope.as_ref().is_some_and(Envelope::is_complete) => {
+                Hint::NotAMember
+            }
             StatusCode::NOT_FOUND => Hint::NoSuchOrganization,
             _ => Hint::None,
         };
