@@ -6,7 +6,9 @@ use std::time::Duration;
 use offboard::job::ProviderKind;
 use offboard::sandbox::{Sandbox, SandboxOptions, Seed};
 
-use crate::support::{Pacing, assert_within_rate, config_for, example_csv, offboard, report_lines};
+use crate::support::{
+    Pacing, assert_within_rate, config_for, example_csv, offboard, report_lines, run_csv,
+};
 
 /// The rows of examples/reorg.csv that are invalid, by line, with the reason code.
 const INVALID: [(u64, &str); 5] = [
@@ -70,19 +72,7 @@ async fn a_csv_over_all_five_providers_ends_as_the_providers_say() {
     );
 
     let env = sandbox.env();
-    let out = offboard(
-        &env,
-        &[
-            "run",
-            "--csv",
-            example_csv().to_str().unwrap(),
-            "--config",
-            config.to_str().unwrap(),
-            "--report",
-            report.to_str().unwrap(),
-        ],
-    )
-    .await;
+    let out = run_csv(&env, &example_csv(), &config, &report).await;
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(
@@ -211,19 +201,7 @@ async fn revoked_credentials_halt_only_their_lane() {
             *value = "revoked".into();
         }
     }
-    let out = offboard(
-        &env,
-        &[
-            "run",
-            "--csv",
-            example_csv().to_str().unwrap(),
-            "--config",
-            config.to_str().unwrap(),
-            "--report",
-            report.to_str().unwrap(),
-        ],
-    )
-    .await;
+    let out = run_csv(&env, &example_csv(), &config, &report).await;
     assert_eq!(out.status.code(), Some(1));
     let lines = report_lines(&report);
     let telnyx: Vec<_> = lines

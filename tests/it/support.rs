@@ -52,6 +52,24 @@ pub async fn offboard(sandbox_env: &[(&'static str, String)], args: &[&str]) -> 
         .expect("offboard started")
 }
 
+/// `offboard run --csv CSV --config CONFIG --report REPORT`.
+pub async fn run_csv(
+    sandbox_env: &[(&'static str, String)],
+    csv: &Path,
+    config: &Path,
+    report: &Path,
+) -> Output {
+    let arg = |p: &Path| p.to_str().expect("UTF-8 temp path").to_owned();
+    let (csv, config, report) = (arg(csv), arg(config), arg(report));
+    offboard(
+        sandbox_env,
+        &[
+            "run", "--csv", &csv, "--config", &config, "--report", &report,
+        ],
+    )
+    .await
+}
+
 pub fn report_lines(path: &Path) -> Vec<serde_json::Value> {
     std::fs::read_to_string(path)
         .unwrap_or_else(|e| panic!("report {}: {e}", path.display()))
