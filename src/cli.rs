@@ -43,6 +43,54 @@ pub enum LogFormat {
 pub enum Command {
     /// Remove every account listed in a CSV file, and write a report.
     Run(RunArgs),
+    /// Consume removal jobs and person-level events from RabbitMQ (OFFBOARD_AMQP_URL).
+    Worker(WorkerArgs),
+    /// Validate a CSV file and publish its rows as jobs, each confirmed by the broker.
+    Enqueue(EnqueueArgs),
+    /// Look at the dead-letter queue, or move its messages back after a fix.
+    Dlq {
+        #[command(subcommand)]
+        command: DlqCommand,
+        #[arg(long, env = "OFFBOARD_CONFIG", global = true)]
+        config: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+pub struct WorkerArgs {
+    /// The configuration file [default: config/offboard.toml].
+    #[arg(long, env = "OFFBOARD_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// The JSON Lines report to append to [default: worker.report in the config].
+    #[arg(long)]
+    pub report: Option<PathBuf>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct EnqueueArgs {
+    #[arg(long)]
+    pub csv: PathBuf,
+    #[arg(long, env = "OFFBOARD_CONFIG")]
+    pub config: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DlqCommand {
+    /// Every dead letter: reason, provider, attempts, first and last failure.
+    List {
+        /// One JSON object per line instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Move dead letters back to their provider's queue.
+    Replay {
+        /// Only this provider entry's.
+        #[arg(long)]
+        provider: Option<String>,
+        /// At most this many.
+        #[arg(long)]
+        limit: Option<u64>,
+    },
 }
 
 #[derive(Debug, clap::Args)]
@@ -80,15 +128,128 @@ pub fn init_logging(format: LogFormat) {
 }
 
 pub async fn main(cli: Cli) -> ExitCode {
-    match cli.command {
-        Command::Run(args) => match run_command(args).await {
-            Ok(code) => code,
-            Err(e) => {
-                eprintln!("error: {e:#}");
-                ExitCode::from(EXIT_USAGE)
-            }
-        },
+    let result = match cli.command {
+        Command::Run(args) => run_command(args).await,
+        Command::Worker(args) => worker_command(args).await,
+        Command::Enqueue(args) => enqueue_command(args).await,
+        Command::Dlq { command, config } => dlq_command(command, config).await,
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(EXIT_USAGE)
+        }
     }
+}
+
+/// The config file named, or the default one.
+fn load(config: Option<&PathBuf>) -> anyhow::Result<(String, Settings)> {
+    let path = match config {
+        Some(p) => p.clone(),
+        None => {
+            let path = PathBuf::from("config/offboard.toml");
+            if !path.exists() {
+                anyhow::bail!(
+                    "no configuration: pass --config FILE or set OFFBOARD_CONFIG (config/offboard.example.toml documents every key)"
+                );
+            }
+            path
+        }
+    };
+    Ok((path.display().to_string(), Settings::load(&path)?))
+}
+
+/// Resolves once SIGTERM or SIGINT arrives.
+async fn terminated() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("signal handler");
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}
+
+async fn worker_command(args: WorkerArgs) -> anyhow::Result<ExitCode> {
+    let (name, settings) = load(args.config.as_ref())?;
+    let credentials = settings.resolve(&name, &|v| std::env::var(v).ok())?;
+    let lanes = Lanes::build(&settings, &credentials)?;
+    let report = args
+        .report
+        .unwrap_or_else(|| settings.worker.report.clone());
+    let stop = CancellationToken::new();
+    let on_signal = stop.clone();
+    tokio::spawn(async move {
+        terminated().await;
+        tracing::warn!("stopping: no new jobs; jobs in flight finish within the grace period");
+        on_signal.cancel();
+    });
+    crate::worker::run(&settings, &lanes, &report, stop).await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn enqueue_command(args: EnqueueArgs) -> anyhow::Result<ExitCode> {
+    let (_, settings) = load(args.config.as_ref())?;
+    let directory =
+        crate::job::Directory::new(settings.providers.iter().map(|(n, e)| (n.as_str(), e.kind)));
+    let done = crate::queue_admin::enqueue(&settings, &directory, &args.csv, 50).await?;
+    for row in &done.invalid {
+        println!("invalid: line {}: {}", row.line, row.reason);
+    }
+    if done.plan.invalid > done.invalid.len() as u64 {
+        println!(
+            "invalid: ... and {} more",
+            done.plan.invalid - done.invalid.len() as u64
+        );
+    }
+    println!(
+        "Published {} job(s), each confirmed; {} not confirmed; {} invalid row(s) not published.",
+        done.published, done.unconfirmed, done.plan.invalid
+    );
+    Ok(ExitCode::from(
+        if done.unconfirmed == 0 && done.plan.invalid == 0 {
+            0
+        } else {
+            EXIT_INCOMPLETE
+        },
+    ))
+}
+
+async fn dlq_command(command: DlqCommand, config: Option<PathBuf>) -> anyhow::Result<ExitCode> {
+    let (_, settings) = load(config.as_ref())?;
+    match command {
+        DlqCommand::List { json } => {
+            let letters = crate::queue_admin::list(&settings).await?;
+            if json {
+                for l in &letters {
+                    println!("{}", serde_json::to_string(l)?);
+                }
+            } else {
+                println!(
+                    "{:<14} {:<26} {:>8}  {:<20} {:<20} job_id",
+                    "provider", "reason", "attempts", "first_failure", "last_failure"
+                );
+                for l in &letters {
+                    let o = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
+                    println!(
+                        "{:<14} {:<26} {:>8}  {:<20} {:<20} {}",
+                        o(&l.provider),
+                        l.reason,
+                        l.attempts.map_or("-".into(), |a| a.to_string()),
+                        o(&l.first_failure),
+                        o(&l.last_failure),
+                        o(&l.job_id)
+                    );
+                }
+                println!("{} dead letter(s)", letters.len());
+            }
+        }
+        DlqCommand::Replay { provider, limit } => {
+            let moved = crate::queue_admin::replay(&settings, provider.as_deref(), limit).await?;
+            println!("Moved {moved} dead letter(s) back to their queues.");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 async fn run_command(args: RunArgs) -> anyhow::Result<ExitCode> {

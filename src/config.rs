@@ -42,6 +42,85 @@ pub enum ConfigError {
 pub struct Settings {
     /// One table per provider entry; several entries may share a kind.
     pub providers: BTreeMap<String, Entry>,
+    /// The broker, for `offboard worker`, `enqueue` and `dlq`.
+    #[serde(default)]
+    pub amqp: Amqp,
+    #[serde(default)]
+    pub worker: Worker,
+}
+
+/// `[amqp]`: where the broker is and what the topology is called. Declared idempotently at start.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Amqp {
+    /// Broker URL; `OFFBOARD_AMQP_URL` takes precedence. May hold a password: never logged.
+    pub url: Option<String>,
+    /// Durable direct exchange that routes jobs by provider entry name.
+    pub exchange: String,
+    /// Each entry's quorum queue is this prefix plus the entry name.
+    pub queue_prefix: String,
+    /// Where failed and malformed messages go (a fanout exchange and its queue).
+    pub dead_letter_exchange: String,
+    pub dead_letter_queue: String,
+    /// Person-level events, split by the worker into per-provider jobs.
+    pub intake_queue: String,
+    /// Deliveries of one message before the broker dead-letters it (a message that keeps killing
+    /// the worker ends there instead of looping). Default 5.
+    pub delivery_limit: u32,
+    /// One active consumer per provider queue, so a provider's rate limit holds across replicas
+    /// and a standby takes over when the active one dies. Default true.
+    pub single_active_consumer: bool,
+    /// Milliseconds: the longest wait between reconnection attempts. Default 30000.
+    pub reconnect_max_delay_ms: u64,
+}
+
+impl Default for Amqp {
+    fn default() -> Self {
+        Amqp {
+            url: None,
+            exchange: "offboard.jobs".into(),
+            queue_prefix: "offboard.jobs.".into(),
+            dead_letter_exchange: "offboard.dead".into(),
+            dead_letter_queue: "offboard.dead".into(),
+            intake_queue: "offboard.intake".into(),
+            delivery_limit: 5,
+            single_active_consumer: true,
+            reconnect_max_delay_ms: 30_000,
+        }
+    }
+}
+
+/// `[worker]`: the consumer's own settings.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Worker {
+    /// The JSON Lines report (appended to; jobs already in it are not run again). `--report` wins.
+    pub report: PathBuf,
+    /// Seconds jobs in flight may take to finish after SIGTERM/SIGINT. Default 30.
+    pub grace_period_s: u64,
+}
+
+impl Default for Worker {
+    fn default() -> Self {
+        Worker {
+            report: PathBuf::from("offboard-worker.report.jsonl"),
+            grace_period_s: 30,
+        }
+    }
+}
+
+impl Amqp {
+    /// The broker URL: `OFFBOARD_AMQP_URL`, else `amqp.url`.
+    pub fn url(&self) -> Option<String> {
+        std::env::var("OFFBOARD_AMQP_URL")
+            .ok()
+            .filter(|u| !u.is_empty())
+            .or_else(|| self.url.clone())
+    }
+
+    pub fn queue(&self, entry: &str) -> String {
+        format!("{}{entry}", self.queue_prefix)
+    }
 }
 
 /// One provider entry: `[providers.NAME]`.

@@ -95,6 +95,7 @@ pub struct Lane {
     provider: Provider,
     pacer: Pacer,
     in_flight: Arc<Semaphore>,
+    max_in_flight: u32,
     paused_until: Mutex<Option<Instant>>,
     circuit: Circuit,
     policy: Policy,
@@ -118,6 +119,7 @@ impl Lane {
             provider,
             pacer: Pacer::new(s.rate_per_second, s.burst),
             in_flight: Arc::new(Semaphore::new(s.max_in_flight as usize)),
+            max_in_flight: s.max_in_flight,
             paused_until: Mutex::new(None),
             circuit: Circuit {
                 threshold: s.circuit_after.max(1),
@@ -131,6 +133,11 @@ impl Lane {
 
     pub fn kind(&self) -> ProviderKind {
         self.provider.kind()
+    }
+
+    /// Requests this lane may have outstanding at once (the queue prefetch in worker mode).
+    pub fn max_in_flight(&self) -> u32 {
+        self.max_in_flight
     }
 
     /// Why the lane stopped sending, if it did.

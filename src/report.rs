@@ -277,6 +277,28 @@ impl Writer {
     }
 }
 
+/// The job ids an existing report already holds a settled outcome for: `removed`,
+/// `already_absent` or `invalid`, which no rerun could change. (`failed` is left out: a dead letter
+/// replayed after a fix must run again.) A torn last line, left by a crash mid-write, is ignored.
+pub fn final_job_ids(path: &Path) -> io::Result<std::collections::HashSet<String>> {
+    #[derive(serde::Deserialize)]
+    struct Line {
+        job_id: String,
+        outcome: String,
+    }
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Default::default()),
+        Err(e) => return Err(e),
+    };
+    Ok(text
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Line>(l).ok())
+        .filter(|l| matches!(l.outcome.as_str(), "removed" | "already_absent" | "invalid"))
+        .map(|l| l.job_id)
+        .collect())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -113,3 +113,64 @@ pub fn assert_within_rate(
         }
     }
 }
+
+/// Starts `offboard worker` in the background; its stderr goes to `log`.
+pub fn spawn_worker(
+    sandbox_env: &[(&'static str, String)],
+    amqp_url: &str,
+    config: &Path,
+    report: &Path,
+    log: &Path,
+) -> tokio::process::Child {
+    let err = std::fs::File::options()
+        .create(true)
+        .append(true)
+        .open(log)
+        .expect("log file");
+    tokio::process::Command::new(env!("CARGO_BIN_EXE_offboard"))
+        .args([
+            "worker",
+            "--config",
+            config.to_str().unwrap(),
+            "--report",
+            report.to_str().unwrap(),
+        ])
+        .envs(sandbox_env.iter().map(|(k, v)| (*k, v.as_str())))
+        .env("OFFBOARD_AMQP_URL", amqp_url)
+        .env("OFFBOARD_LOG", "info")
+        .stdout(std::process::Stdio::null())
+        .stderr(err)
+        .kill_on_drop(true)
+        .spawn()
+        .expect("worker started")
+}
+
+/// Sends SIGTERM to a child.
+pub fn terminate(child: &tokio::process::Child) {
+    let pid = child.id().expect("running").to_string();
+    let ok = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("kill")
+        .success();
+    assert!(ok, "SIGTERM sent");
+}
+
+/// Waits until `f` holds, checking every 100 ms, or panics after `limit` with `what`.
+pub async fn wait_until(limit: Duration, what: &str, mut f: impl AsyncFnMut() -> bool) {
+    let start = std::time::Instant::now();
+    while !f().await {
+        assert!(
+            start.elapsed() < limit,
+            "timed out after {limit:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Lines of a report that may not exist yet.
+pub fn report_count(path: &Path) -> usize {
+    std::fs::read_to_string(path)
+        .map(|t| t.lines().count())
+        .unwrap_or(0)
+}

@@ -1,0 +1,350 @@
+//! The RabbitMQ door: topology, the job and event message formats, and confirmed publishing.
+//!
+//! One durable quorum queue per provider entry (`offboard.jobs.<name>`), bound to a direct exchange by
+//! the entry name, so each lane consumes only its own queue; every queue dead-letters to a fanout
+//! exchange and its queue (`offboard.dead`), with `x-delivery-limit` so a message that keeps killing
+//! the worker ends there instead of looping. Person-level events arrive on an intake queue.
+
+use std::hash::{DefaultHasher, Hash, Hasher};
+
+use lapin::options::{
+    BasicPublishOptions, ConfirmSelectOptions, ExchangeDeclareOptions, QueueBindOptions,
+    QueueDeclareOptions,
+};
+use lapin::types::{AMQPValue, FieldTable, ShortString};
+use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind};
+use serde::{Deserialize, Serialize};
+
+use crate::config::Amqp;
+use crate::job::{Job, RawJob};
+
+/// Headers the worker sets on a dead letter.
+pub mod header {
+    pub const REASON: &str = "x-offboard-reason";
+    pub const MESSAGE: &str = "x-offboard-message";
+    pub const PROVIDER: &str = "x-offboard-provider";
+    pub const ATTEMPTS: &str = "x-offboard-attempts";
+    pub const FIRST_FAILURE: &str = "x-offboard-first-failure";
+    pub const LAST_FAILURE: &str = "x-offboard-last-failure";
+    pub const SOURCE_QUEUE: &str = "x-offboard-source-queue";
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AmqpError {
+    #[error("no broker URL: set OFFBOARD_AMQP_URL or amqp.url in the config")]
+    NoUrl,
+    #[error("broker: {0}")]
+    Broker(#[from] lapin::Error),
+    #[error("the broker did not confirm a publish to `{0}` (nacked or unroutable)")]
+    NotConfirmed(String),
+}
+
+/// Connects, naming the connection so operators can tell replicas apart in the broker's UI.
+pub async fn connect(url: &str, name: &str) -> Result<Connection, AmqpError> {
+    let props = ConnectionProperties::default().with_connection_name(name.into());
+    Ok(Connection::connect(url, props).await?)
+}
+
+fn quorum_args(amqp: &Amqp, dead_letter: bool, single_active: bool) -> FieldTable {
+    let mut args = FieldTable::default();
+    args.insert(
+        "x-queue-type".into(),
+        AMQPValue::LongString("quorum".into()),
+    );
+    if dead_letter {
+        args.insert(
+            "x-dead-letter-exchange".into(),
+            AMQPValue::LongString(amqp.dead_letter_exchange.as_str().into()),
+        );
+        args.insert(
+            "x-delivery-limit".into(),
+            AMQPValue::LongInt(amqp.delivery_limit as i32),
+        );
+    }
+    if single_active {
+        args.insert("x-single-active-consumer".into(), AMQPValue::Boolean(true));
+    }
+    args
+}
+
+/// Declares the whole topology; idempotent, so every worker and `enqueue` may call it at start.
+pub async fn declare(channel: &Channel, amqp: &Amqp, entries: &[&str]) -> Result<(), AmqpError> {
+    let durable = ExchangeDeclareOptions {
+        durable: true,
+        ..Default::default()
+    };
+    let queue = QueueDeclareOptions {
+        durable: true,
+        ..Default::default()
+    };
+    channel
+        .exchange_declare(
+            amqp.exchange.as_str().into(),
+            ExchangeKind::Direct,
+            durable,
+            FieldTable::default(),
+        )
+        .await?;
+    channel
+        .exchange_declare(
+            amqp.dead_letter_exchange.as_str().into(),
+            ExchangeKind::Fanout,
+            durable,
+            FieldTable::default(),
+        )
+        .await?;
+    channel
+        .queue_declare(
+            amqp.dead_letter_queue.as_str().into(),
+            queue,
+            quorum_args(amqp, false, false),
+        )
+        .await?;
+    channel
+        .queue_bind(
+            amqp.dead_letter_queue.as_str().into(),
+            amqp.dead_letter_exchange.as_str().into(),
+            "".into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await?;
+    for entry in entries {
+        let name = amqp.queue(entry);
+        channel
+            .queue_declare(
+                name.as_str().into(),
+                queue,
+                quorum_args(amqp, true, amqp.single_active_consumer),
+            )
+            .await?;
+        channel
+            .queue_bind(
+                name.as_str().into(),
+                amqp.exchange.as_str().into(),
+                (*entry).into(),
+                QueueBindOptions::default(),
+                FieldTable::default(),
+            )
+            .await?;
+    }
+    channel
+        .queue_declare(
+            amqp.intake_queue.as_str().into(),
+            queue,
+            quorum_args(amqp, true, false),
+        )
+        .await?;
+    Ok(())
+}
+
+/// A job message: the CSV row's fields, JSON, with a job id always set by its publisher.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct JobMessage {
+    pub job_id: String,
+    pub provider: String,
+    pub user: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub organization: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transfer_to: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requested_by: Option<String>,
+}
+
+impl JobMessage {
+    pub fn from_job(job: &Job) -> JobMessage {
+        let (organization, transfer_to) = match &job.target {
+            crate::job::Target::Aitronos { transfer_to, .. } => (
+                job.target.organization(),
+                transfer_to.as_ref().map(|d| d.as_str().to_owned()),
+            ),
+            t => (t.organization(), None),
+        };
+        JobMessage {
+            job_id: job.id.to_string(),
+            provider: job.provider.to_string(),
+            user: job.target.user(),
+            organization,
+            transfer_to,
+            reason: job.reason.as_deref().map(str::to_owned),
+            requested_by: job.requested_by.as_deref().map(str::to_owned),
+        }
+    }
+}
+
+/// A person-level event: one person, several providers.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Event {
+    pub targets: Vec<EventTarget>,
+    #[serde(default)]
+    pub reason: Option<String>,
+    #[serde(default)]
+    pub requested_by: Option<String>,
+    #[serde(default)]
+    pub event_id: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct EventTarget {
+    pub provider: String,
+    pub user: String,
+    #[serde(default)]
+    pub organization: Option<String>,
+    #[serde(default)]
+    pub transfer_to: Option<String>,
+}
+
+impl EventTarget {
+    /// The target as a raw job of the event, with a job id stable across redeliveries.
+    pub fn raw<'a>(&'a self, event: &'a Event, event_id: &str, index: usize) -> RawJob<'a> {
+        RawJob {
+            provider: Some(self.provider.as_str().into()),
+            user: Some(self.user.as_str().into()),
+            organization: self.organization.as_deref().map(Into::into),
+            transfer_to: self.transfer_to.as_deref().map(Into::into),
+            job_id: Some(format!("{event_id}:{index}").into()),
+            reason: event.reason.as_deref().map(Into::into),
+            requested_by: event.requested_by.as_deref().map(Into::into),
+        }
+    }
+}
+
+/// An id for a message that carries none, stable across redeliveries: its `message_id`
+/// property, else a hash of its body.
+pub fn stable_id(props: &BasicProperties, body: &[u8]) -> String {
+    if let Some(id) = props
+        .message_id()
+        .as_ref()
+        .map(|s| s.as_str())
+        .filter(|s| !s.is_empty())
+    {
+        return id.to_owned();
+    }
+    let mut h = DefaultHasher::new();
+    body.hash(&mut h);
+    format!("msg-{:016x}", h.finish())
+}
+
+/// Properties of a job message: persistent JSON.
+pub fn job_properties(job_id: &str) -> BasicProperties {
+    BasicProperties::default()
+        .with_delivery_mode(2)
+        .with_content_type("application/json".into())
+        .with_message_id(job_id.into())
+}
+
+/// A channel in confirm mode: every publish is acknowledged by the broker, or reported.
+pub struct Publisher {
+    channel: Channel,
+}
+
+impl Publisher {
+    pub async fn new(connection: &Connection) -> Result<Publisher, AmqpError> {
+        let channel = connection.create_channel().await?;
+        channel
+            .confirm_select(ConfirmSelectOptions::default())
+            .await?;
+        Ok(Publisher { channel })
+    }
+
+    pub fn channel(&self) -> &Channel {
+        &self.channel
+    }
+
+    /// Publishes and waits for the broker's confirmation. `mandatory`: an unroutable message (no
+    /// queue for that provider) comes back, and counts as not confirmed.
+    pub async fn publish(
+        &self,
+        exchange: &str,
+        routing_key: &str,
+        body: &[u8],
+        properties: BasicProperties,
+    ) -> Result<(), AmqpError> {
+        confirm_publish(&self.channel, exchange, routing_key, body, properties).await
+    }
+}
+
+/// Publishes on a channel in confirm mode and waits for the broker's confirmation.
+pub async fn confirm_publish(
+    channel: &Channel,
+    exchange: &str,
+    routing_key: &str,
+    body: &[u8],
+    properties: BasicProperties,
+) -> Result<(), AmqpError> {
+    let confirm = channel
+        .basic_publish(
+            exchange.into(),
+            routing_key.into(),
+            BasicPublishOptions {
+                mandatory: true,
+                ..Default::default()
+            },
+            body,
+            properties,
+        )
+        .await?
+        .await?;
+    if confirm.is_ack() && confirm.take_message().is_none() {
+        Ok(())
+    } else {
+        Err(AmqpError::NotConfirmed(format!("{exchange}/{routing_key}")))
+    }
+}
+
+/// A header's value as text.
+pub fn header_str(props: &BasicProperties, name: &str) -> Option<String> {
+    let headers = props.headers().as_ref()?;
+    match headers.inner().get(&ShortString::from(name))? {
+        AMQPValue::LongString(s) => Some(String::from_utf8_lossy(s.as_bytes()).into_owned()),
+        AMQPValue::ShortString(s) => Some(s.as_str().to_owned()),
+        AMQPValue::LongLongInt(n) => Some(n.to_string()),
+        AMQPValue::LongInt(n) => Some(n.to_string()),
+        AMQPValue::LongUInt(n) => Some(n.to_string()),
+        AMQPValue::Timestamp(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stable_id_prefers_message_id_and_else_hashes_the_body() {
+        let p = BasicProperties::default().with_message_id("m-1".into());
+        assert_eq!(stable_id(&p, b"x"), "m-1");
+        let none = BasicProperties::default();
+        assert_eq!(
+            stable_id(&none, b"{\"a\":1}"),
+            stable_id(&none, b"{\"a\":1}")
+        );
+        assert_ne!(
+            stable_id(&none, b"{\"a\":1}"),
+            stable_id(&none, b"{\"a\":2}")
+        );
+    }
+
+    #[test]
+    fn an_event_splits_into_jobs_with_stable_ids() {
+        let e: Event = serde_json::from_str(
+            r#"{"targets":[{"provider":"factory","user":"a@b.co"},{"provider":"cognee","user":"u","organization":"t"}],"reason":"left","event_id":"ev-7"}"#,
+        )
+        .unwrap();
+        let raws: Vec<_> = e
+            .targets
+            .iter()
+            .enumerate()
+            .map(|(i, t)| t.raw(&e, "ev-7", i))
+            .collect();
+        assert_eq!(raws[1].job_id.as_deref(), Some("ev-7:1"));
+        assert_eq!(raws[1].organization.as_deref(), Some("t"));
+        assert_eq!(raws[0].reason.as_deref(), Some("left"));
+        assert!(serde_json::from_str::<Event>(r#"{"targets":[],"extra":1}"#).is_err());
+    }
+}

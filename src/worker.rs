@@ -1,0 +1,609 @@
+//! `offboard worker`: consumes jobs from RabbitMQ through the same lanes, classification and
+//! adapters as `offboard run`, and never loses one.
+//!
+//! Rules: a job is acknowledged only once its outcome is written and flushed to the report;
+//! malformed messages and permanent failures are dead-lettered (published with the reason to the
+//! dead-letter exchange, confirmed, then acknowledged); a lane whose circuit opens stops consuming and
+//! leaves its messages in its queue. A redelivered job whose outcome the report already holds is
+//! acknowledged without running again, so a crash between writing and acknowledging records it once.
+
+use std::collections::HashSet;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use futures_util::StreamExt;
+use lapin::message::Delivery;
+use lapin::options::{
+    BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions,
+    ConfirmSelectOptions,
+};
+use lapin::types::{AMQPValue, FieldTable};
+use lapin::{BasicProperties, Channel};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::Settings;
+use crate::doors::amqp::{self, AmqpError, Event, JobMessage, header};
+use crate::job::{Directory, Invalid, RawJob};
+use crate::lane::Lane;
+use crate::report::{ErrorField, Outcome, Record, Sink, Timestamp, Writer};
+use crate::run::Lanes;
+
+#[derive(Debug, thiserror::Error)]
+pub enum WorkerError {
+    #[error(transparent)]
+    Amqp(#[from] AmqpError),
+    #[error("report {path}: {source}")]
+    Report {
+        path: String,
+        source: std::io::Error,
+    },
+}
+
+/// What every consumer task shares.
+struct Ctx {
+    settings: Settings,
+    directory: Directory,
+    sink: Sink,
+    /// Job ids whose outcome is settled in the report (see [`crate::report::final_job_ids`]).
+    done: Mutex<HashSet<String>>,
+    grace: Duration,
+}
+
+/// Runs until `stop` fires: connects (and reconnects with backoff), declares the topology, and
+/// consumes every provider queue and the intake queue.
+pub async fn run(
+    settings: &Settings,
+    lanes: &Lanes,
+    report: &Path,
+    stop: CancellationToken,
+) -> Result<(), WorkerError> {
+    let url = settings.amqp.url().ok_or(AmqpError::NoUrl)?;
+    let report_err = |source| WorkerError::Report {
+        path: report.display().to_string(),
+        source,
+    };
+    let done = crate::report::final_job_ids(report).map_err(report_err)?;
+    let (writer, sink) = Writer::start(report, true).map_err(report_err)?;
+    let ctx = Arc::new(Ctx {
+        settings: settings.clone(),
+        directory: lanes.directory.clone(),
+        sink,
+        done: Mutex::new(done),
+        grace: Duration::from_secs(settings.worker.grace_period_s),
+    });
+    let mut delay = Duration::from_millis(200);
+    let max_delay = Duration::from_millis(settings.amqp.reconnect_max_delay_ms.max(200));
+    while !stop.is_cancelled() {
+        match session(&ctx, lanes, &url, &stop).await {
+            Ok(()) => break, // stopped on purpose
+            Err(e) => {
+                tracing::error!(error = %e, retry_in_ms = delay.as_millis() as u64, "broker session ended; reconnecting");
+                tokio::select! {
+                    _ = stop.cancelled() => break,
+                    _ = tokio::time::sleep(delay) => {}
+                }
+                delay = (delay * 2).min(max_delay);
+            }
+        }
+    }
+    drop(ctx);
+    writer.finish().await.map_err(report_err)?;
+    Ok(())
+}
+
+/// One connection's life: returns Ok when stopped, Err when the connection failed.
+async fn session(
+    ctx: &Arc<Ctx>,
+    lanes: &Lanes,
+    url: &str,
+    stop: &CancellationToken,
+) -> Result<(), AmqpError> {
+    let connection = amqp::connect(url, "offboard-worker").await?;
+    {
+        let ch = connection.create_channel().await?;
+        let names: Vec<&str> = lanes.lanes.iter().map(|l| &*l.name).collect();
+        amqp::declare(&ch, &ctx.settings.amqp, &names).await?;
+        let _ = ch.close(200, "declared".into()).await;
+    }
+    tracing::info!("connected; topology declared");
+    // A session token: cancelled on stop, or when any consumer loses the connection.
+    let session = stop.child_token();
+    let mut tasks = tokio::task::JoinSet::new();
+    for lane in &lanes.lanes {
+        let (ctx, lane, session) = (ctx.clone(), lane.clone(), session.clone());
+        let channel = connection.create_channel().await?;
+        tasks.spawn(async move { consume_lane(ctx, lane, channel, session).await });
+    }
+    {
+        let (ctx, session) = (ctx.clone(), session.clone());
+        let channel = connection.create_channel().await?;
+        tasks.spawn(async move { consume_intake(ctx, channel, session).await });
+    }
+    let mut failure = None;
+    while let Some(result) = tasks.join_next().await {
+        match result {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                failure.get_or_insert(e);
+                session.cancel();
+            }
+            Err(join) => {
+                tracing::error!(error = %join, "consumer task failed");
+                session.cancel();
+            }
+        }
+    }
+    let _ = connection.close(200, "bye".into()).await;
+    match failure {
+        Some(e) if !stop.is_cancelled() => Err(e),
+        _ => Ok(()),
+    }
+}
+
+/// Consumes one lane's queue with prefetch = its in-flight bound, until stopped or halted.
+async fn consume_lane(
+    ctx: Arc<Ctx>,
+    lane: Arc<Lane>,
+    channel: Channel,
+    session: CancellationToken,
+) -> Result<(), AmqpError> {
+    let queue = ctx.settings.amqp.queue(&lane.name);
+    channel
+        .confirm_select(ConfirmSelectOptions::default())
+        .await?;
+    channel
+        .basic_qos(lane.max_in_flight() as u16, BasicQosOptions::default())
+        .await?;
+    let tag = format!("offboard-{}-{}", lane.name, std::process::id());
+    let mut consumer = channel
+        .basic_consume(
+            queue.as_str().into(),
+            tag.as_str().into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await?;
+    let tracker = TaskTracker::new();
+    let mut result = Ok(());
+    loop {
+        let next = tokio::select! {
+            biased;
+            _ = session.cancelled() => break,
+            next = consumer.next() => next,
+        };
+        match next {
+            Some(Ok(delivery)) => {
+                if let Some(reason) = lane.halted() {
+                    // Stop consuming; this message and any prefetched ones go back to the queue.
+                    tracing::error!(provider = %lane.name, reason, "lane halted: consumption stopped, messages stay in the queue");
+                    let _ = delivery
+                        .acker
+                        .nack(BasicNackOptions {
+                            requeue: true,
+                            ..Default::default()
+                        })
+                        .await;
+                    break;
+                }
+                let (ctx, lane, channel, queue) =
+                    (ctx.clone(), lane.clone(), channel.clone(), queue.clone());
+                tracker.spawn(
+                    async move { handle_job(&ctx, &lane, &channel, &queue, delivery).await },
+                );
+            }
+            Some(Err(e)) => {
+                result = Err(e.into());
+                break;
+            }
+            None => break,
+        }
+    }
+    let _ = channel
+        .basic_cancel(tag.as_str().into(), BasicCancelOptions::default())
+        .await;
+    tracker.close();
+    if tokio::time::timeout(ctx.grace, tracker.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!(provider = %lane.name, "grace period over: unfinished jobs stay unacknowledged and will be redelivered");
+    }
+    // Closing the channel returns every unacknowledged message to the queue.
+    let _ = channel.close(200, "done".into()).await;
+    result
+}
+
+fn now_secs() -> i64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+/// Why a message is dead-lettered, for its headers.
+struct Why<'a> {
+    provider: Option<&'a str>,
+    reason: &'a str,
+    message: &'a str,
+    attempts: u32,
+}
+
+/// A dead letter: the original body, its headers, and why.
+async fn dead_letter(
+    ctx: &Ctx,
+    channel: &Channel,
+    delivery: &Delivery,
+    source_queue: &str,
+    why: Why<'_>,
+) -> Result<(), AmqpError> {
+    let Why {
+        provider,
+        reason,
+        message,
+        attempts,
+    } = why;
+    let mut headers = delivery.properties.headers().clone().unwrap_or_default();
+    let now = now_secs();
+    let first = amqp::header_str(&delivery.properties, header::FIRST_FAILURE)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(now);
+    headers.insert(header::REASON.into(), AMQPValue::LongString(reason.into()));
+    headers.insert(
+        header::MESSAGE.into(),
+        AMQPValue::LongString(
+            message
+                .chars()
+                .take(500)
+                .collect::<String>()
+                .as_str()
+                .into(),
+        ),
+    );
+    if let Some(p) = provider {
+        headers.insert(header::PROVIDER.into(), AMQPValue::LongString(p.into()));
+    }
+    headers.insert(
+        header::ATTEMPTS.into(),
+        AMQPValue::LongLongInt(attempts as i64),
+    );
+    headers.insert(header::FIRST_FAILURE.into(), AMQPValue::LongLongInt(first));
+    headers.insert(header::LAST_FAILURE.into(), AMQPValue::LongLongInt(now));
+    headers.insert(
+        header::SOURCE_QUEUE.into(),
+        AMQPValue::LongString(source_queue.into()),
+    );
+    let mut props = BasicProperties::default()
+        .with_delivery_mode(2)
+        .with_content_type(
+            delivery
+                .properties
+                .content_type()
+                .clone()
+                .unwrap_or_else(|| "application/json".into()),
+        )
+        .with_headers(headers);
+    if let Some(id) = delivery.properties.message_id() {
+        props = props.with_message_id(id.clone());
+    }
+    amqp::confirm_publish(
+        channel,
+        &ctx.settings.amqp.dead_letter_exchange,
+        source_queue,
+        &delivery.data,
+        props,
+    )
+    .await
+}
+
+async fn ack(delivery: &Delivery) {
+    match delivery.acker.ack(BasicAckOptions::default()).await {
+        Ok(true) => {}
+        Ok(false) => {
+            tracing::warn!("ack not sent (channel closed): the message will be redelivered")
+        }
+        Err(e) => tracing::warn!(error = %e, "ack failed: the message will be redelivered"),
+    }
+}
+
+async fn requeue(delivery: &Delivery) {
+    let _ = delivery
+        .acker
+        .nack(BasicNackOptions {
+            requeue: true,
+            ..Default::default()
+        })
+        .await;
+}
+
+fn invalid_record(
+    job_id: String,
+    provider: Option<String>,
+    user: Option<String>,
+    reason: &Invalid,
+) -> Record {
+    Record {
+        job_id,
+        line: None,
+        provider,
+        organization: None,
+        user,
+        outcome: Outcome::Invalid,
+        reason: Some(reason.code()),
+        http_status: None,
+        attempts: 0,
+        provider_request_id: None,
+        error: Some(ErrorField {
+            code: reason.code().to_owned(),
+            message: reason.to_string(),
+        }),
+        started_at: None,
+        finished_at: Timestamp::now(),
+    }
+}
+
+/// Records an outcome durably and, when no rerun could change it, remembers its job as settled.
+async fn record(ctx: &Ctx, r: Record) -> bool {
+    let settled = (r.outcome.is_done() || r.outcome == Outcome::Invalid).then(|| r.job_id.clone());
+    match ctx.sink.record_confirmed(r).await {
+        Ok(()) => {
+            if let Some(id) = settled {
+                ctx.done.lock().expect("done lock").insert(id);
+            }
+            true
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "cannot record an outcome: the message stays unacknowledged");
+            false
+        }
+    }
+}
+
+async fn handle_job(ctx: &Ctx, lane: &Lane, channel: &Channel, queue: &str, delivery: Delivery) {
+    let fallback_id = amqp::stable_id(&delivery.properties, &delivery.data);
+    let parsed = serde_json::from_slice::<RawJob<'_>>(&delivery.data);
+    let mut raw = match parsed {
+        Ok(raw) => raw,
+        Err(e) => {
+            let reason = Invalid::Unreadable(format!("not a job message: {e}"));
+            return reject_invalid(
+                ctx,
+                channel,
+                queue,
+                &delivery,
+                fallback_id,
+                Some(lane.name.to_string()),
+                None,
+                &reason,
+            )
+            .await;
+        }
+    };
+    if raw.job_id.as_deref().is_none_or(|s| s.trim().is_empty()) {
+        raw.job_id = Some(fallback_id.into());
+    }
+    let job_id = raw.job_id.as_deref().unwrap_or_default().trim().to_owned();
+    let user = raw.user.as_deref().map(str::to_owned);
+    let job = match ctx.directory.validate(&raw, None) {
+        Ok(job) if job.lane == lane.id => job,
+        Ok(job) => {
+            let reason = Invalid::UnknownProvider(format!(
+                "{} (on the queue of {})",
+                job.provider, lane.name
+            ));
+            return reject_invalid(
+                ctx,
+                channel,
+                queue,
+                &delivery,
+                job_id,
+                Some(job.provider.to_string()),
+                user,
+                &reason,
+            )
+            .await;
+        }
+        Err(reason) => {
+            let provider = raw.provider.as_deref().map(str::to_owned);
+            return reject_invalid(
+                ctx, channel, queue, &delivery, job_id, provider, user, &reason,
+            )
+            .await;
+        }
+    };
+    drop(raw);
+    if ctx.done.lock().expect("done lock").contains(&job_id) {
+        tracing::info!(job_id, provider = %lane.name, "already recorded: acknowledging a redelivery without running it again");
+        return ack(&delivery).await;
+    }
+    let rec = lane.execute(&job).await;
+    match rec.outcome {
+        Outcome::NotAttempted => requeue(&delivery).await, // the lane halted: leave it in the queue
+        Outcome::Removed | Outcome::AlreadyAbsent => {
+            if record(ctx, rec).await {
+                ack(&delivery).await;
+            }
+        }
+        _ => {
+            let (reason, message, attempts) = (
+                rec.reason.unwrap_or("failed").to_owned(),
+                rec.error
+                    .as_ref()
+                    .map(|e| e.message.clone())
+                    .unwrap_or_default(),
+                rec.attempts,
+            );
+            if !record(ctx, rec).await {
+                return;
+            }
+            match dead_letter(
+                ctx,
+                channel,
+                &delivery,
+                queue,
+                Some(&lane.name),
+                &reason,
+                &message,
+                attempts,
+            )
+            .await
+            {
+                Ok(()) => ack(&delivery).await,
+                Err(e) => {
+                    tracing::error!(error = %e, job_id, "dead-lettering failed: the message goes back to its queue");
+                    requeue(&delivery).await;
+                }
+            }
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn reject_invalid(
+    ctx: &Ctx,
+    channel: &Channel,
+    queue: &str,
+    delivery: &Delivery,
+    job_id: String,
+    provider: Option<String>,
+    user: Option<String>,
+    reason: &Invalid,
+) {
+    tracing::warn!(
+        job_id,
+        reason = reason.code(),
+        queue,
+        "invalid message: dead-lettering it"
+    );
+    if !record(ctx, invalid_record(job_id, provider.clone(), user, reason)).await {
+        return requeue(delivery).await;
+    }
+    match dead_letter(
+        ctx,
+        channel,
+        delivery,
+        queue,
+        provider.as_deref(),
+        reason.code(),
+        &reason.to_string(),
+        0,
+    )
+    .await
+    {
+        Ok(()) => ack(delivery).await,
+        Err(e) => {
+            tracing::error!(error = %e, "dead-lettering failed: the message goes back to its queue");
+            requeue(delivery).await;
+        }
+    }
+}
+
+/// Consumes person-level events: splits each into per-provider jobs, publishes them with
+/// confirms, and only then acknowledges the event.
+async fn consume_intake(
+    ctx: Arc<Ctx>,
+    channel: Channel,
+    session: CancellationToken,
+) -> Result<(), AmqpError> {
+    let queue = ctx.settings.amqp.intake_queue.clone();
+    channel
+        .confirm_select(ConfirmSelectOptions::default())
+        .await?;
+    channel.basic_qos(16, BasicQosOptions::default()).await?;
+    let tag = format!("offboard-intake-{}", std::process::id());
+    let mut consumer = channel
+        .basic_consume(
+            queue.as_str().into(),
+            tag.as_str().into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await?;
+    let mut result = Ok(());
+    loop {
+        let next = tokio::select! {
+            biased;
+            _ = session.cancelled() => break,
+            next = consumer.next() => next,
+        };
+        match next {
+            Some(Ok(delivery)) => handle_event(&ctx, &channel, &queue, delivery).await,
+            Some(Err(e)) => {
+                result = Err(e.into());
+                break;
+            }
+            None => break,
+        }
+    }
+    let _ = channel
+        .basic_cancel(tag.as_str().into(), BasicCancelOptions::default())
+        .await;
+    let _ = channel.close(200, "done".into()).await;
+    result
+}
+
+async fn handle_event(ctx: &Ctx, channel: &Channel, queue: &str, delivery: Delivery) {
+    let event_id = amqp::stable_id(&delivery.properties, &delivery.data);
+    let event = match serde_json::from_slice::<Event>(&delivery.data) {
+        Ok(e) if !e.targets.is_empty() => e,
+        Ok(_) => {
+            let reason = Invalid::Missing("targets");
+            return reject_invalid(
+                ctx, channel, queue, &delivery, event_id, None, None, &reason,
+            )
+            .await;
+        }
+        Err(e) => {
+            let reason = Invalid::Unreadable(format!("not an event: {e}"));
+            return reject_invalid(
+                ctx, channel, queue, &delivery, event_id, None, None, &reason,
+            )
+            .await;
+        }
+    };
+    let event_id = event
+        .event_id
+        .clone()
+        .filter(|s| !s.trim().is_empty())
+        .unwrap_or(event_id);
+    for (i, target) in event.targets.iter().enumerate() {
+        let raw = target.raw(&event, &event_id, i);
+        match ctx.directory.validate(&raw, None) {
+            Ok(job) => {
+                let msg = JobMessage::from_job(&job);
+                let body = serde_json::to_vec(&msg).expect("serializable");
+                if let Err(e) = amqp::confirm_publish(
+                    channel,
+                    &ctx.settings.amqp.exchange,
+                    &job.provider,
+                    &body,
+                    amqp::job_properties(&msg.job_id),
+                )
+                .await
+                {
+                    // Republishing the lot later is harmless: job ids are stable, so copies dedupe.
+                    tracing::error!(error = %e, event_id, "publishing a job of the event failed: the event goes back to its queue");
+                    return requeue(&delivery).await;
+                }
+            }
+            Err(reason) => {
+                let id = format!("{event_id}:{i}");
+                if !ctx.done.lock().expect("done lock").contains(&id)
+                    && !record(
+                        ctx,
+                        invalid_record(
+                            id,
+                            Some(target.provider.clone()),
+                            Some(target.user.clone()),
+                            &reason,
+                        ),
+                    )
+                    .await
+                {
+                    return requeue(&delivery).await;
+                }
+            }
+        }
+    }
+    ack(&delivery).await;
+}

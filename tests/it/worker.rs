@@ -1,0 +1,289 @@
+//! `offboard worker`, `enqueue` and `dlq` against a real RabbitMQ node and the sandbox providers.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use offboard::job::ProviderKind;
+use offboard::sandbox::{Faults, Sandbox, SandboxOptions, Seed};
+
+use crate::broker::Broker;
+use crate::support::{
+    Pacing, assert_within_rate, config_for, example_csv, offboard, report_count, report_lines, spawn_worker, terminate,
+    wait_until,
+};
+
+/// Jobs the example CSV publishes (its valid, non-duplicate rows).
+const PUBLISHED: usize = 296;
+
+struct Rig {
+    broker: Broker,
+    sandbox: Sandbox,
+    _dir: tempfile::TempDir,
+    config: PathBuf,
+    report: PathBuf,
+    log: PathBuf,
+    env: Vec<(&'static str, String)>,
+}
+
+impl Rig {
+    async fn new(faults: Faults, pacing: HashMap<ProviderKind, Pacing>) -> Rig {
+        let broker = Broker::start().await;
+        let mut opts = SandboxOptions::plain(Seed::demo());
+        opts.faults = faults;
+        let sandbox = Sandbox::start(opts).await.unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("offboard.toml");
+        std::fs::write(&config, config_for(&sandbox, &pacing, "")).unwrap();
+        let mut env = sandbox.env();
+        env.push(("OFFBOARD_AMQP_URL", broker.url()));
+        Rig {
+            report: dir.path().join("worker.jsonl"),
+            log: dir.path().join("worker.log"),
+            config,
+            broker,
+            sandbox,
+            _dir: dir,
+            env,
+        }
+    }
+
+    fn worker(&self) -> tokio::process::Child {
+        spawn_worker(&self.env, &self.broker.url(), &self.config, &self.report, &self.log)
+    }
+
+    async fn enqueue(&self) -> std::process::Output {
+        let (csv, config) = (example_csv(), self.config.to_str().unwrap().to_owned());
+        offboard(&self.env, &["enqueue", "--csv", csv.to_str().unwrap(), "--config", &config]).await
+    }
+
+    async fn dlq(&self, args: &[&str]) -> String {
+        let mut all = vec!["dlq"];
+        all.extend_from_slice(args);
+        all.extend_from_slice(&["--config", self.config.to_str().unwrap()]);
+        let out = offboard(&self.env, &all).await;
+        assert!(out.status.success(), "dlq {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    fn worker_log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Every job of the CSV ends exactly once in the report, and each member was removed by exactly
+    /// one successful request.
+    fn assert_each_job_once(&self) {
+        let lines = report_lines(&self.report);
+        let mut by_id: HashMap<String, usize> = HashMap::new();
+        for l in &lines {
+            *by_id.entry(l["job_id"].as_str().unwrap().to_owned()).or_default() += 1;
+        }
+        assert_eq!(by_id.len(), PUBLISHED, "every job recorded");
+        let twice: Vec<_> = by_id.iter().filter(|(_, n)| **n > 1).collect();
+        assert!(twice.is_empty(), "recorded more than once: {twice:?}");
+        let removed: Vec<_> = lines.iter().filter(|l| l["outcome"] == "removed").collect();
+        assert!(removed.len() >= 289, "{} removed", removed.len());
+        let log = self.sandbox.log();
+        for l in removed {
+            let kind: ProviderKind = l["provider"].as_str().unwrap().parse().unwrap();
+            let user = l["user"].as_str().unwrap();
+            let ok = log.iter().filter(|r| r.kind == kind && r.user.eq_ignore_ascii_case(user) && (200..300).contains(&r.status)).count();
+            assert_eq!(ok, 1, "{kind} {user} removed exactly once");
+        }
+    }
+
+    async fn wait_for_report(&self, n: usize, limit: Duration) {
+        let report = self.report.clone();
+        wait_until(limit, &format!("{n} report lines"), async || report_count(&report) >= n).await;
+    }
+
+    async fn queues_empty(&self) -> bool {
+        for kind in ProviderKind::ALL {
+            if self.broker.queue_messages(&format!("offboard.jobs.{kind}")).await != Some(0) {
+                return false;
+            }
+        }
+        true
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn enqueued_jobs_are_removed_acknowledged_reported_and_failures_dead_lettered() {
+    let rig = Rig::new(Faults::demo(), HashMap::new()).await;
+    let mut worker = rig.worker();
+    let out = rig.enqueue().await;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "invalid rows make enqueue exit 1: {stdout}");
+    assert!(stdout.contains(&format!("Published {PUBLISHED} job(s)")), "{stdout}");
+    assert!(stdout.contains("line 42:"), "invalid rows are reported: {stdout}");
+
+    // A poison message straight onto a provider queue.
+    let poison = offboard::doors::amqp::connect(&rig.broker.url(), "test").await.unwrap();
+    let publisher = offboard::doors::amqp::Publisher::new(&poison).await.unwrap();
+    publisher
+        .publish("offboard.jobs", "factory", b"{not json", lapin::BasicProperties::default().with_message_id("poison-1".into()))
+        .await
+        .unwrap();
+
+    rig.wait_for_report(PUBLISHED + 1, Duration::from_secs(90)).await;
+    let r = rig.clone_report();
+    wait_until(Duration::from_secs(20), "queues drained", async || rig.queues_empty().await).await;
+    rig.assert_each_job_once_plus(&r, 1);
+
+    let listed = rig.dlq(&["list", "--json"]).await;
+    let letters: Vec<serde_json::Value> = listed.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(letters.len(), 2, "the owner's refusal and the poison message: {listed}");
+    let poison = letters.iter().find(|l| l["job_id"] == "poison-1").expect("poison listed");
+    assert_eq!(poison["reason"], "unreadable_row");
+    assert_eq!(poison["provider"], "factory");
+    let owner = letters.iter().find(|l| l["provider"] == "cognee").expect("owner listed");
+    assert_eq!(owner["reason"], "refused");
+    assert_eq!(owner["attempts"], 1);
+    assert!(owner["first_failure"].is_string());
+    // Listing leaves them in place.
+    assert_eq!(rig.broker.queue_messages("offboard.dead").await, Some(2));
+
+    terminate(&worker);
+    let status = tokio::time::timeout(Duration::from_secs(30), worker.wait()).await.expect("worker stopped").unwrap();
+    assert!(status.success(), "SIGTERM exits 0\n{}", rig.worker_log());
+    let creds: Vec<&String> = rig.env.iter().filter(|(k, _)| k.starts_with("SANDBOX_")).map(|(_, v)| v).collect();
+    let log = rig.worker_log();
+    let report = std::fs::read_to_string(&rig.report).unwrap();
+    for c in creds {
+        assert!(!log.contains(c.as_str()) && !report.contains(c.as_str()), "a credential leaked");
+    }
+}
+
+impl Rig {
+    fn clone_report(&self) -> Vec<serde_json::Value> {
+        report_lines(&self.report)
+    }
+
+    /// As [`Rig::assert_each_job_once`], with `extra` lines for messages outside the CSV.
+    fn assert_each_job_once_plus(&self, lines: &[serde_json::Value], extra: usize) {
+        assert_eq!(lines.len(), PUBLISHED + extra, "one line per job");
+        self.assert_each_job_once();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_mid_batch_then_restart_loses_nothing_and_records_each_job_once() {
+    let slow: HashMap<ProviderKind, Pacing> = ProviderKind::ALL.iter().map(|k| (*k, (15.0, 2, 4))).collect();
+    let rig = Rig::new(Faults::none(), slow).await;
+    let out = rig.enqueue().await;
+    assert_eq!(out.status.code(), Some(1));
+    let mut worker = rig.worker();
+    rig.wait_for_report(60, Duration::from_secs(60)).await;
+    worker.start_kill().unwrap();
+    worker.wait().await.unwrap();
+    let before = report_count(&rig.report);
+    assert!(before < PUBLISHED, "killed mid-batch ({before} done)");
+    let mut worker = rig.worker();
+    rig.wait_for_report(PUBLISHED, Duration::from_secs(90)).await;
+    wait_until(Duration::from_secs(20), "queues drained", async || rig.queues_empty().await).await;
+    rig.assert_each_job_once();
+    terminate(&worker);
+    worker.wait().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_worker_reconnects_by_itself_after_a_broker_restart() {
+    let slow: HashMap<ProviderKind, Pacing> = ProviderKind::ALL.iter().map(|k| (*k, (20.0, 2, 4))).collect();
+    let mut rig = Rig::new(Faults::none(), slow).await;
+    assert_eq!(rig.enqueue().await.status.code(), Some(1));
+    let mut worker = rig.worker();
+    rig.wait_for_report(50, Duration::from_secs(60)).await;
+    rig.broker.stop().await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    rig.broker.restart().await;
+    rig.wait_for_report(PUBLISHED, Duration::from_secs(120)).await;
+    wait_until(Duration::from_secs(30), "queues drained", async || rig.queues_empty().await).await;
+    rig.assert_each_job_once();
+    assert!(rig.worker_log().contains("reconnecting"), "the worker noticed the broker going away");
+    terminate(&worker);
+    worker.wait().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_drains_in_flight_jobs_and_leaves_the_rest_queued() {
+    let slow: HashMap<ProviderKind, Pacing> = ProviderKind::ALL.iter().map(|k| (*k, (5.0, 1, 2))).collect();
+    let rig = Rig::new(Faults::none(), slow).await;
+    assert_eq!(rig.enqueue().await.status.code(), Some(1));
+    let mut worker = rig.worker();
+    rig.wait_for_report(20, Duration::from_secs(60)).await;
+    terminate(&worker);
+    let status = tokio::time::timeout(Duration::from_secs(30), worker.wait()).await.expect("stopped within the grace period").unwrap();
+    assert!(status.success(), "{}", rig.worker_log());
+    let done = report_count(&rig.report);
+    let mut queued = 0;
+    for kind in ProviderKind::ALL {
+        queued += rig.broker.queue_messages(&format!("offboard.jobs.{kind}")).await.unwrap();
+    }
+    assert_eq!(done as u64 + queued, PUBLISHED as u64, "every job is either recorded or still queued");
+    // A restart finishes the rest.
+    let mut worker = rig.worker();
+    rig.wait_for_report(PUBLISHED, Duration::from_secs(120)).await;
+    rig.assert_each_job_once();
+    terminate(&worker);
+    worker.wait().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_workers_keep_each_rate_and_the_standby_takes_over() {
+    let pacing: HashMap<ProviderKind, Pacing> = ProviderKind::ALL.iter().map(|k| (*k, (10.0, 2, 4))).collect();
+    let rig = Rig::new(Faults::none(), pacing.clone()).await;
+    assert_eq!(rig.enqueue().await.status.code(), Some(1));
+    let mut first = rig.worker();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut second = rig.worker();
+    rig.wait_for_report(100, Duration::from_secs(60)).await;
+    first.start_kill().unwrap();
+    first.wait().await.unwrap();
+    rig.wait_for_report(PUBLISHED, Duration::from_secs(120)).await;
+    rig.assert_each_job_once();
+    let log = rig.sandbox.log();
+    for (kind, (rate, burst, _)) in &pacing {
+        assert_within_rate(*kind, &log, *rate, *burst, Duration::from_millis(30));
+    }
+    terminate(&second);
+    second.wait().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dlq_replay_moves_dead_letters_back_after_a_fix() {
+    let rig = Rig::new(Faults::none(), HashMap::new()).await;
+    // A worker with a revoked Telnyx token: its jobs fail and are dead-lettered (a few), then its
+    // circuit opens and the rest stay queued.
+    let mut bad_env = rig.env.clone();
+    for (k, v) in bad_env.iter_mut() {
+        if *k == "SANDBOX_TELNYX_TOKEN" {
+            *v = "revoked".into();
+        }
+    }
+    assert_eq!(rig.enqueue().await.status.code(), Some(1));
+    let mut worker = spawn_worker(&bad_env, &rig.broker.url(), &rig.config, &rig.report, &rig.log);
+    wait_until(Duration::from_secs(60), "telnyx failures dead-lettered", async || {
+        rig.broker.queue_messages("offboard.dead").await.unwrap_or(0) >= 4
+    })
+    .await;
+    terminate(&worker);
+    worker.wait().await.unwrap();
+    let listed = rig.dlq(&["list", "--json"]).await;
+    let telnyx = listed.lines().filter(|l| l.contains("\"provider\":\"telnyx\"") && l.contains("unauthorized")).count();
+    assert!(telnyx >= 3, "{listed}");
+
+    // The fix: the right token. Replay telnyx's dead letters only; the worker removes them.
+    let moved = rig.dlq(&["replay", "--provider", "telnyx"]).await;
+    assert!(moved.contains(&format!("Moved {telnyx}")), "{moved}");
+    assert_eq!(rig.broker.queue_messages("offboard.dead").await, Some(1), "only the cognee owner is left");
+    let mut worker = rig.worker();
+    wait_until(Duration::from_secs(90), "telnyx queue drained", async || {
+        rig.broker.queue_messages("offboard.jobs.telnyx").await == Some(0)
+    })
+    .await;
+    let lines = report_lines(&rig.report);
+    let telnyx_removed = lines.iter().filter(|l| l["provider"] == "telnyx" && l["outcome"] == "removed").count();
+    assert_eq!(telnyx_removed, 58, "every telnyx member removed after the replay");
+    terminate(&worker);
+    worker.wait().await.unwrap();
+}
