@@ -413,6 +413,15 @@ async fn a_node_starts_speaks_amqp_and_answers_rabbitmqctl() {
         "status names the node:\n{status}"
     );
     assert_eq!(broker.queue_messages("nope").await, None);
+    // A queue (with a space in its name) declared through the node itself: counted as 0.
+    broker
+        .ctl(&[
+            "eval",
+            r#"rabbit_amqqueue:declare(rabbit_misc:r(<<"/">>, queue, <<"q one">>), true, false, [], none, <<"offboard-test">>)."#,
+        ])
+        .await;
+    assert_eq!(broker.queue_messages("q one").await, Some(0));
+    assert_eq!(broker.queue_messages("q").await, None);
 
     // Only loopback: the AMQP port is not reachable on other addresses.
     let listeners = broker.ctl(&["status", "--formatter", "json"]).await;
