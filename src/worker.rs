@@ -436,18 +436,13 @@ async fn handle_job(ctx: &Ctx, lane: &Lane, channel: &Channel, queue: &str, deli
             if !record(ctx, rec).await {
                 return;
             }
-            match dead_letter(
-                ctx,
-                channel,
-                &delivery,
-                queue,
-                Some(&lane.name),
-                &reason,
-                &message,
+            let why = Why {
+                provider: Some(&lane.name),
+                reason: &reason,
+                message: &message,
                 attempts,
-            )
-            .await
-            {
+            };
+            match dead_letter(ctx, channel, &delivery, queue, why).await {
                 Ok(()) => ack(&delivery).await,
                 Err(e) => {
                     tracing::error!(error = %e, job_id, "dead-lettering failed: the message goes back to its queue");
@@ -478,18 +473,14 @@ async fn reject_invalid(
     if !record(ctx, invalid_record(job_id, provider.clone(), user, reason)).await {
         return requeue(delivery).await;
     }
-    match dead_letter(
-        ctx,
-        channel,
-        delivery,
-        queue,
-        provider.as_deref(),
-        reason.code(),
-        &reason.to_string(),
-        0,
-    )
-    .await
-    {
+    let message = reason.to_string();
+    let why = Why {
+        provider: provider.as_deref(),
+        reason: reason.code(),
+        message: &message,
+        attempts: 0,
+    };
+    match dead_letter(ctx, channel, delivery, queue, why).await {
         Ok(()) => ack(delivery).await,
         Err(e) => {
             tracing::error!(error = %e, "dead-lettering failed: the message goes back to its queue");

@@ -4,3 +4,4 @@ mod broker;
 mod csv_props;
 mod e2e;
 mod support;
+mod worker;

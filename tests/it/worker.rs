@@ -9,8 +9,8 @@ use offboard::sandbox::{Faults, Sandbox, SandboxOptions, Seed};
 
 use crate::broker::Broker;
 use crate::support::{
-    Pacing, assert_within_rate, config_for, example_csv, offboard, report_count, report_lines, spawn_worker, terminate,
-    wait_until,
+    Pacing, assert_within_rate, config_for, example_csv, offboard, report_count, report_lines,
+    spawn_worker, terminate, wait_until,
 };
 
 /// Jobs the example CSV publishes (its valid, non-duplicate rows).
@@ -49,12 +49,28 @@ impl Rig {
     }
 
     fn worker(&self) -> tokio::process::Child {
-        spawn_worker(&self.env, &self.broker.url(), &self.config, &self.report, &self.log)
+        spawn_worker(
+            &self.env,
+            &self.broker.url(),
+            &self.config,
+            &self.report,
+            &self.log,
+        )
     }
 
     async fn enqueue(&self) -> std::process::Output {
         let (csv, config) = (example_csv(), self.config.to_str().unwrap().to_owned());
-        offboard(&self.env, &["enqueue", "--csv", csv.to_str().unwrap(), "--config", &config]).await
+        offboard(
+            &self.env,
+            &[
+                "enqueue",
+                "--csv",
+                csv.to_str().unwrap(),
+                "--config",
+                &config,
+            ],
+        )
+        .await
     }
 
     async fn dlq(&self, args: &[&str]) -> String {
@@ -62,7 +78,11 @@ impl Rig {
         all.extend_from_slice(args);
         all.extend_from_slice(&["--config", self.config.to_str().unwrap()]);
         let out = offboard(&self.env, &all).await;
-        assert!(out.status.success(), "dlq {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "dlq {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
@@ -73,12 +93,19 @@ impl Rig {
     /// Every job of the CSV ends exactly once in the report, and each member was removed by exactly
     /// one successful request.
     fn assert_each_job_once(&self) {
+        self.assert_each_job_once_and(0)
+    }
+
+    /// The same, with `extra` messages outside the CSV (each with a line of its own).
+    fn assert_each_job_once_and(&self, extra: usize) {
         let lines = report_lines(&self.report);
         let mut by_id: HashMap<String, usize> = HashMap::new();
         for l in &lines {
-            *by_id.entry(l["job_id"].as_str().unwrap().to_owned()).or_default() += 1;
+            *by_id
+                .entry(l["job_id"].as_str().unwrap().to_owned())
+                .or_default() += 1;
         }
-        assert_eq!(by_id.len(), PUBLISHED, "every job recorded");
+        assert_eq!(by_id.len(), PUBLISHED + extra, "every job recorded");
         let twice: Vec<_> = by_id.iter().filter(|(_, n)| **n > 1).collect();
         assert!(twice.is_empty(), "recorded more than once: {twice:?}");
         let removed: Vec<_> = lines.iter().filter(|l| l["outcome"] == "removed").collect();
@@ -87,19 +114,43 @@ impl Rig {
         for l in removed {
             let kind: ProviderKind = l["provider"].as_str().unwrap().parse().unwrap();
             let user = l["user"].as_str().unwrap();
-            let ok = log.iter().filter(|r| r.kind == kind && r.user.eq_ignore_ascii_case(user) && (200..300).contains(&r.status)).count();
+            let ok = log
+                .iter()
+                .filter(|r| {
+                    r.kind == kind
+                        && r.user.eq_ignore_ascii_case(user)
+                        && (200..300).contains(&r.status)
+                })
+                .count();
             assert_eq!(ok, 1, "{kind} {user} removed exactly once");
         }
     }
 
     async fn wait_for_report(&self, n: usize, limit: Duration) {
         let report = self.report.clone();
-        wait_until(limit, &format!("{n} report lines"), async || report_count(&report) >= n).await;
+        let start = std::time::Instant::now();
+        while report_count(&report) < n {
+            if start.elapsed() > limit {
+                let log = self.worker_log();
+                let tail: Vec<&str> = log.lines().rev().take(40).collect();
+                panic!(
+                    "timed out after {limit:?} waiting for {n} report lines (have {}); worker log tail:\n{}",
+                    report_count(&report),
+                    tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
 
     async fn queues_empty(&self) -> bool {
         for kind in ProviderKind::ALL {
-            if self.broker.queue_messages(&format!("offboard.jobs.{kind}")).await != Some(0) {
+            if self
+                .broker
+                .queue_messages(&format!("offboard.jobs.{kind}"))
+                .await
+                != Some(0)
+            {
                 return false;
             }
         }
@@ -113,30 +164,65 @@ async fn enqueued_jobs_are_removed_acknowledged_reported_and_failures_dead_lette
     let mut worker = rig.worker();
     let out = rig.enqueue().await;
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(out.status.code(), Some(1), "invalid rows make enqueue exit 1: {stdout}");
-    assert!(stdout.contains(&format!("Published {PUBLISHED} job(s)")), "{stdout}");
-    assert!(stdout.contains("line 42:"), "invalid rows are reported: {stdout}");
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "invalid rows make enqueue exit 1: {stdout}"
+    );
+    assert!(
+        stdout.contains(&format!("Published {PUBLISHED} job(s)")),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("line 42:"),
+        "invalid rows are reported: {stdout}"
+    );
 
     // A poison message straight onto a provider queue.
-    let poison = offboard::doors::amqp::connect(&rig.broker.url(), "test").await.unwrap();
-    let publisher = offboard::doors::amqp::Publisher::new(&poison).await.unwrap();
+    let poison = offboard::doors::amqp::connect(&rig.broker.url(), "test")
+        .await
+        .unwrap();
+    let publisher = offboard::doors::amqp::Publisher::new(&poison)
+        .await
+        .unwrap();
     publisher
-        .publish("offboard.jobs", "factory", b"{not json", lapin::BasicProperties::default().with_message_id("poison-1".into()))
+        .publish(
+            "offboard.jobs",
+            "factory",
+            b"{not json",
+            lapin::BasicProperties::default().with_message_id("poison-1".into()),
+        )
         .await
         .unwrap();
 
-    rig.wait_for_report(PUBLISHED + 1, Duration::from_secs(90)).await;
-    let r = rig.clone_report();
-    wait_until(Duration::from_secs(20), "queues drained", async || rig.queues_empty().await).await;
-    rig.assert_each_job_once_plus(&r, 1);
+    rig.wait_for_report(PUBLISHED + 1, Duration::from_secs(60))
+        .await;
+    wait_until(Duration::from_secs(20), "queues drained", async || {
+        rig.queues_empty().await
+    })
+    .await;
+    rig.assert_each_job_once_and(1);
 
     let listed = rig.dlq(&["list", "--json"]).await;
-    let letters: Vec<serde_json::Value> = listed.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
-    assert_eq!(letters.len(), 2, "the owner's refusal and the poison message: {listed}");
-    let poison = letters.iter().find(|l| l["job_id"] == "poison-1").expect("poison listed");
+    let letters: Vec<serde_json::Value> = listed
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(
+        letters.len(),
+        2,
+        "the owner's refusal and the poison message: {listed}"
+    );
+    let poison = letters
+        .iter()
+        .find(|l| l["job_id"] == "poison-1")
+        .expect("poison listed");
     assert_eq!(poison["reason"], "unreadable_row");
     assert_eq!(poison["provider"], "factory");
-    let owner = letters.iter().find(|l| l["provider"] == "cognee").expect("owner listed");
+    let owner = letters
+        .iter()
+        .find(|l| l["provider"] == "cognee")
+        .expect("owner listed");
     assert_eq!(owner["reason"], "refused");
     assert_eq!(owner["attempts"], 1);
     assert!(owner["first_failure"].is_string());
@@ -144,31 +230,33 @@ async fn enqueued_jobs_are_removed_acknowledged_reported_and_failures_dead_lette
     assert_eq!(rig.broker.queue_messages("offboard.dead").await, Some(2));
 
     terminate(&worker);
-    let status = tokio::time::timeout(Duration::from_secs(30), worker.wait()).await.expect("worker stopped").unwrap();
+    let status = tokio::time::timeout(Duration::from_secs(30), worker.wait())
+        .await
+        .expect("worker stopped")
+        .unwrap();
     assert!(status.success(), "SIGTERM exits 0\n{}", rig.worker_log());
-    let creds: Vec<&String> = rig.env.iter().filter(|(k, _)| k.starts_with("SANDBOX_")).map(|(_, v)| v).collect();
+    let creds: Vec<&String> = rig
+        .env
+        .iter()
+        .filter(|(k, _)| k.starts_with("SANDBOX_"))
+        .map(|(_, v)| v)
+        .collect();
     let log = rig.worker_log();
     let report = std::fs::read_to_string(&rig.report).unwrap();
     for c in creds {
-        assert!(!log.contains(c.as_str()) && !report.contains(c.as_str()), "a credential leaked");
-    }
-}
-
-impl Rig {
-    fn clone_report(&self) -> Vec<serde_json::Value> {
-        report_lines(&self.report)
-    }
-
-    /// As [`Rig::assert_each_job_once`], with `extra` lines for messages outside the CSV.
-    fn assert_each_job_once_plus(&self, lines: &[serde_json::Value], extra: usize) {
-        assert_eq!(lines.len(), PUBLISHED + extra, "one line per job");
-        self.assert_each_job_once();
+        assert!(
+            !log.contains(c.as_str()) && !report.contains(c.as_str()),
+            "a credential leaked"
+        );
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_mid_batch_then_restart_loses_nothing_and_records_each_job_once() {
-    let slow: HashMap<ProviderKind, Pacing> = ProviderKind::ALL.iter().map(|k| (*k, (15.0, 2, 4))).collect();
+    let slow: HashMap<ProviderKind, Pacing> = ProviderKind::ALL
+        .iter()
+        .map(|k| (*k, (15.0, 2, 4)))
+        .collect();
     let rig = Rig::new(Faults::none(), slow).await;
     let out = rig.enqueue().await;
     assert_eq!(out.status.code(), Some(1));
@@ -179,8 +267,12 @@ async fn kill_9_mid_batch_then_restart_loses_nothing_and_records_each_job_once()
     let before = report_count(&rig.report);
     assert!(before < PUBLISHED, "killed mid-batch ({before} done)");
     let mut worker = rig.worker();
-    rig.wait_for_report(PUBLISHED, Duration::from_secs(90)).await;
-    wait_until(Duration::from_secs(20), "queues drained", async || rig.queues_empty().await).await;
+    rig.wait_for_report(PUBLISHED, Duration::from_secs(90))
+        .await;
+    wait_until(Duration::from_secs(20), "queues drained", async || {
+        rig.queues_empty().await
+    })
+    .await;
     rig.assert_each_job_once();
     terminate(&worker);
     worker.wait().await.unwrap();
@@ -188,7 +280,10 @@ async fn kill_9_mid_batch_then_restart_loses_nothing_and_records_each_job_once()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_worker_reconnects_by_itself_after_a_broker_restart() {
-    let slow: HashMap<ProviderKind, Pacing> = ProviderKind::ALL.iter().map(|k| (*k, (20.0, 2, 4))).collect();
+    let slow: HashMap<ProviderKind, Pacing> = ProviderKind::ALL
+        .iter()
+        .map(|k| (*k, (20.0, 2, 4)))
+        .collect();
     let mut rig = Rig::new(Faults::none(), slow).await;
     assert_eq!(rig.enqueue().await.status.code(), Some(1));
     let mut worker = rig.worker();
@@ -196,33 +291,55 @@ async fn the_worker_reconnects_by_itself_after_a_broker_restart() {
     rig.broker.stop().await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     rig.broker.restart().await;
-    rig.wait_for_report(PUBLISHED, Duration::from_secs(120)).await;
-    wait_until(Duration::from_secs(30), "queues drained", async || rig.queues_empty().await).await;
+    rig.wait_for_report(PUBLISHED, Duration::from_secs(120))
+        .await;
+    wait_until(Duration::from_secs(30), "queues drained", async || {
+        rig.queues_empty().await
+    })
+    .await;
     rig.assert_each_job_once();
-    assert!(rig.worker_log().contains("reconnecting"), "the worker noticed the broker going away");
+    assert!(
+        rig.worker_log().contains("reconnecting"),
+        "the worker noticed the broker going away"
+    );
     terminate(&worker);
     worker.wait().await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_drains_in_flight_jobs_and_leaves_the_rest_queued() {
-    let slow: HashMap<ProviderKind, Pacing> = ProviderKind::ALL.iter().map(|k| (*k, (5.0, 1, 2))).collect();
+    let slow: HashMap<ProviderKind, Pacing> = ProviderKind::ALL
+        .iter()
+        .map(|k| (*k, (5.0, 1, 2)))
+        .collect();
     let rig = Rig::new(Faults::none(), slow).await;
     assert_eq!(rig.enqueue().await.status.code(), Some(1));
     let mut worker = rig.worker();
     rig.wait_for_report(20, Duration::from_secs(60)).await;
     terminate(&worker);
-    let status = tokio::time::timeout(Duration::from_secs(30), worker.wait()).await.expect("stopped within the grace period").unwrap();
+    let status = tokio::time::timeout(Duration::from_secs(30), worker.wait())
+        .await
+        .expect("stopped within the grace period")
+        .unwrap();
     assert!(status.success(), "{}", rig.worker_log());
     let done = report_count(&rig.report);
     let mut queued = 0;
     for kind in ProviderKind::ALL {
-        queued += rig.broker.queue_messages(&format!("offboard.jobs.{kind}")).await.unwrap();
+        queued += rig
+            .broker
+            .queue_messages(&format!("offboard.jobs.{kind}"))
+            .await
+            .unwrap();
     }
-    assert_eq!(done as u64 + queued, PUBLISHED as u64, "every job is either recorded or still queued");
+    assert_eq!(
+        done as u64 + queued,
+        PUBLISHED as u64,
+        "every job is either recorded or still queued"
+    );
     // A restart finishes the rest.
     let mut worker = rig.worker();
-    rig.wait_for_report(PUBLISHED, Duration::from_secs(120)).await;
+    rig.wait_for_report(PUBLISHED, Duration::from_secs(120))
+        .await;
     rig.assert_each_job_once();
     terminate(&worker);
     worker.wait().await.unwrap();
@@ -230,7 +347,10 @@ async fn sigterm_drains_in_flight_jobs_and_leaves_the_rest_queued() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_workers_keep_each_rate_and_the_standby_takes_over() {
-    let pacing: HashMap<ProviderKind, Pacing> = ProviderKind::ALL.iter().map(|k| (*k, (10.0, 2, 4))).collect();
+    let pacing: HashMap<ProviderKind, Pacing> = ProviderKind::ALL
+        .iter()
+        .map(|k| (*k, (10.0, 2, 4)))
+        .collect();
     let rig = Rig::new(Faults::none(), pacing.clone()).await;
     assert_eq!(rig.enqueue().await.status.code(), Some(1));
     let mut first = rig.worker();
@@ -239,7 +359,8 @@ async fn two_workers_keep_each_rate_and_the_standby_takes_over() {
     rig.wait_for_report(100, Duration::from_secs(60)).await;
     first.start_kill().unwrap();
     first.wait().await.unwrap();
-    rig.wait_for_report(PUBLISHED, Duration::from_secs(120)).await;
+    rig.wait_for_report(PUBLISHED, Duration::from_secs(120))
+        .await;
     rig.assert_each_job_once();
     let log = rig.sandbox.log();
     for (kind, (rate, burst, _)) in &pacing {
@@ -261,29 +382,58 @@ async fn dlq_replay_moves_dead_letters_back_after_a_fix() {
         }
     }
     assert_eq!(rig.enqueue().await.status.code(), Some(1));
-    let mut worker = spawn_worker(&bad_env, &rig.broker.url(), &rig.config, &rig.report, &rig.log);
-    wait_until(Duration::from_secs(60), "telnyx failures dead-lettered", async || {
-        rig.broker.queue_messages("offboard.dead").await.unwrap_or(0) >= 4
-    })
+    let mut worker = spawn_worker(
+        &bad_env,
+        &rig.broker.url(),
+        &rig.config,
+        &rig.report,
+        &rig.log,
+    );
+    wait_until(
+        Duration::from_secs(60),
+        "telnyx failures dead-lettered",
+        async || {
+            rig.broker
+                .queue_messages("offboard.dead")
+                .await
+                .unwrap_or(0)
+                >= 4
+        },
+    )
     .await;
     terminate(&worker);
     worker.wait().await.unwrap();
     let listed = rig.dlq(&["list", "--json"]).await;
-    let telnyx = listed.lines().filter(|l| l.contains("\"provider\":\"telnyx\"") && l.contains("unauthorized")).count();
+    let telnyx = listed
+        .lines()
+        .filter(|l| l.contains("\"provider\":\"telnyx\"") && l.contains("unauthorized"))
+        .count();
     assert!(telnyx >= 3, "{listed}");
 
     // The fix: the right token. Replay telnyx's dead letters only; the worker removes them.
     let moved = rig.dlq(&["replay", "--provider", "telnyx"]).await;
     assert!(moved.contains(&format!("Moved {telnyx}")), "{moved}");
-    assert_eq!(rig.broker.queue_messages("offboard.dead").await, Some(1), "only the cognee owner is left");
+    assert_eq!(
+        rig.broker.queue_messages("offboard.dead").await,
+        Some(1),
+        "only the cognee owner is left"
+    );
     let mut worker = rig.worker();
-    wait_until(Duration::from_secs(90), "telnyx queue drained", async || {
-        rig.broker.queue_messages("offboard.jobs.telnyx").await == Some(0)
-    })
+    wait_until(
+        Duration::from_secs(90),
+        "telnyx queue drained",
+        async || rig.broker.queue_messages("offboard.jobs.telnyx").await == Some(0),
+    )
     .await;
     let lines = report_lines(&rig.report);
-    let telnyx_removed = lines.iter().filter(|l| l["provider"] == "telnyx" && l["outcome"] == "removed").count();
-    assert_eq!(telnyx_removed, 58, "every telnyx member removed after the replay");
+    let telnyx_removed = lines
+        .iter()
+        .filter(|l| l["provider"] == "telnyx" && l["outcome"] == "removed")
+        .count();
+    assert_eq!(
+        telnyx_removed, 58,
+        "every telnyx member removed after the replay"
+    );
     terminate(&worker);
     worker.wait().await.unwrap();
 }
