@@ -41,6 +41,15 @@ impl Pacer {
         RateLimiter::direct(quota)
     }
 
+    /// Uses up the burst allowance, so the next requests go at the steady rate. For a lane taking
+    /// over from another process (a standby worker becoming active), whose last requests the
+    /// provider may still be counting: starting with a full burst could exceed the limit.
+    pub fn drain(&self) {
+        let limiter = self.limiter.load();
+        // Take cells one by one until none is free: exactly the burst that is left.
+        while limiter.check().is_ok() {}
+    }
+
     /// Changes the rate from now on.
     pub fn set_rate(&self, rate: f64, burst: u32) {
         self.limiter.store(Arc::new(Self::limiter(rate, burst)));
@@ -148,6 +157,11 @@ impl Lane {
     fn paused_until(&self) -> Option<Instant> {
         let until = *self.paused_until.lock().expect("pause lock");
         until.filter(|u| *u > Instant::now())
+    }
+
+    /// Starts from an empty burst allowance: see [`Pacer::drain`].
+    pub fn start_cold(&self) {
+        self.pacer.drain();
     }
 
     /// Holds every request of this lane for `d` (a 429 speaks for the whole lane, not one job).

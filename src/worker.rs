@@ -167,6 +167,7 @@ async fn consume_lane(
         .await?;
     let tracker = TaskTracker::new();
     let mut result = Ok(());
+    let mut active = false;
     loop {
         let next = tokio::select! {
             biased;
@@ -175,6 +176,12 @@ async fn consume_lane(
         };
         match next {
             Some(Ok(delivery)) => {
+                if !active {
+                    // The first delivery: with single active consumer, we may be a standby taking
+                    // over from a replica whose last requests the provider still counts.
+                    active = true;
+                    lane.start_cold();
+                }
                 if let Some(reason) = lane.halted() {
                     // Stop consuming; this message and any prefetched ones go back to the queue.
                     tracing::error!(provider = %lane.name, reason, "lane halted: consumption stopped, messages stay in the queue");

@@ -130,20 +130,26 @@ impl Broker {
         }
     }
 
-    /// Messages ready + unacknowledged in a queue, via `rabbitmqctl -n NODE list_queues name
-    /// messages` (None if the queue does not exist).
+    /// Messages ready in a queue, from a passive declare over AMQP (None if the queue does not
+    /// exist). Not `rabbitmqctl list_queues`: its counts for quorum queues are statistics emitted
+    /// every few seconds, and read stale right after a change.
     pub async fn queue_messages(&self, queue: &str) -> Option<u64> {
-        let out = self
-            .ctl(&["list_queues", "--silent", "name", "messages"])
-            .await;
-        out.lines().find_map(|line| {
-            let (name, messages) = line.rsplit_once('\t')?;
-            (name == queue).then(|| {
-                messages.trim().parse().unwrap_or_else(|_| {
-                    panic!("queue {queue:?}: no message count in {line:?} of:\n{out}")
-                })
-            })
-        })
+        use lapin::options::QueueDeclareOptions;
+        let conn = lapin::Connection::connect(&self.url(), lapin::ConnectionProperties::default())
+            .await
+            .expect("connect to the test broker");
+        let channel = conn.create_channel().await.expect("channel");
+        let passive = QueueDeclareOptions {
+            passive: true,
+            ..Default::default()
+        };
+        let found = channel
+            .queue_declare(queue.into(), passive, lapin::types::FieldTable::default())
+            .await
+            .ok()
+            .map(|q| u64::from(q.message_count()));
+        let _ = conn.close(200, "counted".into()).await;
+        found
     }
 
     /// Any rabbitmqctl command against this node, returning stdout (for tests that need more).
