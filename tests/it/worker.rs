@@ -28,8 +28,12 @@ struct Rig {
 
 impl Rig {
     async fn new(faults: Faults, pacing: HashMap<ProviderKind, Pacing>) -> Rig {
+        Rig::with_seed(Seed::demo(), faults, pacing).await
+    }
+
+    async fn with_seed(seed: Seed, faults: Faults, pacing: HashMap<ProviderKind, Pacing>) -> Rig {
         let broker = Broker::start().await;
-        let mut opts = SandboxOptions::plain(Seed::demo());
+        let mut opts = SandboxOptions::plain(seed);
         opts.faults = faults;
         let sandbox = Sandbox::start(opts).await.unwrap();
         let dir = tempfile::tempdir().unwrap();
@@ -446,6 +450,80 @@ async fn dlq_replay_moves_dead_letters_back_after_a_fix() {
     assert_eq!(
         rig.broker.queue_messages("offboard.jobs.telnyx").await,
         Some(0)
+    );
+    terminate(&worker);
+    worker.wait().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_person_level_event_fans_out_to_every_provider_it_names() {
+    const TENANT: &str = "7b09cdc3-8948-47f0-aa62-74ac943d6c59";
+    const UUID: &str = "6a09cdc3-8948-47f0-aa62-74ac943d6c58";
+    let seed = Seed::default()
+        .member(ProviderKind::Factory, None, "ann.lee@acme.example")
+        .member(ProviderKind::Aitronos, Some("org_acme"), "usr_annlee")
+        .member(ProviderKind::Telnyx, None, UUID)
+        .member(ProviderKind::Aerospike, None, UUID)
+        .member(ProviderKind::Cognee, Some(TENANT), UUID);
+    let rig = Rig::with_seed(seed, Faults::none(), HashMap::new()).await;
+    let mut worker = rig.worker();
+    let event = serde_json::json!({
+        "event_id": "hr-4711",
+        "reason": "contract ended",
+        "requested_by": "workday",
+        "targets": [
+            {"provider": "factory", "user": "ann.lee@acme.example"},
+            {"provider": "aitronos", "user": "usr_annlee", "organization": "org_acme", "transfer_to": "dept_eng"},
+            {"provider": "telnyx", "user": UUID},
+            {"provider": "aerospike", "user": UUID},
+            {"provider": "cognee", "user": UUID, "organization": TENANT},
+            {"provider": "slack", "user": "ann.lee@acme.example"}
+        ]
+    });
+    let conn = offboard::doors::amqp::connect(&rig.broker.url(), "test")
+        .await
+        .unwrap();
+    let publisher = offboard::doors::amqp::Publisher::new(&conn).await.unwrap();
+    // The worker declares the topology; wait for the intake queue before publishing to it.
+    wait_until(
+        Duration::from_secs(30),
+        "intake queue declared",
+        async || rig.broker.queue_messages("offboard.intake").await.is_some(),
+    )
+    .await;
+    publisher
+        .publish(
+            "",
+            "offboard.intake",
+            &serde_json::to_vec(&event).unwrap(),
+            lapin::BasicProperties::default().with_delivery_mode(2),
+        )
+        .await
+        .unwrap();
+    rig.wait_for_report(6, Duration::from_secs(60)).await;
+    let lines = report_lines(&rig.report);
+    let by_id: HashMap<&str, &serde_json::Value> = lines
+        .iter()
+        .map(|l| (l["job_id"].as_str().unwrap(), l))
+        .collect();
+    for i in 0..5 {
+        let l = by_id[format!("hr-4711:{i}").as_str()];
+        assert_eq!(l["outcome"], "removed", "{l}");
+    }
+    assert_eq!(by_id["hr-4711:5"]["outcome"], "invalid");
+    assert_eq!(by_id["hr-4711:5"]["reason"], "unknown_provider");
+    assert!(
+        !rig.sandbox
+            .is_member(ProviderKind::Cognee, Some(TENANT), UUID)
+    );
+    assert!(
+        !rig.sandbox
+            .is_member(ProviderKind::Factory, None, "ann.lee@acme.example")
+    );
+    assert_eq!(
+        rig.broker.queue_messages("offboard.intake").await,
+        Some(0),
+        "the event was acknowledged"
     );
     terminate(&worker);
     worker.wait().await.unwrap();
