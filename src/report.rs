@@ -200,6 +200,9 @@ const BATCH: usize = 512;
 impl Writer {
     /// Creates (or appends to, when `append`) the report at `path` and starts its writer thread.
     pub fn start(path: &Path, append: bool) -> io::Result<(Writer, Sink)> {
+        if append {
+            trim_torn_tail(path)?;
+        }
         let file = File::options()
             .create(true)
             .append(append)
@@ -277,6 +280,37 @@ impl Writer {
     }
 }
 
+/// Cuts a torn last line (a crash mid-write) off a report before appending to it, so the next
+/// record starts on a line of its own. The torn record was never confirmed: its job was not
+/// acknowledged and runs again.
+fn trim_torn_tail(path: &Path) -> io::Result<()> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut f = match File::options().read(true).write(true).open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    let len = f.metadata()?.len();
+    let tail = len.min(1 << 20);
+    let mut buf = vec![0; tail as usize];
+    f.seek(SeekFrom::Start(len - tail))?;
+    f.read_exact(&mut buf)?;
+    if buf.last().is_none_or(|b| *b == b'\n') {
+        return Ok(());
+    }
+    let keep = match buf.iter().rposition(|b| *b == b'\n') {
+        Some(i) => len - tail + i as u64 + 1,
+        None if tail == len => 0,
+        None => {
+            return Err(io::Error::other(
+                "the report's last line is over 1 MiB long: not a report?",
+            ));
+        }
+    };
+    tracing::warn!(path = %path.display(), bytes = len - keep, "cutting a torn last line off the report");
+    f.set_len(keep)
+}
+
 /// The job ids an existing report already holds a settled outcome for: `removed`,
 /// `already_absent` or `invalid`, which no rerun could change. (`failed` is left out: a dead letter
 /// replayed after a fix must run again.) A torn last line, left by a crash mid-write, is ignored.
@@ -319,6 +353,30 @@ mod tests {
             started_at: Some(Timestamp::now()),
             finished_at: Timestamp::now(),
         }
+    }
+
+    #[tokio::test]
+    async fn appending_after_a_crash_starts_on_a_fresh_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.jsonl");
+        std::fs::write(
+            &path,
+            "{\"job_id\":\"a\",\"outcome\":\"removed\"}\n{\"job_id\":\"b\",\"outc",
+        )
+        .unwrap();
+        let (writer, sink) = Writer::start(&path, true).unwrap();
+        sink.record(rec("p", Outcome::Removed)).await;
+        drop(sink);
+        writer.finish().await.unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 2, "{text}");
+        assert!(
+            lines
+                .iter()
+                .all(|l| serde_json::from_str::<serde_json::Value>(l).is_ok())
+        );
+        assert!(final_job_ids(&path).unwrap().contains("a"));
     }
 
     #[tokio::test]

@@ -142,6 +142,43 @@ async fn session(
     }
 }
 
+/// Starts consuming `queue` with at most `prefetch` unacknowledged deliveries, on a channel in
+/// confirm mode (for dead letters and split events).
+async fn open_consumer(
+    channel: &Channel,
+    queue: &str,
+    tag: &str,
+    prefetch: u16,
+) -> Result<lapin::Consumer, AmqpError> {
+    channel
+        .confirm_select(ConfirmSelectOptions::default())
+        .await?;
+    channel
+        .basic_qos(prefetch, BasicQosOptions::default())
+        .await?;
+    Ok(channel
+        .basic_consume(
+            queue.into(),
+            tag.into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await?)
+}
+
+/// The next delivery; `Ok(None)` when the session ends or the consumer is cancelled, `Err` when
+/// the connection failed.
+async fn next_delivery(
+    consumer: &mut lapin::Consumer,
+    session: &CancellationToken,
+) -> Result<Option<Delivery>, AmqpError> {
+    tokio::select! {
+        biased;
+        _ = session.cancelled() => Ok(None),
+        next = consumer.next() => next.transpose().map_err(AmqpError::from),
+    }
+}
+
 /// Consumes one lane's queue with prefetch = its in-flight bound, until stopped or halted.
 async fn consume_lane(
     ctx: Arc<Ctx>,
@@ -150,63 +187,32 @@ async fn consume_lane(
     session: CancellationToken,
 ) -> Result<(), AmqpError> {
     let queue = ctx.settings.amqp.queue(&lane.name);
-    channel
-        .confirm_select(ConfirmSelectOptions::default())
-        .await?;
-    channel
-        .basic_qos(lane.max_in_flight() as u16, BasicQosOptions::default())
-        .await?;
     let tag = format!("offboard-{}-{}", lane.name, std::process::id());
-    let mut consumer = channel
-        .basic_consume(
-            queue.as_str().into(),
-            tag.as_str().into(),
-            BasicConsumeOptions::default(),
-            FieldTable::default(),
-        )
-        .await?;
+    let mut consumer = open_consumer(&channel, &queue, &tag, lane.max_in_flight() as u16).await?;
     let tracker = TaskTracker::new();
-    let mut result = Ok(());
     let mut active = false;
-    loop {
-        let next = tokio::select! {
-            biased;
-            _ = session.cancelled() => break,
-            next = consumer.next() => next,
+    let result = loop {
+        let delivery = match next_delivery(&mut consumer, &session).await {
+            Ok(Some(d)) => d,
+            Ok(None) => break Ok(()),
+            Err(e) => break Err(e),
         };
-        match next {
-            Some(Ok(delivery)) => {
-                if !active {
-                    // The first delivery: with single active consumer, we may be a standby taking
-                    // over from a replica whose last requests the provider still counts.
-                    active = true;
-                    lane.start_cold();
-                }
-                if let Some(reason) = lane.halted() {
-                    // Stop consuming; this message and any prefetched ones go back to the queue.
-                    tracing::error!(provider = %lane.name, reason, "lane halted: consumption stopped, messages stay in the queue");
-                    let _ = delivery
-                        .acker
-                        .nack(BasicNackOptions {
-                            requeue: true,
-                            ..Default::default()
-                        })
-                        .await;
-                    break;
-                }
-                let (ctx, lane, channel, queue) =
-                    (ctx.clone(), lane.clone(), channel.clone(), queue.clone());
-                tracker.spawn(
-                    async move { handle_job(&ctx, &lane, &channel, &queue, delivery).await },
-                );
-            }
-            Some(Err(e)) => {
-                result = Err(e.into());
-                break;
-            }
-            None => break,
+        if !active {
+            // The first delivery: with single active consumer, we may be a standby taking over
+            // from a replica whose last requests the provider still counts.
+            active = true;
+            lane.start_cold();
         }
-    }
+        if let Some(reason) = lane.halted() {
+            // Stop consuming; this message and any prefetched ones go back to the queue.
+            tracing::error!(provider = %lane.name, reason, "lane halted: consumption stopped, messages stay in the queue");
+            requeue(&delivery).await;
+            break Ok(());
+        }
+        let (ctx, lane, channel, queue) =
+            (ctx.clone(), lane.clone(), channel.clone(), queue.clone());
+        tracker.spawn(async move { handle_job(&ctx, &lane, &channel, &queue, delivery).await });
+    };
     let _ = channel
         .basic_cancel(tag.as_str().into(), BasicCancelOptions::default())
         .await;
@@ -504,35 +510,15 @@ async fn consume_intake(
     session: CancellationToken,
 ) -> Result<(), AmqpError> {
     let queue = ctx.settings.amqp.intake_queue.clone();
-    channel
-        .confirm_select(ConfirmSelectOptions::default())
-        .await?;
-    channel.basic_qos(16, BasicQosOptions::default()).await?;
     let tag = format!("offboard-intake-{}", std::process::id());
-    let mut consumer = channel
-        .basic_consume(
-            queue.as_str().into(),
-            tag.as_str().into(),
-            BasicConsumeOptions::default(),
-            FieldTable::default(),
-        )
-        .await?;
-    let mut result = Ok(());
-    loop {
-        let next = tokio::select! {
-            biased;
-            _ = session.cancelled() => break,
-            next = consumer.next() => next,
-        };
-        match next {
-            Some(Ok(delivery)) => handle_event(&ctx, &channel, &queue, delivery).await,
-            Some(Err(e)) => {
-                result = Err(e.into());
-                break;
-            }
-            None => break,
+    let mut consumer = open_consumer(&channel, &queue, &tag, 16).await?;
+    let result = loop {
+        match next_delivery(&mut consumer, &session).await {
+            Ok(Some(delivery)) => handle_event(&ctx, &channel, &queue, delivery).await,
+            Ok(None) => break Ok(()),
+            Err(e) => break Err(e),
         }
-    }
+    };
     let _ = channel
         .basic_cancel(tag.as_str().into(), BasicCancelOptions::default())
         .await;

@@ -110,8 +110,15 @@ impl Rig {
                 .or_default() += 1;
         }
         assert_eq!(by_id.len(), PUBLISHED + extra, "every job recorded");
-        let twice: Vec<_> = by_id.iter().filter(|(_, n)| **n > 1).collect();
-        assert!(twice.is_empty(), "recorded more than once: {twice:?}");
+        let twice: Vec<_> = lines
+            .iter()
+            .filter(|l| by_id[l["job_id"].as_str().unwrap()] > 1)
+            .collect();
+        assert!(
+            twice.is_empty(),
+            "recorded more than once: {twice:#?}\nworker log:\n{}",
+            self.worker_log()
+        );
         let removed: Vec<_> = lines.iter().filter(|l| l["outcome"] == "removed").collect();
         assert!(removed.len() >= 289, "{} removed", removed.len());
         let log = self.sandbox.log();
