@@ -47,6 +47,25 @@ pub struct Settings {
     pub amqp: Amqp,
     #[serde(default)]
     pub worker: Worker,
+    #[serde(default)]
+    pub metrics: Metrics,
+}
+
+/// `[metrics]`: where `/metrics`, `/healthz` and `/readyz` are served.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Metrics {
+    /// Address for the worker (`offboard run` serves only with `--metrics-listen`). Default
+    /// 127.0.0.1:9464; in a container, 0.0.0.0:9464.
+    pub listen: std::net::SocketAddr,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics {
+            listen: std::net::SocketAddr::from(([127, 0, 0, 1], 9464)),
+        }
+    }
 }
 
 /// `[amqp]`: where the broker is and what the topology is called. Declared idempotently at start.
