@@ -11,8 +11,10 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::Settings;
 use crate::job::ProviderKind;
+use crate::metrics::{self, Health, Metrics};
 use crate::run::{self, Lanes};
 use crate::sandbox::{Sandbox, SandboxOptions};
+use std::sync::Arc;
 
 /// Exit codes: 0 every job removed or already absent; 1 any other outcome; 2 usage or
 /// configuration error (nothing sent).
@@ -110,6 +112,9 @@ pub struct RunArgs {
     /// Run against the five providers simulated on loopback (no accounts, no network).
     #[arg(long)]
     pub sandbox: bool,
+    /// Serve /metrics, /healthz and /readyz on this address while the run lasts.
+    #[arg(long)]
+    pub metrics_listen: Option<std::net::SocketAddr>,
 }
 
 /// The sandbox's config, built in so `--sandbox` works from any directory.
@@ -173,10 +178,15 @@ async fn terminated() {
 async fn worker_command(args: WorkerArgs) -> anyhow::Result<ExitCode> {
     let (name, settings) = load(args.config.as_ref())?;
     let credentials = settings.resolve(&name, &|v| std::env::var(v).ok())?;
-    let lanes = Lanes::build(&settings, &credentials)?;
+    let metrics = Arc::new(Metrics::new());
+    let lanes = Lanes::build(&settings, &credentials, &metrics)?;
     let report = args
         .report
         .unwrap_or_else(|| settings.worker.report.clone());
+    let health = Arc::new(Health {
+        needs_broker: true,
+        ..Health::default()
+    });
     let stop = CancellationToken::new();
     let on_signal = stop.clone();
     tokio::spawn(async move {
@@ -184,7 +194,17 @@ async fn worker_command(args: WorkerArgs) -> anyhow::Result<ExitCode> {
         tracing::warn!("stopping: no new jobs; jobs in flight finish within the grace period");
         on_signal.cancel();
     });
-    crate::worker::run(&settings, &lanes, &report, stop).await?;
+    let bound = metrics::serve(
+        settings.metrics.listen,
+        metrics.clone(),
+        lanes.lanes.clone(),
+        health.clone(),
+        stop.clone(),
+    )
+    .await
+    .with_context(|| format!("serving metrics on {}", settings.metrics.listen))?;
+    tracing::info!(%bound, "metrics, healthz and readyz served");
+    crate::worker::run(&settings, &lanes, &report, metrics, health, stop).await?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -296,7 +316,8 @@ async fn run_command(args: RunArgs) -> anyhow::Result<ExitCode> {
         None => std::env::var(name).ok(),
     };
     let credentials = settings.resolve(&config_name, &env)?;
-    let lanes = Lanes::build(&settings, &credentials)?;
+    let metrics = Arc::new(Metrics::new());
+    let lanes = Lanes::build(&settings, &credentials, &metrics)?;
 
     if args.dry_run {
         let (plan, shown) = run::plan(&args.csv, &lanes, 50).await?;
@@ -342,7 +363,21 @@ async fn run_command(args: RunArgs) -> anyhow::Result<ExitCode> {
             on_signal.cancel();
         }
     });
-    let finished = run::run(&args.csv, &report, &lanes, stop).await?;
+    let serving = CancellationToken::new();
+    if let Some(addr) = args.metrics_listen {
+        let bound = metrics::serve(
+            addr,
+            metrics.clone(),
+            lanes.lanes.clone(),
+            Arc::new(Health::default()),
+            serving.clone(),
+        )
+        .await
+        .with_context(|| format!("serving metrics on {addr}"))?;
+        eprintln!("Metrics on http://{bound}/metrics");
+    }
+    let finished = run::run(&args.csv, &report, &lanes, metrics, stop).await?;
+    serving.cancel();
     print!("{}", run::closing(&finished, &lanes));
     if let Some(s) = sandbox {
         s.shutdown().await;

@@ -15,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::job::{Job, LaneId, ProviderKind};
+use crate::metrics::LaneMetrics;
 use crate::providers::{Answer, Provider, Transport};
 use crate::report::{ErrorField, Outcome, Record, Sink, Timestamp};
 use crate::retry::{Decision, FailReason, OnConflict, Policy, RetryReason, classify};
@@ -109,6 +110,7 @@ pub struct Lane {
     circuit: Circuit,
     policy: Policy,
     pub stats: LaneStats,
+    metrics: LaneMetrics,
 }
 
 /// What a lane needs besides its provider.
@@ -121,7 +123,13 @@ pub struct LaneSettings {
 }
 
 impl Lane {
-    pub fn new(id: LaneId, name: Arc<str>, provider: Provider, s: LaneSettings) -> Lane {
+    pub fn new(
+        id: LaneId,
+        name: Arc<str>,
+        provider: Provider,
+        s: LaneSettings,
+        metrics: LaneMetrics,
+    ) -> Lane {
         Lane {
             id,
             name,
@@ -137,6 +145,7 @@ impl Lane {
             },
             policy: s.policy,
             stats: LaneStats::default(),
+            metrics,
         }
     }
 
@@ -159,6 +168,16 @@ impl Lane {
         until.filter(|u| *u > Instant::now())
     }
 
+    /// Brings the pause and circuit gauges up to date (called before each scrape).
+    pub fn refresh_gauges(&self) {
+        self.metrics
+            .paused
+            .set(self.paused_until().is_some() as i64);
+        self.metrics
+            .circuit_open
+            .set(self.halted().is_some() as i64);
+    }
+
     /// Starts from an empty burst allowance: see [`Pacer::drain`].
     pub fn start_cold(&self) {
         self.pacer.drain();
@@ -175,6 +194,12 @@ impl Lane {
 
     /// Waits out any pause, then for the limiter's next cell.
     async fn admit(&self) {
+        let start = Instant::now();
+        self.admit_inner().await;
+        self.metrics.waited(start.elapsed());
+    }
+
+    async fn admit_inner(&self) {
         loop {
             if let Some(until) = self.paused_until() {
                 tokio::time::sleep_until(until.into()).await;
@@ -190,6 +215,13 @@ impl Lane {
 
     /// Runs one job to its final record: pacing, the request, classification, retries.
     pub async fn execute(&self, job: &Job) -> Record {
+        self.metrics.in_flight.inc();
+        let record = self.attempts(job).await;
+        self.metrics.in_flight.dec();
+        record
+    }
+
+    async fn attempts(&self, job: &Job) -> Record {
         let started = Timestamp::now();
         let first = Instant::now();
         let mut schedule = self.policy.schedule();
@@ -215,7 +247,16 @@ impl Lane {
                     }
                     attempts += 1;
                     self.stats.requests.fetch_add(1, Ordering::Relaxed);
-                    self.provider.send(request).await
+                    let start = Instant::now();
+                    let result = self.provider.send(request).await;
+                    let status = match &result {
+                        Ok(a) => a.status.as_str(),
+                        Err(Transport::Timeout(_)) => "timeout",
+                        Err(Transport::Connect(_)) => "connect",
+                        Err(Transport::Other(_)) => "error",
+                    };
+                    self.metrics.request(status, start.elapsed());
+                    result
                 }
                 // The token endpoint refused or was silent: nothing went to the removal endpoint.
                 Err(result) => result,
@@ -290,7 +331,8 @@ impl Lane {
                 }
             };
             self.stats.retries.fetch_add(1, Ordering::Relaxed);
-            tracing::debug!(job_id = %job.id, provider = %self.name, reason = reason.as_str(), wait_ms = wait.as_millis() as u64, "retry");
+            self.metrics.retry(reason);
+            tracing::info!(job_id = %job.id, provider = %self.name, reason = reason.as_str(), wait_ms = wait.as_millis() as u64, "retry");
             last = Some(result);
             if !wait.is_zero() {
                 tokio::time::sleep(wait).await;

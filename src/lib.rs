@@ -14,6 +14,7 @@ pub mod config;
 pub mod doors;
 pub mod job;
 pub mod lane;
+pub mod metrics;
 pub mod progress;
 pub mod providers;
 pub mod queue_admin;

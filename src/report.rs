@@ -139,12 +139,16 @@ impl Summary {
     }
 }
 
+/// Something told of every record as it is queued (the metrics).
+pub type Observer = Arc<dyn Fn(&Record) + Send + Sync>;
+
 /// The handle jobs record through. Cheap to clone.
 #[derive(Clone)]
 pub struct Sink {
     tx: mpsc::Sender<Msg>,
     live: Arc<Live>,
     broken: Arc<AtomicBool>,
+    observer: Option<Observer>,
 }
 
 impl Sink {
@@ -175,6 +179,15 @@ impl Sink {
 
     fn count(&self, r: &Record) {
         self.live.counts[r.outcome.index()].fetch_add(1, Ordering::Relaxed);
+        if let Some(o) = &self.observer {
+            o(r);
+        }
+    }
+
+    /// The same sink, telling `observer` of every record.
+    pub fn observed_by(mut self, observer: Observer) -> Sink {
+        self.observer = Some(observer);
+        self
     }
 
     pub fn live(&self) -> &Arc<Live> {
@@ -260,7 +273,12 @@ impl Writer {
                 path: path.to_owned(),
                 thread,
             },
-            Sink { tx, live, broken },
+            Sink {
+                tx,
+                live,
+                broken,
+                observer: None,
+            },
         ))
     }
 

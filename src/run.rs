@@ -12,6 +12,7 @@ use crate::config::{Credential, Settings};
 use crate::doors::csv::{self, CsvError, CsvFile, InvalidRow, Plan};
 use crate::job::{Directory, LaneId};
 use crate::lane::{Lane, LaneSettings};
+use crate::metrics::Metrics;
 use crate::progress::{self, Progress};
 use crate::report::{ErrorField, Outcome, Record, Summary, Timestamp, Writer};
 
@@ -36,9 +37,18 @@ pub struct Lanes {
 }
 
 impl Lanes {
+    /// A sink observer that counts each record in `offboard_jobs_total`.
+    pub fn job_counter(&self, metrics: Arc<Metrics>) -> crate::report::Observer {
+        let directory = self.directory.clone();
+        Arc::new(move |r| metrics.job(r, |p| directory.lookup(p).is_some()))
+    }
+}
+
+impl Lanes {
     pub fn build(
         settings: &Settings,
         credentials: &BTreeMap<String, Credential>,
+        metrics: &Metrics,
     ) -> Result<Lanes, RunError> {
         let directory =
             Directory::new(settings.providers.iter().map(|(n, e)| (n.as_str(), e.kind)));
@@ -65,6 +75,7 @@ impl Lanes {
                     circuit_after: entry.circuit_after,
                     policy: entry.policy(),
                 },
+                metrics.lane(name),
             )));
         }
         Ok(Lanes { directory, lanes })
@@ -161,6 +172,7 @@ pub async fn run(
     csv_path: &Path,
     report: &Path,
     lanes: &Lanes,
+    metrics: Arc<Metrics>,
     stop: CancellationToken,
 ) -> Result<Finished, RunError> {
     let csv = open(csv_path).await?;
@@ -168,19 +180,22 @@ pub async fn run(
         path: report.to_owned(),
         source,
     })?;
+    let sink = sink.observed_by(lanes.job_counter(metrics.clone()));
     let total = Arc::new(AtomicU64::new(0));
     let progress = Progress::start(sink.live().clone(), total.clone());
 
     // The scan records invalid rows as it finds them and counts the plan, before anything is sent.
     let scanned = {
-        let (csv, directory, sink, n) = (
+        let (csv, directory, sink, n, metrics) = (
             csv.clone(),
             lanes.directory.clone(),
             sink.clone(),
             lanes.lanes.len(),
+            metrics.clone(),
         );
         tokio::task::spawn_blocking(move || {
             csv::scan(&csv, &directory, n, |row| {
+                metrics.invalid("csv");
                 sink.record_blocking(invalid_record(row))
             })
         })

@@ -27,6 +27,7 @@ use crate::config::Settings;
 use crate::doors::amqp::{self, AmqpError, Event, JobMessage, header};
 use crate::job::{Directory, Invalid, RawJob};
 use crate::lane::Lane;
+use crate::metrics::{Health, Metrics};
 use crate::report::{ErrorField, Outcome, Record, Sink, Timestamp, Writer};
 use crate::run::Lanes;
 
@@ -46,6 +47,8 @@ struct Ctx {
     settings: Settings,
     directory: Directory,
     sink: Sink,
+    metrics: Arc<Metrics>,
+    health: Arc<Health>,
     /// Job ids whose outcome is settled in the report (see [`crate::report::final_job_ids`]).
     done: Mutex<HashSet<String>>,
     grace: Duration,
@@ -57,6 +60,8 @@ pub async fn run(
     settings: &Settings,
     lanes: &Lanes,
     report: &Path,
+    metrics: Arc<Metrics>,
+    health: Arc<Health>,
     stop: CancellationToken,
 ) -> Result<(), WorkerError> {
     let url = settings.amqp.url().ok_or(AmqpError::NoUrl)?;
@@ -66,10 +71,13 @@ pub async fn run(
     };
     let done = crate::report::final_job_ids(report).map_err(report_err)?;
     let (writer, sink) = Writer::start(report, true).map_err(report_err)?;
+    let sink = sink.observed_by(lanes.job_counter(metrics.clone()));
     let ctx = Arc::new(Ctx {
         settings: settings.clone(),
         directory: lanes.directory.clone(),
         sink,
+        metrics,
+        health,
         done: Mutex::new(done),
         grace: Duration::from_secs(settings.worker.grace_period_s),
     });
@@ -108,6 +116,9 @@ async fn session(
         let _ = ch.close(200, "declared".into()).await;
     }
     tracing::info!("connected; topology declared");
+    ctx.health
+        .broker_ready
+        .store(true, std::sync::atomic::Ordering::Relaxed);
     // A session token: cancelled on stop, or when any consumer loses the connection.
     let session = stop.child_token();
     let mut tasks = tokio::task::JoinSet::new();
@@ -135,6 +146,9 @@ async fn session(
             }
         }
     }
+    ctx.health
+        .broker_ready
+        .store(false, std::sync::atomic::Ordering::Relaxed);
     let _ = connection.close(200, "bye".into()).await;
     match failure {
         Some(e) if !stop.is_cancelled() => Err(e),
@@ -306,7 +320,12 @@ async fn dead_letter(
         &delivery.data,
         props,
     )
-    .await
+    .await?;
+    let provider = provider
+        .filter(|p| ctx.directory.lookup(p).is_some())
+        .unwrap_or("unknown");
+    ctx.metrics.dead_lettered(provider, reason);
+    Ok(())
 }
 
 async fn ack(delivery: &Delivery) {
@@ -483,6 +502,7 @@ async fn reject_invalid(
         queue,
         "invalid message: dead-lettering it"
     );
+    ctx.metrics.invalid("amqp");
     if !record(ctx, invalid_record(job_id, provider.clone(), user, reason)).await {
         return requeue(delivery).await;
     }

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use offboard::job::{Email, Job, LaneId, OpaqueId, PrefixedId, ProviderKind, Target, Uuid};
 use offboard::lane::{Lane, LaneSettings};
+use offboard::metrics::Metrics;
 use offboard::providers::auth::{TokenBody, TokenSource};
 use offboard::providers::{self, Answer, Auth, Hint, Provider, Transport};
 use offboard::report::{Outcome, Record};
@@ -1148,7 +1149,12 @@ fn policy() -> Policy {
 }
 
 fn lane(provider: Provider, policy: Policy) -> Lane {
+    lane_with_metrics(provider, policy, &Metrics::new())
+}
+
+fn lane_with_metrics(provider: Provider, policy: Policy, metrics: &Metrics) -> Lane {
     let name: Arc<str> = Arc::from(provider.kind().as_str());
+    let lane_metrics = metrics.lane(&name);
     Lane::new(
         LaneId(0),
         name,
@@ -1160,6 +1166,7 @@ fn lane(provider: Provider, policy: Policy) -> Lane {
             circuit_after: 3,
             policy,
         },
+        lane_metrics,
     )
 }
 
@@ -1197,10 +1204,32 @@ async fn lane_retries_a_503_then_records_the_removal_for_every_adapter() {
             .expect(1)
             .mount(&rig.server)
             .await;
-        let lane = lane(rig.provider, policy());
+        let metrics = Metrics::new();
+        let lane = lane_with_metrics(rig.provider, policy(), &metrics);
         let record = lane.execute(&job(kind, 1)).await;
         assert_eq!(record.outcome, Outcome::Removed, "{kind}: {record:?}");
         assert_eq!(record.attempts, 2, "{kind}");
+        // Each event moved its metric: one 503, one success, one retry, two waits, none in flight.
+        let text = metrics.render(&[]);
+        let ok = if matches!(kind, Telnyx | Cognee) {
+            200
+        } else {
+            204
+        };
+        for line in [
+            format!("offboard_provider_requests_total{{provider=\"{kind}\",status=\"503\"}} 1"),
+            format!("offboard_provider_requests_total{{provider=\"{kind}\",status=\"{ok}\"}} 1"),
+            format!("offboard_retries_total{{provider=\"{kind}\",reason=\"server_error\"}} 1"),
+            format!("offboard_retries_total{{provider=\"{kind}\",reason=\"rate_limited\"}} 0"),
+            format!("offboard_provider_request_duration_seconds_count{{provider=\"{kind}\"}} 2"),
+            format!("offboard_rate_limit_wait_seconds_count{{provider=\"{kind}\"}} 2"),
+            format!("offboard_jobs_in_flight{{provider=\"{kind}\"}} 0"),
+        ] {
+            assert!(
+                text.lines().any(|l| l == line),
+                "{kind}: no `{line}` in\n{text}"
+            );
+        }
         assert_eq!(record.reason, None, "{kind}");
         assert!(record.error.is_none(), "{kind}: {record:?}");
         assert_eq!(

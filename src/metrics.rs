@@ -1,0 +1,444 @@
+//! Prometheus metrics on an explicit registry, with typed handles per lane, and the small HTTP
+//! server for `/metrics`, `/healthz` and `/readyz`.
+//!
+//! Labels are bounded sets only: the configured entry names, outcomes, reasons and status codes;
+//! never a user, email, job id or credential.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::get;
+use prometheus::{
+    Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
+};
+use tokio_util::sync::CancellationToken;
+
+use crate::lane::Lane;
+use crate::report::{Outcome, Record};
+use crate::retry::RetryReason;
+
+/// Buckets for provider API calls: 5 ms to 30 s.
+const REQUEST_BUCKETS: [f64; 13] = [
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0,
+];
+/// Buckets for time spent waiting on the limiter or a 429 pause: 1 ms to 10 min.
+const WAIT_BUCKETS: [f64; 14] = [
+    0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 120.0, 600.0,
+];
+
+/// Every metric of the process.
+pub struct Metrics {
+    pub registry: Registry,
+    jobs: IntCounterVec,
+    requests: IntCounterVec,
+    request_duration: HistogramVec,
+    retries: IntCounterVec,
+    rate_limit_wait: HistogramVec,
+    in_flight: IntGaugeVec,
+    paused: IntGaugeVec,
+    circuit_open: IntGaugeVec,
+    dead_lettered: IntCounterVec,
+    invalid: IntCounterVec,
+}
+
+fn counter(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    let c = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric");
+    r.register(Box::new(c.clone())).expect("registered once");
+    c
+}
+
+fn gauge(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
+    let g = IntGaugeVec::new(Opts::new(name, help), labels).expect("valid metric");
+    r.register(Box::new(g.clone())).expect("registered once");
+    g
+}
+
+fn histogram(r: &Registry, name: &str, help: &str, buckets: &[f64]) -> HistogramVec {
+    let h = HistogramVec::new(
+        HistogramOpts::new(name, help).buckets(buckets.to_vec()),
+        &["provider"],
+    )
+    .expect("valid metric");
+    r.register(Box::new(h.clone())).expect("registered once");
+    h
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let r = Registry::new();
+        let build = gauge(
+            &r,
+            "offboard_build_info",
+            "Build information; always 1.",
+            &["version"],
+        );
+        build.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
+        Metrics {
+            jobs: counter(
+                &r,
+                "offboard_jobs_total",
+                "Jobs finished, by provider entry and outcome.",
+                &["provider", "outcome"],
+            ),
+            requests: counter(
+                &r,
+                "offboard_provider_requests_total",
+                "Requests sent to providers, by status code (or timeout / connect).",
+                &["provider", "status"],
+            ),
+            request_duration: histogram(
+                &r,
+                "offboard_provider_request_duration_seconds",
+                "Provider request latency.",
+                &REQUEST_BUCKETS,
+            ),
+            retries: counter(
+                &r,
+                "offboard_retries_total",
+                "Retries, by reason.",
+                &["provider", "reason"],
+            ),
+            rate_limit_wait: histogram(
+                &r,
+                "offboard_rate_limit_wait_seconds",
+                "Time a request waited for the limiter or a 429 pause.",
+                &WAIT_BUCKETS,
+            ),
+            in_flight: gauge(
+                &r,
+                "offboard_jobs_in_flight",
+                "Jobs being worked on.",
+                &["provider"],
+            ),
+            paused: gauge(
+                &r,
+                "offboard_lane_paused",
+                "1 while a 429 pauses the lane.",
+                &["provider"],
+            ),
+            circuit_open: gauge(
+                &r,
+                "offboard_lane_circuit_open",
+                "1 when the lane halted on repeated 401/403.",
+                &["provider"],
+            ),
+            dead_lettered: counter(
+                &r,
+                "offboard_dead_lettered_total",
+                "Messages dead-lettered, by reason.",
+                &["provider", "reason"],
+            ),
+            invalid: counter(
+                &r,
+                "offboard_invalid_jobs_total",
+                "Rows or messages that could not be jobs.",
+                &["source"],
+            ),
+            registry: r,
+        }
+    }
+
+    /// The handles of one lane, resolved once so the per-job path does no label lookups.
+    pub fn lane(&self, provider: &str) -> LaneMetrics {
+        let retry = |r: RetryReason| self.retries.with_label_values(&[provider, r.as_str()]);
+        LaneMetrics {
+            provider: provider.to_owned(),
+            requests: self.requests.clone(),
+            duration: self.request_duration.with_label_values(&[provider]),
+            retries: [
+                retry(RetryReason::RateLimited),
+                retry(RetryReason::Conflict),
+                retry(RetryReason::ServerError),
+                retry(RetryReason::Timeout),
+                retry(RetryReason::Connection),
+                retry(RetryReason::TokenRefresh),
+            ],
+            wait: self.rate_limit_wait.with_label_values(&[provider]),
+            in_flight: self.in_flight.with_label_values(&[provider]),
+            paused: self.paused.with_label_values(&[provider]),
+            circuit_open: self.circuit_open.with_label_values(&[provider]),
+        }
+    }
+
+    /// Counts a recorded outcome. `provider` must be a configured entry name, or the record is
+    /// counted under `unknown` (an invalid row may name anything).
+    pub fn job(&self, record: &Record, configured: impl Fn(&str) -> bool) {
+        let provider = record
+            .provider
+            .as_deref()
+            .filter(|p| configured(p))
+            .unwrap_or("unknown");
+        self.jobs
+            .with_label_values(&[provider, record.outcome.as_str()])
+            .inc();
+    }
+
+    pub fn invalid(&self, source: &'static str) {
+        self.invalid.with_label_values(&[source]).inc();
+    }
+
+    pub fn dead_lettered(&self, provider: &str, reason: &str) {
+        self.dead_lettered
+            .with_label_values(&[provider, reason])
+            .inc();
+    }
+
+    /// The jobs counter for one provider and outcome (for tests and summaries).
+    pub fn jobs_count(&self, provider: &str, outcome: Outcome) -> u64 {
+        self.jobs
+            .with_label_values(&[provider, outcome.as_str()])
+            .get()
+    }
+
+    /// The text exposition of every metric, with lane gauges brought up to date first.
+    pub fn render(&self, lanes: &[Arc<Lane>]) -> String {
+        for lane in lanes {
+            lane.refresh_gauges();
+        }
+        TextEncoder::new()
+            .encode_to_string(&self.registry.gather())
+            .unwrap_or_default()
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+/// One lane's handles.
+pub struct LaneMetrics {
+    provider: String,
+    requests: IntCounterVec,
+    duration: Histogram,
+    retries: [IntCounter; 6],
+    wait: Histogram,
+    pub in_flight: IntGauge,
+    pub paused: IntGauge,
+    pub circuit_open: IntGauge,
+}
+
+impl LaneMetrics {
+    /// One request's answer: its status (`timeout` / `connect` when none came) and latency.
+    pub fn request(&self, status: &str, took: Duration) {
+        self.requests
+            .with_label_values(&[self.provider.as_str(), status])
+            .inc();
+        self.duration.observe(took.as_secs_f64());
+    }
+
+    pub fn retry(&self, reason: RetryReason) {
+        self.retries[reason as usize].inc();
+    }
+
+    pub fn waited(&self, d: Duration) {
+        self.wait.observe(d.as_secs_f64());
+    }
+}
+
+/// What `/readyz` reports.
+#[derive(Default)]
+pub struct Health {
+    /// Whether readiness needs a broker (the worker) and whether it is connected with its topology.
+    pub needs_broker: bool,
+    pub broker_ready: AtomicBool,
+}
+
+struct Served {
+    metrics: Arc<Metrics>,
+    lanes: Vec<Arc<Lane>>,
+    health: Arc<Health>,
+}
+
+/// Serves `/metrics`, `/healthz` and `/readyz` on `addr` until `stop`. Returns the bound address.
+pub async fn serve(
+    addr: SocketAddr,
+    metrics: Arc<Metrics>,
+    lanes: Vec<Arc<Lane>>,
+    health: Arc<Health>,
+    stop: CancellationToken,
+) -> std::io::Result<SocketAddr> {
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    let bound = listener.local_addr()?;
+    let state = Arc::new(Served {
+        metrics,
+        lanes,
+        health,
+    });
+    let app = Router::new()
+        .route(
+            "/metrics",
+            get(|State(s): State<Arc<Served>>| async move {
+                (
+                    [("content-type", "text/plain; version=0.0.4")],
+                    s.metrics.render(&s.lanes),
+                )
+            }),
+        )
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(ready))
+        .with_state(state);
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app)
+            .with_graceful_shutdown(stop.cancelled_owned())
+            .await;
+    });
+    Ok(bound)
+}
+
+/// 200 when the broker is connected (if one is needed) and no lane halted; 503 otherwise. The
+/// body says which.
+async fn ready(State(s): State<Arc<Served>>) -> (StatusCode, String) {
+    let mut body = String::new();
+    let mut ok = true;
+    if s.health.needs_broker {
+        if s.health.broker_ready.load(Ordering::Relaxed) {
+            body.push_str("broker: connected, topology declared\n");
+        } else {
+            ok = false;
+            body.push_str("broker: not connected\n");
+        }
+    }
+    for lane in &s.lanes {
+        if let Some(reason) = lane.halted() {
+            ok = false;
+            body.push_str(&format!("lane {}: halted: {reason}\n", lane.name));
+        }
+    }
+    if ok {
+        body.push_str("ready\n");
+    }
+    (
+        if ok {
+            StatusCode::OK
+        } else {
+            StatusCode::SERVICE_UNAVAILABLE
+        },
+        body,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::job::{LaneId, ProviderKind};
+    use crate::lane::LaneSettings;
+    use crate::providers::{Auth, Provider, adapter, client};
+    use crate::report::Timestamp;
+    use crate::retry::{OnConflict, Policy};
+
+    fn lane(m: &Metrics) -> Arc<Lane> {
+        let provider = Provider::new(
+            adapter(ProviderKind::Factory, "http://127.0.0.1:9"),
+            Auth::bearer(&"t".to_owned().into()).unwrap(),
+            client(Duration::from_secs(1)).unwrap(),
+        );
+        let policy = Policy {
+            max_attempts: 1,
+            base_delay: Duration::from_millis(1),
+            max_delay: Duration::from_millis(1),
+            max_elapsed: Duration::from_secs(1),
+            on_conflict: OnConflict::Fail,
+            max_conflict_retries: 0,
+            max_rate_limit_wait: Duration::from_secs(1),
+        };
+        let s = LaneSettings {
+            rate_per_second: 1.0,
+            burst: 1,
+            max_in_flight: 1,
+            circuit_after: 1,
+            policy,
+        };
+        Arc::new(Lane::new(
+            LaneId(0),
+            "factory".into(),
+            provider,
+            s,
+            m.lane("factory"),
+        ))
+    }
+
+    fn has(text: &str, line: &str) -> bool {
+        text.lines().any(|l| l == line)
+    }
+
+    #[test]
+    fn gauges_follow_the_lane_and_labels_stay_bounded() {
+        let m = Metrics::new();
+        let l = lane(&m);
+        let text = m.render(std::slice::from_ref(&l));
+        assert!(
+            has(&text, "offboard_lane_paused{provider=\"factory\"} 0"),
+            "{text}"
+        );
+        assert!(has(
+            &text,
+            &format!(
+                "offboard_build_info{{version=\"{}\"}} 1",
+                env!("CARGO_PKG_VERSION")
+            )
+        ));
+        l.pause_for(Duration::from_secs(60));
+        let text = m.render(std::slice::from_ref(&l));
+        assert!(
+            has(&text, "offboard_lane_paused{provider=\"factory\"} 1"),
+            "{text}"
+        );
+        assert!(has(
+            &text,
+            "offboard_lane_circuit_open{provider=\"factory\"} 0"
+        ));
+
+        let record = |provider: &str, outcome| Record {
+            job_id: "j".into(),
+            line: None,
+            provider: Some(provider.into()),
+            organization: None,
+            user: Some("someone@example.com".into()),
+            outcome,
+            reason: None,
+            http_status: None,
+            attempts: 0,
+            provider_request_id: None,
+            error: None,
+            started_at: None,
+            finished_at: Timestamp::now(),
+        };
+        let configured = |p: &str| p == "factory";
+        m.job(&record("factory", Outcome::Removed), configured);
+        m.job(&record("slack", Outcome::Invalid), configured);
+        m.invalid("csv");
+        m.dead_lettered("factory", "refused");
+        let text = m.render(&[]);
+        assert!(
+            has(
+                &text,
+                "offboard_jobs_total{outcome=\"removed\",provider=\"factory\"} 1"
+            ),
+            "{text}"
+        );
+        assert!(
+            has(
+                &text,
+                "offboard_jobs_total{outcome=\"invalid\",provider=\"unknown\"} 1"
+            ),
+            "{text}"
+        );
+        assert!(has(&text, "offboard_invalid_jobs_total{source=\"csv\"} 1"));
+        assert!(has(
+            &text,
+            "offboard_dead_lettered_total{provider=\"factory\",reason=\"refused\"} 1"
+        ));
+        assert!(
+            !text.contains("slack") && !text.contains("someone@"),
+            "no free text in labels"
+        );
+    }
+}
