@@ -229,7 +229,9 @@ impl Lane {
         let mut transient = 0u32;
         let mut conflicts = 0u32;
         let mut rate_waited = Duration::ZERO;
-        let mut refreshed = false;
+        // A 401 right after a refresh is final; a later one (the new token expired while this job
+        // waited out a pause or a backoff) may refresh again.
+        let mut just_refreshed = false;
         let mut last: Option<Result<Answer, Transport>> = None;
         loop {
             if let Some(reason) = self.halted() {
@@ -261,7 +263,8 @@ impl Lane {
                 // The token endpoint refused or was silent: nothing went to the removal endpoint.
                 Err(result) => result,
             };
-            let decision = classify(&result, self.provider.refreshable() && !refreshed);
+            let decision = classify(&result, self.provider.refreshable() && !just_refreshed);
+            just_refreshed = false;
             let fail = |reason: FailReason, result: &Result<Answer, Transport>| {
                 self.finished(
                     job,
@@ -305,7 +308,7 @@ impl Lane {
                     Duration::ZERO // admit() waits out the lane's pause
                 }
                 RetryReason::TokenRefresh => {
-                    refreshed = true;
+                    just_refreshed = true;
                     self.provider.invalidate_token(sent);
                     Duration::ZERO
                 }
