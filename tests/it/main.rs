@@ -2,6 +2,8 @@
 mod adapters;
 mod broker;
 mod csv_props;
+mod deploy;
 mod e2e;
+mod prom;
 mod support;
 mod worker;
