@@ -535,3 +535,100 @@ async fn a_person_level_event_fans_out_to_every_provider_it_names() {
     terminate(&worker);
     worker.wait().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prometheus_scrapes_the_worker_and_its_counts_match_the_report() {
+    let mut rig = Rig::new(Faults::demo(), HashMap::new()).await;
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let mut config = std::fs::read_to_string(&rig.config).unwrap();
+    config.push_str(&format!("[metrics]\nlisten = \"127.0.0.1:{port}\"\n"));
+    std::fs::write(&rig.config, config).unwrap();
+    let prometheus = crate::prom::Prometheus::start(&format!("127.0.0.1:{port}")).await;
+    let mut worker = rig.worker();
+    let http = reqwest::Client::new();
+    let readyz = async |http: &reqwest::Client| {
+        http.get(format!("http://127.0.0.1:{port}/readyz"))
+            .send()
+            .await
+            .map(|r| r.status().as_u16())
+            .unwrap_or(0)
+    };
+    wait_until(Duration::from_secs(30), "the worker ready", async || {
+        readyz(&http).await == 200
+    })
+    .await;
+    assert_eq!(rig.enqueue().await.status.code(), Some(1));
+    rig.wait_for_report(PUBLISHED, Duration::from_secs(90))
+        .await;
+
+    // What the report says, per provider and outcome.
+    let mut want: HashMap<(String, String), f64> = HashMap::new();
+    for l in report_lines(&rig.report) {
+        let key = (
+            l["provider"].as_str().unwrap().to_owned(),
+            l["outcome"].as_str().unwrap().to_owned(),
+        );
+        *want.entry(key).or_default() += 1.0;
+    }
+    // Scrapes come every second: wait for one that saw the last job.
+    let total = want.values().sum::<f64>();
+    wait_until(
+        Duration::from_secs(30),
+        "a scrape with every job",
+        async || {
+            prometheus
+                .query("sum(offboard_jobs_total)")
+                .await
+                .first()
+                .map(|(_, v)| *v)
+                == Some(total)
+        },
+    )
+    .await;
+    let got: HashMap<(String, String), f64> = prometheus
+        .query("offboard_jobs_total > 0")
+        .await
+        .into_iter()
+        .map(|(labels, v)| ((labels["provider"].clone(), labels["outcome"].clone()), v))
+        .collect();
+    assert_eq!(
+        got, want,
+        "Prometheus's offboard_jobs_total equals the report's counts"
+    );
+    let dead = prometheus.query("sum(offboard_dead_lettered_total)").await;
+    assert_eq!(
+        dead.first().map(|(_, v)| *v),
+        Some(1.0),
+        "the owner's refusal was dead-lettered"
+    );
+    let retries = prometheus
+        .query("sum by (reason) (offboard_retries_total)")
+        .await;
+    for reason in ["server_error", "conflict", "rate_limited"] {
+        assert!(
+            retries
+                .iter()
+                .any(|(l, v)| l["reason"] == reason && *v > 0.0),
+            "{reason} retries counted: {retries:?}"
+        );
+    }
+
+    // Readiness follows the broker.
+    rig.broker.stop().await;
+    wait_until(
+        Duration::from_secs(30),
+        "not ready without a broker",
+        async || readyz(&http).await == 503,
+    )
+    .await;
+    rig.broker.restart().await;
+    wait_until(Duration::from_secs(60), "ready again", async || {
+        readyz(&http).await == 200
+    })
+    .await;
+    terminate(&worker);
+    worker.wait().await.unwrap();
+}
