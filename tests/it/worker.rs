@@ -13,6 +13,8 @@ use crate::support::{
     spawn_worker, terminate, wait_until,
 };
 
+const METRICS_ANY_PORT: &str = "[metrics]\nlisten = \"127.0.0.1:0\"\n";
+
 /// Jobs the example CSV publishes (its valid, non-duplicate rows).
 const PUBLISHED: usize = 296;
 
@@ -38,7 +40,9 @@ impl Rig {
         let sandbox = Sandbox::start(opts).await.unwrap();
         let dir = tempfile::tempdir().unwrap();
         let config = dir.path().join("offboard.toml");
-        std::fs::write(&config, config_for(&sandbox, &pacing, "")).unwrap();
+        // Port 0: every worker of every test serves metrics on a port of its own.
+        let text = config_for(&sandbox, &pacing, "") + METRICS_ANY_PORT;
+        std::fs::write(&config, text).unwrap();
         let mut env = sandbox.env();
         env.push(("OFFBOARD_AMQP_URL", broker.url()));
         Rig {
@@ -544,7 +548,10 @@ async fn prometheus_scrapes_the_worker_and_its_counts_match_the_report() {
         l.local_addr().unwrap().port()
     };
     let mut config = std::fs::read_to_string(&rig.config).unwrap();
-    config.push_str(&format!("[metrics]\nlisten = \"127.0.0.1:{port}\"\n"));
+    config = config.replace(
+        METRICS_ANY_PORT,
+        &format!("[metrics]\nlisten = \"127.0.0.1:{port}\"\n"),
+    );
     std::fs::write(&rig.config, config).unwrap();
     let prometheus = crate::prom::Prometheus::start(&format!("127.0.0.1:{port}")).await;
     let mut worker = rig.worker();
