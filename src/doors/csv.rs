@@ -31,8 +31,8 @@ pub enum CsvError {
     Header { path: PathBuf, reason: String },
 }
 
-/// The columns a row may have; others are ignored.
-const COLUMNS: [&str; 7] = [
+/// The columns a row may have, in the order `enqueue` and the demo write them; others are ignored.
+pub const COLUMNS: [&str; 7] = [
     "provider",
     "user",
     "organization",

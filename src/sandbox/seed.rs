@@ -393,16 +393,8 @@ pub(super) fn demo_rows() -> Vec<Row> {
 #[cfg(test)]
 pub(super) fn demo_csv() -> String {
     let mut w = csv::Writer::from_writer(Vec::new());
-    w.write_record([
-        "provider",
-        "user",
-        "organization",
-        "transfer_to",
-        "job_id",
-        "reason",
-        "requested_by",
-    ])
-    .expect("write to memory");
+    w.write_record(crate::doors::csv::COLUMNS)
+        .expect("write to memory");
     for r in demo_rows() {
         w.write_record([
             r.provider.as_str(),

@@ -283,24 +283,24 @@ async fn a_clean_file_exits_0_and_a_bad_config_exits_2_sending_nothing() {
         .await
         .unwrap();
     let dir = tempfile::tempdir().unwrap();
-    // The first ten member rows of the fixture, all removable.
-    let csv_text = std::fs::read_to_string(example_csv()).unwrap();
-    let clean: Vec<&str> = csv_text.lines().take(11).collect();
     let csv = dir.path().join("clean.csv");
-    std::fs::write(&csv, clean.join("\n")).unwrap();
     let config = dir.path().join("offboard.toml");
-    std::fs::write(&config, config_for(&sandbox, &HashMap::new(), "")).unwrap();
-    let out = offboard(
-        &sandbox.env(),
-        &[
+    let run_clean = async |sandbox: &Sandbox| {
+        let args = [
             "run",
             "--csv",
             csv.to_str().unwrap(),
             "--config",
             config.to_str().unwrap(),
-        ],
-    )
-    .await;
+        ];
+        offboard(&sandbox.env(), &args).await
+    };
+    // The first ten member rows of the fixture, all removable.
+    let csv_text = std::fs::read_to_string(example_csv()).unwrap();
+    let clean: Vec<&str> = csv_text.lines().take(11).collect();
+    std::fs::write(&csv, clean.join("\n")).unwrap();
+    std::fs::write(&config, config_for(&sandbox, &HashMap::new(), "")).unwrap();
+    let out = run_clean(&sandbox).await;
     assert_eq!(
         out.status.code(),
         Some(0),
@@ -322,17 +322,7 @@ async fn a_clean_file_exits_0_and_a_bad_config_exits_2_sending_nothing() {
         config_for(&sandbox, &HashMap::new(), "rate_per_secnd = 3"),
     )
     .unwrap();
-    let out = offboard(
-        &sandbox.env(),
-        &[
-            "run",
-            "--csv",
-            csv.to_str().unwrap(),
-            "--config",
-            config.to_str().unwrap(),
-        ],
-    )
-    .await;
+    let out = run_clean(&sandbox).await;
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2));
     assert!(
