@@ -74,6 +74,9 @@ pub struct EnqueueArgs {
     pub csv: PathBuf,
     #[arg(long, env = "OFFBOARD_CONFIG")]
     pub config: Option<PathBuf>,
+    /// Approve a batch above the blast-radius limits: N must be the file's exact removable count.
+    #[arg(long, value_name = "N")]
+    pub allow_removals: Option<u64>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -112,6 +115,9 @@ pub struct RunArgs {
     /// Run against the five providers simulated on loopback (no accounts, no network).
     #[arg(long)]
     pub sandbox: bool,
+    /// Approve a batch above the blast-radius limits: N must be the file's exact removable count.
+    #[arg(long, value_name = "N")]
+    pub allow_removals: Option<u64>,
     /// Serve /metrics, /healthz and /readyz on this address while the run lasts.
     #[arg(long)]
     pub metrics_listen: Option<std::net::SocketAddr>,
@@ -210,9 +216,17 @@ async fn worker_command(args: WorkerArgs) -> anyhow::Result<ExitCode> {
 
 async fn enqueue_command(args: EnqueueArgs) -> anyhow::Result<ExitCode> {
     let (_, settings) = load(args.config.as_ref())?;
-    let directory =
-        crate::job::Directory::new(settings.providers.iter().map(|(n, e)| (n.as_str(), e.kind)));
-    let done = crate::queue_admin::enqueue(&settings, &directory, &args.csv, 50).await?;
+    let directory = settings.directory();
+    let allow = args.allow_removals;
+    let guard = |plan: &crate::doors::csv::Plan| crate::safety::check(&settings, plan, allow);
+    let done = match crate::queue_admin::enqueue(&settings, &directory, &args.csv, 50, guard).await
+    {
+        Err(crate::queue_admin::QueueError::Refused(refusal)) => {
+            eprintln!("error: {refusal}");
+            return Ok(ExitCode::from(crate::safety::EXIT_REFUSED));
+        }
+        other => other?,
+    };
     for row in &done.invalid {
         println!("invalid: line {}: {}", row.line, row.reason);
     }
@@ -223,8 +237,8 @@ async fn enqueue_command(args: EnqueueArgs) -> anyhow::Result<ExitCode> {
         );
     }
     println!(
-        "Published {} job(s), each confirmed; {} not confirmed; {} invalid row(s) not published.",
-        done.published, done.unconfirmed, done.plan.invalid
+        "Published {} job(s), each confirmed; {} not confirmed; {} invalid and {} protected row(s) not published.",
+        done.published, done.unconfirmed, done.plan.invalid, done.plan.protected
     );
     Ok(ExitCode::from(
         if done.unconfirmed == 0 && done.plan.invalid == 0 {
@@ -319,8 +333,9 @@ async fn run_command(args: RunArgs) -> anyhow::Result<ExitCode> {
     let metrics = Arc::new(Metrics::new());
     let lanes = Lanes::build(&settings, &credentials, &metrics)?;
 
+    let (plan, shown) = run::plan(&args.csv, &lanes, 50).await?;
+    let guard = crate::safety::check(&settings, &plan, args.allow_removals);
     if args.dry_run {
-        let (plan, shown) = run::plan(&args.csv, &lanes, 50).await?;
         println!(
             "Plan for {} ({} rows), nothing sent (--dry-run):",
             args.csv.display(),
@@ -335,21 +350,33 @@ async fn run_command(args: RunArgs) -> anyhow::Result<ExitCode> {
             );
         }
         println!("  {:<16} {:>8} removals", "total", plan.removable());
-        if plan.invalid > 0 {
-            println!("Invalid rows ({}):", plan.invalid);
+        let skipped = plan.invalid + plan.protected;
+        if skipped > 0 {
+            println!(
+                "Rows that will not run ({} invalid, {} protected):",
+                plan.invalid, plan.protected
+            );
             for row in &shown {
                 println!("  line {}: {}", row.line, row.reason);
             }
-            if plan.invalid > shown.len() as u64 {
-                println!("  ... and {} more", plan.invalid - shown.len() as u64);
+            if skipped > shown.len() as u64 {
+                println!("  ... and {} more", skipped - shown.len() as u64);
             }
         }
-        return Ok(ExitCode::from(if plan.invalid > 0 {
+        if let Err(refusal) = &guard {
+            println!("A real run would be {refusal}");
+        }
+        return Ok(ExitCode::from(if skipped > 0 || guard.is_err() {
             EXIT_INCOMPLETE
         } else {
             0
         }));
     }
+    if let Err(refusal) = guard {
+        eprintln!("error: {refusal}");
+        return Ok(ExitCode::from(crate::safety::EXIT_REFUSED));
+    }
+    drop(shown);
 
     let report = args
         .report

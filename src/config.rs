@@ -49,6 +49,30 @@ pub struct Settings {
     pub worker: Worker,
     #[serde(default)]
     pub metrics: Metrics,
+    #[serde(default)]
+    pub safety: Safety,
+}
+
+/// `[safety]`: rails for a tool whose every action is hard to undo.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Safety {
+    /// `run` and `enqueue` refuse a file with more removable jobs than this unless
+    /// `--allow-removals N` names the exact count. Default 500 (as Entra Connect's
+    /// accidental-deletion prevention).
+    pub max_removals_per_run: u64,
+    /// Accounts never removed: emails, ids, glob patterns (`svc-*@acme.example`), any provider,
+    /// without regard to case. Their jobs end `skipped_protected` before any request.
+    pub protected: Vec<String>,
+}
+
+impl Default for Safety {
+    fn default() -> Self {
+        Safety {
+            max_removals_per_run: 500,
+            protected: Vec::new(),
+        }
+    }
 }
 
 /// `[metrics]`: where `/metrics`, `/healthz` and `/readyz` are served.
@@ -210,6 +234,9 @@ pub struct Entry {
     /// Consecutive 401/403 answers that open the lane's circuit (stop sending). Default 3.
     #[serde(default = "d::circuit_after")]
     pub circuit_after: u32,
+    /// This entry's own blast-radius limit for `run` and `enqueue`, beside `safety.max_removals_per_run`.
+    #[serde(default)]
+    pub max_removals_per_run: Option<u64>,
 }
 
 mod d {
@@ -362,6 +389,14 @@ impl Settings {
             }
         }
         Ok(())
+    }
+
+    /// The directory validation looks entries up in, protecting `safety.protected`.
+    pub fn directory(&self) -> crate::job::Directory {
+        let protected =
+            crate::job::Protected::new(&self.safety.protected).expect("checked at load");
+        crate::job::Directory::new(self.providers.iter().map(|(n, e)| (n.as_str(), e.kind)))
+            .protecting(protected)
     }
 
     /// Reads every entry's credential through `env` (the process environment, or the sandbox's).

@@ -106,9 +106,20 @@ pub enum Invalid {
     Unreadable(String),
     #[error("duplicate of line {first_line} (same provider, organization and user)")]
     Duplicate { first_line: u64 },
+    /// Not invalid, but never to be removed: it matches `safety.protected`.
+    #[error("protected account (matches `{pattern}` in safety.protected): never removed")]
+    Protected { pattern: String },
 }
 
 impl Invalid {
+    /// The outcome a job refused for this reason ends with.
+    pub fn outcome(&self) -> crate::report::Outcome {
+        match self {
+            Invalid::Protected { .. } => crate::report::Outcome::SkippedProtected,
+            _ => crate::report::Outcome::Invalid,
+        }
+    }
+
     /// A short stable code for reports and metrics.
     pub fn code(&self) -> &'static str {
         match self {
@@ -118,6 +129,7 @@ impl Invalid {
             Invalid::NotApplicable { .. } => "not_applicable",
             Invalid::Unreadable(_) => "unreadable_row",
             Invalid::Duplicate { .. } => "duplicate",
+            Invalid::Protected { .. } => "protected",
         }
     }
 }
@@ -322,10 +334,47 @@ pub struct Job {
     pub requested_by: Option<Box<str>>,
 }
 
-/// The configured provider entries by name: what validation needs to know of the config.
+/// Accounts that are never removed (break-glass admins, service accounts, owners): emails, ids and
+/// glob patterns (`*`, `?`, `[...]`), matched against a job's user without regard to case.
+#[derive(Debug, Clone, Default)]
+pub struct Protected {
+    patterns: Vec<String>,
+    set: globset::GlobSet,
+}
+
+impl Protected {
+    pub fn new(patterns: &[String]) -> Result<Protected, String> {
+        let mut b = globset::GlobSetBuilder::new();
+        for p in patterns {
+            let glob = globset::GlobBuilder::new(p.trim())
+                .case_insensitive(true)
+                .literal_separator(false)
+                .build()
+                .map_err(|e| format!("`{p}` is not a pattern: {e}"))?;
+            b.add(glob);
+        }
+        let set = b.build().map_err(|e| e.to_string())?;
+        Ok(Protected {
+            patterns: patterns.to_vec(),
+            set,
+        })
+    }
+
+    /// The first pattern `user` matches.
+    pub fn matches(&self, user: &str) -> Option<&str> {
+        self.set
+            .matches(user)
+            .first()
+            .map(|i| self.patterns[*i].as_str())
+    }
+}
+
+/// The configured provider entries by name, and the protected accounts: what validation needs to
+/// know of the config.
 #[derive(Debug, Clone, Default)]
 pub struct Directory {
     entries: HashMap<Box<str>, (LaneId, Arc<str>, ProviderKind)>,
+    protected: Arc<Protected>,
 }
 
 impl Directory {
@@ -335,7 +384,16 @@ impl Directory {
             .enumerate()
             .map(|(i, (name, kind))| (name.into(), (LaneId(i), Arc::from(name), kind)))
             .collect();
-        Directory { entries }
+        Directory {
+            entries,
+            protected: Arc::default(),
+        }
+    }
+
+    /// The same directory, refusing to make a job of any protected account.
+    pub fn protecting(mut self, protected: Protected) -> Directory {
+        self.protected = Arc::new(protected);
+        self
     }
 
     /// The entry name of a lane.
@@ -350,7 +408,8 @@ impl Directory {
         self.entries.get(name).map(|(id, n, k)| (*id, n, *k))
     }
 
-    /// The only way from a raw job to a job: checks every field against its provider's id formats.
+    /// The only way from a raw job to a job: checks every field against its provider's id formats,
+    /// and refuses protected accounts, so no door can send their removal.
     pub fn validate(&self, raw: &RawJob<'_>, line: Option<u64>) -> Result<Job, Invalid> {
         let provider = field(&raw.provider).ok_or(Invalid::Missing("provider"))?;
         let (lane, name, kind) = self
@@ -409,6 +468,11 @@ impl Directory {
                 }
             }
         };
+        if let Some(pattern) = self.protected.matches(&target.user()) {
+            return Err(Invalid::Protected {
+                pattern: pattern.to_owned(),
+            });
+        }
         let id = match field(&raw.job_id) {
             Some(id) if id.len() > 200 => return Err(bad("job_id", "longer than 200 characters")),
             Some(id) => id.into(),
@@ -527,6 +591,43 @@ mod tests {
             d.validate(&RawJob::default(), None).unwrap_err(),
             Invalid::Missing("provider")
         );
+    }
+
+    #[test]
+    fn protected_accounts_never_become_jobs() {
+        let patterns = [
+            "breakglass@acme.example".to_owned(),
+            "svc-*@*".to_owned(),
+            "usr_owner?".to_owned(),
+        ];
+        let d = dir().protecting(Protected::new(&patterns).unwrap());
+        let e = d
+            .validate(&raw("factory", "BreakGlass@Acme.example", ""), None)
+            .unwrap_err();
+        assert_eq!(
+            e,
+            Invalid::Protected {
+                pattern: "breakglass@acme.example".into()
+            }
+        );
+        assert_eq!(e.code(), "protected");
+        assert!(
+            d.validate(&raw("factory", "svc-ci@acme.example", ""), None)
+                .is_err()
+        );
+        assert!(
+            d.validate(&raw("aitronos", "usr_owner1", "org_a"), None)
+                .is_err()
+        );
+        assert!(
+            d.validate(&raw("aitronos", "usr_owner12", "org_a"), None)
+                .is_ok()
+        );
+        assert!(
+            d.validate(&raw("factory", "ann@acme.example", ""), None)
+                .is_ok()
+        );
+        assert!(Protected::new(&["[".to_owned()]).is_err());
     }
 
     #[test]

@@ -21,5 +21,6 @@ pub mod queue_admin;
 pub mod report;
 pub mod retry;
 pub mod run;
+pub mod safety;
 pub mod sandbox;
 pub mod worker;

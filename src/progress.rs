@@ -19,12 +19,13 @@ pub struct Progress {
 
 fn counts(live: &Live) -> String {
     format!(
-        "removed {} · already absent {} · failed {} · invalid {} · not attempted {}",
+        "removed {} · already absent {} · failed {} · invalid {} · not attempted {} · protected {}",
         live.get(Outcome::Removed),
         live.get(Outcome::AlreadyAbsent),
         live.get(Outcome::Failed),
         live.get(Outcome::Invalid),
-        live.get(Outcome::NotAttempted)
+        live.get(Outcome::NotAttempted),
+        live.get(Outcome::SkippedProtected)
     )
 }
 
@@ -96,18 +97,19 @@ pub fn table(summary: &Summary, lanes: &[Arc<Lane>]) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "{:<width$}  {:>8} {:>14} {:>7} {:>8} {:>13}  {:>8} {:>7} {:>5}",
+        "{:<width$}  {:>8} {:>14} {:>7} {:>8} {:>13} {:>9}  {:>8} {:>7} {:>5}",
         "provider",
         "removed",
         "already_absent",
         "failed",
         "invalid",
         "not_attempted",
+        "protected",
         "requests",
         "retries",
         "429s"
     );
-    let mut totals = [0u64; 8];
+    let mut totals = [0u64; 9];
     for name in &names {
         let n = |o| summary.get(name, o);
         let lane = lanes.iter().find(|l| *l.name == **name);
@@ -118,6 +120,7 @@ pub fn table(summary: &Summary, lanes: &[Arc<Lane>]) -> String {
             n(Outcome::Failed),
             n(Outcome::Invalid),
             n(Outcome::NotAttempted),
+            n(Outcome::SkippedProtected),
             s(|l| &l.stats.requests),
             s(|l| &l.stats.retries),
             s(|l| &l.stats.rate_limited),
@@ -135,11 +138,11 @@ pub fn table(summary: &Summary, lanes: &[Arc<Lane>]) -> String {
     out
 }
 
-fn write_row(out: &mut String, label: &str, r: &[u64; 8], width: usize) {
+fn write_row(out: &mut String, label: &str, r: &[u64; 9], width: usize) {
     use std::fmt::Write;
     let _ = writeln!(
         out,
-        "{label:<width$}  {:>8} {:>14} {:>7} {:>8} {:>13}  {:>8} {:>7} {:>5}",
-        r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7]
+        "{label:<width$}  {:>8} {:>14} {:>7} {:>8} {:>13} {:>9}  {:>8} {:>7} {:>5}",
+        r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8]
     );
 }

@@ -20,6 +20,8 @@ pub enum QueueError {
     Run(#[from] RunError),
     #[error(transparent)]
     Csv(#[from] csv::CsvError),
+    #[error("{0}")]
+    Refused(String),
 }
 
 /// What `enqueue` did.
@@ -40,6 +42,7 @@ pub async fn enqueue(
     directory: &Directory,
     path: &std::path::Path,
     show: usize,
+    guard: impl FnOnce(&Plan) -> Result<(), String>,
 ) -> Result<Enqueued, QueueError> {
     let url = settings.amqp.url().ok_or(AmqpError::NoUrl)?;
     let csv = {
@@ -62,6 +65,8 @@ pub async fn enqueue(
         .await
         .expect("no panic")?
     };
+    // The blast-radius guard, before the broker is even contacted.
+    guard(&plan).map_err(QueueError::Refused)?;
     let connection = amqp::connect(&url, "offboard-enqueue").await?;
     let publisher = Publisher::new(&connection).await?;
     let names: Vec<&str> = settings.providers.keys().map(String::as_str).collect();

@@ -17,7 +17,9 @@ use serde::{Serialize, Serializer};
 use tokio::sync::{mpsc, oneshot};
 
 /// How a job ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Outcome {
     Removed,
@@ -25,15 +27,18 @@ pub enum Outcome {
     Failed,
     Invalid,
     NotAttempted,
+    /// A protected account (`safety.protected`): nothing was sent.
+    SkippedProtected,
 }
 
 impl Outcome {
-    pub const ALL: [Outcome; 5] = [
+    pub const ALL: [Outcome; 6] = [
         Outcome::Removed,
         Outcome::AlreadyAbsent,
         Outcome::Failed,
         Outcome::Invalid,
         Outcome::NotAttempted,
+        Outcome::SkippedProtected,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -43,6 +48,7 @@ impl Outcome {
             Outcome::Failed => "failed",
             Outcome::Invalid => "invalid",
             Outcome::NotAttempted => "not_attempted",
+            Outcome::SkippedProtected => "skipped_protected",
         }
     }
 
@@ -106,7 +112,7 @@ enum Msg {
 /// Live counts by outcome, for the progress display.
 #[derive(Debug, Default)]
 pub struct Live {
-    counts: [AtomicU64; 5],
+    counts: [AtomicU64; 6],
 }
 
 impl Live {
@@ -121,7 +127,7 @@ impl Live {
 /// Counts per provider entry and outcome, for the closing summary.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Summary {
-    pub counts: BTreeMap<String, [u64; 5]>,
+    pub counts: BTreeMap<String, [u64; 6]>,
 }
 
 impl Summary {
@@ -329,6 +335,57 @@ fn trim_torn_tail(path: &Path) -> io::Result<()> {
     f.set_len(keep)
 }
 
+#[derive(serde::Deserialize)]
+struct Line {
+    #[serde(default)]
+    line: Option<u64>,
+    #[serde(default)]
+    provider: Option<String>,
+    #[serde(default)]
+    user: Option<String>,
+    outcome: Outcome,
+}
+
+fn lines(path: &Path) -> io::Result<Vec<Line>> {
+    match std::fs::read_to_string(path) {
+        // A torn last line does not parse and is passed over.
+        Ok(t) => Ok(t
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Vec::new()),
+        Err(e) => Err(e),
+    }
+}
+
+/// The CSV lines an existing report already holds an outcome for (any but `not_attempted`), with
+/// the provider and user it recorded: what a resumed `offboard run` skips, once it checked they are
+/// the same rows.
+pub fn settled_lines(path: &Path) -> io::Result<std::collections::HashMap<u64, (String, String)>> {
+    Ok(lines(path)?
+        .into_iter()
+        .filter(|l| l.outcome != Outcome::NotAttempted)
+        .filter_map(|l| {
+            Some((
+                l.line?,
+                (l.provider.unwrap_or_default(), l.user.unwrap_or_default()),
+            ))
+        })
+        .collect())
+}
+
+/// Counts per provider and outcome over a whole report file.
+pub fn summarize(path: &Path) -> io::Result<Summary> {
+    let mut summary = Summary::default();
+    for l in lines(path)? {
+        summary
+            .counts
+            .entry(l.provider.unwrap_or_default())
+            .or_default()[l.outcome.index()] += 1;
+    }
+    Ok(summary)
+}
+
 /// The job ids an existing report already holds a settled outcome for: `removed`,
 /// `already_absent` or `invalid`, which no rerun could change. (`failed` is left out: a dead letter
 /// replayed after a fix must run again.) A torn last line, left by a crash mid-write, is ignored.
@@ -346,7 +403,12 @@ pub fn final_job_ids(path: &Path) -> io::Result<std::collections::HashSet<String
     Ok(text
         .lines()
         .filter_map(|l| serde_json::from_str::<Line>(l).ok())
-        .filter(|l| matches!(l.outcome.as_str(), "removed" | "already_absent" | "invalid"))
+        .filter(|l| {
+            matches!(
+                l.outcome.as_str(),
+                "removed" | "already_absent" | "invalid" | "skipped_protected"
+            )
+        })
         .map(|l| l.job_id)
         .collect())
 }

@@ -1,6 +1,6 @@
 //! `offboard run`: a CSV file through the lanes to the providers, with a report for the auditors.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -18,6 +18,15 @@ use crate::report::{ErrorField, Outcome, Record, Summary, Timestamp, Writer};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
+    #[error(
+        "{report} does not belong to this CSV: line {line} there is {was}, here {now}. Pass another --report"
+    )]
+    ForeignReport {
+        report: String,
+        line: u64,
+        was: String,
+        now: String,
+    },
     #[error(transparent)]
     Csv(#[from] CsvError),
     #[error("provider entry `{name}`: {reason}")]
@@ -50,8 +59,7 @@ impl Lanes {
         credentials: &BTreeMap<String, Credential>,
         metrics: &Metrics,
     ) -> Result<Lanes, RunError> {
-        let directory =
-            Directory::new(settings.providers.iter().map(|(n, e)| (n.as_str(), e.kind)));
+        let directory = settings.directory();
         let mut lanes = Vec::with_capacity(settings.providers.len());
         for (i, (name, entry)) in settings.providers.iter().enumerate() {
             let provider_err = |reason| RunError::Provider {
@@ -84,6 +92,7 @@ impl Lanes {
 
 /// What a finished run hands back for the exit code and the closing words.
 pub struct Finished {
+    pub csv: PathBuf,
     pub plan: Plan,
     pub summary: Summary,
     pub report: PathBuf,
@@ -123,7 +132,7 @@ fn invalid_record(row: InvalidRow) -> Record {
         provider: row.provider,
         organization: row.organization,
         user: row.user,
-        outcome: Outcome::Invalid,
+        outcome: row.reason.outcome(),
         reason: Some(row.reason.code()),
         http_status: None,
         attempts: 0,
@@ -176,27 +185,52 @@ pub async fn run(
     stop: CancellationToken,
 ) -> Result<Finished, RunError> {
     let csv = open(csv_path).await?;
-    let (writer, sink) = Writer::start(report, false).map_err(|source| RunError::Report {
+    let report_err = |source| RunError::Report {
         path: report.to_owned(),
         source,
-    })?;
+    };
+    // Resuming: the lines the report already settled are neither run nor recorded again.
+    let settled = {
+        let path = report.to_owned();
+        tokio::task::spawn_blocking(move || crate::report::settled_lines(&path))
+            .await
+            .expect("no panic")
+            .map_err(report_err)?
+    };
+    if !settled.is_empty() {
+        check_same_file(&csv, report, &settled).await?;
+    }
+    let settled: Arc<HashSet<u64>> = Arc::new(settled.into_keys().collect());
+    if !settled.is_empty() {
+        eprintln!(
+            "Resuming: {} job(s) already in {} are skipped.",
+            settled.len(),
+            report.display()
+        );
+    }
+    let (writer, sink) = Writer::start(report, true).map_err(report_err)?;
     let sink = sink.observed_by(lanes.job_counter(metrics.clone()));
     let total = Arc::new(AtomicU64::new(0));
     let progress = Progress::start(sink.live().clone(), total.clone());
 
     // The scan records invalid rows as it finds them and counts the plan, before anything is sent.
     let scanned = {
-        let (csv, directory, sink, n, metrics) = (
+        let (csv, directory, sink, n, metrics, settled) = (
             csv.clone(),
             lanes.directory.clone(),
             sink.clone(),
             lanes.lanes.len(),
             metrics.clone(),
+            settled.clone(),
         );
         tokio::task::spawn_blocking(move || {
             csv::scan(&csv, &directory, n, |row| {
-                metrics.invalid("csv");
-                sink.record_blocking(invalid_record(row))
+                if !settled.contains(&row.line) {
+                    if !matches!(row.reason, crate::job::Invalid::Protected { .. }) {
+                        metrics.invalid("csv");
+                    }
+                    sink.record_blocking(invalid_record(row))
+                }
             })
         })
         .await
@@ -211,9 +245,12 @@ pub async fn run(
             return Err(e.into());
         }
     };
-    total.store(plan.removable() + plan.invalid, Ordering::Relaxed);
+    total.store(
+        plan.removable() + plan.invalid + plan.protected,
+        Ordering::Relaxed,
+    );
 
-    let duplicates = Arc::new(plan.duplicates.clone());
+    let skip: Arc<HashSet<u64>> = Arc::new(plan.duplicates.union(&settled).copied().collect());
     let mut drives = Vec::new();
     let mut feeds = Vec::new();
     for lane in &lanes.lanes {
@@ -221,14 +258,10 @@ pub async fn run(
             continue;
         }
         let (tx, rx) = mpsc::channel(1024);
-        let (csv, directory, duplicates, id) = (
-            csv.clone(),
-            lanes.directory.clone(),
-            duplicates.clone(),
-            lane.id,
-        );
+        let (csv, directory, skip, id) =
+            (csv.clone(), lanes.directory.clone(), skip.clone(), lane.id);
         feeds.push(tokio::task::spawn_blocking(move || {
-            csv::feed(&csv, &directory, id, &duplicates, &tx)
+            csv::feed(&csv, &directory, id, &skip, &tx)
         }));
         // On `stop` the lane stops taking jobs; its receiver drops, and the feed ends with it.
         drives.push(tokio::spawn(lane.clone().drive(
@@ -248,22 +281,67 @@ pub async fn run(
         d.await.expect("lane does not panic");
     }
     progress.finish().await;
-    let summary = writer.finish().await.map_err(|source| RunError::Report {
-        path: report.to_owned(),
-        source,
-    })?;
+    let mut summary = writer.finish().await.map_err(report_err)?;
+    let recorded: u64 = Outcome::ALL.iter().map(|o| summary.total(*o)).sum();
+    if !settled.is_empty() {
+        // The closing table and the exit code speak for the whole file, earlier runs included.
+        summary = crate::report::summarize(report).map_err(report_err)?;
+    }
     if let Some(e) = feed_error {
         tracing::error!(error = %e, "reading the CSV failed part-way: jobs after the failure were not started");
     }
-    let recorded: u64 = Outcome::ALL.iter().map(|o| summary.total(*o)).sum();
-    let planned = plan.removable() + plan.invalid;
+    let planned = plan.removable() + plan.invalid + plan.protected;
     Ok(Finished {
-        unrecorded: planned.saturating_sub(recorded),
+        csv: csv_path.to_owned(),
+        unrecorded: planned.saturating_sub(recorded + settled.len() as u64),
         interrupted: stop.is_cancelled(),
         plan,
         summary,
         report: report.to_owned(),
     })
+}
+
+/// Refuses to resume from a report written for another file: each settled line must name the same
+/// provider and user as the CSV's row there.
+async fn check_same_file(
+    csv: &CsvFile,
+    report: &Path,
+    settled: &std::collections::HashMap<u64, (String, String)>,
+) -> Result<(), RunError> {
+    let (csv, settled) = (csv.clone(), settled.clone());
+    let report = report.display().to_string();
+    tokio::task::spawn_blocking(move || {
+        let mut mismatch = None;
+        csv.for_each(|(line, raw)| {
+            let Some((provider, user)) = settled.get(&line) else {
+                return;
+            };
+            let field = |v: Option<&std::borrow::Cow<'_, str>>| {
+                v.map(|c| c.trim().to_owned()).unwrap_or_default()
+            };
+            let (p, u) = raw
+                .as_ref()
+                .map(|r| (field(r.provider.as_ref()), field(r.user.as_ref())))
+                .unwrap_or_default();
+            // Invalid rows may have been recorded without a provider or user: only compare what is there.
+            let same = (provider.is_empty() || p == *provider)
+                && (user.is_empty() || u.eq_ignore_ascii_case(user));
+            if !same && mismatch.is_none() {
+                mismatch = Some((line, format!("{provider} {user}"), format!("{p} {u}")));
+            }
+        })?;
+        match mismatch {
+            None => Ok(()),
+            Some((line, was, now)) => Err(RunError::ForeignReport {
+                report,
+                line,
+                was,
+                now,
+            }),
+        }
+    })
+    .await
+    .expect("no panic")
 }
 
 /// The closing words of a run, for stdout.
@@ -272,9 +350,11 @@ pub fn closing(f: &Finished, lanes: &Lanes) -> String {
     out.push_str(&format!("\nReport: {}\n", f.report.display()));
     if f.unrecorded > 0 {
         out.push_str(&format!(
-            "{} job(s) were not started{}: they are not in the report.\n",
+            "{} job(s) were not started{}: they are not in the report. To finish them (jobs already in\nthe report are skipped): offboard run --csv {} --report {}\n",
             f.unrecorded,
-            if f.interrupted { " (interrupted)" } else { "" }
+            if f.interrupted { " (interrupted)" } else { "" },
+            f.csv.display(),
+            f.report.display()
         ));
     }
     out

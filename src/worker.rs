@@ -360,7 +360,7 @@ fn invalid_record(
         provider,
         organization: None,
         user,
-        outcome: Outcome::Invalid,
+        outcome: reason.outcome(),
         reason: Some(reason.code()),
         http_status: None,
         attempts: 0,
@@ -496,15 +496,24 @@ async fn reject_invalid(
     user: Option<String>,
     reason: &Invalid,
 ) {
-    tracing::warn!(
-        job_id,
-        reason = reason.code(),
-        queue,
-        "invalid message: dead-lettering it"
-    );
-    ctx.metrics.invalid("amqp");
+    let protected = matches!(reason, Invalid::Protected { .. });
+    if protected {
+        tracing::warn!(job_id, queue, "protected account: skipped");
+    } else {
+        tracing::warn!(
+            job_id,
+            reason = reason.code(),
+            queue,
+            "invalid message: dead-lettering it"
+        );
+        ctx.metrics.invalid("amqp");
+    }
     if !record(ctx, invalid_record(job_id, provider.clone(), user, reason)).await {
         return requeue(delivery).await;
+    }
+    if protected {
+        // Not a failure: the account is never to be removed. Recorded, and done.
+        return ack(delivery).await;
     }
     let message = reason.to_string();
     let why = Why {

@@ -207,7 +207,10 @@ pub struct Plan {
     pub rows: u64,
     /// Jobs that will be sent, per lane.
     pub per_lane: Vec<u64>,
+    /// Rows that will not run: invalid or duplicate (not protected).
     pub invalid: u64,
+    /// Rows naming a protected account.
+    pub protected: u64,
     /// Lines that repeat an earlier row's removal; the lanes skip them.
     pub duplicates: HashSet<u64>,
 }
@@ -259,7 +262,11 @@ pub fn scan(
         };
         match dir.validate(&raw, Some(line)) {
             Err(e) => {
-                plan.invalid += 1;
+                if matches!(e, Invalid::Protected { .. }) {
+                    plan.protected += 1;
+                } else {
+                    plan.invalid += 1;
+                }
                 on_invalid(invalid(e, Some(&raw)));
             }
             Ok(job) => {

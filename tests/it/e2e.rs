@@ -363,3 +363,234 @@ async fn a_clean_file_exits_0_and_a_bad_config_exits_2_sending_nothing() {
     assert_eq!(out.status.code(), Some(2), "a missing credential variable");
     assert!(stderr.contains("SANDBOX_"), "names the variable: {stderr}");
 }
+
+#[tokio::test]
+async fn protected_accounts_are_skipped_before_any_request() {
+    let sandbox = Sandbox::start(SandboxOptions::plain(Seed::demo()))
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("offboard.toml");
+    let safety = "[safety]\nprotected = [\"AVA.anderson@acme.example\", \"usr_k4lv*\"]\n";
+    std::fs::write(
+        &config,
+        format!("{safety}{}", config_for(&sandbox, &HashMap::new(), "")),
+    )
+    .unwrap();
+    let report = dir.path().join("report.jsonl");
+    let csv = example_csv();
+    let dry = offboard(
+        &sandbox.env(),
+        &[
+            "run",
+            "--dry-run",
+            "--csv",
+            csv.to_str().unwrap(),
+            "--config",
+            config.to_str().unwrap(),
+        ],
+    )
+    .await;
+    let dry_out = String::from_utf8_lossy(&dry.stdout);
+    assert!(dry_out.contains("2 protected"), "{dry_out}");
+    assert!(dry_out.contains("line 2: protected account"), "{dry_out}");
+    assert!(sandbox.log().is_empty());
+
+    run_csv(&sandbox.env(), &csv, &config, &report).await;
+    let lines = report_lines(&report);
+    let skipped: Vec<_> = lines
+        .iter()
+        .filter(|l| l["outcome"] == "skipped_protected")
+        .collect();
+    assert_eq!(skipped.len(), 2, "{skipped:?}");
+    assert_eq!(skipped[0]["reason"], "protected");
+    for l in &skipped {
+        let user = l["user"].as_str().unwrap();
+        assert!(
+            sandbox
+                .log()
+                .iter()
+                .all(|r| !r.user.eq_ignore_ascii_case(user)),
+            "no request for {user}"
+        );
+    }
+    assert!(sandbox.is_member(ProviderKind::Factory, None, "ava.anderson@acme.example"));
+    assert!(sandbox.is_member(ProviderKind::Aitronos, Some("org_acme"), "usr_k4lv8j8fxo4s"));
+}
+
+#[tokio::test]
+async fn the_blast_radius_guard_refuses_before_sending_and_takes_only_the_exact_count() {
+    let sandbox = Sandbox::start(SandboxOptions::plain(Seed::demo()))
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let csv_text = std::fs::read_to_string(example_csv()).unwrap();
+    let csv = dir.path().join("ten.csv");
+    std::fs::write(
+        &csv,
+        csv_text.lines().take(11).collect::<Vec<_>>().join("\n"),
+    )
+    .unwrap();
+    let config = dir.path().join("offboard.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[safety]\nmax_removals_per_run = 5\n{}",
+            config_for(&sandbox, &HashMap::new(), "")
+        ),
+    )
+    .unwrap();
+    let run = async |extra: &[&str]| {
+        let mut args = vec![
+            "run",
+            "--csv",
+            csv.to_str().unwrap(),
+            "--config",
+            config.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        offboard(&sandbox.env(), &args).await
+    };
+    let out = run(&[]).await;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert!(
+        stderr.contains("10 removals exceed safety.max_removals_per_run (5)")
+            && stderr.contains("--allow-removals 10"),
+        "{stderr}"
+    );
+    let out = run(&["--allow-removals", "11"]).await;
+    assert_eq!(out.status.code(), Some(3), "a wrong count is refused");
+    assert!(sandbox.log().is_empty(), "nothing sent while refused");
+    let reports = std::fs::read_dir(dir.path())
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .contains("report")
+        })
+        .count();
+    assert_eq!(reports, 0, "no report written while refused");
+
+    // enqueue refuses the same way, before it contacts the broker (none listens here).
+    let mut env = sandbox.env();
+    env.push((
+        "OFFBOARD_AMQP_URL",
+        "amqp://guest:guest@127.0.0.1:9/%2f".to_owned(),
+    ));
+    let out = offboard(
+        &env,
+        &[
+            "enqueue",
+            "--csv",
+            csv.to_str().unwrap(),
+            "--config",
+            config.to_str().unwrap(),
+        ],
+    )
+    .await;
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let out = run(&["--allow-removals", "10"]).await;
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(sandbox.log().len(), 10);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_mid_run_then_resume_removes_everyone_at_most_once() {
+    let sandbox = Sandbox::start(SandboxOptions::plain(Seed::demo()))
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("offboard.toml");
+    let slow: HashMap<ProviderKind, Pacing> = ProviderKind::ALL
+        .iter()
+        .map(|k| (*k, (20.0, 2, 4)))
+        .collect();
+    std::fs::write(&config, config_for(&sandbox, &slow, "")).unwrap();
+    let report = dir.path().join("report.jsonl");
+    let csv = example_csv();
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_offboard"))
+        .args([
+            "run",
+            "--csv",
+            csv.to_str().unwrap(),
+            "--config",
+            config.to_str().unwrap(),
+            "--report",
+            report.to_str().unwrap(),
+        ])
+        .envs(sandbox.env())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let start = std::time::Instant::now();
+    while std::fs::read_to_string(&report)
+        .map(|t| t.lines().count())
+        .unwrap_or(0)
+        < 80
+    {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "the run progressed"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    child.start_kill().unwrap();
+    child.wait().await.unwrap();
+    let before = report_lines(&report).len();
+    assert!(before < 301, "killed mid-run ({before} lines)");
+
+    let out = run_csv(&sandbox.env(), &csv, &config, &report).await;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("Resuming"), "{stderr}");
+    assert_eq!(out.status.code(), Some(1), "the owner and the invalid rows");
+    let lines = report_lines(&report);
+    let by_line: BTreeSet<u64> = lines.iter().map(|l| l["line"].as_u64().unwrap()).collect();
+    assert_eq!(lines.len(), 301, "one line per row, none twice");
+    assert_eq!(by_line.len(), 301);
+    let log = sandbox.log();
+    for l in lines
+        .iter()
+        .filter(|l| l["outcome"] == "removed" || l["outcome"] == "already_absent")
+    {
+        let kind: ProviderKind = l["provider"].as_str().unwrap().parse().unwrap();
+        let user = l["user"].as_str().unwrap();
+        let ok = log
+            .iter()
+            .filter(|r| {
+                r.kind == kind
+                    && r.user.eq_ignore_ascii_case(user)
+                    && (200..300).contains(&r.status)
+            })
+            .count();
+        assert!(ok <= 1, "{kind} {user} removed at most once");
+        assert!(
+            !sandbox.is_member(kind, l["organization"].as_str(), user),
+            "{kind} {user} gone"
+        );
+    }
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("total"), "{stdout}");
+
+    // Another file's report is not taken for this one's.
+    let other = dir.path().join("other.csv");
+    std::fs::write(&other, "provider,user\nfactory,zed@acme.example\n").unwrap();
+    let out = run_csv(&sandbox.env(), &other, &config, &report).await;
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("does not belong to this CSV"));
+}
