@@ -49,6 +49,11 @@ pub enum Command {
     Worker(WorkerArgs),
     /// Validate a CSV file and publish its rows as jobs, each confirmed by the broker.
     Enqueue(EnqueueArgs),
+    /// Check an audit log: well formed, and every job that sent a request has a final record.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
     /// Look at the dead-letter queue, or move its messages back after a fix.
     Dlq {
         #[command(subcommand)]
@@ -66,6 +71,9 @@ pub struct WorkerArgs {
     /// The JSON Lines report to append to [default: worker.report in the config].
     #[arg(long)]
     pub report: Option<PathBuf>,
+    /// The audit log [default: audit.path in the config, else beside the report].
+    #[arg(long)]
+    pub audit: Option<PathBuf>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -77,6 +85,12 @@ pub struct EnqueueArgs {
     /// Approve a batch above the blast-radius limits: N must be the file's exact removable count.
     #[arg(long, value_name = "N")]
     pub allow_removals: Option<u64>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Exit 0 when well formed and complete, 1 when jobs are unfinished or lines malformed.
+    Verify { file: PathBuf },
 }
 
 #[derive(Debug, Subcommand)]
@@ -118,6 +132,9 @@ pub struct RunArgs {
     /// Approve a batch above the blast-radius limits: N must be the file's exact removable count.
     #[arg(long, value_name = "N")]
     pub allow_removals: Option<u64>,
+    /// The audit log [default: audit.path in the config, else beside the report].
+    #[arg(long)]
+    pub audit: Option<PathBuf>,
     /// Serve /metrics, /healthz and /readyz on this address while the run lasts.
     #[arg(long)]
     pub metrics_listen: Option<std::net::SocketAddr>,
@@ -144,6 +161,9 @@ pub async fn main(cli: Cli) -> ExitCode {
         Command::Worker(args) => worker_command(args).await,
         Command::Enqueue(args) => enqueue_command(args).await,
         Command::Dlq { command, config } => dlq_command(command, config).await,
+        Command::Audit {
+            command: AuditCommand::Verify { file },
+        } => audit_verify(&file),
     };
     match result {
         Ok(code) => code,
@@ -189,6 +209,10 @@ async fn worker_command(args: WorkerArgs) -> anyhow::Result<ExitCode> {
     let report = args
         .report
         .unwrap_or_else(|| settings.worker.report.clone());
+    open_audit(
+        &settings.audit.path_for(args.audit.as_deref(), &report),
+        &lanes,
+    )?;
     let health = Arc::new(Health {
         needs_broker: true,
         ..Health::default()
@@ -247,6 +271,33 @@ async fn enqueue_command(args: EnqueueArgs) -> anyhow::Result<ExitCode> {
             EXIT_INCOMPLETE
         },
     ))
+}
+
+fn audit_verify(file: &std::path::Path) -> anyhow::Result<ExitCode> {
+    let v = crate::audit::verify(file).with_context(|| format!("reading {}", file.display()))?;
+    println!("{}: {} entries", file.display(), v.entries);
+    for line in &v.malformed {
+        println!("line {line}: not an audit entry (a torn record from a crash mid-write?)");
+    }
+    for (job, attempt) in &v.unfinished {
+        println!("unfinished: job {job} sent {attempt} request(s) and has no final record");
+    }
+    if v.is_complete() {
+        println!("well formed and complete");
+        Ok(ExitCode::SUCCESS)
+    } else {
+        Ok(ExitCode::from(EXIT_INCOMPLETE))
+    }
+}
+
+/// Opens the audit log and attaches it to every lane.
+fn open_audit(path: &std::path::Path, lanes: &Lanes) -> anyhow::Result<()> {
+    let (audit, _thread) = crate::audit::Audit::open(path)
+        .with_context(|| format!("opening the audit log {}", path.display()))?;
+    for lane in &lanes.lanes {
+        lane.attach_audit(audit.clone());
+    }
+    Ok(())
 }
 
 async fn dlq_command(command: DlqCommand, config: Option<PathBuf>) -> anyhow::Result<ExitCode> {
@@ -382,6 +433,10 @@ async fn run_command(args: RunArgs) -> anyhow::Result<ExitCode> {
         .report
         .clone()
         .unwrap_or_else(|| run::default_report_path(&args.csv));
+    open_audit(
+        &settings.audit.path_for(args.audit.as_deref(), &report),
+        &lanes,
+    )?;
     let stop = CancellationToken::new();
     let on_signal = stop.clone();
     tokio::spawn(async move {

@@ -51,6 +51,26 @@ pub struct Settings {
     pub metrics: Metrics,
     #[serde(default)]
     pub safety: Safety,
+    #[serde(default)]
+    pub audit: AuditSettings,
+}
+
+/// `[audit]`: the append-only audit log of every request and final outcome.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuditSettings {
+    /// Default: beside the report, `<report name>.audit.jsonl`. `--audit` wins.
+    pub path: Option<PathBuf>,
+}
+
+impl AuditSettings {
+    /// The audit log's path for a report at `report`, unless one was given.
+    pub fn path_for(&self, given: Option<&Path>, report: &Path) -> PathBuf {
+        given
+            .map(Path::to_owned)
+            .or_else(|| self.path.clone())
+            .unwrap_or_else(|| report.with_extension("audit.jsonl"))
+    }
 }
 
 /// `[safety]`: rails for a tool whose every action is hard to undo.

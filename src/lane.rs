@@ -14,6 +14,7 @@ use tokio::sync::{Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::audit::Audit;
 use crate::job::{Job, LaneId, ProviderKind};
 use crate::metrics::LaneMetrics;
 use crate::providers::{Answer, Provider, Transport};
@@ -111,6 +112,8 @@ pub struct Lane {
     policy: Policy,
     pub stats: LaneStats,
     metrics: LaneMetrics,
+    audit: OnceLock<Audit>,
+    audit_failed: std::sync::atomic::AtomicBool,
 }
 
 /// What a lane needs besides its provider.
@@ -146,6 +149,8 @@ impl Lane {
             policy: s.policy,
             stats: LaneStats::default(),
             metrics,
+            audit: OnceLock::new(),
+            audit_failed: Default::default(),
         }
     }
 
@@ -166,6 +171,17 @@ impl Lane {
     fn paused_until(&self) -> Option<Instant> {
         let until = *self.paused_until.lock().expect("pause lock");
         until.filter(|u| *u > Instant::now())
+    }
+
+    /// From now on, every request and final outcome of this lane goes to the audit log.
+    pub fn attach_audit(&self, audit: Audit) {
+        let _ = self.audit.set(audit);
+    }
+
+    /// False once an outcome could not be made durable in the audit log: a door must not
+    /// acknowledge, and no further removal should be sent.
+    pub fn audit_ok(&self) -> bool {
+        !self.audit_failed.load(Ordering::Relaxed)
     }
 
     /// Brings the pause and circuit gauges up to date (called before each scrape).
@@ -218,6 +234,13 @@ impl Lane {
         self.metrics.in_flight.inc();
         let record = self.attempts(job).await;
         self.metrics.in_flight.dec();
+        // The outcome is on disk in the audit log before anyone can acknowledge the job.
+        if let Some(audit) = self.audit.get() {
+            if let Err(e) = audit.outcome(&record, Some(job)).await {
+                tracing::error!(error = %e, job_id = %job.id, "cannot write the audit log");
+                self.audit_failed.store(true, Ordering::Relaxed);
+            }
+        }
         record
     }
 
@@ -258,6 +281,13 @@ impl Lane {
                         Err(Transport::Other(_)) => "error",
                     };
                     self.metrics.request(status, start.elapsed());
+                    if let Some(audit) = self.audit.get() {
+                        let (code, id) = match &result {
+                            Ok(a) => (Some(a.status.as_u16()), a.request_id.as_deref()),
+                            Err(_) => (None, None),
+                        };
+                        audit.request(job, attempts, code, id).await;
+                    }
                     result
                 }
                 // The token endpoint refused or was silent: nothing went to the removal endpoint.
@@ -435,7 +465,7 @@ impl Lane {
                     None => break,
                 },
             };
-            if sink.is_broken() {
+            if sink.is_broken() || !self.audit_ok() {
                 break;
             }
             if let Some(reason) = self.halted() {

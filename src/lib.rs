@@ -9,6 +9,7 @@
 //! - [`config`]: the TOML configuration with environment overrides.
 //! - [`run`]: `offboard run`, the CSV path end to end.
 //! - [`sandbox`]: the five providers simulated on loopback.
+pub mod audit;
 pub mod cli;
 pub mod config;
 pub mod doors;

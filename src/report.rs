@@ -307,7 +307,7 @@ impl Writer {
 /// Cuts a torn last line (a crash mid-write) off a report before appending to it, so the next
 /// record starts on a line of its own. The torn record was never confirmed: its job was not
 /// acknowledged and runs again.
-fn trim_torn_tail(path: &Path) -> io::Result<()> {
+pub(crate) fn trim_torn_tail(path: &Path) -> io::Result<()> {
     use std::io::{Read, Seek, SeekFrom};
     let mut f = match File::options().read(true).write(true).open(path) {
         Ok(f) => f,

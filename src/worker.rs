@@ -449,6 +449,10 @@ async fn handle_job(ctx: &Ctx, lane: &Lane, channel: &Channel, queue: &str, deli
         return ack(&delivery).await;
     }
     let rec = lane.execute(&job).await;
+    if !lane.audit_ok() {
+        // The outcome is not durable in the audit log: leave the message for a later delivery.
+        return requeue(&delivery).await;
+    }
     match rec.outcome {
         Outcome::NotAttempted => requeue(&delivery).await, // the lane halted: leave it in the queue
         Outcome::Removed | Outcome::AlreadyAbsent => {

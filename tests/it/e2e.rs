@@ -554,6 +554,8 @@ async fn kill_9_mid_run_then_resume_removes_everyone_at_most_once() {
     child.wait().await.unwrap();
     let before = report_lines(&report).len();
     assert!(before < 301, "killed mid-run ({before} lines)");
+    let audit = report.with_extension("audit.jsonl");
+    assert!(audit.exists(), "the audit log sits beside the report");
 
     let out = run_csv(&sandbox.env(), &csv, &config, &report).await;
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -586,6 +588,11 @@ async fn kill_9_mid_run_then_resume_removes_everyone_at_most_once() {
     }
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("total"), "{stdout}");
+    // The audit log holds a final record for every job that sent a request, across both runs.
+    let verify = offboard(&[], &["audit", "verify", audit.to_str().unwrap()]).await;
+    let said = String::from_utf8_lossy(&verify.stdout);
+    assert_eq!(verify.status.code(), Some(0), "{said}");
+    assert!(said.contains("well formed and complete"), "{said}");
 
     // Another file's report is not taken for this one's.
     let other = dir.path().join("other.csv");

@@ -1,0 +1,275 @@
+//! The audit trail: an append-only JSON Lines log of every request sent and every final outcome,
+//! fsync'd in batches by a dedicated thread.
+//!
+//! Durability: a record is on disk (written and `fdatasync`ed) before [`Audit::outcome`] returns for
+//! it, and doors acknowledge a job only after that, so a power loss never loses the record of an
+//! acknowledged job; at most the last batch of requests of jobs still in flight.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs::File;
+use std::io::{self, BufRead, BufWriter, Write};
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::job::Job;
+use crate::report::{Record, Timestamp};
+
+/// One line of the audit log.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Entry {
+    /// `request` (one per request sent) or `outcome` (one per job, last).
+    pub kind: String,
+    pub time: String,
+    pub job_id: String,
+    pub provider: String,
+    pub organization: Option<String>,
+    pub user: String,
+    pub requested_by: Option<String>,
+    pub reason: Option<String>,
+    pub attempt: u32,
+    pub http_status: Option<u16>,
+    pub provider_request_id: Option<String>,
+    /// For `outcome` entries.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outcome: Option<String>,
+}
+
+fn time() -> String {
+    serde_json::to_value(Timestamp::now())
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default()
+}
+
+type Line = (Vec<u8>, Option<oneshot::Sender<io::Result<()>>>);
+
+/// The handle lanes and doors append through. Cheap to clone.
+#[derive(Clone)]
+pub struct Audit {
+    tx: mpsc::Sender<Line>,
+}
+
+/// The most entries written between two fsyncs.
+const BATCH: usize = 1024;
+
+impl Audit {
+    /// Opens (appending) the log at `path` and starts its writer thread, which ends once every
+    /// handle is dropped.
+    pub fn open(path: &Path) -> io::Result<(Audit, std::thread::JoinHandle<io::Result<()>>)> {
+        // A record torn by a crash was never confirmed; the next one starts on a line of its own.
+        crate::report::trim_torn_tail(path)?;
+        let file = File::options().create(true).append(true).open(path)?;
+        let (tx, mut rx) = mpsc::channel::<Line>(8192);
+        let thread = std::thread::Builder::new()
+            .name("audit-writer".into())
+            .spawn(move || {
+                let mut out = BufWriter::with_capacity(256 * 1024, file);
+                let mut waiting = Vec::new();
+                while let Some(first) = rx.blocking_recv() {
+                    let mut result = Ok(());
+                    let mut next = Some(first);
+                    let mut n = 0;
+                    while let Some((line, done)) = next.take() {
+                        if result.is_ok() {
+                            result = out.write_all(&line);
+                        }
+                        waiting.extend(done);
+                        n += 1;
+                        if n < BATCH {
+                            next = rx.try_recv().ok();
+                        }
+                    }
+                    if result.is_ok() {
+                        result = out.flush().and_then(|_| out.get_ref().sync_data());
+                    }
+                    if let Err(e) = &result {
+                        tracing::error!(error = %e, "cannot write the audit log");
+                    }
+                    for w in waiting.drain(..) {
+                        let _ = w.send(
+                            result
+                                .as_ref()
+                                .map(|_| ())
+                                .map_err(|e| io::Error::new(e.kind(), e.to_string())),
+                        );
+                    }
+                    result?;
+                }
+                Ok(())
+            })?;
+        Ok((Audit { tx }, thread))
+    }
+
+    fn line(entry: &Entry) -> Vec<u8> {
+        let mut v = serde_json::to_vec(entry).expect("serializable");
+        v.push(b'\n');
+        v
+    }
+
+    /// Records a request just answered (or not). Does not wait for the disk.
+    pub async fn request(
+        &self,
+        job: &Job,
+        attempt: u32,
+        http_status: Option<u16>,
+        provider_request_id: Option<&str>,
+    ) {
+        let entry = Entry {
+            kind: "request".into(),
+            time: time(),
+            job_id: job.id.to_string(),
+            provider: job.provider.to_string(),
+            organization: job.target.organization(),
+            user: job.target.user(),
+            requested_by: job.requested_by.as_deref().map(str::to_owned),
+            reason: job.reason.as_deref().map(str::to_owned),
+            attempt,
+            http_status,
+            provider_request_id: provider_request_id.map(str::to_owned),
+            outcome: None,
+        };
+        let _ = self.tx.send((Self::line(&entry), None)).await;
+    }
+
+    /// Records a job's final outcome and waits until it is on disk.
+    pub async fn outcome(&self, record: &Record, job: Option<&Job>) -> io::Result<()> {
+        let entry = Entry {
+            kind: "outcome".into(),
+            time: time(),
+            job_id: record.job_id.clone(),
+            provider: record.provider.clone().unwrap_or_default(),
+            organization: record.organization.clone(),
+            user: record.user.clone().unwrap_or_default(),
+            requested_by: job.and_then(|j| j.requested_by.as_deref().map(str::to_owned)),
+            reason: job.and_then(|j| j.reason.as_deref().map(str::to_owned)),
+            attempt: record.attempts,
+            http_status: record.http_status,
+            provider_request_id: record.provider_request_id.clone(),
+            outcome: Some(record.outcome.as_str().to_owned()),
+        };
+        let (tx, rx) = oneshot::channel();
+        self.tx
+            .send((Self::line(&entry), Some(tx)))
+            .await
+            .map_err(|_| io::Error::other("audit writer stopped"))?;
+        rx.await
+            .map_err(|_| io::Error::other("audit writer stopped"))?
+    }
+}
+
+/// What `offboard audit verify` found.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Verdict {
+    pub entries: u64,
+    /// Lines that are not audit entries (a torn last line after a crash), by line number.
+    pub malformed: Vec<u64>,
+    /// Jobs with requests but no final outcome: (job id, last attempt).
+    pub unfinished: Vec<(String, u32)>,
+}
+
+impl Verdict {
+    pub fn is_complete(&self) -> bool {
+        self.malformed.is_empty() && self.unfinished.is_empty()
+    }
+}
+
+/// Checks an audit log is well formed and complete: every job with a request has an outcome.
+pub fn verify(path: &Path) -> io::Result<Verdict> {
+    let reader = io::BufReader::new(File::open(path)?);
+    let mut v = Verdict::default();
+    let mut started: BTreeMap<String, u32> = BTreeMap::new();
+    let mut finished: BTreeSet<String> = BTreeSet::new();
+    for (i, line) in reader.split(b'\n').enumerate() {
+        let line = line?;
+        if line.is_empty() {
+            continue;
+        }
+        match serde_json::from_slice::<Entry>(&line) {
+            Ok(e) if e.kind == "request" => {
+                v.entries += 1;
+                let a = started.entry(e.job_id).or_default();
+                *a = (*a).max(e.attempt);
+            }
+            Ok(e) if e.kind == "outcome" && e.outcome.is_some() => {
+                v.entries += 1;
+                finished.insert(e.job_id);
+            }
+            _ => v.malformed.push(i as u64 + 1),
+        }
+    }
+    v.unfinished = started
+        .into_iter()
+        .filter(|(id, _)| !finished.contains(id))
+        .collect();
+    Ok(v)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::job::{Directory, ProviderKind, RawJob};
+    use crate::report::Outcome;
+
+    fn job(user: &str, id: &str) -> Job {
+        let d = Directory::new([("factory", ProviderKind::Factory)]);
+        let raw = RawJob {
+            provider: Some("factory".into()),
+            user: Some(user.into()),
+            job_id: Some(id.into()),
+            requested_by: Some("it-ops".into()),
+            ..RawJob::default()
+        };
+        d.validate(&raw, Some(2)).unwrap()
+    }
+
+    fn record(job: &Job) -> Record {
+        Record {
+            job_id: job.id.to_string(),
+            line: job.line,
+            provider: Some("factory".into()),
+            organization: None,
+            user: Some(job.target.user()),
+            outcome: Outcome::Removed,
+            reason: None,
+            http_status: Some(204),
+            attempts: 2,
+            provider_request_id: Some("req-1".into()),
+            error: None,
+            started_at: None,
+            finished_at: Timestamp::now(),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_complete_log_verifies_and_a_truncated_one_names_what_is_missing() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.jsonl");
+        let (audit, thread) = Audit::open(&path).unwrap();
+        let (a, b) = (job("a@x.example", "j-a"), job("b@x.example", "j-b"));
+        audit.request(&a, 1, Some(503), None).await;
+        audit.request(&a, 2, Some(204), Some("req-1")).await;
+        audit.outcome(&record(&a), Some(&a)).await.unwrap();
+        audit.request(&b, 1, Some(204), None).await;
+        audit.outcome(&record(&b), Some(&b)).await.unwrap();
+        // The outcome returned only once on disk: readable now, before the writer stops.
+        let good = verify(&path).unwrap();
+        assert_eq!(good.entries, 5);
+        assert!(good.is_complete(), "{good:?}");
+        drop(audit);
+        thread.join().unwrap().unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(
+            text.contains("\"requested_by\":\"it-ops\"")
+                && text.contains("\"provider_request_id\":\"req-1\"")
+        );
+
+        // A crash mid-write: the last record torn in half.
+        std::fs::write(&path, &text[..text.len() - 40]).unwrap();
+        let torn = verify(&path).unwrap();
+        assert_eq!(torn.malformed, vec![5]);
+        assert_eq!(torn.unfinished, vec![("j-b".to_owned(), 1)]);
+        assert!(!torn.is_complete());
+    }
+}
