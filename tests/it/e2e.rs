@@ -307,14 +307,20 @@ async fn a_clean_file_exits_0_and_a_bad_config_exits_2_sending_nothing() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    // The default report lands beside the CSV.
-    let reports: Vec<_> = std::fs::read_dir(dir.path())
+    // The default report lands beside the CSV, and its audit log beside it.
+    let names: Vec<String> = std::fs::read_dir(dir.path())
         .unwrap()
         .filter_map(|e| e.ok())
-        .filter(|e| e.file_name().to_string_lossy().starts_with("clean.report-"))
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("clean.report-"))
         .collect();
-    assert_eq!(reports.len(), 1);
-    assert_eq!(report_lines(&reports[0].path()).len(), 10);
+    let reports: Vec<_> = names
+        .iter()
+        .filter(|n| !n.ends_with(".audit.jsonl"))
+        .collect();
+    assert_eq!(reports.len(), 1, "{names:?}");
+    assert_eq!(report_lines(&dir.path().join(reports[0])).len(), 10);
+    assert_eq!(names.len(), 2, "the audit log: {names:?}");
     let sent = sandbox.log().len();
 
     std::fs::write(
