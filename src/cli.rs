@@ -49,6 +49,13 @@ pub enum Command {
     Worker(WorkerArgs),
     /// Validate a CSV file and publish its rows as jobs, each confirmed by the broker.
     Enqueue(EnqueueArgs),
+    /// The workers' rolling-window holds: list them, or release a provider's lane.
+    Hold {
+        #[command(subcommand)]
+        command: HoldCommand,
+        #[arg(long, env = "OFFBOARD_CONFIG", global = true)]
+        config: Option<PathBuf>,
+    },
     /// Check an audit log: well formed, and every job that sent a request has a final record.
     Audit {
         #[command(subcommand)]
@@ -85,6 +92,14 @@ pub struct EnqueueArgs {
     /// Approve a batch above the blast-radius limits: N must be the file's exact removable count.
     #[arg(long, value_name = "N")]
     pub allow_removals: Option<u64>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum HoldCommand {
+    /// Every worker's lanes: held or not, removals in the window.
+    List,
+    /// Let a held provider's lane consume again (its window starts afresh).
+    Release { provider: String },
 }
 
 #[derive(Debug, Subcommand)]
@@ -164,6 +179,7 @@ pub async fn main(cli: Cli) -> ExitCode {
         Command::Audit {
             command: AuditCommand::Verify { file },
         } => audit_verify(&file),
+        Command::Hold { command, config } => hold_command(command, config).await,
     };
     match result {
         Ok(code) => code,
@@ -271,6 +287,66 @@ async fn enqueue_command(args: EnqueueArgs) -> anyhow::Result<ExitCode> {
             EXIT_INCOMPLETE
         },
     ))
+}
+
+async fn hold_command(command: HoldCommand, config: Option<PathBuf>) -> anyhow::Result<ExitCode> {
+    use crate::doors::amqp::Control;
+    let (_, settings) = load(config.as_ref())?;
+    let control = match &command {
+        HoldCommand::List => Control::List,
+        HoldCommand::Release { provider } => {
+            anyhow::ensure!(
+                settings.providers.contains_key(provider),
+                "no provider entry `{provider}` in the config"
+            );
+            Control::Release {
+                provider: provider.clone(),
+            }
+        }
+    };
+    let replies =
+        crate::queue_admin::control(&settings, &control, std::time::Duration::from_secs(2)).await?;
+    if replies.is_empty() {
+        println!("No worker answered within 2 s.");
+        return Ok(ExitCode::from(EXIT_INCOMPLETE));
+    }
+    match command {
+        HoldCommand::List => {
+            println!(
+                "{:<24} {:<14} {:<5} {:>9}  window",
+                "worker", "provider", "held", "removals"
+            );
+            for r in &replies {
+                for h in &r.holds {
+                    println!(
+                        "{:<24} {:<14} {:<5} {:>4}/{:<4}  {} s",
+                        r.worker,
+                        h.provider,
+                        if h.held { "yes" } else { "no" },
+                        h.removals_in_window,
+                        h.max_removals_per_window,
+                        h.window_s
+                    );
+                }
+            }
+        }
+        HoldCommand::Release { provider } => {
+            let released: Vec<&str> = replies
+                .iter()
+                .filter(|r| r.released)
+                .map(|r| r.worker.as_str())
+                .collect();
+            if released.is_empty() {
+                println!(
+                    "No worker held `{provider}`; its window was reset on {} worker(s).",
+                    replies.len()
+                );
+            } else {
+                println!("Released `{provider}` on {}.", released.join(", "));
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn audit_verify(file: &std::path::Path) -> anyhow::Result<ExitCode> {

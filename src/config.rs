@@ -84,6 +84,11 @@ pub struct Safety {
     /// Accounts never removed: emails, ids, glob patterns (`svc-*@acme.example`), any provider,
     /// without regard to case. Their jobs end `skipped_protected` before any request.
     pub protected: Vec<String>,
+    /// The worker holds a provider's lane (stops consuming; messages stay queued) after this many
+    /// removals within `window`, until `offboard hold release PROVIDER`. Default 500.
+    pub max_removals_per_window: usize,
+    /// The rolling window, as `30m`, `1h`, `1d`. Default `1h`.
+    pub window: String,
 }
 
 impl Default for Safety {
@@ -91,7 +96,15 @@ impl Default for Safety {
         Safety {
             max_removals_per_run: 500,
             protected: Vec::new(),
+            max_removals_per_window: 500,
+            window: "1h".into(),
         }
+    }
+}
+
+impl Safety {
+    pub fn window(&self) -> Duration {
+        humantime::parse_duration(&self.window).expect("checked at load")
     }
 }
 
@@ -127,6 +140,8 @@ pub struct Amqp {
     pub dead_letter_queue: String,
     /// Person-level events, split by the worker into per-provider jobs.
     pub intake_queue: String,
+    /// Fanout exchange for operator commands to every worker (`offboard hold list|release`).
+    pub control_exchange: String,
     /// Deliveries of one message before the broker dead-letters it (a message that keeps killing
     /// the worker ends there instead of looping). Default 5.
     pub delivery_limit: u32,
@@ -146,6 +161,7 @@ impl Default for Amqp {
             dead_letter_exchange: "offboard.dead".into(),
             dead_letter_queue: "offboard.dead".into(),
             intake_queue: "offboard.intake".into(),
+            control_exchange: "offboard.control".into(),
             delivery_limit: 5,
             single_active_consumer: true,
             reconnect_max_delay_ms: 30_000,

@@ -15,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::audit::Audit;
+use crate::hold::Hold;
 use crate::job::{Job, LaneId, ProviderKind};
 use crate::metrics::LaneMetrics;
 use crate::providers::{Answer, Provider, Transport};
@@ -114,6 +115,7 @@ pub struct Lane {
     metrics: LaneMetrics,
     audit: OnceLock<Audit>,
     audit_failed: std::sync::atomic::AtomicBool,
+    hold: OnceLock<Hold>,
 }
 
 /// What a lane needs besides its provider.
@@ -151,6 +153,7 @@ impl Lane {
             metrics,
             audit: OnceLock::new(),
             audit_failed: Default::default(),
+            hold: OnceLock::new(),
         }
     }
 
@@ -176,6 +179,15 @@ impl Lane {
     /// From now on, every request and final outcome of this lane goes to the audit log.
     pub fn attach_audit(&self, audit: Audit) {
         let _ = self.audit.set(audit);
+    }
+
+    /// From now on, removals count against a rolling window (worker mode).
+    pub fn attach_hold(&self, hold: Hold) {
+        let _ = self.hold.set(hold);
+    }
+
+    pub fn hold(&self) -> Option<&Hold> {
+        self.hold.get()
     }
 
     /// False once an outcome could not be made durable in the audit log: a door must not

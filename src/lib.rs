@@ -13,6 +13,7 @@ pub mod audit;
 pub mod cli;
 pub mod config;
 pub mod doors;
+pub mod hold;
 pub mod job;
 pub mod lane;
 pub mod metrics;

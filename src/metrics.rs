@@ -43,6 +43,7 @@ pub struct Metrics {
     in_flight: IntGaugeVec,
     paused: IntGaugeVec,
     circuit_open: IntGaugeVec,
+    held: IntGaugeVec,
     dead_lettered: IntCounterVec,
     invalid: IntCounterVec,
 }
@@ -128,6 +129,12 @@ impl Metrics {
                 "1 when the lane halted on repeated 401/403.",
                 &["provider"],
             ),
+            held: gauge(
+                &r,
+                "offboard_lane_held",
+                "1 while the lane holds past safety.max_removals_per_window (worker).",
+                &["provider"],
+            ),
             dead_lettered: counter(
                 &r,
                 "offboard_dead_lettered_total",
@@ -163,6 +170,7 @@ impl Metrics {
             in_flight: self.in_flight.with_label_values(&[provider]),
             paused: self.paused.with_label_values(&[provider]),
             circuit_open: self.circuit_open.with_label_values(&[provider]),
+            held: self.held.with_label_values(&[provider]),
         }
     }
 
@@ -223,6 +231,7 @@ pub struct LaneMetrics {
     pub in_flight: IntGauge,
     pub paused: IntGauge,
     pub circuit_open: IntGauge,
+    pub held: IntGauge,
 }
 
 impl LaneMetrics {
@@ -310,6 +319,14 @@ async fn ready(State(s): State<Arc<Served>>) -> (StatusCode, String) {
         if let Some(reason) = lane.halted() {
             ok = false;
             body.push_str(&format!("lane {}: halted: {reason}\n", lane.name));
+        }
+        if let Some(h) = lane.hold().filter(|h| h.is_held()) {
+            ok = false;
+            let s = h.state(&lane.name);
+            body.push_str(&format!(
+                "lane {}: held after {} removals within {} s: release with `offboard hold release {}`\n",
+                lane.name, s.removals_in_window, s.window_s, lane.name
+            ));
         }
     }
     if ok {

@@ -261,3 +261,68 @@ pub async fn replay(
     let _ = connection.close(200, "replayed".into()).await;
     Ok(moved)
 }
+
+/// Sends an operator command to every worker through the control exchange and gathers their
+/// answers for `wait`.
+pub async fn control(
+    settings: &Settings,
+    command: &amqp::Control,
+    wait: std::time::Duration,
+) -> Result<Vec<amqp::ControlReply>, QueueError> {
+    use lapin::options::{BasicConsumeOptions, QueueDeclareOptions};
+    let url = settings.amqp.url().ok_or(AmqpError::NoUrl)?;
+    let connection = amqp::connect(&url, "offboard-hold").await?;
+    let publisher = Publisher::new(&connection).await?;
+    let names: Vec<&str> = settings.providers.keys().map(String::as_str).collect();
+    amqp::declare(publisher.channel(), &settings.amqp, &names).await?;
+    let channel = connection.create_channel().await.map_err(AmqpError::from)?;
+    let replies = channel
+        .queue_declare(
+            "".into(),
+            QueueDeclareOptions {
+                exclusive: true,
+                auto_delete: true,
+                ..Default::default()
+            },
+            lapin::types::FieldTable::default(),
+        )
+        .await
+        .map_err(AmqpError::from)?;
+    let mut consumer = channel
+        .basic_consume(
+            replies.name().clone(),
+            "".into(),
+            BasicConsumeOptions {
+                no_ack: true,
+                ..Default::default()
+            },
+            lapin::types::FieldTable::default(),
+        )
+        .await
+        .map_err(AmqpError::from)?;
+    let body = serde_json::to_vec(command).expect("serializable");
+    let props = lapin::BasicProperties::default().with_reply_to(replies.name().clone());
+    // Fanout: delivered to every worker's control queue, or to none (not an error: no worker).
+    publisher
+        .channel()
+        .basic_publish(
+            settings.amqp.control_exchange.as_str().into(),
+            "".into(),
+            BasicPublishOptions::default(),
+            &body,
+            props,
+        )
+        .await
+        .map_err(AmqpError::from)?
+        .await
+        .map_err(AmqpError::from)?;
+    let mut out = Vec::new();
+    let deadline = tokio::time::Instant::now() + wait;
+    while let Ok(Some(Ok(d))) = tokio::time::timeout_at(deadline, consumer.next()).await {
+        if let Ok(reply) = serde_json::from_slice::<amqp::ControlReply>(&d.data) {
+            out.push(reply);
+        }
+    }
+    let _ = connection.close(200, "done".into()).await;
+    Ok(out)
+}

@@ -81,6 +81,12 @@ pub async fn run(
         done: Mutex::new(done),
         grace: Duration::from_secs(settings.worker.grace_period_s),
     });
+    for lane in &lanes.lanes {
+        lane.attach_hold(crate::hold::Hold::new(
+            settings.safety.max_removals_per_window,
+            settings.safety.window(),
+        ));
+    }
     let mut delay = Duration::from_millis(200);
     let max_delay = Duration::from_millis(settings.amqp.reconnect_max_delay_ms.max(200));
     while !stop.is_cancelled() {
@@ -131,6 +137,15 @@ async fn session(
         let (ctx, session) = (ctx.clone(), session.clone());
         let channel = connection.create_channel().await?;
         tasks.spawn(async move { consume_intake(ctx, channel, session).await });
+    }
+    {
+        let (lanes, session, exchange) = (
+            lanes.lanes.clone(),
+            session.clone(),
+            ctx.settings.amqp.control_exchange.clone(),
+        );
+        let channel = connection.create_channel().await?;
+        tasks.spawn(async move { consume_control(lanes, channel, exchange, session).await });
     }
     let mut failure = None;
     while let Some(result) = tasks.join_next().await {
@@ -202,34 +217,57 @@ async fn consume_lane(
 ) -> Result<(), AmqpError> {
     let queue = ctx.settings.amqp.queue(&lane.name);
     let tag = format!("offboard-{}-{}", lane.name, std::process::id());
-    let mut consumer = open_consumer(&channel, &queue, &tag, lane.max_in_flight() as u16).await?;
     let tracker = TaskTracker::new();
     let mut active = false;
-    let result = loop {
-        let delivery = match next_delivery(&mut consumer, &session).await {
-            Ok(Some(d)) => d,
-            Ok(None) => break Ok(()),
-            Err(e) => break Err(e),
+    let result = 'consuming: loop {
+        let mut consumer =
+            open_consumer(&channel, &queue, &tag, lane.max_in_flight() as u16).await?;
+        let ended = loop {
+            let delivery = match next_delivery(&mut consumer, &session).await {
+                Ok(Some(d)) => d,
+                Ok(None) => break Ok(()),
+                Err(e) => break Err(e),
+            };
+            if !active {
+                // The first delivery: with single active consumer, we may be a standby taking over
+                // from a replica whose last requests the provider still counts.
+                active = true;
+                lane.start_cold();
+            }
+            if let Some(reason) = lane.halted() {
+                // Stop consuming; this message and any prefetched ones go back to the queue.
+                tracing::error!(provider = %lane.name, reason, "lane halted: consumption stopped, messages stay in the queue");
+                requeue(&delivery).await;
+                break Ok(());
+            }
+            if lane.hold().is_some_and(|h| h.is_held()) {
+                requeue(&delivery).await;
+                break Ok(());
+            }
+            let (ctx, lane, channel, queue) =
+                (ctx.clone(), lane.clone(), channel.clone(), queue.clone());
+            tracker.spawn(async move { handle_job(&ctx, &lane, &channel, &queue, delivery).await });
         };
-        if !active {
-            // The first delivery: with single active consumer, we may be a standby taking over
-            // from a replica whose last requests the provider still counts.
-            active = true;
-            lane.start_cold();
+        let _ = channel
+            .basic_cancel(tag.as_str().into(), BasicCancelOptions::default())
+            .await;
+        let Some(hold) = lane
+            .hold()
+            .filter(|h| h.is_held() && ended.is_ok() && !session.is_cancelled())
+        else {
+            break 'consuming ended;
+        };
+        tracing::error!(
+            provider = %lane.name,
+            "lane held: {} removals within safety.window; consumption stopped, messages stay queued; release with `offboard hold release {}`",
+            ctx.settings.safety.max_removals_per_window,
+            lane.name
+        );
+        tokio::select! {
+            _ = session.cancelled() => break 'consuming Ok(()),
+            _ = hold.released() => tracing::warn!(provider = %lane.name, "hold released: consuming again"),
         }
-        if let Some(reason) = lane.halted() {
-            // Stop consuming; this message and any prefetched ones go back to the queue.
-            tracing::error!(provider = %lane.name, reason, "lane halted: consumption stopped, messages stay in the queue");
-            requeue(&delivery).await;
-            break Ok(());
-        }
-        let (ctx, lane, channel, queue) =
-            (ctx.clone(), lane.clone(), channel.clone(), queue.clone());
-        tracker.spawn(async move { handle_job(&ctx, &lane, &channel, &queue, delivery).await });
     };
-    let _ = channel
-        .basic_cancel(tag.as_str().into(), BasicCancelOptions::default())
-        .await;
     tracker.close();
     if tokio::time::timeout(ctx.grace, tracker.wait())
         .await
@@ -448,6 +486,12 @@ async fn handle_job(ctx: &Ctx, lane: &Lane, channel: &Channel, queue: &str, deli
         tracing::info!(job_id, provider = %lane.name, "already recorded: acknowledging a redelivery without running it again");
         return ack(&delivery).await;
     }
+    if let Some(hold) = lane.hold() {
+        if !hold.try_take() {
+            // Past the window's limit: the lane holds; this message waits in its queue.
+            return requeue(&delivery).await;
+        }
+    }
     let rec = lane.execute(&job).await;
     if !lane.audit_ok() {
         // The outcome is not durable in the audit log: leave the message for a later delivery.
@@ -557,6 +601,98 @@ async fn consume_intake(
         .await;
     let _ = channel.close(200, "done".into()).await;
     result
+}
+
+/// Answers operator commands from the control exchange: `list` and `release PROVIDER`.
+async fn consume_control(
+    lanes: Vec<Arc<Lane>>,
+    channel: Channel,
+    exchange: String,
+    session: CancellationToken,
+) -> Result<(), AmqpError> {
+    use lapin::options::{QueueBindOptions, QueueDeclareOptions};
+    let q = channel
+        .queue_declare(
+            "".into(),
+            QueueDeclareOptions {
+                exclusive: true,
+                auto_delete: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await?;
+    channel
+        .queue_bind(
+            q.name().clone(),
+            exchange.as_str().into(),
+            "".into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await?;
+    let mut consumer = channel
+        .basic_consume(
+            q.name().clone(),
+            "".into(),
+            BasicConsumeOptions {
+                no_ack: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await?;
+    let me = format!("{}:{}", hostname(), std::process::id());
+    loop {
+        let delivery = match next_delivery(&mut consumer, &session).await {
+            Ok(Some(d)) => d,
+            Ok(None) => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        let Ok(command) = serde_json::from_slice::<amqp::Control>(&delivery.data) else {
+            tracing::warn!("ignoring a malformed control message");
+            continue;
+        };
+        let mut released = false;
+        if let amqp::Control::Release { provider } = &command {
+            if let Some(hold) = lanes
+                .iter()
+                .find(|l| *l.name == **provider)
+                .and_then(|l| l.hold())
+            {
+                released = hold.is_held();
+                hold.release();
+                tracing::warn!(provider, "hold released by an operator");
+            }
+        }
+        let Some(reply_to) = delivery.properties.reply_to().clone() else {
+            continue;
+        };
+        let reply = amqp::ControlReply {
+            worker: me.clone(),
+            released,
+            holds: lanes
+                .iter()
+                .filter_map(|l| l.hold().map(|h| h.state(&l.name)))
+                .collect(),
+        };
+        let body = serde_json::to_vec(&reply).expect("serializable");
+        let _ = channel
+            .basic_publish(
+                "".into(),
+                reply_to,
+                Default::default(),
+                &body,
+                BasicProperties::default(),
+            )
+            .await;
+    }
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/etc/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_else(|_| "worker".into())
 }
 
 async fn handle_event(ctx: &Ctx, channel: &Channel, queue: &str, delivery: Delivery) {

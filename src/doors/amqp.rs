@@ -135,7 +135,34 @@ pub async fn declare(channel: &Channel, amqp: &Amqp, entries: &[&str]) -> Result
             quorum_args(amqp, true, false),
         )
         .await?;
+    channel
+        .exchange_declare(
+            amqp.control_exchange.as_str().into(),
+            ExchangeKind::Fanout,
+            durable,
+            FieldTable::default(),
+        )
+        .await?;
     Ok(())
+}
+
+/// An operator's command to every worker, on the control exchange. Each worker answers on the
+/// message's `reply_to` queue with its hold states.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(tag = "command", rename_all = "snake_case")]
+pub enum Control {
+    List,
+    Release { provider: String },
+}
+
+/// A worker's answer to a control command.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ControlReply {
+    pub worker: String,
+    /// For `release`: whether this worker held that lane and released it.
+    #[serde(default)]
+    pub released: bool,
+    pub holds: Vec<crate::hold::HoldState>,
 }
 
 /// A job message: the CSV row's fields, JSON, with a job id always set by its publisher.

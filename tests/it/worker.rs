@@ -653,3 +653,72 @@ async fn prometheus_scrapes_the_worker_and_its_counts_match_the_report() {
     terminate(&worker);
     worker.wait().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lane_past_its_window_holds_until_released_and_loses_nothing() {
+    let rig = Rig::new(Faults::none(), HashMap::new()).await;
+    let config = std::fs::read_to_string(&rig.config).unwrap();
+    std::fs::write(
+        &rig.config,
+        format!("[safety]\nmax_removals_per_window = 50\nwindow = \"1h\"\n{config}"),
+    )
+    .unwrap();
+    let mut worker = rig.worker();
+    assert_eq!(rig.enqueue().await.status.code(), Some(1));
+    // Five lanes of about 59 jobs each, 50 removals allowed per window: each lane holds at 50.
+    rig.wait_for_report(250, Duration::from_secs(60)).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(
+        report_count(&rig.report),
+        250,
+        "no lane went past its window"
+    );
+    let mut queued = 0;
+    for kind in ProviderKind::ALL {
+        queued += rig
+            .broker
+            .queue_messages(&format!("offboard.jobs.{kind}"))
+            .await
+            .unwrap();
+    }
+    assert_eq!(
+        queued,
+        (PUBLISHED - 250) as u64,
+        "the held jobs wait in their queues"
+    );
+
+    let hold = |args: Vec<&'static str>| {
+        let config = rig.config.to_str().unwrap().to_owned();
+        let env = rig.env.clone();
+        async move {
+            let mut all = vec!["hold"];
+            all.extend(args);
+            all.extend(["--config", config.as_str()]);
+            let out = offboard(&env, &all).await;
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            String::from_utf8_lossy(&out.stdout).into_owned()
+        }
+    };
+    let listed = hold(vec!["list"]).await;
+    for kind in ProviderKind::ALL {
+        assert!(
+            listed
+                .lines()
+                .any(|l| l.contains(kind.as_str()) && l.contains("yes") && l.contains("50/50")),
+            "{kind} held:\n{listed}"
+        );
+    }
+    for kind in ProviderKind::ALL {
+        let said = hold(vec!["release", kind.as_str()]).await;
+        assert!(said.contains(&format!("Released `{kind}`")), "{said}");
+    }
+    rig.wait_for_report(PUBLISHED, Duration::from_secs(60))
+        .await;
+    rig.assert_each_job_once();
+    terminate(&worker);
+    worker.wait().await.unwrap();
+}
