@@ -106,6 +106,10 @@ pub enum Invalid {
     Unreadable(String),
     #[error("duplicate of line {first_line} (same provider, organization and user)")]
     Duplicate { first_line: u64 },
+    #[error(
+        "duplicate of job {job_id} within safety.window (same provider, organization and user)"
+    )]
+    DuplicateOf { job_id: String },
     /// Not invalid, but never to be removed: it matches `safety.protected`.
     #[error("protected account (matches `{pattern}` in safety.protected): never removed")]
     Protected { pattern: String },
@@ -128,7 +132,7 @@ impl Invalid {
             Invalid::Format { .. } => "bad_format",
             Invalid::NotApplicable { .. } => "not_applicable",
             Invalid::Unreadable(_) => "unreadable_row",
-            Invalid::Duplicate { .. } => "duplicate",
+            Invalid::Duplicate { .. } | Invalid::DuplicateOf { .. } => "duplicate",
             Invalid::Protected { .. } => "protected",
         }
     }
@@ -366,6 +370,17 @@ impl Protected {
             .matches(user)
             .first()
             .map(|i| self.patterns[*i].as_str())
+    }
+}
+
+impl Job {
+    /// A 64-bit hash of the membership this job removes (lane, organization, user, case-folded):
+    /// equal for two jobs that would remove the same person from the same place.
+    pub fn identity(&self) -> u64 {
+        let mut h = std::hash::DefaultHasher::new();
+        self.lane.hash(&mut h);
+        self.target.hash_identity(&mut h);
+        h.finish()
     }
 }
 

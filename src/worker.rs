@@ -49,9 +49,45 @@ struct Ctx {
     sink: Sink,
     metrics: Arc<Metrics>,
     health: Arc<Health>,
+    /// Memberships asked for within `safety.window`, for duplicate detection.
+    recent: Recent,
     /// Job ids whose outcome is settled in the report (see [`crate::report::final_job_ids`]).
     done: Mutex<HashSet<String>>,
     grace: Duration,
+}
+
+/// The memberships asked for recently: identity hash -> (first job id, when).
+struct Recent {
+    window: Duration,
+    seen: Mutex<std::collections::HashMap<u64, (String, std::time::Instant)>>,
+}
+
+impl Recent {
+    fn new(window: Duration) -> Recent {
+        Recent {
+            window,
+            seen: Mutex::default(),
+        }
+    }
+
+    /// The first job id that asked for this membership within the window, when it is another job;
+    /// otherwise remembers this one and returns None.
+    fn first(&self, identity: u64, job_id: &str) -> Option<String> {
+        let now = std::time::Instant::now();
+        let mut seen = self.seen.lock().expect("recent lock");
+        if seen.len() > 4096 {
+            seen.retain(|_, (_, at)| now.duration_since(*at) < self.window);
+        }
+        match seen.get(&identity) {
+            Some((first, at)) if first != job_id && now.duration_since(*at) < self.window => {
+                Some(first.clone())
+            }
+            _ => {
+                seen.insert(identity, (job_id.to_owned(), now));
+                None
+            }
+        }
+    }
 }
 
 /// Runs until `stop` fires: connects (and reconnects with backoff), declares the topology, and
@@ -78,6 +114,7 @@ pub async fn run(
         sink,
         metrics,
         health,
+        recent: Recent::new(settings.safety.window()),
         done: Mutex::new(done),
         grace: Duration::from_secs(settings.worker.grace_period_s),
     });
@@ -485,6 +522,19 @@ async fn handle_job(ctx: &Ctx, lane: &Lane, channel: &Channel, queue: &str, deli
     if ctx.done.lock().expect("done lock").contains(&job_id) {
         tracing::info!(job_id, provider = %lane.name, "already recorded: acknowledging a redelivery without running it again");
         return ack(&delivery).await;
+    }
+    // The same membership asked for again within the window, under another job id: sent once.
+    if let Some(first) = ctx.recent.first(job.identity(), &job_id) {
+        let reason = Invalid::DuplicateOf { job_id: first };
+        if record(
+            ctx,
+            invalid_record(job_id, Some(lane.name.to_string()), user, &reason),
+        )
+        .await
+        {
+            ack(&delivery).await;
+        }
+        return;
     }
     if let Some(hold) = lane.hold() {
         if !hold.try_take() {

@@ -8,7 +8,6 @@
 
 use std::collections::{HashMap, HashSet};
 use std::fs::File;
-use std::hash::{DefaultHasher, Hash, Hasher};
 use std::io::{self, Read};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
@@ -270,7 +269,7 @@ pub fn scan(
                 on_invalid(invalid(e, Some(&raw)));
             }
             Ok(job) => {
-                let key = identity(&job);
+                let key = job.identity();
                 match seen.get(&key) {
                     Some(&first_line) => {
                         plan.invalid += 1;
@@ -286,13 +285,6 @@ pub fn scan(
         }
     })?;
     Ok(plan)
-}
-
-fn identity(job: &Job) -> u64 {
-    let mut h = DefaultHasher::new();
-    job.lane.hash(&mut h);
-    job.target.hash_identity(&mut h);
-    h.finish()
 }
 
 /// One lane's pass: sends that lane's valid, non-duplicate jobs to `tx`, in file order, and stops

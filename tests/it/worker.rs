@@ -550,6 +550,37 @@ async fn a_person_level_event_fans_out_to_every_provider_it_names() {
         Some(0),
         "the event was acknowledged"
     );
+    // The same person again within the window, under another job id: sent once, the copy named.
+    let again = serde_json::json!({"job_id": "again-1", "provider": "factory", "user": "Ann.Lee@acme.example"});
+    let requests = rig.sandbox.log().len();
+    publisher
+        .publish(
+            "offboard.jobs",
+            "factory",
+            &serde_json::to_vec(&again).unwrap(),
+            lapin::BasicProperties::default(),
+        )
+        .await
+        .unwrap();
+    rig.wait_for_report(7, Duration::from_secs(30)).await;
+    let lines = report_lines(&rig.report);
+    let copy = lines
+        .iter()
+        .find(|l| l["job_id"] == "again-1")
+        .expect("recorded");
+    assert_eq!(copy["reason"], "duplicate", "{copy}");
+    assert!(
+        copy["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("hr-4711:0"),
+        "{copy}"
+    );
+    assert_eq!(
+        rig.sandbox.log().len(),
+        requests,
+        "nothing sent for the copy"
+    );
     terminate(&worker);
     worker.wait().await.unwrap();
 }
