@@ -75,4 +75,19 @@ impl Adapter for Aerospike {
         }
         answer
     }
+
+    /// `GET {base}/organization/members`: every member, no filter, no paging.
+    fn lookup(
+        &self,
+        http: &Client,
+        _organization: Option<&str>,
+        _email: &str,
+        _page: u32,
+    ) -> Option<RequestBuilder> {
+        Some(http.get(format!("{}/organization/members", self.base)))
+    }
+
+    fn read_lookup(&self, body: &[u8], _page: u32) -> Option<super::lookup::MemberPage> {
+        super::lookup::read_whole_list(body)
+    }
 }

@@ -7,6 +7,10 @@ use reqwest::{Client, RequestBuilder, StatusCode};
 use serde::{Deserialize, Serialize};
 
 use super::Adapter;
+use super::lookup::{AnyList, MemberPage};
+
+/// Members per search page (the API's maximum `take`).
+const PAGE: u32 = 100;
 use super::http::{self, Answer, Hint, ProviderError};
 use crate::job::{ProviderKind, Target};
 
@@ -100,6 +104,39 @@ impl Adapter for Aitronos {
             });
         }
         answer
+    }
+
+    /// `POST {base}/v1/organizations/{org}/users` with `{"search_term", "take", "skip"}`: a
+    /// substring search, 100 a page.
+    fn lookup(
+        &self,
+        http: &Client,
+        organization: Option<&str>,
+        email: &str,
+        page: u32,
+    ) -> Option<RequestBuilder> {
+        let org = organization?;
+        let body = serde_json::json!({"search_term": email, "take": PAGE, "skip": page * PAGE});
+        Some(
+            http.post(format!("{}/v1/organizations/{org}/users", self.base))
+                .json(&body),
+        )
+    }
+
+    fn read_lookup(&self, body: &[u8], page: u32) -> Option<MemberPage> {
+        #[derive(Deserialize)]
+        struct Total {
+            #[serde(default)]
+            total: Option<u64>,
+        }
+        let members = http::json::<AnyList>(body)?.members();
+        let total = http::json::<Total>(body).and_then(|t| t.total);
+        let seen = u64::from(page + 1) * u64::from(PAGE);
+        let more = match total {
+            Some(t) => seen < t,
+            None => members.len() as u32 == PAGE,
+        };
+        Some(MemberPage { members, more })
     }
 }
 

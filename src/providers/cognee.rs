@@ -98,6 +98,25 @@ impl Adapter for Cognee {
         }
         answer
     }
+
+    /// `GET {base}/api/v1/permissions/tenants/{tenant}/users`: every user of the tenant.
+    fn lookup(
+        &self,
+        http: &Client,
+        organization: Option<&str>,
+        _email: &str,
+        _page: u32,
+    ) -> Option<RequestBuilder> {
+        let tenant = organization?;
+        Some(http.get(format!(
+            "{}/api/v1/permissions/tenants/{tenant}/users",
+            self.base
+        )))
+    }
+
+    fn read_lookup(&self, body: &[u8], _page: u32) -> Option<super::lookup::MemberPage> {
+        super::lookup::read_whole_list(body)
+    }
 }
 
 /// `"Tenant not found. [TenantNotFoundError]"` → code `TenantNotFoundError`, message `Tenant not found.`

@@ -10,6 +10,7 @@ pub mod auth;
 pub mod cognee;
 pub mod factory;
 pub mod http;
+pub mod lookup;
 pub mod telnyx;
 
 use std::time::Duration;
@@ -31,6 +32,24 @@ pub trait Adapter: Send + Sync + 'static {
 
     /// Reads an answer to the removal (status, headers, body) into the uniform shape.
     fn read(&self, status: StatusCode, headers: &HeaderMap, body: &[u8]) -> Answer;
+
+    /// The member search or list request that finds `email`, page `page` (from 0), within
+    /// `organization` (the org or tenant, for the kinds that name one). None for a provider that
+    /// takes emails directly (Factory).
+    fn lookup(
+        &self,
+        _http: &Client,
+        _organization: Option<&str>,
+        _email: &str,
+        _page: u32,
+    ) -> Option<RequestBuilder> {
+        None
+    }
+
+    /// Reads a successful search or list answer.
+    fn read_lookup(&self, _body: &[u8], _page: u32) -> Option<lookup::MemberPage> {
+        None
+    }
 }
 
 /// Builds the adapter for a provider kind with its base URL (no trailing slash).
@@ -105,6 +124,55 @@ impl Provider {
     pub async fn send(&self, request: RequestBuilder) -> Result<Answer, Transport> {
         let (status, headers, body) = http::exchange(request).await?;
         Ok(self.adapter.read(status, &headers, &body))
+    }
+
+    /// Sends one page of a member search and reads it: the answer (for classification, like any
+    /// other) and, on a 2xx, the page. `Ok(None)` answer-less pages cannot happen: a provider
+    /// without lookups returns `Err(None)`.
+    pub async fn lookup_page(
+        &self,
+        organization: Option<&str>,
+        email: &str,
+        page: u32,
+    ) -> Result<(Answer, Option<lookup::MemberPage>), Option<Result<Answer, Transport>>> {
+        let Some(request) = self.adapter.lookup(&self.http, organization, email, page) else {
+            return Err(None);
+        };
+        let request = match self.auth.apply(request).await {
+            Ok(r) => r,
+            Err(auth::AuthFailure::Answer(answer)) => return Err(Some(Ok(answer))),
+            Err(auth::AuthFailure::Transport(t)) => return Err(Some(Err(t))),
+        };
+        let (status, headers, body) = http::exchange(request).await.map_err(|t| Some(Err(t)))?;
+        let mut answer = self.adapter.read(status, &headers, &body);
+        if status.is_success() {
+            // A search that answered is not a removal: only the removal may read as `Removed`.
+            answer.hint = Hint::None;
+            let page_read = self.adapter.read_lookup(&body, page);
+            return Ok((answer, page_read));
+        }
+        Ok((answer, None))
+    }
+
+    /// Finds the member with exactly this email, reading every page (for tests and one-off calls;
+    /// the lane paces each page like any request).
+    pub async fn find(
+        &self,
+        organization: Option<&str>,
+        email: &str,
+    ) -> Result<lookup::Resolution, Option<Result<Answer, Transport>>> {
+        let mut members = Vec::new();
+        for page in 0..1000 {
+            let (answer, read) = self.lookup_page(organization, email, page).await?;
+            let Some(read) = read else {
+                return Err(Some(Ok(answer)));
+            };
+            members.extend(read.members);
+            if !read.more {
+                break;
+            }
+        }
+        Ok(lookup::resolve(email, &members))
     }
 
     /// Prepares and sends at once (no pacing in between): for tests and one-off calls.

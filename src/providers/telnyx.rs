@@ -7,6 +7,7 @@ use serde::Deserialize;
 
 use super::Adapter;
 use super::http::{self, Answer, Hint, ProviderError};
+use super::lookup::{AnyList, MemberPage};
 use crate::job::{ProviderKind, Target};
 
 pub struct Telnyx {
@@ -91,5 +92,47 @@ impl Adapter for Telnyx {
             });
         }
         answer
+    }
+
+    /// `GET {base}/v2/organizations/users?filter[email]=E&page[size]=250&page[number]=N`: a partial
+    /// match, paged.
+    fn lookup(
+        &self,
+        http: &Client,
+        _organization: Option<&str>,
+        email: &str,
+        page: u32,
+    ) -> Option<RequestBuilder> {
+        let number = (page + 1).to_string();
+        Some(
+            http.get(format!("{}/v2/organizations/users", self.base))
+                .query(&[
+                    ("filter[email]", email),
+                    ("page[size]", "250"),
+                    ("page[number]", number.as_str()),
+                ]),
+        )
+    }
+
+    fn read_lookup(&self, body: &[u8], page: u32) -> Option<MemberPage> {
+        #[derive(Deserialize)]
+        struct Paged {
+            #[serde(default)]
+            meta: Option<Meta>,
+        }
+        #[derive(Deserialize)]
+        struct Meta {
+            #[serde(default)]
+            total_pages: Option<u32>,
+        }
+        let members = http::json::<AnyList>(body)?.members();
+        let total_pages = http::json::<Paged>(body)
+            .and_then(|p| p.meta)
+            .and_then(|m| m.total_pages);
+        let more = match total_pages {
+            Some(t) => page + 1 < t,
+            None => members.len() == 250,
+        };
+        Some(MemberPage { members, more })
     }
 }

@@ -4,6 +4,7 @@ mod broker;
 mod csv_props;
 mod deploy;
 mod e2e;
+mod lookups;
 mod prom;
 mod support;
 mod worker;

@@ -1,0 +1,210 @@
+//! Finding a member's id from an email, against each provider's search or list endpoint on
+//! wiremock: their matches are partial, ours exact and case-insensitive.
+
+use std::time::Duration;
+
+use offboard::job::ProviderKind;
+use offboard::providers::lookup::Resolution;
+use offboard::providers::{self, Auth, Hint, Provider};
+use offboard::retry::{Decision, FailReason, classify};
+use secrecy::SecretString;
+use serde_json::json;
+use wiremock::matchers::{body_json, header, method, path, query_param};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+const TENANT: &str = "7b09cdc3-8948-47f0-aa62-74ac943d6c59";
+
+async fn provider(kind: ProviderKind) -> (MockServer, Provider) {
+    let server = MockServer::start().await;
+    let base = match kind {
+        ProviderKind::Aerospike => format!("{}/v1", server.uri()),
+        _ => server.uri(),
+    };
+    let auth = Auth::bearer(&SecretString::from("tok".to_owned())).unwrap();
+    let p = Provider::new(
+        providers::adapter(kind, &base),
+        auth,
+        providers::client(Duration::from_secs(5)).unwrap(),
+    );
+    (server, p)
+}
+
+fn user(id: &str, email: &str) -> serde_json::Value {
+    json!({"id": id, "email": email, "record_type": "organization_sub_user"})
+}
+
+#[tokio::test]
+async fn telnyx_pages_through_partial_matches_to_the_exact_one() {
+    let (server, p) = provider(ProviderKind::Telnyx).await;
+    let page = |n: &str, data: serde_json::Value| {
+        Mock::given(method("GET"))
+            .and(path("/v2/organizations/users"))
+            .and(query_param("filter[email]", "Ann@Acme.example"))
+            .and(query_param("page[size]", "250"))
+            .and(query_param("page[number]", n))
+            .and(header("authorization", "Bearer tok"))
+            .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+                "data": data,
+                "meta": {"page_number": n.parse::<u32>().unwrap(), "page_size": 250, "total_pages": 2, "total_results": 3}
+            })))
+            .expect(1)
+    };
+    page(
+        "1",
+        json!([
+            user("u-joann", "joann@acme.example"),
+            user("u-anne", "ann@acme.example.org")
+        ]),
+    )
+    .mount(&server)
+    .await;
+    page("2", json!([user("u-ann", "ann@acme.example")]))
+        .mount(&server)
+        .await;
+    assert_eq!(
+        p.find(None, "Ann@Acme.example").await.unwrap(),
+        Resolution::Found("u-ann".into())
+    );
+}
+
+#[tokio::test]
+async fn no_exact_match_is_no_member_and_two_are_ambiguous() {
+    let (server, p) = provider(ProviderKind::Telnyx).await;
+    Mock::given(method("GET"))
+        .and(path("/v2/organizations/users"))
+        .and(query_param("filter[email]", "bo@acme.example"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "data": [user("u-1", "bob@acme.example")], "meta": {"total_pages": 1}
+        })))
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/v2/organizations/users"))
+        .and(query_param("filter[email]", "sam@acme.example"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "data": [user("u-2", "sam@acme.example"), user("u-3", "SAM@acme.example")], "meta": {"total_pages": 1}
+        })))
+        .mount(&server)
+        .await;
+    assert_eq!(
+        p.find(None, "bo@acme.example").await.unwrap(),
+        Resolution::NoMember
+    );
+    assert_eq!(
+        p.find(None, "sam@acme.example").await.unwrap(),
+        Resolution::Ambiguous(vec!["u-2".into(), "u-3".into()])
+    );
+}
+
+#[tokio::test]
+async fn aitronos_searches_its_organization_a_hundred_at_a_time() {
+    let (server, p) = provider(ProviderKind::Aitronos).await;
+    let filler: Vec<_> = (0..100)
+        .map(|i| json!({"user_id": format!("usr_f{i}"), "email": format!("x{i}ann@acme.example")}))
+        .collect();
+    Mock::given(method("POST"))
+        .and(path("/v1/organizations/org_acme/users"))
+        .and(body_json(
+            json!({"search_term": "ann@acme.example", "take": 100, "skip": 0}),
+        ))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_json(json!({"users": filler, "total": 101})),
+        )
+        .expect(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/v1/organizations/org_acme/users"))
+        .and(body_json(
+            json!({"search_term": "ann@acme.example", "take": 100, "skip": 100}),
+        ))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "users": [{"user_id": "usr_ann", "email": "Ann@acme.example"}], "total": 101
+        })))
+        .expect(1)
+        .mount(&server)
+        .await;
+    assert_eq!(
+        p.find(Some("org_acme"), "ann@acme.example").await.unwrap(),
+        Resolution::Found("usr_ann".into())
+    );
+}
+
+#[tokio::test]
+async fn aerospike_and_cognee_list_every_member() {
+    let (server, p) = provider(ProviderKind::Aerospike).await;
+    Mock::given(method("GET"))
+        .and(path("/v1/organization/members"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!([
+            {"id": "11111111-1111-1111-1111-111111111111", "email": "ann@acme.example", "role": "member"},
+            {"id": "22222222-2222-2222-2222-222222222222", "email": "joann@acme.example", "role": "owner"}
+        ])))
+        .expect(1)
+        .mount(&server)
+        .await;
+    assert_eq!(
+        p.find(None, "ANN@acme.example").await.unwrap(),
+        Resolution::Found("11111111-1111-1111-1111-111111111111".into())
+    );
+
+    let (server, p) = provider(ProviderKind::Cognee).await;
+    Mock::given(method("GET"))
+        .and(path(format!("/api/v1/permissions/tenants/{TENANT}/users")))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!([
+            {"id": "33333333-3333-3333-3333-333333333333", "email": "ann@acme.example", "roles": []}
+        ])))
+        .mount(&server)
+        .await;
+    assert_eq!(
+        p.find(Some(TENANT), "ann@acme.example").await.unwrap(),
+        Resolution::Found("33333333-3333-3333-3333-333333333333".into())
+    );
+    assert_eq!(
+        p.find(Some(TENANT), "bob@acme.example").await.unwrap(),
+        Resolution::NoMember
+    );
+}
+
+#[tokio::test]
+async fn a_failed_search_is_classified_like_any_answer() {
+    let (server, p) = provider(ProviderKind::Cognee).await;
+    Mock::given(method("GET"))
+        .respond_with(
+            ResponseTemplate::new(404)
+                .set_body_json(json!({"detail": "Tenant not found. [TenantNotFoundError]"})),
+        )
+        .mount(&server)
+        .await;
+    let Err(Some(answer)) = p.find(Some(TENANT), "ann@acme.example").await else {
+        panic!("a 404 is no resolution")
+    };
+    assert_eq!(answer.as_ref().unwrap().hint, Hint::NoSuchOrganization);
+    assert_eq!(
+        classify(&answer, false),
+        Decision::Fail {
+            reason: FailReason::NotFound
+        }
+    );
+
+    let (server, p) = provider(ProviderKind::Telnyx).await;
+    Mock::given(method("GET"))
+        .respond_with(
+            ResponseTemplate::new(429)
+                .insert_header("x-ratelimit-reset", "3")
+                .set_body_json(json!({"errors": [{"code": "10011"}]})),
+        )
+        .mount(&server)
+        .await;
+    let Err(Some(answer)) = p.find(None, "ann@acme.example").await else {
+        panic!("a 429 is no resolution")
+    };
+    assert!(
+        matches!(classify(&answer, false), Decision::Retry { after: Some(d), .. } if d == Duration::from_secs(3))
+    );
+}
+
+#[tokio::test]
+async fn factory_takes_the_email_itself() {
+    let (_server, p) = provider(ProviderKind::Factory).await;
+    assert!(matches!(p.find(None, "ann@acme.example").await, Err(None)));
+}
