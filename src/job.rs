@@ -320,6 +320,111 @@ impl Target {
     }
 }
 
+/// Whom a job names: an id in the provider's own format, or an email the lane looks up first
+/// through the provider's member search (Factory takes emails directly, so it is always known).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Subject {
+    Known(Target),
+    ByEmail {
+        kind: ProviderKind,
+        /// The Aitronos organization or Cognee tenant, validated, in canonical form.
+        organization: Option<String>,
+        transfer_to: Option<PrefixedId>,
+        email: Email,
+    },
+}
+
+impl Subject {
+    pub fn kind(&self) -> ProviderKind {
+        match self {
+            Subject::Known(t) => t.kind(),
+            Subject::ByEmail { kind, .. } => *kind,
+        }
+    }
+
+    pub fn organization(&self) -> Option<String> {
+        match self {
+            Subject::Known(t) => t.organization(),
+            Subject::ByEmail { organization, .. } => organization.clone(),
+        }
+    }
+
+    /// The user as asked for: the id, or the email still to look up.
+    pub fn user(&self) -> String {
+        match self {
+            Subject::Known(t) => t.user(),
+            Subject::ByEmail { email, .. } => email.as_str().to_owned(),
+        }
+    }
+
+    pub fn transfer_to(&self) -> Option<&PrefixedId> {
+        match self {
+            Subject::Known(Target::Aitronos { transfer_to, .. })
+            | Subject::ByEmail { transfer_to, .. } => transfer_to.as_ref(),
+            Subject::Known(_) => None,
+        }
+    }
+
+    fn hash_identity<H: Hasher>(&self, h: &mut H) {
+        match self {
+            Subject::Known(t) => t.hash_identity(h),
+            Subject::ByEmail {
+                organization,
+                email,
+                ..
+            } => {
+                h.write_u8(b'@');
+                for b in organization
+                    .as_deref()
+                    .unwrap_or("")
+                    .bytes()
+                    .chain([0xff])
+                    .chain(email.as_str().bytes())
+                {
+                    h.write_u8(b.to_ascii_lowercase());
+                }
+            }
+        }
+    }
+
+    /// The target once the provider's search found `id`: checked against the kind's id format like
+    /// any id from a door, so a search answer cannot send a removal to a path nobody asked for.
+    pub fn resolve(&self, id: &str) -> Result<Target, Invalid> {
+        let Subject::ByEmail {
+            kind,
+            organization,
+            transfer_to,
+            ..
+        } = self
+        else {
+            unreachable!("only email subjects are resolved")
+        };
+        let org = || {
+            organization
+                .as_deref()
+                .ok_or(Invalid::Missing("organization"))
+        };
+        Ok(match kind {
+            ProviderKind::Aitronos => Target::Aitronos {
+                organization: PrefixedId::parse("organization", "org_", org()?)?,
+                user: PrefixedId::parse("user", "usr_", id)?,
+                transfer_to: transfer_to.clone(),
+            },
+            ProviderKind::Cognee => Target::Cognee {
+                tenant: Uuid::parse("organization", org()?)?,
+                user: Uuid::parse("user", id)?,
+            },
+            ProviderKind::Telnyx => Target::Telnyx {
+                user: OpaqueId::parse("user", id)?,
+            },
+            ProviderKind::Aerospike => Target::Aerospike {
+                user: Uuid::parse("user", id)?,
+            },
+            ProviderKind::Factory => unreachable!("Factory takes emails directly"),
+        })
+    }
+}
+
 /// Index of a provider entry (a lane) in the configuration's order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct LaneId(pub usize);
@@ -333,7 +438,7 @@ pub struct Job {
     pub lane: LaneId,
     /// The provider entry's name, shared with its lane.
     pub provider: Arc<str>,
-    pub target: Target,
+    pub subject: Subject,
     pub reason: Option<Box<str>>,
     pub requested_by: Option<Box<str>>,
 }
@@ -379,7 +484,7 @@ impl Job {
     pub fn identity(&self) -> u64 {
         let mut h = std::hash::DefaultHasher::new();
         self.lane.hash(&mut h);
-        self.target.hash_identity(&mut h);
+        self.subject.hash_identity(&mut h);
         h.finish()
     }
 }
@@ -441,49 +546,42 @@ impl Directory {
                 why: "only Aitronos transfers resources",
             });
         }
-        let target = match kind {
-            ProviderKind::Aitronos => Target::Aitronos {
-                organization: PrefixedId::parse(
-                    "organization",
-                    "org_",
-                    organization.ok_or(Invalid::Missing("organization"))?,
-                )?,
-                user: PrefixedId::parse("user", "usr_", user)?,
+        let by_email = kind != ProviderKind::Factory && user.contains('@');
+        let subject = if by_email {
+            let organization = match kind {
+                ProviderKind::Aitronos => Some(
+                    PrefixedId::parse(
+                        "organization",
+                        "org_",
+                        organization.ok_or(Invalid::Missing("organization"))?,
+                    )?
+                    .as_str()
+                    .to_owned(),
+                ),
+                ProviderKind::Cognee => Some(
+                    Uuid::parse(
+                        "organization",
+                        organization.ok_or(Invalid::Missing("organization"))?,
+                    )?
+                    .to_string(),
+                ),
+                other => {
+                    no_organization(other, organization)?;
+                    None
+                }
+            };
+            Subject::ByEmail {
+                kind,
+                organization,
                 transfer_to: transfer_to
                     .map(|t| PrefixedId::parse("transfer_to", "dept_", t))
                     .transpose()?,
-            },
-            ProviderKind::Cognee => Target::Cognee {
-                tenant: Uuid::parse(
-                    "organization",
-                    organization.ok_or(Invalid::Missing("organization"))?,
-                )?,
-                user: Uuid::parse("user", user)?,
-            },
-            other => {
-                if organization.is_some() {
-                    // The API key picks the organization; a row naming one we cannot check must not
-                    // remove the person from whatever organization the key happens to belong to.
-                    return Err(Invalid::NotApplicable {
-                        field: "organization",
-                        kind: other,
-                        why: "its API key picks the organization",
-                    });
-                }
-                match other {
-                    ProviderKind::Factory => Target::Factory {
-                        email: Email::parse("user", user)?,
-                    },
-                    ProviderKind::Telnyx => Target::Telnyx {
-                        user: OpaqueId::parse("user", user)?,
-                    },
-                    _ => Target::Aerospike {
-                        user: Uuid::parse("user", user)?,
-                    },
-                }
+                email: Email::parse("user", user)?,
             }
+        } else {
+            Subject::Known(target(kind, user, organization, transfer_to)?)
         };
-        if let Some(pattern) = self.protected.matches(&target.user()) {
+        if let Some(pattern) = self.protected.matches(&subject.user()) {
             return Err(Invalid::Protected {
                 pattern: pattern.to_owned(),
             });
@@ -501,11 +599,61 @@ impl Directory {
             line,
             lane,
             provider: name.clone(),
-            target,
+            subject,
             reason: field(&raw.reason).map(Into::into),
             requested_by: field(&raw.requested_by).map(Into::into),
         })
     }
+}
+
+/// For the kinds whose API key picks the organization, a row must not name one: we could not check
+/// it, and must not remove the person from whatever organization the key happens to belong to.
+fn no_organization(kind: ProviderKind, organization: Option<&str>) -> Result<(), Invalid> {
+    match organization {
+        Some(_) => Err(Invalid::NotApplicable {
+            field: "organization",
+            kind,
+            why: "its API key picks the organization",
+        }),
+        None => Ok(()),
+    }
+}
+
+/// A target from an id in its provider's format.
+fn target(
+    kind: ProviderKind,
+    user: &str,
+    organization: Option<&str>,
+    transfer_to: Option<&str>,
+) -> Result<Target, Invalid> {
+    let org = || organization.ok_or(Invalid::Missing("organization"));
+    Ok(match kind {
+        ProviderKind::Aitronos => Target::Aitronos {
+            organization: PrefixedId::parse("organization", "org_", org()?)?,
+            user: PrefixedId::parse("user", "usr_", user)?,
+            transfer_to: transfer_to
+                .map(|t| PrefixedId::parse("transfer_to", "dept_", t))
+                .transpose()?,
+        },
+        ProviderKind::Cognee => Target::Cognee {
+            tenant: Uuid::parse("organization", org()?)?,
+            user: Uuid::parse("user", user)?,
+        },
+        other => {
+            no_organization(other, organization)?;
+            match other {
+                ProviderKind::Factory => Target::Factory {
+                    email: Email::parse("user", user)?,
+                },
+                ProviderKind::Telnyx => Target::Telnyx {
+                    user: OpaqueId::parse("user", user)?,
+                },
+                _ => Target::Aerospike {
+                    user: Uuid::parse("user", user)?,
+                },
+            }
+        }
+    })
 }
 
 #[cfg(test)]
@@ -528,7 +676,12 @@ mod tests {
     #[test]
     fn each_kind_takes_its_own_id_format() {
         let d = dir();
-        let t = |p, u, o| d.validate(&raw(p, u, o), None).map(|j| j.target);
+        let t = |p, u, o| {
+            d.validate(&raw(p, u, o), None).map(|j| match j.subject {
+                Subject::Known(t) => t,
+                other => panic!("an id, not an email: {other:?}"),
+            })
+        };
         assert!(matches!(
             t("factory", "a@b.co", ""),
             Ok(Target::Factory { .. })
@@ -609,6 +762,59 @@ mod tests {
     }
 
     #[test]
+    fn an_email_where_an_id_is_expected_is_looked_up_then_checked_like_an_id() {
+        let d = dir();
+        let j = d
+            .validate(&raw("aitronos", "Ann@Acme.example", "org_acme"), None)
+            .unwrap();
+        assert!(matches!(
+            &j.subject,
+            Subject::ByEmail {
+                kind: ProviderKind::Aitronos,
+                ..
+            }
+        ));
+        assert_eq!(j.subject.user(), "Ann@Acme.example");
+        assert_eq!(j.subject.organization().as_deref(), Some("org_acme"));
+        let t = j.subject.resolve("usr_ann").unwrap();
+        assert_eq!(t.user(), "usr_ann");
+        // An id from a search answer passes the same checks as one from a door.
+        assert!(j.subject.resolve("../admin").is_err());
+        assert!(
+            d.validate(&raw("aitronos", "ann@acme.example", ""), None)
+                .is_err(),
+            "still needs its organization"
+        );
+        assert!(
+            d.validate(&raw("telnyx", "ann@acme.example", "org"), None)
+                .is_err(),
+            "no organization where the key picks it"
+        );
+        let f = d
+            .validate(&raw("factory", "ann@acme.example", ""), None)
+            .unwrap();
+        assert!(
+            matches!(f.subject, Subject::Known(Target::Factory { .. })),
+            "Factory takes the email itself"
+        );
+        let c = d
+            .validate(
+                &raw(
+                    "cognee",
+                    "ann@acme.example",
+                    "7B09CDC3-8948-47F0-AA62-74AC943D6C59",
+                ),
+                None,
+            )
+            .unwrap();
+        assert_eq!(
+            c.subject.organization().as_deref(),
+            Some("7b09cdc3-8948-47f0-aa62-74ac943d6c59")
+        );
+        assert!(c.subject.resolve("not-a-uuid").is_err());
+    }
+
+    #[test]
     fn protected_accounts_never_become_jobs() {
         let patterns = [
             "breakglass@acme.example".to_owned(),
@@ -653,7 +859,7 @@ mod tests {
             let mut s = DefaultHasher::new();
             d.validate(&raw(p, u, o), None)
                 .unwrap()
-                .target
+                .subject
                 .hash_identity(&mut s);
             s.finish()
         };

@@ -16,8 +16,9 @@ use tokio_util::task::TaskTracker;
 
 use crate::audit::Audit;
 use crate::hold::Hold;
-use crate::job::{Job, LaneId, ProviderKind};
+use crate::job::{Job, LaneId, ProviderKind, Subject, Target};
 use crate::metrics::LaneMetrics;
+use crate::providers::lookup::{Member, Resolution, resolve};
 use crate::providers::{Answer, Provider, Transport};
 use crate::report::{ErrorField, Outcome, Record, Sink, Timestamp};
 use crate::retry::{Decision, FailReason, OnConflict, Policy, RetryReason, classify};
@@ -90,6 +91,51 @@ impl Circuit {
 
     fn reason(&self) -> Option<&str> {
         self.open.get().map(String::as_str)
+    }
+}
+
+/// The retry budgets of one job, shared by its lookups and its removal.
+struct Budget {
+    first: Instant,
+    schedule: Box<dyn Iterator<Item = Duration> + Send>,
+    transient: u32,
+    conflicts: u32,
+    rate_waited: Duration,
+    /// A 401 right after a refresh is final; a later one (the new token expired while this job
+    /// waited out a pause or a backoff) may refresh again.
+    just_refreshed: bool,
+    last: Option<Result<Answer, Transport>>,
+}
+
+/// Where an email lookup stands: the page to read next and the members seen so far.
+#[derive(Default)]
+struct Lookup {
+    page: u32,
+    members: Vec<Member>,
+    answer: Option<Answer>,
+}
+
+/// After one answer: wait and try again, or the job's final record.
+enum Next {
+    Wait(Duration),
+    Done(Box<Record>),
+}
+
+/// What a lookup step could not settle by itself.
+enum Step {
+    /// The job ended (no member, ambiguous, halted).
+    Done(Record),
+    /// An answer (or its absence) for the one classification.
+    Classify(Result<Answer, Transport>),
+}
+
+/// The status label of a request's metric: the HTTP code, or why none came.
+fn status_label(result: &Result<&Answer, &Transport>) -> String {
+    match result {
+        Ok(a) => a.status.as_str().to_owned(),
+        Err(Transport::Timeout(_)) => "timeout".into(),
+        Err(Transport::Connect(_)) => "connect".into(),
+        Err(Transport::Other(_)) => "error".into(),
     }
 }
 
@@ -257,132 +303,298 @@ impl Lane {
     }
 
     async fn attempts(&self, job: &Job) -> Record {
+        let mut resolved = match &job.subject {
+            Subject::Known(t) => Some(t.clone()),
+            Subject::ByEmail { .. } => None,
+        };
+        let mut record = self.attempts_on(job, &mut resolved).await;
+        if let (Subject::ByEmail { .. }, Some(t)) = (&job.subject, resolved) {
+            record.resolved_user = Some(t.user());
+        }
+        record
+    }
+
+    /// One lookup step for an email subject: a cached whole list, or one page of the provider's
+    /// search. `Ok(Some(target))` when found; `Ok(None)` when another page is needed; `Err` with
+    /// either a finished record or an answer to classify.
+    async fn lookup_step(
+        &self,
+        job: &Job,
+        ctx: &mut Lookup,
+        started: Timestamp,
+        attempts: &mut u32,
+    ) -> Result<Option<Target>, Step> {
+        let Subject::ByEmail {
+            organization,
+            email,
+            ..
+        } = &job.subject
+        else {
+            unreachable!("only email subjects are looked up")
+        };
+        let org = organization.as_deref();
+        let whole = self.provider.whole_list();
+        let _one_fetch = if whole {
+            Some(self.provider.list_fetch().lock().await)
+        } else {
+            None
+        };
+        let members = match self
+            .provider
+            .cached_members(org)
+            .filter(|_| whole && ctx.page == 0)
+        {
+            Some(cached) => cached.to_vec(),
+            None => {
+                let Some(prepared) = self
+                    .provider
+                    .prepare_lookup(org, email.as_str(), ctx.page)
+                    .await
+                else {
+                    unreachable!("validation makes email subjects only for providers that look up")
+                };
+                let request = match prepared {
+                    Ok(r) => r,
+                    Err(result) => return Err(Step::Classify(result)),
+                };
+                self.admit().await;
+                if let Some(reason) = self.halted() {
+                    return Err(Step::Done(
+                        self.halted_record(job, started, *attempts, None, reason),
+                    ));
+                }
+                *attempts += 1;
+                let start = Instant::now();
+                let sent = self.provider.send_lookup(request, ctx.page).await;
+                self.metrics.request(
+                    "lookup",
+                    &status_label(&sent.as_ref().map(|(a, _)| a)),
+                    start.elapsed(),
+                );
+                let (answer, page) = match sent {
+                    Ok((answer, Some(page))) => (answer, page),
+                    Ok((answer, None)) => return Err(Step::Classify(Ok(answer))),
+                    Err(t) => return Err(Step::Classify(Err(t))),
+                };
+                self.circuit.ok();
+                ctx.answer = Some(answer);
+                ctx.members.extend(page.members);
+                if page.more {
+                    ctx.page += 1;
+                    return Ok(None);
+                }
+                let members = std::mem::take(&mut ctx.members);
+                if whole {
+                    self.provider.cache_members(org, members.clone());
+                }
+                members
+            }
+        };
+        let last = ctx.answer.take().map(Ok);
+        let done = |outcome, code: &'static str, message: String| {
+            let mut r = self.finished(job, started, *attempts, outcome, Some(code), last.as_ref());
+            r.error = Some(ErrorField {
+                code: code.to_owned(),
+                message,
+            });
+            Step::Done(r)
+        };
+        match resolve(email.as_str(), &members) {
+            Resolution::Found(id) => match job.subject.resolve(&id) {
+                Ok(t) => Ok(Some(t)),
+                Err(e) => Err(done(
+                    Outcome::Failed,
+                    "bad_lookup",
+                    format!("the search answered an id we cannot use: {e}"),
+                )),
+            },
+            Resolution::NoMember => Err(done(
+                Outcome::AlreadyAbsent,
+                "no_member",
+                "no member with this email".into(),
+            )),
+            Resolution::Ambiguous(ids) => Err(done(
+                Outcome::Failed,
+                "ambiguous",
+                format!(
+                    "{} members have exactly this email; nothing was removed",
+                    ids.len()
+                ),
+            )),
+        }
+    }
+
+    async fn attempts_on(&self, job: &Job, resolved: &mut Option<Target>) -> Record {
         let started = Timestamp::now();
-        let first = Instant::now();
-        let mut schedule = self.policy.schedule();
+        let mut budget = Budget {
+            first: Instant::now(),
+            schedule: Box::new(self.policy.schedule()),
+            transient: 0,
+            conflicts: 0,
+            rate_waited: Duration::ZERO,
+            just_refreshed: false,
+            last: None,
+        };
+        let mut lookup = Lookup::default();
         let mut attempts = 0u32;
-        let mut transient = 0u32;
-        let mut conflicts = 0u32;
-        let mut rate_waited = Duration::ZERO;
-        // A 401 right after a refresh is final; a later one (the new token expired while this job
-        // waited out a pause or a backoff) may refresh again.
-        let mut just_refreshed = false;
-        let mut last: Option<Result<Answer, Transport>> = None;
         loop {
             if let Some(reason) = self.halted() {
-                return self.halted_record(job, started, attempts, last.as_ref(), reason);
+                return self.halted_record(job, started, attempts, budget.last.as_ref(), reason);
             }
-            let prepared = self.provider.prepare(&job.target).await;
             let sent = Instant::now();
-            let result = match prepared {
-                Ok(request) => {
-                    // Admission is the last step before the wire, so requests leave at the pace
-                    // the limiter allows.
-                    self.admit().await;
-                    if let Some(reason) = self.halted() {
-                        return self.halted_record(job, started, attempts, last.as_ref(), reason);
+            let result = match resolved.as_ref() {
+                None => match self
+                    .lookup_step(job, &mut lookup, started, &mut attempts)
+                    .await
+                {
+                    Ok(found) => {
+                        *resolved = found;
+                        continue;
                     }
-                    attempts += 1;
-                    self.stats.requests.fetch_add(1, Ordering::Relaxed);
-                    let start = Instant::now();
-                    let result = self.provider.send(request).await;
-                    let status = match &result {
-                        Ok(a) => a.status.as_str(),
-                        Err(Transport::Timeout(_)) => "timeout",
-                        Err(Transport::Connect(_)) => "connect",
-                        Err(Transport::Other(_)) => "error",
-                    };
-                    self.metrics.request(status, start.elapsed());
-                    if let Some(audit) = self.audit.get() {
-                        let (code, id) = match &result {
-                            Ok(a) => (Some(a.status.as_u16()), a.request_id.as_deref()),
-                            Err(_) => (None, None),
-                        };
-                        audit.request(job, attempts, code, id).await;
+                    Err(Step::Done(record)) => return record,
+                    Err(Step::Classify(result)) => result,
+                },
+                Some(target) => match self.provider.prepare(target).await {
+                    Ok(request) => {
+                        // Admission is the last step before the wire, so requests leave at the
+                        // pace the limiter allows.
+                        self.admit().await;
+                        if let Some(reason) = self.halted() {
+                            return self.halted_record(
+                                job,
+                                started,
+                                attempts,
+                                budget.last.as_ref(),
+                                reason,
+                            );
+                        }
+                        attempts += 1;
+                        self.stats.requests.fetch_add(1, Ordering::Relaxed);
+                        let start = Instant::now();
+                        let result = self.provider.send(request).await;
+                        self.metrics.request(
+                            "remove",
+                            &status_label(&result.as_ref()),
+                            start.elapsed(),
+                        );
+                        if let Some(audit) = self.audit.get() {
+                            let (code, id) = match &result {
+                                Ok(a) => (Some(a.status.as_u16()), a.request_id.as_deref()),
+                                Err(_) => (None, None),
+                            };
+                            audit.request(job, attempts, code, id).await;
+                        }
+                        result
                     }
-                    result
-                }
-                // The token endpoint refused or was silent: nothing went to the removal endpoint.
-                Err(result) => result,
+                    // The token endpoint refused or was silent: nothing went to the removal endpoint.
+                    Err(result) => result,
+                },
             };
-            let decision = classify(&result, self.provider.refreshable() && !just_refreshed);
-            just_refreshed = false;
-            let fail = |reason: FailReason, result: &Result<Answer, Transport>| {
-                self.finished(
+            match self.decide(job, started, attempts, &mut budget, result, sent) {
+                Next::Wait(wait) if wait.is_zero() => {}
+                Next::Wait(wait) => tokio::time::sleep(wait).await,
+                Next::Done(record) => return *record,
+            }
+        }
+    }
+
+    /// Classifies one answer and applies the budgets: how long to wait before the next attempt,
+    /// or the job's final record.
+    fn decide(
+        &self,
+        job: &Job,
+        started: Timestamp,
+        attempts: u32,
+        budget: &mut Budget,
+        result: Result<Answer, Transport>,
+        sent: Instant,
+    ) -> Next {
+        let decision = classify(
+            &result,
+            self.provider.refreshable() && !budget.just_refreshed,
+        );
+        budget.just_refreshed = false;
+        let fail = |reason: FailReason, result: &Result<Answer, Transport>| {
+            self.finished(
+                job,
+                started,
+                attempts,
+                Outcome::Failed,
+                Some(reason.as_str()),
+                Some(result),
+            )
+        };
+        let (reason, after) = match decision {
+            Decision::Removed | Decision::AlreadyAbsent => {
+                self.circuit.ok();
+                let outcome = if decision == Decision::Removed {
+                    Outcome::Removed
+                } else {
+                    Outcome::AlreadyAbsent
+                };
+                return Next::Done(Box::new(self.finished(
                     job,
                     started,
                     attempts,
-                    Outcome::Failed,
-                    Some(reason.as_str()),
-                    Some(result),
-                )
-            };
-            let (reason, after) = match decision {
-                Decision::Removed | Decision::AlreadyAbsent => {
-                    self.circuit.ok();
-                    let outcome = if decision == Decision::Removed {
-                        Outcome::Removed
-                    } else {
-                        Outcome::AlreadyAbsent
-                    };
-                    return self.finished(job, started, attempts, outcome, None, Some(&result));
-                }
-                Decision::Fail { reason } => {
-                    if reason.is_credential() {
-                        let status = result.as_ref().map(|a| a.status.as_u16()).unwrap_or(0);
-                        self.circuit
-                            .credential_failure(&format!("{status} {}", reason.as_str()));
-                    }
-                    return fail(reason, &result);
-                }
-                Decision::Retry { reason, after } => (reason, after),
-            };
-            let wait = match reason {
-                RetryReason::RateLimited => {
-                    self.stats.rate_limited.fetch_add(1, Ordering::Relaxed);
-                    let d =
-                        after.unwrap_or_else(|| schedule.next().unwrap_or(self.policy.max_delay));
-                    rate_waited += d;
-                    if rate_waited > self.policy.max_rate_limit_wait {
-                        return fail(FailReason::RateLimitWaitExceeded, &result);
-                    }
-                    self.pause_for(d);
-                    Duration::ZERO // admit() waits out the lane's pause
-                }
-                RetryReason::TokenRefresh => {
-                    just_refreshed = true;
-                    self.provider.invalidate_token(sent);
-                    Duration::ZERO
-                }
-                RetryReason::Conflict => {
-                    conflicts += 1;
-                    if self.policy.on_conflict == OnConflict::Fail
-                        || conflicts > self.policy.max_conflict_retries
-                    {
-                        return fail(FailReason::Conflict, &result);
-                    }
-                    after.unwrap_or_else(|| schedule.next().unwrap_or(self.policy.max_delay))
-                }
-                RetryReason::ServerError | RetryReason::Timeout | RetryReason::Connection => {
-                    transient += 1;
-                    let d =
-                        after.unwrap_or_else(|| schedule.next().unwrap_or(self.policy.max_delay));
-                    if transient >= self.policy.max_attempts
-                        || first.elapsed() + d > self.policy.max_elapsed
-                    {
-                        return fail(FailReason::RetriesExhausted, &result);
-                    }
-                    d
-                }
-            };
-            self.stats.retries.fetch_add(1, Ordering::Relaxed);
-            self.metrics.retry(reason);
-            tracing::info!(job_id = %job.id, provider = %self.name, reason = reason.as_str(), wait_ms = wait.as_millis() as u64, "retry");
-            last = Some(result);
-            if !wait.is_zero() {
-                tokio::time::sleep(wait).await;
+                    outcome,
+                    None,
+                    Some(&result),
+                )));
             }
-        }
+            Decision::Fail { reason } => {
+                if reason.is_credential() {
+                    let status = result.as_ref().map(|a| a.status.as_u16()).unwrap_or(0);
+                    self.circuit
+                        .credential_failure(&format!("{status} {}", reason.as_str()));
+                }
+                return Next::Done(Box::new(fail(reason, &result)));
+            }
+            Decision::Retry { reason, after } => (reason, after),
+        };
+        let step = |b: &mut Budget| {
+            after.unwrap_or_else(|| b.schedule.next().unwrap_or(self.policy.max_delay))
+        };
+        let wait = match reason {
+            RetryReason::RateLimited => {
+                self.stats.rate_limited.fetch_add(1, Ordering::Relaxed);
+                let d = step(budget);
+                budget.rate_waited += d;
+                if budget.rate_waited > self.policy.max_rate_limit_wait {
+                    return Next::Done(Box::new(fail(FailReason::RateLimitWaitExceeded, &result)));
+                }
+                self.pause_for(d);
+                Duration::ZERO // admit() waits out the lane's pause
+            }
+            RetryReason::TokenRefresh => {
+                budget.just_refreshed = true;
+                self.provider.invalidate_token(sent);
+                Duration::ZERO
+            }
+            RetryReason::Conflict => {
+                budget.conflicts += 1;
+                if self.policy.on_conflict == OnConflict::Fail
+                    || budget.conflicts > self.policy.max_conflict_retries
+                {
+                    return Next::Done(Box::new(fail(FailReason::Conflict, &result)));
+                }
+                step(budget)
+            }
+            RetryReason::ServerError | RetryReason::Timeout | RetryReason::Connection => {
+                budget.transient += 1;
+                let d = step(budget);
+                if budget.transient >= self.policy.max_attempts
+                    || budget.first.elapsed() + d > self.policy.max_elapsed
+                {
+                    return Next::Done(Box::new(fail(FailReason::RetriesExhausted, &result)));
+                }
+                d
+            }
+        };
+        self.stats.retries.fetch_add(1, Ordering::Relaxed);
+        self.metrics.retry(reason);
+        tracing::info!(job_id = %job.id, provider = %self.name, reason = reason.as_str(), wait_ms = wait.as_millis() as u64, "retry");
+        budget.last = Some(result);
+        Next::Wait(wait)
     }
 
     fn halted_record(
@@ -446,8 +658,9 @@ impl Lane {
             job_id: job.id.to_string(),
             line: job.line,
             provider: Some(self.name.to_string()),
-            organization: job.target.organization(),
-            user: Some(job.target.user()),
+            organization: job.subject.organization(),
+            user: Some(job.subject.user()),
+            resolved_user: None,
             outcome,
             reason,
             http_status,

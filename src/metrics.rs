@@ -90,8 +90,8 @@ impl Metrics {
             requests: counter(
                 &r,
                 "offboard_provider_requests_total",
-                "Requests sent to providers, by status code (or timeout / connect).",
-                &["provider", "status"],
+                "Requests sent to providers, by operation (remove, lookup) and status code (or timeout / connect).",
+                &["provider", "operation", "status"],
             ),
             request_duration: histogram(
                 &r,
@@ -235,10 +235,11 @@ pub struct LaneMetrics {
 }
 
 impl LaneMetrics {
-    /// One request's answer: its status (`timeout` / `connect` when none came) and latency.
-    pub fn request(&self, status: &str, took: Duration) {
+    /// One request's answer: its operation (`remove`, `lookup`), its status (`timeout` /
+    /// `connect` / `error` when none came) and latency.
+    pub fn request(&self, operation: &str, status: &str, took: Duration) {
         self.requests
-            .with_label_values(&[self.provider.as_str(), status])
+            .with_label_values(&[self.provider.as_str(), operation, status])
             .inc();
         self.duration.observe(took.as_secs_f64());
     }
@@ -419,6 +420,7 @@ mod tests {
             provider: Some(provider.into()),
             organization: None,
             user: Some("someone@example.com".into()),
+            resolved_user: None,
             outcome,
             reason: None,
             http_status: None,

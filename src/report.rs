@@ -92,6 +92,9 @@ pub struct Record {
     pub provider: Option<String>,
     pub organization: Option<String>,
     pub user: Option<String>,
+    /// The id an email was looked up to, for jobs that named an email.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resolved_user: Option<String>,
     pub outcome: Outcome,
     /// Our classification of why the job did not end removed (a bounded set: `unauthorized`,
     /// `retries_exhausted`, `duplicate`, `circuit_open`...).
@@ -424,6 +427,7 @@ mod tests {
             provider: Some(provider.into()),
             organization: None,
             user: Some("a@b.co".into()),
+            resolved_user: None,
             outcome,
             reason: None,
             http_status: Some(204),

@@ -132,6 +132,7 @@ fn invalid_record(row: InvalidRow) -> Record {
         provider: row.provider,
         organization: row.organization,
         user: row.user,
+        resolved_user: None,
         outcome: row.reason.outcome(),
         reason: Some(row.reason.code()),
         http_status: None,

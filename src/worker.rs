@@ -49,6 +49,7 @@ struct Ctx {
     sink: Sink,
     metrics: Arc<Metrics>,
     health: Arc<Health>,
+    report: std::path::PathBuf,
     /// Memberships asked for within `safety.window`, for duplicate detection.
     recent: Recent,
     /// Job ids whose outcome is settled in the report (see [`crate::report::final_job_ids`]).
@@ -115,6 +116,7 @@ pub async fn run(
         metrics,
         health,
         recent: Recent::new(settings.safety.window()),
+        report: report.to_owned(),
         done: Mutex::new(done),
         grace: Duration::from_secs(settings.worker.grace_period_s),
     });
@@ -288,6 +290,13 @@ async fn consume_lane(
         let _ = channel
             .basic_cancel(tag.as_str().into(), BasicCancelOptions::default())
             .await;
+        if lane.hold().is_some_and(|h| h.is_held()) {
+            // Deliveries prefetched before the cancel would stay unacknowledged on this channel
+            // for the whole hold: hand them back to the queue now.
+            while let Some(Ok(d)) = consumer.next().await {
+                requeue(&d).await;
+            }
+        }
         let Some(hold) = lane
             .hold()
             .filter(|h| h.is_held() && ended.is_ok() && !session.is_cancelled())
@@ -435,6 +444,7 @@ fn invalid_record(
         provider,
         organization: None,
         user,
+        resolved_user: None,
         outcome: reason.outcome(),
         reason: Some(reason.code()),
         http_status: None,
@@ -519,6 +529,16 @@ async fn handle_job(ctx: &Ctx, lane: &Lane, channel: &Channel, queue: &str, deli
         }
     };
     drop(raw);
+    if delivery.redelivered && !ctx.done.lock().expect("done lock").contains(&job_id) {
+        // A redelivery after another process died (a standby taking over) may be a job that
+        // process recorded but could not acknowledge: read the report again before running it.
+        let report = ctx.report.clone();
+        if let Ok(Ok(ids)) =
+            tokio::task::spawn_blocking(move || crate::report::final_job_ids(&report)).await
+        {
+            ctx.done.lock().expect("done lock").extend(ids);
+        }
+    }
     if ctx.done.lock().expect("done lock").contains(&job_id) {
         tracing::info!(job_id, provider = %lane.name, "already recorded: acknowledging a redelivery without running it again");
         return ack(&delivery).await;

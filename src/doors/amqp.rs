@@ -183,17 +183,14 @@ pub struct JobMessage {
 
 impl JobMessage {
     pub fn from_job(job: &Job) -> JobMessage {
-        let (organization, transfer_to) = match &job.target {
-            crate::job::Target::Aitronos { transfer_to, .. } => (
-                job.target.organization(),
-                transfer_to.as_ref().map(|d| d.as_str().to_owned()),
-            ),
-            t => (t.organization(), None),
-        };
+        let (organization, transfer_to) = (
+            job.subject.organization(),
+            job.subject.transfer_to().map(|d| d.as_str().to_owned()),
+        );
         JobMessage {
             job_id: job.id.to_string(),
             provider: job.provider.to_string(),
-            user: job.target.user(),
+            user: job.subject.user(),
             organization,
             transfer_to,
             reason: job.reason.as_deref().map(str::to_owned),

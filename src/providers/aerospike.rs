@@ -90,4 +90,8 @@ impl Adapter for Aerospike {
     fn read_lookup(&self, body: &[u8], _page: u32) -> Option<super::lookup::MemberPage> {
         super::lookup::read_whole_list(body)
     }
+
+    fn whole_list(&self) -> bool {
+        true
+    }
 }

@@ -117,6 +117,10 @@ impl Adapter for Cognee {
     fn read_lookup(&self, body: &[u8], _page: u32) -> Option<super::lookup::MemberPage> {
         super::lookup::read_whole_list(body)
     }
+
+    fn whole_list(&self) -> bool {
+        true
+    }
 }
 
 /// `"Tenant not found. [TenantNotFoundError]"` → code `TenantNotFoundError`, message `Tenant not found.`

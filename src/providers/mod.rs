@@ -50,6 +50,11 @@ pub trait Adapter: Send + Sync + 'static {
     fn read_lookup(&self, _body: &[u8], _page: u32) -> Option<lookup::MemberPage> {
         None
     }
+
+    /// Whether `lookup` returns every member at once, whatever the email.
+    fn whole_list(&self) -> bool {
+        false
+    }
 }
 
 /// Builds the adapter for a provider kind with its base URL (no trailing slash).
@@ -69,7 +74,16 @@ pub struct Provider {
     adapter: Box<dyn Adapter>,
     auth: Auth,
     http: Client,
+    /// Whole member lists by organization ("" when the key picks it), with when they were read.
+    lists: std::sync::Mutex<std::collections::HashMap<String, CachedList>>,
+    list_fetch: tokio::sync::Mutex<()>,
 }
+
+/// A whole member list and when it was read.
+type CachedList = (std::time::Instant, std::sync::Arc<Vec<lookup::Member>>);
+
+/// How long a whole member list serves lookups before it is read again.
+pub const LIST_CACHE_TTL: Duration = Duration::from_secs(60);
 
 impl Provider {
     pub fn new(adapter: Box<dyn Adapter>, auth: Auth, http: Client) -> Provider {
@@ -77,6 +91,8 @@ impl Provider {
             adapter,
             auth,
             http,
+            lists: Default::default(),
+            list_fetch: Default::default(),
         }
     }
 
@@ -126,32 +142,93 @@ impl Provider {
         Ok(self.adapter.read(status, &headers, &body))
     }
 
-    /// Sends one page of a member search and reads it: the answer (for classification, like any
-    /// other) and, on a 2xx, the page. `Ok(None)` answer-less pages cannot happen: a provider
-    /// without lookups returns `Err(None)`.
+    /// Whether this provider's member list comes whole (no filter, no paging), so one fetch can
+    /// serve every lookup for a while (Aerospike's members; a Cognee tenant's users).
+    pub fn whole_list(&self) -> bool {
+        self.adapter.whole_list()
+    }
+
+    /// Builds one page of a member search with its credentials. None for a provider that takes
+    /// emails directly; `Err` as for [`Provider::prepare`].
+    pub async fn prepare_lookup(
+        &self,
+        organization: Option<&str>,
+        email: &str,
+        page: u32,
+    ) -> Option<Result<RequestBuilder, Result<Answer, Transport>>> {
+        let request = self.adapter.lookup(&self.http, organization, email, page)?;
+        Some(match self.auth.apply(request).await {
+            Ok(r) => Ok(r),
+            Err(auth::AuthFailure::Answer(answer)) => Err(Ok(answer)),
+            Err(auth::AuthFailure::Transport(t)) => Err(Err(t)),
+        })
+    }
+
+    /// Sends a prepared search and reads it: the answer (classified like any other) and, on a 2xx
+    /// that reads as a page, the page.
+    pub async fn send_lookup(
+        &self,
+        request: RequestBuilder,
+        page: u32,
+    ) -> Result<(Answer, Option<lookup::MemberPage>), Transport> {
+        let (status, headers, body) = http::exchange(request).await?;
+        let mut answer = self.adapter.read(status, &headers, &body);
+        // A search never removes anyone, and its 404 says nothing about membership.
+        answer.hint = match answer.hint {
+            Hint::Removed | Hint::NotAMember => Hint::NoSuchOrganization,
+            h => h,
+        };
+        let read = status
+            .is_success()
+            .then(|| self.adapter.read_lookup(&body, page))
+            .flatten();
+        if status.is_success() {
+            answer.hint = Hint::None;
+        }
+        Ok((answer, read))
+    }
+
+    /// One page, prepared and sent at once (tests and one-off calls).
     pub async fn lookup_page(
         &self,
         organization: Option<&str>,
         email: &str,
         page: u32,
     ) -> Result<(Answer, Option<lookup::MemberPage>), Option<Result<Answer, Transport>>> {
-        let Some(request) = self.adapter.lookup(&self.http, organization, email, page) else {
-            return Err(None);
-        };
-        let request = match self.auth.apply(request).await {
-            Ok(r) => r,
-            Err(auth::AuthFailure::Answer(answer)) => return Err(Some(Ok(answer))),
-            Err(auth::AuthFailure::Transport(t)) => return Err(Some(Err(t))),
-        };
-        let (status, headers, body) = http::exchange(request).await.map_err(|t| Some(Err(t)))?;
-        let mut answer = self.adapter.read(status, &headers, &body);
-        if status.is_success() {
-            // A search that answered is not a removal: only the removal may read as `Removed`.
-            answer.hint = Hint::None;
-            let page_read = self.adapter.read_lookup(&body, page);
-            return Ok((answer, page_read));
+        match self.prepare_lookup(organization, email, page).await {
+            None => Err(None),
+            Some(Err(r)) => Err(Some(r)),
+            Some(Ok(request)) => self
+                .send_lookup(request, page)
+                .await
+                .map_err(|t| Some(Err(t))),
         }
-        Ok((answer, None))
+    }
+
+    /// The cached whole member list for `organization`, while fresh.
+    pub fn cached_members(
+        &self,
+        organization: Option<&str>,
+    ) -> Option<std::sync::Arc<Vec<lookup::Member>>> {
+        let cache = self.lists.lock().expect("list cache lock");
+        cache
+            .get(organization.unwrap_or(""))
+            .filter(|(at, _)| at.elapsed() < LIST_CACHE_TTL)
+            .map(|(_, m)| m.clone())
+    }
+
+    pub fn cache_members(&self, organization: Option<&str>, members: Vec<lookup::Member>) {
+        let mut cache = self.lists.lock().expect("list cache lock");
+        cache.insert(
+            organization.unwrap_or("").to_owned(),
+            (std::time::Instant::now(), std::sync::Arc::new(members)),
+        );
+    }
+
+    /// Held while one job fetches a whole list, so the others wait for the cache instead of each
+    /// fetching it.
+    pub fn list_fetch(&self) -> &tokio::sync::Mutex<()> {
+        &self.list_fetch
     }
 
     /// Finds the member with exactly this email, reading every page (for tests and one-off calls;

@@ -730,7 +730,9 @@ fn demo_seed_agrees_with_the_csv() {
             invalid += 1;
             continue;
         };
-        let t = &job.target;
+        let crate::job::Subject::Known(t) = &job.subject else {
+            panic!("the demo CSV names ids")
+        };
         let id = (
             t.kind(),
             org_key(t.kind(), t.organization().as_deref()),

@@ -6,7 +6,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
-use offboard::job::{Email, Job, LaneId, OpaqueId, PrefixedId, ProviderKind, Target, Uuid};
+use offboard::job::{
+    Email, Job, LaneId, OpaqueId, PrefixedId, ProviderKind, Subject, Target, Uuid,
+};
 use offboard::lane::{Lane, LaneSettings};
 use offboard::metrics::Metrics;
 use offboard::providers::auth::{TokenBody, TokenSource};
@@ -1176,7 +1178,7 @@ fn job(kind: ProviderKind, n: u32) -> Job {
         line: None,
         lane: LaneId(0),
         provider: Arc::from(kind.as_str()),
-        target: target(kind),
+        subject: Subject::Known(target(kind)),
         reason: None,
         requested_by: None,
     }
@@ -1217,8 +1219,12 @@ async fn lane_retries_a_503_then_records_the_removal_for_every_adapter() {
             204
         };
         for line in [
-            format!("offboard_provider_requests_total{{provider=\"{kind}\",status=\"503\"}} 1"),
-            format!("offboard_provider_requests_total{{provider=\"{kind}\",status=\"{ok}\"}} 1"),
+            format!(
+                "offboard_provider_requests_total{{operation=\"remove\",provider=\"{kind}\",status=\"503\"}} 1"
+            ),
+            format!(
+                "offboard_provider_requests_total{{operation=\"remove\",provider=\"{kind}\",status=\"{ok}\"}} 1"
+            ),
             format!("offboard_retries_total{{provider=\"{kind}\",reason=\"server_error\"}} 1"),
             format!("offboard_retries_total{{provider=\"{kind}\",reason=\"rate_limited\"}} 0"),
             format!("offboard_provider_request_duration_seconds_count{{provider=\"{kind}\"}} 2"),
