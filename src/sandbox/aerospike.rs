@@ -76,25 +76,25 @@ fn rate_limited(wait: Duration) -> Response {
     r
 }
 
-/// `Err(401 answer)` unless the request carries a live access token.
-fn authorize(s: &Server, headers: &HeaderMap) -> Result<(), Response> {
+/// The 401 answer, unless the request carries a live access token.
+fn unauthorized(s: &Server, headers: &HeaderMap) -> Option<Response> {
     let expiry = bearer(headers).and_then(|t| lock(&s.tokens).get(t).copied());
     match expiry {
-        None => Err(problem(
+        None => Some(problem(
             401,
             "auth:invalid-token",
             "Unauthorized",
             "Access token is missing or invalid.",
             "invalid_token",
         )),
-        Some(at) if Instant::now() >= at => Err(problem(
+        Some(at) if Instant::now() >= at => Some(problem(
             401,
             "auth:token-expired",
             "Token expired",
             "The access token expired.",
             "invalid_token",
         )),
-        Some(_) => Ok(()),
+        Some(_) => None,
     }
 }
 
@@ -103,7 +103,7 @@ async fn remove(
     Path(user): Path<String>,
     headers: HeaderMap,
 ) -> Response {
-    if let Err(r) = authorize(&s, &headers) {
+    if let Some(r) = unauthorized(&s, &headers) {
         return r;
     }
     let resp = answer(&s, &user);
@@ -111,7 +111,7 @@ async fn remove(
 }
 
 async fn list(State(s): State<Arc<Server>>, headers: HeaderMap) -> Response {
-    if let Err(r) = authorize(&s, &headers) {
+    if let Some(r) = unauthorized(&s, &headers) {
         return r;
     }
     let resp = match s.over_limit() {

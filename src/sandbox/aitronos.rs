@@ -202,12 +202,7 @@ fn search_answer(s: &Server, org: &str, body: &Value, term: &str) -> Response {
         return rate_limited(wait);
     }
     let invalid = |field: &str, message: &str| {
-        error(
-            422,
-            "VALIDATION_ERROR",
-            message,
-            json!({"field": field}),
-        )
+        error(422, "VALIDATION_ERROR", message, json!({"field": field}))
     };
     if !body.is_object() {
         return invalid("body", "The request body is not a valid JSON object.");

@@ -68,8 +68,16 @@ impl Seed {
                 &cognee_elsewhere(),
             );
         seed.with_email(ProviderKind::Aitronos, &aitronos_id(9_000), &email(70))
-            .with_email(ProviderKind::Telnyx, &uuid_for(Tag::Telnyx, 9_000), &email(71))
-            .with_email(ProviderKind::Cognee, &uuid_for(Tag::Cognee, 9_001), &email(72))
+            .with_email(
+                ProviderKind::Telnyx,
+                &uuid_for(Tag::Telnyx, 9_000),
+                &email(71),
+            )
+            .with_email(
+                ProviderKind::Cognee,
+                &uuid_for(Tag::Cognee, 9_001),
+                &email(72),
+            )
     }
 
     /// A member who can be removed.
@@ -92,7 +100,8 @@ impl Seed {
     }
 
     fn with_email(mut self, kind: ProviderKind, user: &str, email: &str) -> Seed {
-        self.emails.insert((kind, key(user)), email.trim().to_owned());
+        self.emails
+            .insert((kind, key(user)), email.trim().to_owned());
         self
     }
 

@@ -161,25 +161,20 @@ fn list_answer(s: &Server, query: &HashMap<String, String>, filter: &str) -> Res
     if let Some(wait) = s.over_limit() {
         return rate_limited(s.limit_per_second(), wait);
     }
-    let number = |name: &str, default: usize, max: usize| -> Result<usize, Response> {
+    // A page parameter: its default when absent, None when not an integer in 1..=max.
+    let number = |name: &str, default: usize, max: usize| -> Option<usize> {
         match query.get(name).map(|v| v.trim().parse::<usize>()) {
-            None => Ok(default),
-            Some(Ok(n)) if (1..=max).contains(&n) => Ok(n),
-            Some(_) => Err(error(
-                400,
-                "10015",
-                "Bad Request",
-                &format!("{name} must be an integer between 1 and {max}."),
-            )),
+            None => Some(default),
+            Some(Ok(n)) if (1..=max).contains(&n) => Some(n),
+            Some(_) => None,
         }
     };
-    let size = match number("page[size]", 20, 250) {
-        Ok(n) => n,
-        Err(r) => return r,
+    let bad = |detail: &str| error(400, "10015", "Bad Request", detail);
+    let Some(size) = number("page[size]", 20, 250) else {
+        return bad("page[size] must be an integer between 1 and 250.");
     };
-    let page = match number("page[number]", 1, usize::MAX) {
-        Ok(n) => n,
-        Err(r) => return r,
+    let Some(page) = number("page[number]", 1, usize::MAX) else {
+        return bad("page[number] must be a positive integer.");
     };
     let found = s.lookup(None, filter).unwrap_or_default();
     let total = found.len();

@@ -812,7 +812,14 @@ const BOB: &str = "bob@x.example";
 
 /// Per kind (not Factory): (organization, [(user, email)]) with ann, joann and bob, plus an owner
 /// and a member without an email (so a derived one).
-fn listed() -> Vec<(ProviderKind, Option<&'static str>, [(&'static str, &'static str); 3])> {
+/// (kind, organization, [(user, email)]).
+type Listed = (
+    ProviderKind,
+    Option<&'static str>,
+    [(&'static str, &'static str); 3],
+);
+
+fn listed() -> Vec<Listed> {
     vec![
         (
             ProviderKind::Aitronos,
@@ -1004,8 +1011,12 @@ async fn sandbox_email_of_survives_removal() {
         Some("e5e5e5e5-0000-4000-8000-00000000000e@members.example")
     );
     assert_eq!(
-        sb.email_of(ProviderKind::Telnyx, Some("ignored"), user_of(ProviderKind::Telnyx, BOB))
-            .as_deref(),
+        sb.email_of(
+            ProviderKind::Telnyx,
+            Some("ignored"),
+            user_of(ProviderKind::Telnyx, BOB)
+        )
+        .as_deref(),
         Some(BOB)
     );
     assert_eq!(remove(&sb, kind, org, user).await.status(), 200);
@@ -1024,7 +1035,13 @@ async fn aitronos_search_is_partial_case_insensitive_and_paged() {
         "INVALID_API_KEY"
     );
 
-    let r = aitronos_search(&sb, "org_acme", json!({"search_term": "ANN", "take": 100}), &key).await;
+    let r = aitronos_search(
+        &sb,
+        "org_acme",
+        json!({"search_term": "ANN", "take": 100}),
+        &key,
+    )
+    .await;
     assert_eq!(r.status(), 200);
     let v: Value = r.json().await.unwrap();
     assert_eq!(v["total"], 2);
@@ -1046,12 +1063,20 @@ async fn aitronos_search_is_partial_case_insensitive_and_paged() {
     let v: Value = r.json().await.unwrap();
     assert_eq!(v["total"], 3);
     assert_eq!(emails_in(&v["users"]), [BOB]);
-    let v: Value = aitronos_search(&sb, "org_acme", json!({"search_term": "x.example", "skip": 3}), &key)
-        .await
-        .json()
-        .await
-        .unwrap();
-    assert_eq!((v["total"].as_u64(), emails_in(&v["users"]).len()), (Some(3), 0));
+    let v: Value = aitronos_search(
+        &sb,
+        "org_acme",
+        json!({"search_term": "x.example", "skip": 3}),
+        &key,
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    assert_eq!(
+        (v["total"].as_u64(), emails_in(&v["users"]).len()),
+        (Some(3), 0)
+    );
 
     // Everyone, with the owner's role and the derived email.
     let v: Value = aitronos_search(&sb, "org_acme", json!({}), &key)
@@ -1061,11 +1086,20 @@ async fn aitronos_search_is_partial_case_insensitive_and_paged() {
         .unwrap();
     assert_eq!(v["total"], 5);
     let users = v["users"].as_array().unwrap();
-    let owner = users.iter().find(|u| u["user_id"] == OWNER_AITRONOS).unwrap();
+    let owner = users
+        .iter()
+        .find(|u| u["user_id"] == OWNER_AITRONOS)
+        .unwrap();
     assert_eq!(owner["role"], "owner");
     assert_eq!(owner["email"], "usr_owner1@members.example");
 
-    let r = aitronos_search(&sb, "org_acme", json!({"search_term": "a", "take": 101}), &key).await;
+    let r = aitronos_search(
+        &sb,
+        "org_acme",
+        json!({"search_term": "a", "take": 101}),
+        &key,
+    )
+    .await;
     assert_eq!(r.status(), 422);
     assert_eq!(
         r.json::<Value>().await.unwrap()["error"]["code"],
@@ -1088,7 +1122,10 @@ async fn aitronos_search_is_partial_case_insensitive_and_paged() {
         .json()
         .await
         .unwrap();
-    assert_eq!((v["total"].as_u64(), emails_in(&v["users"])), (Some(1), vec![ANN.to_owned()]));
+    assert_eq!(
+        (v["total"].as_u64(), emails_in(&v["users"])),
+        (Some(1), vec![ANN.to_owned()])
+    );
 
     let log = sb.log();
     assert_eq!(log.iter().filter(|l| l.operation == "remove").count(), 1);
@@ -1120,9 +1157,17 @@ async fn telnyx_filter_is_partial_case_insensitive_and_paged() {
 
     let r = telnyx_list(&sb, &[("filter[email]", "ann")], "KEYwrong").await;
     assert_eq!(r.status(), 401);
-    assert_eq!(r.json::<Value>().await.unwrap()["errors"][0]["code"], "10009");
+    assert_eq!(
+        r.json::<Value>().await.unwrap()["errors"][0]["code"],
+        "10009"
+    );
 
-    let r = telnyx_list(&sb, &[("filter[email]", "ANN"), ("page[size]", "250")], &token).await;
+    let r = telnyx_list(
+        &sb,
+        &[("filter[email]", "ANN"), ("page[size]", "250")],
+        &token,
+    )
+    .await;
     assert_eq!(r.status(), 200);
     let v: Value = r.json().await.unwrap();
     assert_eq!(emails_in(&v["data"]), [ANN, JOANN]);
@@ -1135,7 +1180,11 @@ async fn telnyx_filter_is_partial_case_insensitive_and_paged() {
     );
 
     // Page 2 of size 1.
-    let q = [("filter[email]", "ann"), ("page[size]", "1"), ("page[number]", "2")];
+    let q = [
+        ("filter[email]", "ann"),
+        ("page[size]", "1"),
+        ("page[number]", "2"),
+    ];
     let v: Value = telnyx_list(&sb, &q, &token).await.json().await.unwrap();
     assert_eq!(emails_in(&v["data"]), [JOANN]);
     assert_eq!(
@@ -1153,10 +1202,18 @@ async fn telnyx_filter_is_partial_case_insensitive_and_paged() {
 
     let r = telnyx_list(&sb, &[("page[size]", "251")], &token).await;
     assert_eq!(r.status(), 400);
-    assert_eq!(r.json::<Value>().await.unwrap()["errors"][0]["code"], "10015");
+    assert_eq!(
+        r.json::<Value>().await.unwrap()["errors"][0]["code"],
+        "10015"
+    );
 
     let joann = user_of(ProviderKind::Telnyx, JOANN);
-    assert_eq!(remove(&sb, ProviderKind::Telnyx, None, joann).await.status(), 200);
+    assert_eq!(
+        remove(&sb, ProviderKind::Telnyx, None, joann)
+            .await
+            .status(),
+        200
+    );
     let v: Value = telnyx_list(&sb, &[("filter[email]", "ann")], &token)
         .await
         .json()
@@ -1193,18 +1250,39 @@ async fn aerospike_lists_every_member() {
     let emails = emails_in(&v);
     assert_eq!(emails.len(), 5);
     // No server-side filter: "ann" matches several, the client must match exactly.
-    let ann: Vec<_> = emails.iter().filter(|e| e.to_lowercase().contains("ann")).collect();
+    let ann: Vec<_> = emails
+        .iter()
+        .filter(|e| e.to_lowercase().contains("ann"))
+        .collect();
     assert_eq!(ann, [ANN, JOANN]);
-    let by_email = |e: &str| v.as_array().unwrap().iter().find(|m| m["email"] == e).cloned();
+    let by_email = |e: &str| {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["email"] == e)
+            .cloned()
+    };
     assert_eq!(
         by_email(JOANN),
-        Some(json!({"id": user_of(ProviderKind::Aerospike, JOANN), "email": JOANN, "role": "member"}))
+        Some(
+            json!({"id": user_of(ProviderKind::Aerospike, JOANN), "email": JOANN, "role": "member"})
+        )
     );
-    let owner = v.as_array().unwrap().iter().find(|m| m["id"] == OWNER_UUID).unwrap();
+    let owner = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["id"] == OWNER_UUID)
+        .unwrap();
     assert_eq!(owner["role"], "owner");
 
     let bob = user_of(ProviderKind::Aerospike, BOB);
-    assert_eq!(remove(&sb, ProviderKind::Aerospike, None, bob).await.status(), 204);
+    assert_eq!(
+        remove(&sb, ProviderKind::Aerospike, None, bob)
+            .await
+            .status(),
+        204
+    );
     let v: Value = aerospike_list(&sb, &token).await.json().await.unwrap();
     assert_eq!(emails_in(&v).len(), 4);
     assert!(!emails_in(&v).contains(&BOB.to_owned()));
@@ -1224,14 +1302,20 @@ async fn cognee_lists_a_tenants_members() {
     let key = env(&sb, "SANDBOX_COGNEE_API_KEY");
     let r = cognee_list(&sb, TENANT, "wrong").await;
     assert_eq!(r.status(), 401);
-    assert_eq!(r.json::<Value>().await.unwrap(), json!({"detail": "Unauthorized"}));
+    assert_eq!(
+        r.json::<Value>().await.unwrap(),
+        json!({"detail": "Unauthorized"})
+    );
 
     let r = cognee_list(&sb, &TENANT.to_uppercase(), &key).await;
     assert_eq!(r.status(), 200);
     let v: Value = r.json().await.unwrap();
     let emails = emails_in(&v);
     assert_eq!(emails.len(), 5);
-    let ann: Vec<_> = emails.iter().filter(|e| e.to_lowercase().contains("ann")).collect();
+    let ann: Vec<_> = emails
+        .iter()
+        .filter(|e| e.to_lowercase().contains("ann"))
+        .collect();
     assert_eq!(ann, [ANN, JOANN], "the other tenant's anna is not listed");
     let joann = user_of(ProviderKind::Cognee, JOANN);
     assert!(
@@ -1240,7 +1324,11 @@ async fn cognee_lists_a_tenants_members() {
             .contains(&json!({"id": joann, "email": JOANN, "roles": []}))
     );
 
-    let v: Value = cognee_list(&sb, OTHER_TENANT, &key).await.json().await.unwrap();
+    let v: Value = cognee_list(&sb, OTHER_TENANT, &key)
+        .await
+        .json()
+        .await
+        .unwrap();
     assert_eq!(emails_in(&v), ["anna@y.example"]);
 
     let r = cognee_list(&sb, "55555555-6666-4777-8888-999999999999", &key).await;
@@ -1256,14 +1344,23 @@ async fn cognee_lists_a_tenants_members() {
         json!(["path", "tenant_id"])
     );
 
-    assert_eq!(remove(&sb, ProviderKind::Cognee, Some(TENANT), joann).await.status(), 200);
+    assert_eq!(
+        remove(&sb, ProviderKind::Cognee, Some(TENANT), joann)
+            .await
+            .status(),
+        200
+    );
     let v: Value = cognee_list(&sb, TENANT, &key).await.json().await.unwrap();
     assert_eq!(emails_in(&v).len(), 4);
     assert!(!emails_in(&v).contains(&JOANN.to_owned()));
 
     let statuses: Vec<u16> = lookups(&sb).iter().map(|l| l.2).collect();
     assert_eq!(statuses, [200, 200, 404, 422, 200]);
-    assert!(lookups(&sb).iter().all(|l| l.0 == ProviderKind::Cognee && l.1.is_empty()));
+    assert!(
+        lookups(&sb)
+            .iter()
+            .all(|l| l.0 == ProviderKind::Cognee && l.1.is_empty())
+    );
 }
 
 #[tokio::test]
@@ -1281,12 +1378,26 @@ async fn lookups_are_rate_limited_but_never_faulted() {
     let token = aerospike_token(&sb).await;
     for _ in 0..2 {
         let body = json!({"search_term": "ann"});
-        assert_eq!(aitronos_search(&sb, "org_acme", body, &ak).await.status(), 200);
-        assert_eq!(telnyx_list(&sb, &[("filter[email]", "ann")], &tk).await.status(), 200);
+        assert_eq!(
+            aitronos_search(&sb, "org_acme", body, &ak).await.status(),
+            200
+        );
+        assert_eq!(
+            telnyx_list(&sb, &[("filter[email]", "ann")], &tk)
+                .await
+                .status(),
+            200
+        );
         assert_eq!(aerospike_list(&sb, &token).await.status(), 200);
         assert_eq!(cognee_list(&sb, TENANT, &ck).await.status(), 200);
     }
-    let r = remove(&sb, ProviderKind::Telnyx, None, user_of(ProviderKind::Telnyx, ANN)).await;
+    let r = remove(
+        &sb,
+        ProviderKind::Telnyx,
+        None,
+        user_of(ProviderKind::Telnyx, ANN),
+    )
+    .await;
     assert_eq!(r.status(), 503, "removals are still faulted");
     sb.shutdown().await;
 
@@ -1300,7 +1411,12 @@ async fn lookups_are_rate_limited_but_never_faulted() {
     let mut statuses = Vec::new();
     for _ in 0..2 {
         let body = json!({"search_term": "ann"});
-        statuses.push(aitronos_search(&sb, "org_acme", body, &ak).await.status().as_u16());
+        statuses.push(
+            aitronos_search(&sb, "org_acme", body, &ak)
+                .await
+                .status()
+                .as_u16(),
+        );
         statuses.push(telnyx_list(&sb, &[], &tk).await.status().as_u16());
         statuses.push(aerospike_list(&sb, &token).await.status().as_u16());
         statuses.push(cognee_list(&sb, TENANT, &ck).await.status().as_u16());
@@ -1309,6 +1425,12 @@ async fn lookups_are_rate_limited_but_never_faulted() {
     let logged: Vec<u16> = lookups(&sb).iter().map(|l| l.2).collect();
     assert_eq!(logged, statuses);
     // The lookups used up the budget that removals share.
-    let r = remove(&sb, ProviderKind::Telnyx, None, user_of(ProviderKind::Telnyx, ANN)).await;
+    let r = remove(
+        &sb,
+        ProviderKind::Telnyx,
+        None,
+        user_of(ProviderKind::Telnyx, ANN),
+    )
+    .await;
     assert_eq!(r.status(), 429);
 }
