@@ -2,6 +2,9 @@
 //! from `POST /oauth/token` (client credentials, form or JSON body). Success is 204; every answer
 //! carries `X-Request-Id`. Errors are RFC 9457 problem details (`application/problem+json`) that also
 //! carry the page's `{"code", "message"}`, so both readings of the API work.
+//!
+//! List: `GET /v1/organization/members` answers 200 `[{id, email, role}]`, every member, no filter
+//! and no paging.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -15,7 +18,7 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header::CONTENT_TYPE};
 use axum::middleware::map_response;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, post};
+use axum::routing::{delete, get, post};
 use serde_json::{Value, json};
 
 use super::{Fault, Removal, Server, bearer, form_pairs, header, lock};
@@ -23,6 +26,7 @@ use super::{Fault, Removal, Server, bearer, form_pairs, header, lock};
 pub(super) fn router(server: Arc<Server>) -> Router {
     Router::new()
         .route("/v1/organization/members/{user_id}", delete(remove))
+        .route("/v1/organization/members", get(list))
         .route("/oauth/token", post(token))
         .with_state(server)
         .layer(map_response(request_id))
@@ -72,35 +76,63 @@ fn rate_limited(wait: Duration) -> Response {
     r
 }
 
+/// The 401 answer, unless the request carries a live access token.
+fn unauthorized(s: &Server, headers: &HeaderMap) -> Option<Response> {
+    let expiry = bearer(headers).and_then(|t| lock(&s.tokens).get(t).copied());
+    match expiry {
+        None => Some(problem(
+            401,
+            "auth:invalid-token",
+            "Unauthorized",
+            "Access token is missing or invalid.",
+            "invalid_token",
+        )),
+        Some(at) if Instant::now() >= at => Some(problem(
+            401,
+            "auth:token-expired",
+            "Token expired",
+            "The access token expired.",
+            "invalid_token",
+        )),
+        Some(_) => None,
+    }
+}
+
 async fn remove(
     State(s): State<Arc<Server>>,
     Path(user): Path<String>,
     headers: HeaderMap,
 ) -> Response {
-    let expiry = bearer(&headers).and_then(|t| lock(&s.tokens).get(t).copied());
-    match expiry {
-        None => {
-            return problem(
-                401,
-                "auth:invalid-token",
-                "Unauthorized",
-                "Access token is missing or invalid.",
-                "invalid_token",
-            );
-        }
-        Some(at) if Instant::now() >= at => {
-            return problem(
-                401,
-                "auth:token-expired",
-                "Token expired",
-                "The access token expired.",
-                "invalid_token",
-            );
-        }
-        Some(_) => {}
+    if let Some(r) = unauthorized(&s, &headers) {
+        return r;
     }
     let resp = answer(&s, &user);
     s.record(None, &user, resp)
+}
+
+async fn list(State(s): State<Arc<Server>>, headers: HeaderMap) -> Response {
+    if let Some(r) = unauthorized(&s, &headers) {
+        return r;
+    }
+    let resp = match s.over_limit() {
+        Some(wait) => rate_limited(wait),
+        None => {
+            let members: Vec<Value> = s
+                .lookup(None, "")
+                .unwrap_or_default()
+                .iter()
+                .map(|m| {
+                    json!({
+                        "id": m.user,
+                        "email": m.email,
+                        "role": if m.owner { "owner" } else { "member" },
+                    })
+                })
+                .collect();
+            (StatusCode::OK, Json(Value::Array(members))).into_response()
+        }
+    };
+    s.record_lookup(None, "", resp)
 }
 
 fn answer(s: &Server, user: &str) -> Response {

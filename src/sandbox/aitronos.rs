@@ -2,6 +2,10 @@
 //! "transfer_resources_to_department_id"?}`, `X-API-Key: ak_...`. Errors use the envelope
 //! `{"success": false, "error": {code, message, system_message, type, status, details, trace_id,
 //! timestamp}}`; success is 204.
+//!
+//! Search: `POST /v1/organizations/{org_*}/users` with `{"search_term", "take" (1..=100, default 20),
+//! "skip" (default 0)}` answers 200 `{"users": [{user_id, email, full_name, role}], "total"}`,
+//! matching the email by substring, case-insensitively.
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -12,10 +16,10 @@ use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::delete;
+use axum::routing::{delete, post};
 use serde_json::{Value, json};
 
-use super::{Fault, Removal, Server, ceil_secs, header, now_unix, rfc3339};
+use super::{Fault, Member, Removal, Server, ceil_secs, header, now_unix, rfc3339};
 
 pub(super) fn router(server: Arc<Server>) -> Router {
     Router::new()
@@ -23,6 +27,7 @@ pub(super) fn router(server: Arc<Server>) -> Router {
             "/v1/organizations/{organization_id}/users/{user_id}",
             delete(remove),
         )
+        .route("/v1/organizations/{organization_id}/users", post(search))
         .with_state(server)
 }
 
@@ -162,4 +167,101 @@ fn answer(s: &Server, org: &str, user: &str, body: &[u8]) -> Response {
             json!({"user_id": user, "organization_id": org}),
         ),
     }
+}
+
+async fn search(
+    State(s): State<Arc<Server>>,
+    Path(org): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    if header(&headers, "x-api-key") != Some(s.secret.as_str()) {
+        return error(
+            401,
+            "INVALID_API_KEY",
+            "The API key provided is invalid.",
+            json!({}),
+        );
+    }
+    let body: Value = if body.iter().all(u8::is_ascii_whitespace) {
+        json!({})
+    } else {
+        serde_json::from_slice(&body).unwrap_or(Value::Null)
+    };
+    let term = body
+        .get("search_term")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_owned();
+    let resp = search_answer(&s, &org, &body, &term);
+    s.record_lookup(Some(&org), &term, resp)
+}
+
+fn search_answer(s: &Server, org: &str, body: &Value, term: &str) -> Response {
+    if let Some(wait) = s.over_limit() {
+        return rate_limited(wait);
+    }
+    let invalid = |field: &str, message: &str| {
+        error(422, "VALIDATION_ERROR", message, json!({"field": field}))
+    };
+    if !body.is_object() {
+        return invalid("body", "The request body is not a valid JSON object.");
+    }
+    match body.get("search_term") {
+        None | Some(Value::Null | Value::String(_)) => {}
+        Some(_) => return invalid("search_term", "search_term must be a string."),
+    }
+    let take = match body.get("take") {
+        None | Some(Value::Null) => 20,
+        Some(v) => match v.as_u64() {
+            Some(n @ 1..=100) => n as usize,
+            _ => return invalid("take", "take must be an integer between 1 and 100."),
+        },
+    };
+    let skip = match body.get("skip") {
+        None | Some(Value::Null) => 0,
+        Some(v) => match v.as_u64() {
+            Some(n) => usize::try_from(n).unwrap_or(usize::MAX),
+            None => return invalid("skip", "skip must be a non-negative integer."),
+        },
+    };
+    let Some(found) = s.lookup(Some(org), term) else {
+        return error(
+            404,
+            "ORGANIZATION_NOT_FOUND",
+            "Organization not found.",
+            json!({"organization_id": org}),
+        );
+    };
+    let users: Vec<Value> = found.iter().skip(skip).take(take).map(user).collect();
+    (
+        StatusCode::OK,
+        Json(json!({"users": users, "total": found.len()})),
+    )
+        .into_response()
+}
+
+fn user(m: &Member) -> Value {
+    json!({
+        "user_id": m.user,
+        "email": m.email,
+        "full_name": full_name(&m.email),
+        "role": if m.owner { "owner" } else { "member" },
+    })
+}
+
+/// `ava.anderson@acme.example` -> `Ava Anderson`.
+fn full_name(email: &str) -> String {
+    let local = email.split('@').next().unwrap_or(email);
+    local
+        .split(['.', '_', '-', '+'])
+        .filter(|w| !w.is_empty())
+        .map(|w| {
+            let mut c = w.chars();
+            c.next()
+                .map(|f| f.to_uppercase().chain(c).collect::<String>())
+                .unwrap_or_default()
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
 }

@@ -1,6 +1,9 @@
 //! Cognee (FastAPI): `DELETE /api/v1/permissions/tenants/{tenant}/users/{user}`, `X-Api-Key`.
 //! Success is 200 `{"message": ...}`; errors are `{"detail": "<message> [<ErrorName>]"}`, checked in
 //! the order: tenant not found (404), owner (400), user not found (404), user not in tenant (404).
+//!
+//! List: `GET /api/v1/permissions/tenants/{tenant}/users` answers 200 `[{id, email, roles: []}]`,
+//! every member of the tenant; an unknown tenant is 404 `Tenant not found. [TenantNotFoundError]`.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,7 +13,7 @@ use axum::Router;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::delete;
+use axum::routing::{delete, get};
 use serde_json::{Value, json};
 
 use super::{Fault, Removal, Server, ceil_secs, header};
@@ -21,6 +24,7 @@ pub(super) fn router(server: Arc<Server>) -> Router {
             "/api/v1/permissions/tenants/{tenant_id}/users/{user_id}",
             delete(remove),
         )
+        .route("/api/v1/permissions/tenants/{tenant_id}/users", get(list))
         .with_state(server)
 }
 
@@ -114,4 +118,39 @@ fn answer(s: &Server, tenant: &str, user: &str) -> Response {
             detail(StatusCode::NOT_FOUND, "User not found in this tenant.")
         }
     }
+}
+
+async fn list(
+    State(s): State<Arc<Server>>,
+    Path(tenant): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    if header(&headers, "x-api-key") != Some(s.secret.as_str()) {
+        return detail(StatusCode::UNAUTHORIZED, "Unauthorized");
+    }
+    let resp = list_answer(&s, &tenant);
+    s.record_lookup(Some(&tenant), "", resp)
+}
+
+fn list_answer(s: &Server, tenant: &str) -> Response {
+    if let Some(wait) = s.over_limit() {
+        return rate_limited(wait);
+    }
+    if uuid::Uuid::try_parse(tenant).is_err() {
+        return detail(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            vec![not_uuid("tenant_id", tenant)],
+        );
+    }
+    let Some(found) = s.lookup(Some(tenant), "") else {
+        return detail(
+            StatusCode::NOT_FOUND,
+            "Tenant not found. [TenantNotFoundError]",
+        );
+    };
+    let users: Vec<Value> = found
+        .iter()
+        .map(|m| json!({"id": m.user, "email": m.email, "roles": []}))
+        .collect();
+    (StatusCode::OK, Json(Value::Array(users))).into_response()
 }

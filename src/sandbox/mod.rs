@@ -115,12 +115,16 @@ impl Faults {
     }
 }
 
-/// One request that reached a removal endpoint after auth, with the status it was answered.
+/// One request that reached a removal or list/search endpoint after auth, with the status it was
+/// answered.
 #[derive(Debug, Clone)]
 pub struct Logged {
     pub kind: ProviderKind,
     pub at: Instant,
+    /// `"remove"` or `"lookup"` (a list/search call).
+    pub operation: &'static str,
     pub organization: Option<String>,
+    /// The user removed; for a lookup the searched text, `""` for a full list.
     pub user: String,
     pub status: u16,
 }
@@ -241,7 +245,7 @@ impl Sandbox {
         ]
     }
 
-    /// Every request that reached a removal endpoint (after auth), in arrival order.
+    /// Every request that reached a removal or list/search endpoint (after auth), in arrival order.
     pub fn log(&self) -> Vec<Logged> {
         lock(&self.log).clone()
     }
@@ -254,6 +258,20 @@ impl Sandbox {
         lock(&s.orgs)
             .get(&org)
             .is_some_and(|members| members.contains_key(&key(user)))
+    }
+
+    /// The email the seed gave that member (organization ignored for factory/telnyx/aerospike),
+    /// `None` if it was never seeded there. Still answers after the member is removed.
+    pub fn email_of(
+        &self,
+        kind: ProviderKind,
+        organization: Option<&str>,
+        user: &str,
+    ) -> Option<String> {
+        self.servers[&kind]
+            .emails
+            .get(&(org_key(kind, organization), key(user)))
+            .cloned()
     }
 
     /// Number of token grants issued by the aerospike token endpoint.
@@ -335,6 +353,8 @@ struct Server {
     orgs: Mutex<HashMap<Option<String>, HashMap<String, Member>>>,
     /// Keys of every user that exists anywhere (removal from an organization keeps the user).
     known: HashSet<String>,
+    /// (organization key, user key) -> email, as seeded (kept after removal).
+    emails: HashMap<(Option<String>, String), String>,
     limiter: Option<Gcra>,
     faults: Faults,
     attempted: Mutex<HashSet<(Option<String>, String)>>,
@@ -355,13 +375,14 @@ impl Server {
     ) -> Server {
         let mut orgs: HashMap<Option<String>, HashMap<String, Member>> = HashMap::new();
         let mut known = HashSet::new();
+        let mut emails = HashMap::new();
         for e in opts.seed.entries().iter().filter(|e| e.kind == kind) {
-            let members = orgs
-                .entry(org_key(kind, e.organization.as_deref()))
-                .or_default();
+            let org = org_key(kind, e.organization.as_deref());
+            let members = orgs.entry(org.clone()).or_default();
             if let Some(user) = &e.user {
                 known.insert(key(user));
                 let email = opts.seed.email_of(kind, user);
+                emails.insert((org, key(user)), email.clone());
                 let m = members.entry(key(user)).or_insert(Member {
                     user: user.clone(),
                     owner: false,
@@ -376,6 +397,7 @@ impl Server {
             client_id: creds.aerospike_id.clone(),
             orgs: Mutex::new(orgs),
             known,
+            emails,
             limiter: opts
                 .limits
                 .get(&kind)
@@ -428,11 +450,44 @@ impl Server {
         }
     }
 
-    /// Appends the answer to the log and passes it on.
+    /// The organization's members whose email contains `search` (case-insensitive; every member
+    /// when empty), ordered by email then user; `None` when the organization does not exist.
+    fn lookup(&self, organization: Option<&str>, search: &str) -> Option<Vec<Member>> {
+        let orgs = lock(&self.orgs);
+        let members = orgs.get(&org_key(self.kind, organization))?;
+        let needle = search.trim().to_lowercase();
+        let mut found: Vec<Member> = members
+            .values()
+            .filter(|m| m.email.to_lowercase().contains(&needle))
+            .cloned()
+            .collect();
+        found.sort_by(|a, b| {
+            (a.email.to_lowercase(), key(&a.user)).cmp(&(b.email.to_lowercase(), key(&b.user)))
+        });
+        Some(found)
+    }
+
+    /// Appends the answer of a removal to the log and passes it on.
     fn record(&self, organization: Option<&str>, user: &str, resp: Response) -> Response {
+        self.log_as("remove", organization, user, resp)
+    }
+
+    /// Appends the answer of a list/search call (`search`: the text, "" for a full list).
+    fn record_lookup(&self, organization: Option<&str>, search: &str, resp: Response) -> Response {
+        self.log_as("lookup", organization, search, resp)
+    }
+
+    fn log_as(
+        &self,
+        operation: &'static str,
+        organization: Option<&str>,
+        user: &str,
+        resp: Response,
+    ) -> Response {
         lock(&self.log).push(Logged {
             kind: self.kind,
             at: Instant::now(),
+            operation,
             organization: organization.map(str::to_owned),
             user: user.to_owned(),
             status: resp.status().as_u16(),

@@ -14,7 +14,7 @@ use super::key;
 #[derive(Debug, Clone, Default)]
 pub struct Seed {
     entries: Vec<Entry>,
-    /// (kind, user key) -> email, where the demo knows one.
+    /// (kind, user key) -> email, where one was given (the demo, [`Seed::member_with_email`]).
     emails: HashMap<(ProviderKind, String), String>,
 }
 
@@ -48,28 +48,60 @@ impl Seed {
                 seed.emails.insert((kind, key(&row.user)), email);
             }
         }
-        // Owners nobody asks to remove, and the user who is only in another Cognee tenant.
-        seed.owner(
-            ProviderKind::Aitronos,
-            Some(AITRONOS_ORG),
-            &aitronos_id(9_000),
-        )
-        .owner(ProviderKind::Telnyx, None, &uuid_for(Tag::Telnyx, 9_000))
-        .owner(
-            ProviderKind::Cognee,
-            Some(&cognee_other_tenant()),
-            &uuid_for(Tag::Cognee, 9_001),
-        )
-        .member(
-            ProviderKind::Cognee,
-            Some(&cognee_other_tenant()),
-            &cognee_elsewhere(),
-        )
+        // Owners nobody asks to remove, and the user who is only in another Cognee tenant (whose
+        // email the CSV's non-member row already gave).
+        let seed = seed
+            .owner(
+                ProviderKind::Aitronos,
+                Some(AITRONOS_ORG),
+                &aitronos_id(9_000),
+            )
+            .owner(ProviderKind::Telnyx, None, &uuid_for(Tag::Telnyx, 9_000))
+            .owner(
+                ProviderKind::Cognee,
+                Some(&cognee_other_tenant()),
+                &uuid_for(Tag::Cognee, 9_001),
+            )
+            .member(
+                ProviderKind::Cognee,
+                Some(&cognee_other_tenant()),
+                &cognee_elsewhere(),
+            );
+        seed.with_email(ProviderKind::Aitronos, &aitronos_id(9_000), &email(70))
+            .with_email(
+                ProviderKind::Telnyx,
+                &uuid_for(Tag::Telnyx, 9_000),
+                &email(71),
+            )
+            .with_email(
+                ProviderKind::Cognee,
+                &uuid_for(Tag::Cognee, 9_001),
+                &email(72),
+            )
     }
 
     /// A member who can be removed.
     pub fn member(mut self, kind: ProviderKind, organization: Option<&str>, user: &str) -> Seed {
         self.push(kind, organization, Some(user), false);
+        self
+    }
+
+    /// A member who can be removed, with the email that list/search endpoints show and match.
+    /// The email belongs to the user at that kind (every organization of it).
+    pub fn member_with_email(
+        self,
+        kind: ProviderKind,
+        organization: Option<&str>,
+        user: &str,
+        email: &str,
+    ) -> Seed {
+        self.member(kind, organization, user)
+            .with_email(kind, user, email)
+    }
+
+    fn with_email(mut self, kind: ProviderKind, user: &str, email: &str) -> Seed {
+        self.emails
+            .insert((kind, key(user)), email.trim().to_owned());
         self
     }
 
@@ -104,21 +136,17 @@ impl Seed {
         &self.entries
     }
 
-    /// The user's email: as seeded by the demo, the user itself for Factory, else one made up.
+    /// The user's email: as given, the user itself where it is an email (Factory), else
+    /// `<user key>@members.example` (lowercase, deterministic).
     pub(super) fn email_of(&self, kind: ProviderKind, user: &str) -> String {
         if let Some(e) = self.emails.get(&(kind, key(user))) {
             return e.clone();
         }
-        if user.contains('@') {
-            return user.to_owned();
-        }
         let k = key(user);
-        let short: String = k
-            .chars()
-            .filter(char::is_ascii_alphanumeric)
-            .take(8)
-            .collect();
-        format!("user.{short}@acme.example")
+        if k.contains('@') {
+            return k;
+        }
+        format!("{k}@members.example")
     }
 }
 

@@ -1,16 +1,22 @@
 //! Telnyx: `POST /v2/organizations/users/{id}/actions/remove`, no body, `Authorization: Bearer
 //! KEY...`. Success is 200 `{"data": OrganizationUser}`; errors are `{"errors": [{code, title,
 //! detail, source: {pointer}, meta: {url}}]}` with string codes.
+//!
+//! List: `GET /v2/organizations/users?filter[email]=E&page[size]=N&page[number]=K` (size 1..=250,
+//! default 20; number from 1, default 1) answers 200 `{"data": [OrganizationUser], "meta":
+//! {page_number, page_size, total_pages, total_results}}`, matching the email by substring,
+//! case-insensitively.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::Json;
 use axum::Router;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
+use axum::routing::{get, post};
 use serde_json::json;
 
 use super::{Fault, Member, Removal, Server, bearer, ceil_secs, fnv1a, key, rfc3339};
@@ -18,6 +24,7 @@ use super::{Fault, Member, Removal, Server, bearer, ceil_secs, fnv1a, key, rfc33
 pub(super) fn router(server: Arc<Server>) -> Router {
     Router::new()
         .route("/v2/organizations/users/{id}/actions/remove", post(remove))
+        .route("/v2/organizations/users", get(list))
         .with_state(server)
 }
 
@@ -130,4 +137,61 @@ fn answer(s: &Server, id: &str) -> Response {
             "The requested resource or URL could not be found.",
         ),
     }
+}
+
+async fn list(
+    State(s): State<Arc<Server>>,
+    Query(query): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+) -> Response {
+    if bearer(&headers) != Some(s.secret.as_str()) {
+        return error(
+            401,
+            "10009",
+            "Authentication failed",
+            "Could not understand the provided credentials.",
+        );
+    }
+    let filter = query.get("filter[email]").cloned().unwrap_or_default();
+    let resp = list_answer(&s, &query, &filter);
+    s.record_lookup(None, &filter, resp)
+}
+
+fn list_answer(s: &Server, query: &HashMap<String, String>, filter: &str) -> Response {
+    if let Some(wait) = s.over_limit() {
+        return rate_limited(s.limit_per_second(), wait);
+    }
+    // A page parameter: its default when absent, None when not an integer in 1..=max.
+    let number = |name: &str, default: usize, max: usize| -> Option<usize> {
+        match query.get(name).map(|v| v.trim().parse::<usize>()) {
+            None => Some(default),
+            Some(Ok(n)) if (1..=max).contains(&n) => Some(n),
+            Some(_) => None,
+        }
+    };
+    let bad = |detail: &str| error(400, "10015", "Bad Request", detail);
+    let Some(size) = number("page[size]", 20, 250) else {
+        return bad("page[size] must be an integer between 1 and 250.");
+    };
+    let Some(page) = number("page[number]", 1, usize::MAX) else {
+        return bad("page[number] must be a positive integer.");
+    };
+    let found = s.lookup(None, filter).unwrap_or_default();
+    let total = found.len();
+    let data: Vec<serde_json::Value> = found
+        .iter()
+        .skip((page - 1).saturating_mul(size))
+        .take(size)
+        .map(|m| organization_user(m, "organization_sub_user"))
+        .collect();
+    let body = json!({
+        "data": data,
+        "meta": {
+            "page_number": page,
+            "page_size": size,
+            "total_pages": total.div_ceil(size),
+            "total_results": total,
+        }
+    });
+    (StatusCode::OK, Json(body)).into_response()
 }

@@ -804,3 +804,635 @@ async fn demo_sandbox_removes_a_demo_row() {
     assert!(!sb.is_member(ProviderKind::Cognee, Some(&row.organization), &row.user));
     sb.shutdown().await;
 }
+
+// ---------------------------------------------------------------------------------------------
+// List/search endpoints.
+
+const ANN: &str = "ann@x.example";
+const JOANN: &str = "JoAnn@X.example";
+const BOB: &str = "bob@x.example";
+
+/// Per kind (not Factory): (organization, [(user, email)]) with ann, joann and bob, plus an owner
+/// and a member without an email (so a derived one).
+/// (kind, organization, [(user, email)]).
+type Listed = (
+    ProviderKind,
+    Option<&'static str>,
+    [(&'static str, &'static str); 3],
+);
+
+fn listed() -> Vec<Listed> {
+    vec![
+        (
+            ProviderKind::Aitronos,
+            Some("org_acme"),
+            [("usr_ann", ANN), ("usr_joann", JOANN), ("usr_bob", BOB)],
+        ),
+        (
+            ProviderKind::Telnyx,
+            None,
+            [
+                ("a1a1a1a1-0000-4000-8000-000000000001", ANN),
+                ("a1a1a1a1-0000-4000-8000-000000000002", JOANN),
+                ("a1a1a1a1-0000-4000-8000-000000000003", BOB),
+            ],
+        ),
+        (
+            ProviderKind::Aerospike,
+            None,
+            [
+                ("b2b2b2b2-0000-4000-8000-000000000001", ANN),
+                ("b2b2b2b2-0000-4000-8000-000000000002", JOANN),
+                ("b2b2b2b2-0000-4000-8000-000000000003", BOB),
+            ],
+        ),
+        (
+            ProviderKind::Cognee,
+            Some(TENANT),
+            [
+                ("c3c3c3c3-0000-4000-8000-000000000001", ANN),
+                ("c3c3c3c3-0000-4000-8000-000000000002", JOANN),
+                ("c3c3c3c3-0000-4000-8000-000000000003", BOB),
+            ],
+        ),
+    ]
+}
+
+const OWNER_AITRONOS: &str = "usr_owner1";
+const OWNER_UUID: &str = "d4d4d4d4-0000-4000-8000-00000000000f";
+const NO_EMAIL_AITRONOS: &str = "usr_noemail";
+const NO_EMAIL_UUID: &str = "E5E5E5E5-0000-4000-8000-00000000000E";
+
+fn seed_listed() -> Seed {
+    let mut seed = Seed::default().organization(ProviderKind::Cognee, OTHER_TENANT);
+    for (kind, org, members) in listed() {
+        for (user, email) in members {
+            seed = seed.member_with_email(kind, org, user, email);
+        }
+        let (owner, no_email) = if kind == ProviderKind::Aitronos {
+            (OWNER_AITRONOS, NO_EMAIL_AITRONOS)
+        } else {
+            (OWNER_UUID, NO_EMAIL_UUID)
+        };
+        seed = seed.owner(kind, org, owner).member(kind, org, no_email);
+    }
+    seed.member_with_email(
+        ProviderKind::Cognee,
+        Some(OTHER_TENANT),
+        "f6f6f6f6-0000-4000-8000-000000000001",
+        "anna@y.example",
+    )
+}
+
+fn user_of(kind: ProviderKind, email: &str) -> &'static str {
+    listed()
+        .into_iter()
+        .find(|(k, _, _)| *k == kind)
+        .and_then(|(_, _, m)| m.into_iter().find(|(_, e)| *e == email))
+        .map(|(u, _)| u)
+        .expect("listed")
+}
+
+async fn aitronos_search(sb: &Sandbox, org: &str, body: Value, key: &str) -> reqwest::Response {
+    client()
+        .post(format!(
+            "{}/v1/organizations/{org}/users",
+            sb.base_url(ProviderKind::Aitronos)
+        ))
+        .header("X-API-Key", key)
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn telnyx_list(sb: &Sandbox, query: &[(&str, &str)], token: &str) -> reqwest::Response {
+    client()
+        .get(format!(
+            "{}/v2/organizations/users",
+            sb.base_url(ProviderKind::Telnyx)
+        ))
+        .query(query)
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn aerospike_list(sb: &Sandbox, token: &str) -> reqwest::Response {
+    client()
+        .get(format!(
+            "{}/organization/members",
+            sb.base_url(ProviderKind::Aerospike)
+        ))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn cognee_list(sb: &Sandbox, tenant: &str, key: &str) -> reqwest::Response {
+    client()
+        .get(format!(
+            "{}/api/v1/permissions/tenants/{tenant}/users",
+            sb.base_url(ProviderKind::Cognee)
+        ))
+        .header("X-Api-Key", key)
+        .send()
+        .await
+        .unwrap()
+}
+
+fn emails_in(items: &Value) -> Vec<String> {
+    items
+        .as_array()
+        .expect("array")
+        .iter()
+        .map(|u| u["email"].as_str().expect("email").to_owned())
+        .collect()
+}
+
+fn lookups(sb: &Sandbox) -> Vec<(ProviderKind, String, u16)> {
+    sb.log()
+        .into_iter()
+        .filter(|l| l.operation == "lookup")
+        .map(|l| (l.kind, l.user, l.status))
+        .collect()
+}
+
+#[test]
+fn seed_emails_given_derived_and_demo() {
+    let seed = Seed::default()
+        .member_with_email(ProviderKind::Telnyx, None, "ID-1", "Ann@X.example")
+        .member(ProviderKind::Aitronos, Some("org_a"), "USR_Abc")
+        .member(ProviderKind::Factory, None, "Ann.Lee@Acme.example");
+    assert_eq!(seed.email_of(ProviderKind::Telnyx, "id-1"), "Ann@X.example");
+    assert_eq!(
+        seed.email_of(ProviderKind::Aitronos, "usr_abc"),
+        "usr_abc@members.example"
+    );
+    assert_eq!(
+        seed.email_of(ProviderKind::Factory, "ann.lee@acme.example"),
+        "ann.lee@acme.example"
+    );
+
+    // Every demo member (owners too) has a realistic email, unique per provider.
+    let demo = Seed::demo();
+    let mut per_kind: HashMap<ProviderKind, HashSet<String>> = HashMap::new();
+    let mut users: HashSet<(ProviderKind, String)> = HashSet::new();
+    for e in demo.entries() {
+        let Some(user) = &e.user else { continue };
+        if !users.insert((e.kind, key(user))) {
+            continue;
+        }
+        let email = demo.email_of(e.kind, user);
+        let (local, domain) = email.split_once('@').expect("an email");
+        assert_eq!(domain, "acme.example", "{}: {user} -> {email}", e.kind);
+        assert!(local.contains('.'), "{email} is first.last");
+        assert!(
+            per_kind.entry(e.kind).or_default().insert(email.clone()),
+            "{}: {email} twice",
+            e.kind
+        );
+    }
+    assert_eq!(per_kind.len(), 5);
+}
+
+#[tokio::test]
+async fn sandbox_email_of_survives_removal() {
+    let sb = plain(seed_listed()).await;
+    let (kind, org) = (ProviderKind::Cognee, Some(TENANT));
+    let user = user_of(kind, JOANN);
+    assert_eq!(
+        sb.email_of(kind, org, &user.to_uppercase()).as_deref(),
+        Some(JOANN)
+    );
+    assert_eq!(sb.email_of(kind, Some(OTHER_TENANT), user), None);
+    assert_eq!(
+        sb.email_of(kind, org, NO_EMAIL_UUID).as_deref(),
+        Some("e5e5e5e5-0000-4000-8000-00000000000e@members.example")
+    );
+    assert_eq!(
+        sb.email_of(
+            ProviderKind::Telnyx,
+            Some("ignored"),
+            user_of(ProviderKind::Telnyx, BOB)
+        )
+        .as_deref(),
+        Some(BOB)
+    );
+    assert_eq!(remove(&sb, kind, org, user).await.status(), 200);
+    assert_eq!(sb.email_of(kind, org, user).as_deref(), Some(JOANN));
+}
+
+#[tokio::test]
+async fn aitronos_search_is_partial_case_insensitive_and_paged() {
+    let sb = plain(seed_listed()).await;
+    let key = env(&sb, "SANDBOX_AITRONOS_API_KEY");
+
+    let r = aitronos_search(&sb, "org_acme", json!({"search_term": "ann"}), "ak_wrong").await;
+    assert_eq!(r.status(), 401);
+    assert_eq!(
+        r.json::<Value>().await.unwrap()["error"]["code"],
+        "INVALID_API_KEY"
+    );
+
+    let r = aitronos_search(
+        &sb,
+        "org_acme",
+        json!({"search_term": "ANN", "take": 100}),
+        &key,
+    )
+    .await;
+    assert_eq!(r.status(), 200);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["total"], 2);
+    assert_eq!(emails_in(&v["users"]), [ANN, JOANN]);
+    assert_eq!(
+        v["users"][0],
+        json!({"user_id": "usr_ann", "email": ANN, "full_name": "Ann", "role": "member"})
+    );
+    assert_eq!(v["users"][1]["user_id"], "usr_joann");
+
+    // Paging: skip/take, total counts every match.
+    let r = aitronos_search(
+        &sb,
+        "org_acme",
+        json!({"search_term": "x.EXAMPLE", "take": 1, "skip": 1}),
+        &key,
+    )
+    .await;
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["total"], 3);
+    assert_eq!(emails_in(&v["users"]), [BOB]);
+    let v: Value = aitronos_search(
+        &sb,
+        "org_acme",
+        json!({"search_term": "x.example", "skip": 3}),
+        &key,
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    assert_eq!(
+        (v["total"].as_u64(), emails_in(&v["users"]).len()),
+        (Some(3), 0)
+    );
+
+    // Everyone, with the owner's role and the derived email.
+    let v: Value = aitronos_search(&sb, "org_acme", json!({}), &key)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(v["total"], 5);
+    let users = v["users"].as_array().unwrap();
+    let owner = users
+        .iter()
+        .find(|u| u["user_id"] == OWNER_AITRONOS)
+        .unwrap();
+    assert_eq!(owner["role"], "owner");
+    assert_eq!(owner["email"], "usr_owner1@members.example");
+
+    let r = aitronos_search(
+        &sb,
+        "org_acme",
+        json!({"search_term": "a", "take": 101}),
+        &key,
+    )
+    .await;
+    assert_eq!(r.status(), 422);
+    assert_eq!(
+        r.json::<Value>().await.unwrap()["error"]["code"],
+        "VALIDATION_ERROR"
+    );
+
+    let r = aitronos_search(&sb, "org_nope", json!({"search_term": "ann"}), &key).await;
+    assert_eq!(r.status(), 404);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["success"], false);
+    assert_eq!(v["error"]["code"], "ORGANIZATION_NOT_FOUND");
+    assert_eq!(v["error"]["status"], 404);
+    assert_eq!(v["error"]["details"]["organization_id"], "org_nope");
+
+    // A removed member is no longer found.
+    let r = remove(&sb, ProviderKind::Aitronos, Some("org_acme"), "usr_joann").await;
+    assert_eq!(r.status(), 204);
+    let v: Value = aitronos_search(&sb, "org_acme", json!({"search_term": "ann"}), &key)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        (v["total"].as_u64(), emails_in(&v["users"])),
+        (Some(1), vec![ANN.to_owned()])
+    );
+
+    let log = sb.log();
+    assert_eq!(log.iter().filter(|l| l.operation == "remove").count(), 1);
+    let searched: Vec<(String, u16)> = log
+        .iter()
+        .filter(|l| l.operation == "lookup")
+        .map(|l| (l.user.clone(), l.status))
+        .collect();
+    assert_eq!(
+        searched,
+        [
+            ("ANN".to_owned(), 200),
+            ("x.EXAMPLE".to_owned(), 200),
+            ("x.example".to_owned(), 200),
+            (String::new(), 200),
+            ("a".to_owned(), 422),
+            ("ann".to_owned(), 404),
+            ("ann".to_owned(), 200),
+        ],
+        "401s are not logged"
+    );
+    assert_eq!(log[5].organization.as_deref(), Some("org_nope"));
+}
+
+#[tokio::test]
+async fn telnyx_filter_is_partial_case_insensitive_and_paged() {
+    let sb = plain(seed_listed()).await;
+    let token = env(&sb, "SANDBOX_TELNYX_TOKEN");
+
+    let r = telnyx_list(&sb, &[("filter[email]", "ann")], "KEYwrong").await;
+    assert_eq!(r.status(), 401);
+    assert_eq!(
+        r.json::<Value>().await.unwrap()["errors"][0]["code"],
+        "10009"
+    );
+
+    let r = telnyx_list(
+        &sb,
+        &[("filter[email]", "ANN"), ("page[size]", "250")],
+        &token,
+    )
+    .await;
+    assert_eq!(r.status(), 200);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(emails_in(&v["data"]), [ANN, JOANN]);
+    let first = &v["data"][0];
+    assert_eq!(first["id"], user_of(ProviderKind::Telnyx, ANN));
+    assert_eq!(first["record_type"], "organization_sub_user");
+    assert_eq!(
+        v["meta"],
+        json!({"page_number": 1, "page_size": 250, "total_pages": 1, "total_results": 2})
+    );
+
+    // Page 2 of size 1.
+    let q = [
+        ("filter[email]", "ann"),
+        ("page[size]", "1"),
+        ("page[number]", "2"),
+    ];
+    let v: Value = telnyx_list(&sb, &q, &token).await.json().await.unwrap();
+    assert_eq!(emails_in(&v["data"]), [JOANN]);
+    assert_eq!(
+        v["meta"],
+        json!({"page_number": 2, "page_size": 1, "total_pages": 2, "total_results": 2})
+    );
+
+    // Defaults, every member.
+    let v: Value = telnyx_list(&sb, &[], &token).await.json().await.unwrap();
+    assert_eq!(v["data"].as_array().unwrap().len(), 5);
+    assert_eq!(
+        v["meta"],
+        json!({"page_number": 1, "page_size": 20, "total_pages": 1, "total_results": 5})
+    );
+
+    let r = telnyx_list(&sb, &[("page[size]", "251")], &token).await;
+    assert_eq!(r.status(), 400);
+    assert_eq!(
+        r.json::<Value>().await.unwrap()["errors"][0]["code"],
+        "10015"
+    );
+
+    let joann = user_of(ProviderKind::Telnyx, JOANN);
+    assert_eq!(
+        remove(&sb, ProviderKind::Telnyx, None, joann)
+            .await
+            .status(),
+        200
+    );
+    let v: Value = telnyx_list(&sb, &[("filter[email]", "ann")], &token)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(emails_in(&v["data"]), [ANN]);
+    assert_eq!(v["meta"]["total_results"], 1);
+
+    assert_eq!(
+        lookups(&sb),
+        [
+            (ProviderKind::Telnyx, "ANN".to_owned(), 200),
+            (ProviderKind::Telnyx, "ann".to_owned(), 200),
+            (ProviderKind::Telnyx, String::new(), 200),
+            (ProviderKind::Telnyx, String::new(), 400),
+            (ProviderKind::Telnyx, "ann".to_owned(), 200),
+        ]
+    );
+}
+
+#[tokio::test]
+async fn aerospike_lists_every_member() {
+    let sb = plain(seed_listed()).await;
+    let r = aerospike_list(&sb, "made-up").await;
+    assert_eq!(r.status(), 401);
+    assert!(r.headers().contains_key("x-request-id"));
+    assert_eq!(r.headers()["content-type"], "application/problem+json");
+
+    let token = aerospike_token(&sb).await;
+    let r = aerospike_list(&sb, &token).await;
+    assert_eq!(r.status(), 200);
+    assert!(r.headers().contains_key("x-request-id"));
+    let v: Value = r.json().await.unwrap();
+    let emails = emails_in(&v);
+    assert_eq!(emails.len(), 5);
+    // No server-side filter: "ann" matches several, the client must match exactly.
+    let ann: Vec<_> = emails
+        .iter()
+        .filter(|e| e.to_lowercase().contains("ann"))
+        .collect();
+    assert_eq!(ann, [ANN, JOANN]);
+    let by_email = |e: &str| {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["email"] == e)
+            .cloned()
+    };
+    assert_eq!(
+        by_email(JOANN),
+        Some(
+            json!({"id": user_of(ProviderKind::Aerospike, JOANN), "email": JOANN, "role": "member"})
+        )
+    );
+    let owner = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["id"] == OWNER_UUID)
+        .unwrap();
+    assert_eq!(owner["role"], "owner");
+
+    let bob = user_of(ProviderKind::Aerospike, BOB);
+    assert_eq!(
+        remove(&sb, ProviderKind::Aerospike, None, bob)
+            .await
+            .status(),
+        204
+    );
+    let v: Value = aerospike_list(&sb, &token).await.json().await.unwrap();
+    assert_eq!(emails_in(&v).len(), 4);
+    assert!(!emails_in(&v).contains(&BOB.to_owned()));
+
+    assert_eq!(
+        lookups(&sb),
+        [
+            (ProviderKind::Aerospike, String::new(), 200),
+            (ProviderKind::Aerospike, String::new(), 200),
+        ]
+    );
+}
+
+#[tokio::test]
+async fn cognee_lists_a_tenants_members() {
+    let sb = plain(seed_listed()).await;
+    let key = env(&sb, "SANDBOX_COGNEE_API_KEY");
+    let r = cognee_list(&sb, TENANT, "wrong").await;
+    assert_eq!(r.status(), 401);
+    assert_eq!(
+        r.json::<Value>().await.unwrap(),
+        json!({"detail": "Unauthorized"})
+    );
+
+    let r = cognee_list(&sb, &TENANT.to_uppercase(), &key).await;
+    assert_eq!(r.status(), 200);
+    let v: Value = r.json().await.unwrap();
+    let emails = emails_in(&v);
+    assert_eq!(emails.len(), 5);
+    let ann: Vec<_> = emails
+        .iter()
+        .filter(|e| e.to_lowercase().contains("ann"))
+        .collect();
+    assert_eq!(ann, [ANN, JOANN], "the other tenant's anna is not listed");
+    let joann = user_of(ProviderKind::Cognee, JOANN);
+    assert!(
+        v.as_array()
+            .unwrap()
+            .contains(&json!({"id": joann, "email": JOANN, "roles": []}))
+    );
+
+    let v: Value = cognee_list(&sb, OTHER_TENANT, &key)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(emails_in(&v), ["anna@y.example"]);
+
+    let r = cognee_list(&sb, "55555555-6666-4777-8888-999999999999", &key).await;
+    assert_eq!(r.status(), 404);
+    assert_eq!(
+        r.json::<Value>().await.unwrap(),
+        json!({"detail": "Tenant not found. [TenantNotFoundError]"})
+    );
+    let r = cognee_list(&sb, "acme", &key).await;
+    assert_eq!(r.status(), 422);
+    assert_eq!(
+        r.json::<Value>().await.unwrap()["detail"][0]["loc"],
+        json!(["path", "tenant_id"])
+    );
+
+    assert_eq!(
+        remove(&sb, ProviderKind::Cognee, Some(TENANT), joann)
+            .await
+            .status(),
+        200
+    );
+    let v: Value = cognee_list(&sb, TENANT, &key).await.json().await.unwrap();
+    assert_eq!(emails_in(&v).len(), 4);
+    assert!(!emails_in(&v).contains(&JOANN.to_owned()));
+
+    let statuses: Vec<u16> = lookups(&sb).iter().map(|l| l.2).collect();
+    assert_eq!(statuses, [200, 200, 404, 422, 200]);
+    assert!(
+        lookups(&sb)
+            .iter()
+            .all(|l| l.0 == ProviderKind::Cognee && l.1.is_empty())
+    );
+}
+
+#[tokio::test]
+async fn lookups_are_rate_limited_but_never_faulted() {
+    let mut opts = SandboxOptions::plain(seed_listed());
+    opts.faults = Faults {
+        unavailable_every: 1,
+        rate_limited_every: 0,
+        conflict_every: 0,
+    };
+    let sb = Sandbox::start(opts).await.unwrap();
+    let ak = env(&sb, "SANDBOX_AITRONOS_API_KEY");
+    let tk = env(&sb, "SANDBOX_TELNYX_TOKEN");
+    let ck = env(&sb, "SANDBOX_COGNEE_API_KEY");
+    let token = aerospike_token(&sb).await;
+    for _ in 0..2 {
+        let body = json!({"search_term": "ann"});
+        assert_eq!(
+            aitronos_search(&sb, "org_acme", body, &ak).await.status(),
+            200
+        );
+        assert_eq!(
+            telnyx_list(&sb, &[("filter[email]", "ann")], &tk)
+                .await
+                .status(),
+            200
+        );
+        assert_eq!(aerospike_list(&sb, &token).await.status(), 200);
+        assert_eq!(cognee_list(&sb, TENANT, &ck).await.status(), 200);
+    }
+    let r = remove(
+        &sb,
+        ProviderKind::Telnyx,
+        None,
+        user_of(ProviderKind::Telnyx, ANN),
+    )
+    .await;
+    assert_eq!(r.status(), 503, "removals are still faulted");
+    sb.shutdown().await;
+
+    let mut opts = SandboxOptions::plain(seed_listed());
+    opts.limits = ProviderKind::ALL.iter().map(|k| (*k, (0.2, 1))).collect();
+    let sb = Sandbox::start(opts).await.unwrap();
+    let ak = env(&sb, "SANDBOX_AITRONOS_API_KEY");
+    let tk = env(&sb, "SANDBOX_TELNYX_TOKEN");
+    let ck = env(&sb, "SANDBOX_COGNEE_API_KEY");
+    let token = aerospike_token(&sb).await;
+    let mut statuses = Vec::new();
+    for _ in 0..2 {
+        let body = json!({"search_term": "ann"});
+        statuses.push(
+            aitronos_search(&sb, "org_acme", body, &ak)
+                .await
+                .status()
+                .as_u16(),
+        );
+        statuses.push(telnyx_list(&sb, &[], &tk).await.status().as_u16());
+        statuses.push(aerospike_list(&sb, &token).await.status().as_u16());
+        statuses.push(cognee_list(&sb, TENANT, &ck).await.status().as_u16());
+    }
+    assert_eq!(statuses, [200, 200, 200, 200, 429, 429, 429, 429]);
+    let logged: Vec<u16> = lookups(&sb).iter().map(|l| l.2).collect();
+    assert_eq!(logged, statuses);
+    // The lookups used up the budget that removals share.
+    let r = remove(
+        &sb,
+        ProviderKind::Telnyx,
+        None,
+        user_of(ProviderKind::Telnyx, ANN),
+    )
+    .await;
+    assert_eq!(r.status(), 429);
+}
