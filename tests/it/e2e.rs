@@ -607,3 +607,104 @@ async fn kill_9_mid_run_then_resume_removes_everyone_at_most_once() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("does not belong to this CSV"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn emails_are_looked_up_at_each_provider_then_removed_once() {
+    let sandbox = Sandbox::start(SandboxOptions::plain(Seed::demo()))
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    // The fixture's first 60 member rows, naming people by email instead of id.
+    let text = std::fs::read_to_string(example_csv()).unwrap();
+    let mut rows = vec!["provider,user,organization".to_owned()];
+    let mut expect: Vec<(ProviderKind, Option<String>, String, String)> = vec![];
+    for line in text.lines().skip(1).take(60) {
+        let f: Vec<&str> = line.split(',').collect();
+        let Ok(kind) = f[0].parse::<ProviderKind>() else {
+            continue;
+        };
+        let org = (!f[2].is_empty()).then(|| f[2].to_owned());
+        if !sandbox.is_member(kind, org.as_deref(), f[1]) {
+            continue;
+        }
+        let email = sandbox
+            .email_of(kind, org.as_deref(), f[1])
+            .expect("seeded with an email");
+        rows.push(format!("{},{},{}", f[0], email.to_uppercase(), f[2]));
+        expect.push((kind, org, f[1].to_owned(), email));
+    }
+    rows.push("telnyx,nobody@acme.example,".into());
+    rows.push("aerospike,nobody@acme.example,".into());
+    let csv = dir.path().join("emails.csv");
+    std::fs::write(&csv, rows.join("\n")).unwrap();
+    let config = dir.path().join("offboard.toml");
+    std::fs::write(&config, config_for(&sandbox, &HashMap::new(), "")).unwrap();
+    let report = dir.path().join("report.jsonl");
+    let out = run_csv(&sandbox.env(), &csv, &config, &report).await;
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let lines = report_lines(&report);
+    let log = sandbox.log();
+    for (kind, org, id, email) in &expect {
+        assert!(
+            !sandbox.is_member(*kind, org.as_deref(), id),
+            "{kind} {email} removed"
+        );
+        let removals = log
+            .iter()
+            .filter(|r| {
+                r.kind == *kind && r.operation == "remove" && (200..300).contains(&r.status)
+            })
+            .filter(|r| r.user.eq_ignore_ascii_case(id) || r.user.eq_ignore_ascii_case(email))
+            .count();
+        assert_eq!(removals, 1, "{kind} {email} removed exactly once");
+        if *kind != ProviderKind::Factory {
+            let l = lines
+                .iter()
+                .find(|l| {
+                    l["provider"] == kind.as_str()
+                        && l["user"].as_str().unwrap().eq_ignore_ascii_case(email)
+                })
+                .unwrap();
+            assert_eq!(
+                l["resolved_user"].as_str().unwrap().to_lowercase(),
+                id.to_lowercase(),
+                "{l}"
+            );
+        }
+    }
+    let absent: Vec<_> = lines
+        .iter()
+        .filter(|l| l["reason"] == "no_member")
+        .collect();
+    assert_eq!(absent.len(), 2, "no member with this email");
+    assert!(absent.iter().all(|l| l["outcome"] == "already_absent"));
+    // Whole lists are read once and cached; searches go per person.
+    let lookups = |k: ProviderKind| {
+        log.iter()
+            .filter(|r| r.kind == k && r.operation == "lookup")
+            .count()
+    };
+    assert_eq!(
+        lookups(ProviderKind::Aerospike),
+        1,
+        "the member list is cached"
+    );
+    assert_eq!(
+        lookups(ProviderKind::Factory),
+        0,
+        "Factory takes the email itself"
+    );
+    assert!(
+        lookups(ProviderKind::Telnyx)
+            >= expect
+                .iter()
+                .filter(|e| e.0 == ProviderKind::Telnyx)
+                .count()
+    );
+}
