@@ -270,6 +270,10 @@ pub struct Entry {
     /// Consecutive 401/403 answers that open the lane's circuit (stop sending). Default 3.
     #[serde(default = "d::circuit_after")]
     pub circuit_after: u32,
+    /// The organization (Aitronos `org_*`) or tenant (Cognee UUID) this entry manages: used for
+    /// rows that leave `organization` empty and for rows addressed to every provider (`*`).
+    #[serde(default)]
+    pub organization: Option<String>,
     /// This entry's own blast-radius limit for `run` and `enqueue`, beside `safety.max_removals_per_run`.
     #[serde(default)]
     pub max_removals_per_run: Option<u64>,
@@ -420,6 +424,24 @@ impl Settings {
             let base = e.base_url();
             check_url(&base).map_err(|r| invalid(key("base_url"), r))?;
             let spec = e.credential_spec().map_err(|(k, r)| invalid(key(k), r))?;
+            if let Some(org) = &e.organization {
+                let ok = match e.kind {
+                    ProviderKind::Aitronos => {
+                        crate::job::PrefixedId::parse("organization", "org_", org).is_ok()
+                    }
+                    ProviderKind::Cognee => crate::job::Uuid::parse("organization", org).is_ok(),
+                    _ => false,
+                };
+                if !ok {
+                    return Err(invalid(
+                        key("organization"),
+                        format!(
+                            "`{org}` is not an organization {} manages (an org_* id for aitronos, a tenant UUID for cognee; the key picks it for the others)",
+                            e.kind
+                        ),
+                    ));
+                }
+            }
             if let CredentialSpec::OAuth { token_url, .. } = &spec {
                 check_url(token_url).map_err(|r| invalid(key("token_url"), r))?;
             }

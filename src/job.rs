@@ -494,20 +494,101 @@ impl Job {
 #[derive(Debug, Clone, Default)]
 pub struct Directory {
     entries: HashMap<Box<str>, (LaneId, Arc<str>, ProviderKind)>,
+    /// The organization or tenant an entry manages, for rows that leave theirs empty.
+    organizations: HashMap<Box<str>, Box<str>>,
+    /// Entry names in lane order, for rows addressed to every provider.
+    order: Vec<Arc<str>>,
     protected: Arc<Protected>,
 }
 
+/// The `provider` of a row or event target addressed to every configured entry.
+pub const EVERY_PROVIDER: &str = "*";
+
 impl Directory {
     pub fn new<'a>(entries: impl IntoIterator<Item = (&'a str, ProviderKind)>) -> Directory {
-        let entries = entries
+        let entries: HashMap<Box<str>, (LaneId, Arc<str>, ProviderKind)> = entries
             .into_iter()
             .enumerate()
             .map(|(i, (name, kind))| (name.into(), (LaneId(i), Arc::from(name), kind)))
             .collect();
+        let mut order: Vec<(LaneId, Arc<str>)> = entries
+            .values()
+            .map(|(id, n, _)| (*id, n.clone()))
+            .collect();
+        order.sort();
         Directory {
             entries,
+            organizations: HashMap::new(),
+            order: order.into_iter().map(|(_, n)| n).collect(),
             protected: Arc::default(),
         }
+    }
+
+    /// The same directory, with `name` managing `organization` (its rows may leave it empty).
+    pub fn managing(mut self, name: &str, organization: &str) -> Directory {
+        self.organizations.insert(name.into(), organization.into());
+        self
+    }
+
+    /// Validates a row or target: one job, or one per configured entry when its provider is `*`
+    /// (each with that entry's name, for the report). Such a row names a person by email, since ids
+    /// differ from provider to provider.
+    pub fn validate_each(
+        &self,
+        raw: &RawJob<'_>,
+        line: Option<u64>,
+    ) -> Vec<(Option<String>, Result<Job, Invalid>)> {
+        if field(&raw.provider) != Some(EVERY_PROVIDER) {
+            let name = field(&raw.provider).map(str::to_owned);
+            return vec![(name, self.validate(raw, line))];
+        }
+        self.order
+            .iter()
+            .map(|name| (Some(name.to_string()), self.validate_as(raw, line, name)))
+            .collect()
+    }
+
+    /// Validates a row for entry `name`: the row's own provider, or `*`.
+    pub fn validate_as(
+        &self,
+        raw: &RawJob<'_>,
+        line: Option<u64>,
+        name: &str,
+    ) -> Result<Job, Invalid> {
+        if field(&raw.provider) != Some(EVERY_PROVIDER) {
+            return self.validate(raw, line);
+        }
+        if field(&raw.user).is_some_and(|u| !u.contains('@')) {
+            return Err(bad(
+                "user",
+                "a row for every provider (`*`) names the person by email",
+            ));
+        }
+        let (_, _, kind) = self
+            .lookup(name)
+            .ok_or_else(|| Invalid::UnknownProvider(name.to_owned()))?;
+        let mut one = raw.clone();
+        one.provider = Some(name.into());
+        if kind != ProviderKind::Aitronos {
+            one.transfer_to = None; // only Aitronos transfers resources
+        }
+        // Each entry's own organization (from its config) applies, never one row-wide value.
+        one.organization = None;
+        if matches!(kind, ProviderKind::Aitronos | ProviderKind::Cognee)
+            && !self.organizations.contains_key(name)
+        {
+            return Err(bad(
+                "organization",
+                format!(
+                    "set providers.{name}.organization to send rows for every provider (`*`) there"
+                ),
+            ));
+        }
+        let mut job = self.validate(&one, line)?;
+        if let Some(id) = field(&raw.job_id) {
+            job.id = format!("{id}:{name}").into();
+        }
+        Ok(job)
     }
 
     /// The same directory, refusing to make a job of any protected account.
@@ -536,7 +617,8 @@ impl Directory {
             .lookup(provider)
             .ok_or_else(|| Invalid::UnknownProvider(provider.to_owned()))?;
         let user = field(&raw.user).ok_or(Invalid::Missing("user"))?;
-        let organization = field(&raw.organization);
+        let organization =
+            field(&raw.organization).or_else(|| self.organizations.get(provider).map(|o| &**o));
         let transfer_to = field(&raw.transfer_to);
 
         if transfer_to.is_some() && kind != ProviderKind::Aitronos {

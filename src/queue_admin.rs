@@ -79,11 +79,13 @@ pub async fn enqueue(
         tokio::task::spawn_blocking(move || {
             csv.for_each(|(line, raw)| {
                 let Ok(raw) = raw else { return };
-                if duplicates.contains(&line) {
-                    return;
-                }
-                if let Ok(job) = directory.validate(&raw, Some(line)) {
-                    let _ = tx.blocking_send(JobMessage::from_job(&job));
+                for (_, job) in directory.validate_each(&raw, Some(line)) {
+                    match job {
+                        Ok(job) if !duplicates.contains(&(line, job.lane)) => {
+                            let _ = tx.blocking_send(JobMessage::from_job(&job));
+                        }
+                        _ => {}
+                    }
                 }
             })
         })

@@ -361,17 +361,17 @@ fn lines(path: &Path) -> io::Result<Vec<Line>> {
     }
 }
 
-/// The CSV lines an existing report already holds an outcome for (any but `not_attempted`), with
-/// the provider and user it recorded: what a resumed `offboard run` skips, once it checked they are
-/// the same rows.
-pub fn settled_lines(path: &Path) -> io::Result<std::collections::HashMap<u64, (String, String)>> {
+/// The (CSV line, provider) pairs an existing report already holds an outcome for (any but
+/// `not_attempted`), with the user it recorded: what a resumed `offboard run` skips, once it checked
+/// they are the same rows. (A row for every provider has one pair per provider.)
+pub fn settled_lines(path: &Path) -> io::Result<std::collections::HashMap<(u64, String), String>> {
     Ok(lines(path)?
         .into_iter()
         .filter(|l| l.outcome != Outcome::NotAttempted)
         .filter_map(|l| {
             Some((
-                l.line?,
-                (l.provider.unwrap_or_default(), l.user.unwrap_or_default()),
+                (l.line?, l.provider.unwrap_or_default()),
+                l.user.unwrap_or_default(),
             ))
         })
         .collect())

@@ -201,7 +201,11 @@ pub async fn run(
     if !settled.is_empty() {
         check_same_file(&csv, report, &settled).await?;
     }
-    let settled: Arc<HashSet<u64>> = Arc::new(settled.into_keys().collect());
+    let settled: Arc<HashSet<(u64, String)>> = Arc::new(settled.into_keys().collect());
+    let settled_lanes: HashSet<(u64, LaneId)> = settled
+        .iter()
+        .filter_map(|(line, provider)| Some((*line, lanes.directory.lookup(provider)?.0)))
+        .collect();
     if !settled.is_empty() {
         eprintln!(
             "Resuming: {} job(s) already in {} are skipped.",
@@ -226,7 +230,7 @@ pub async fn run(
         );
         tokio::task::spawn_blocking(move || {
             csv::scan(&csv, &directory, n, |row| {
-                if !settled.contains(&row.line) {
+                if !settled.contains(&(row.line, row.provider.clone().unwrap_or_default())) {
                     if !matches!(row.reason, crate::job::Invalid::Protected { .. }) {
                         metrics.invalid("csv");
                     }
@@ -251,7 +255,8 @@ pub async fn run(
         Ordering::Relaxed,
     );
 
-    let skip: Arc<HashSet<u64>> = Arc::new(plan.duplicates.union(&settled).copied().collect());
+    let skip: Arc<HashSet<(u64, LaneId)>> =
+        Arc::new(plan.duplicates.union(&settled_lanes).copied().collect());
     let mut drives = Vec::new();
     let mut feeds = Vec::new();
     for lane in &lanes.lanes {
@@ -307,14 +312,21 @@ pub async fn run(
 async fn check_same_file(
     csv: &CsvFile,
     report: &Path,
-    settled: &std::collections::HashMap<u64, (String, String)>,
+    settled: &std::collections::HashMap<(u64, String), String>,
 ) -> Result<(), RunError> {
-    let (csv, settled) = (csv.clone(), settled.clone());
+    let csv = csv.clone();
+    let mut by_line: std::collections::HashMap<u64, Vec<(String, String)>> = Default::default();
+    for ((line, provider), user) in settled {
+        by_line
+            .entry(*line)
+            .or_default()
+            .push((provider.clone(), user.clone()));
+    }
     let report = report.display().to_string();
     tokio::task::spawn_blocking(move || {
         let mut mismatch = None;
         csv.for_each(|(line, raw)| {
-            let Some((provider, user)) = settled.get(&line) else {
+            let Some(recorded) = by_line.get(&line) else {
                 return;
             };
             let field = |v: Option<&std::borrow::Cow<'_, str>>| {
@@ -324,11 +336,15 @@ async fn check_same_file(
                 .as_ref()
                 .map(|r| (field(r.provider.as_ref()), field(r.user.as_ref())))
                 .unwrap_or_default();
-            // Invalid rows may have been recorded without a provider or user: only compare what is there.
-            let same = (provider.is_empty() || p == *provider)
-                && (user.is_empty() || u.eq_ignore_ascii_case(user));
-            if !same && mismatch.is_none() {
-                mismatch = Some((line, format!("{provider} {user}"), format!("{p} {u}")));
+            for (provider, user) in recorded {
+                // Invalid rows may have been recorded without a provider or user: only compare
+                // what is there. A row for every provider (`*`) was recorded under each name.
+                let same =
+                    (provider.is_empty() || p == *provider || p == crate::job::EVERY_PROVIDER)
+                        && (user.is_empty() || u.eq_ignore_ascii_case(user));
+                if !same && mismatch.is_none() {
+                    mismatch = Some((line, format!("{provider} {user}"), format!("{p} {u}")));
+                }
             }
         })?;
         match mismatch {

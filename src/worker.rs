@@ -791,39 +791,42 @@ async fn handle_event(ctx: &Ctx, channel: &Channel, queue: &str, delivery: Deliv
         .unwrap_or(event_id);
     for (i, target) in event.targets.iter().enumerate() {
         let raw = target.raw(&event, &event_id, i);
-        match ctx.directory.validate(&raw, None) {
-            Ok(job) => {
-                let msg = JobMessage::from_job(&job);
-                let body = serde_json::to_vec(&msg).expect("serializable");
-                if let Err(e) = amqp::confirm_publish(
-                    channel,
-                    &ctx.settings.amqp.exchange,
-                    &job.provider,
-                    &body,
-                    amqp::job_properties(&msg.job_id),
-                )
-                .await
-                {
-                    // Republishing the lot later is harmless: job ids are stable, so copies dedupe.
-                    tracing::error!(error = %e, event_id, "publishing a job of the event failed: the event goes back to its queue");
-                    return requeue(&delivery).await;
-                }
-            }
-            Err(reason) => {
-                let id = format!("{event_id}:{i}");
-                if !ctx.done.lock().expect("done lock").contains(&id)
-                    && !record(
-                        ctx,
-                        invalid_record(
-                            id,
-                            Some(target.provider.clone()),
-                            Some(target.user.clone()),
-                            &reason,
-                        ),
+        // One job, or one per entry for a target addressed to every provider (`*`).
+        for (provider, result) in ctx.directory.validate_each(&raw, None) {
+            match result {
+                Ok(job) => {
+                    let msg = JobMessage::from_job(&job);
+                    let body = serde_json::to_vec(&msg).expect("serializable");
+                    let props = amqp::job_properties(&msg.job_id);
+                    if let Err(e) = amqp::confirm_publish(
+                        channel,
+                        &ctx.settings.amqp.exchange,
+                        &job.provider,
+                        &body,
+                        props,
                     )
                     .await
-                {
-                    return requeue(&delivery).await;
+                    {
+                        // Republishing the lot later is harmless: job ids are stable, so copies dedupe.
+                        tracing::error!(error = %e, event_id, "publishing a job of the event failed: the event goes back to its queue");
+                        return requeue(&delivery).await;
+                    }
+                }
+                Err(reason) => {
+                    let id = match (&provider, target.provider.as_str()) {
+                        (Some(p), crate::job::EVERY_PROVIDER) => format!("{event_id}:{i}:{p}"),
+                        _ => format!("{event_id}:{i}"),
+                    };
+                    let provider = provider.unwrap_or_else(|| target.provider.clone());
+                    if !ctx.done.lock().expect("done lock").contains(&id)
+                        && !record(
+                            ctx,
+                            invalid_record(id, Some(provider), Some(target.user.clone()), &reason),
+                        )
+                        .await
+                    {
+                        return requeue(&delivery).await;
+                    }
                 }
             }
         }

@@ -16,7 +16,7 @@ use std::sync::Arc;
 use csv::{ReaderBuilder, StringRecord, Trim};
 use tokio::sync::mpsc;
 
-use crate::job::{Directory, Invalid, Job, LaneId, RawJob};
+use crate::job::{Directory, EVERY_PROVIDER, Invalid, Job, LaneId, RawJob};
 
 #[derive(Debug, thiserror::Error)]
 pub enum CsvError {
@@ -210,8 +210,8 @@ pub struct Plan {
     pub invalid: u64,
     /// Rows naming a protected account.
     pub protected: u64,
-    /// Lines that repeat an earlier row's removal; the lanes skip them.
-    pub duplicates: HashSet<u64>,
+    /// (line, lane) of jobs that repeat an earlier row's removal; the lanes skip them.
+    pub duplicates: HashSet<(u64, LaneId)>,
 }
 
 impl Plan {
@@ -238,14 +238,14 @@ pub fn scan(
     let mut seen: HashMap<u64, u64> = HashMap::new();
     csv.for_each(|(line, raw)| {
         plan.rows += 1;
-        let invalid = |reason: Invalid, raw: Option<&RawJob<'_>>| {
+        let invalid = |reason: Invalid, raw: Option<&RawJob<'_>>, provider: Option<String>| {
             let s = |v: Option<&std::borrow::Cow<'_, str>>| {
                 v.map(|c| c.trim().to_owned()).filter(|c| !c.is_empty())
             };
             InvalidRow {
                 line,
                 job_id: raw.and_then(|r| s(r.job_id.as_ref())),
-                provider: raw.and_then(|r| s(r.provider.as_ref())),
+                provider: provider.or_else(|| raw.and_then(|r| s(r.provider.as_ref()))),
                 organization: raw.and_then(|r| s(r.organization.as_ref())),
                 user: raw.and_then(|r| s(r.user.as_ref())),
                 reason,
@@ -255,30 +255,37 @@ pub fn scan(
             Ok(r) => r,
             Err(e) => {
                 plan.invalid += 1;
-                on_invalid(invalid(e, None));
+                on_invalid(invalid(e, None, None));
                 return;
             }
         };
-        match dir.validate(&raw, Some(line)) {
-            Err(e) => {
-                if matches!(e, Invalid::Protected { .. }) {
-                    plan.protected += 1;
-                } else {
-                    plan.invalid += 1;
-                }
-                on_invalid(invalid(e, Some(&raw)));
-            }
-            Ok(job) => {
-                let key = job.identity();
-                match seen.get(&key) {
-                    Some(&first_line) => {
+        // One job, or one per entry for a row addressed to every provider (`*`).
+        for (provider, result) in dir.validate_each(&raw, Some(line)) {
+            match result {
+                Err(e) => {
+                    if matches!(e, Invalid::Protected { .. }) {
+                        plan.protected += 1;
+                    } else {
                         plan.invalid += 1;
-                        plan.duplicates.insert(line);
-                        on_invalid(invalid(Invalid::Duplicate { first_line }, Some(&raw)));
                     }
-                    None => {
-                        seen.insert(key, line);
-                        plan.per_lane[job.lane.0] += 1;
+                    on_invalid(invalid(e, Some(&raw), provider));
+                }
+                Ok(job) => {
+                    let key = job.identity();
+                    match seen.get(&key) {
+                        Some(&first_line) => {
+                            plan.invalid += 1;
+                            plan.duplicates.insert((line, job.lane));
+                            on_invalid(invalid(
+                                Invalid::Duplicate { first_line },
+                                Some(&raw),
+                                provider,
+                            ));
+                        }
+                        None => {
+                            seen.insert(key, line);
+                            plan.per_lane[job.lane.0] += 1;
+                        }
                     }
                 }
             }
@@ -293,7 +300,7 @@ pub fn feed(
     csv: &CsvFile,
     dir: &Directory,
     lane: LaneId,
-    duplicates: &HashSet<u64>,
+    skip: &HashSet<(u64, LaneId)>,
     tx: &mpsc::Sender<Job>,
 ) -> Result<u64, CsvError> {
     let Some(name) = dir.name_of(lane) else {
@@ -304,13 +311,14 @@ pub fn feed(
     csv.for_each(|(line, raw)| {
         let Ok(raw) = raw else { return };
         // Cheap filter before validation: most rows belong to other lanes.
+        let provider = raw.provider.as_deref().map(str::trim);
         if !open
-            || raw.provider.as_deref().map(str::trim) != Some(name)
-            || duplicates.contains(&line)
+            || (provider != Some(name) && provider != Some(EVERY_PROVIDER))
+            || skip.contains(&(line, lane))
         {
             return;
         }
-        if let Ok(job) = dir.validate(&raw, Some(line)) {
+        if let Ok(job) = dir.validate_as(&raw, Some(line), name) {
             if tx.blocking_send(job).is_err() {
                 open = false;
             } else {
@@ -395,7 +403,10 @@ mod tests {
         assert_eq!(bad[4].reason, Invalid::Duplicate { first_line: 2 });
         assert_eq!(plan.invalid, 7);
         assert_eq!(plan.removable(), 1);
-        assert_eq!(plan.duplicates, HashSet::from([7, 8]));
+        assert_eq!(
+            plan.duplicates,
+            HashSet::from([(7, LaneId(0)), (8, LaneId(0))])
+        );
     }
 
     #[test]
