@@ -453,8 +453,15 @@ impl Settings {
     pub fn directory(&self) -> crate::job::Directory {
         let protected =
             crate::job::Protected::new(&self.safety.protected).expect("checked at load");
-        crate::job::Directory::new(self.providers.iter().map(|(n, e)| (n.as_str(), e.kind)))
-            .protecting(protected)
+        let mut d =
+            crate::job::Directory::new(self.providers.iter().map(|(n, e)| (n.as_str(), e.kind)))
+                .protecting(protected);
+        for (name, e) in &self.providers {
+            if let Some(org) = &e.organization {
+                d = d.managing(name, org);
+            }
+        }
+        d
     }
 
     /// Reads every entry's credential through `env` (the process environment, or the sandbox's).
@@ -739,6 +746,21 @@ mod tests {
             .unwrap_err();
         assert!(e.contains("not both"), "{e}");
         assert!(load("[providers.c]\nkind = \"cognee\"\napi_key_env = \"K\"\n").is_ok());
+    }
+
+    #[test]
+    fn an_entry_may_name_the_organization_it_manages_where_rows_name_one() {
+        assert!(load("[providers.a]\nkind = \"aitronos\"\napi_key_env = \"K\"\norganization = \"org_acme\"\n").is_ok());
+        let e = load(
+            "[providers.a]\nkind = \"aitronos\"\napi_key_env = \"K\"\norganization = \"acme\"\n",
+        )
+        .unwrap_err();
+        assert!(e.contains("providers.a.organization"), "{e}");
+        let e = load(
+            "[providers.f]\nkind = \"factory\"\ntoken_env = \"K\"\norganization = \"org_acme\"\n",
+        )
+        .unwrap_err();
+        assert!(e.contains("the key picks it"), "{e}");
     }
 
     #[test]

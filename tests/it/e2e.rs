@@ -708,3 +708,62 @@ async fn emails_are_looked_up_at_each_provider_then_removed_once() {
                 .count()
     );
 }
+
+#[tokio::test]
+async fn a_row_for_every_provider_removes_the_person_everywhere() {
+    const TENANT: &str = "7b09cdc3-8948-47f0-aa62-74ac943d6c59";
+    const ID: &str = "6a09cdc3-8948-47f0-aa62-74ac943d6c58";
+    let email = "zoe.zhang@acme.example";
+    let seed = Seed::default()
+        .member_with_email(ProviderKind::Factory, None, email, email)
+        .member_with_email(ProviderKind::Aitronos, Some("org_acme"), "usr_zoe", email)
+        .member_with_email(ProviderKind::Telnyx, None, ID, email)
+        .member_with_email(ProviderKind::Aerospike, None, ID, email)
+        .member_with_email(ProviderKind::Cognee, Some(TENANT), ID, email);
+    let sandbox = Sandbox::start(SandboxOptions::plain(seed)).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("offboard.toml");
+    let text = config_for(&sandbox, &HashMap::new(), "")
+        .replace(
+            "[providers.aitronos]\n",
+            "[providers.aitronos]\norganization = \"org_acme\"\n",
+        )
+        .replace(
+            "[providers.cognee]\n",
+            &format!("[providers.cognee]\norganization = \"{TENANT}\"\n"),
+        );
+    std::fs::write(&config, text).unwrap();
+    let csv = dir.path().join("everywhere.csv");
+    std::fs::write(
+        &csv,
+        format!("provider,user,job_id\n*,{email},leaver-1\n*,usr_zoe,leaver-2\n"),
+    )
+    .unwrap();
+    let report = dir.path().join("report.jsonl");
+    let out = run_csv(&sandbox.env(), &csv, &config, &report).await;
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "the row naming an id is invalid"
+    );
+    let lines = report_lines(&report);
+    let removed: Vec<_> = lines.iter().filter(|l| l["outcome"] == "removed").collect();
+    assert_eq!(removed.len(), 5, "one line per provider: {lines:#?}");
+    for kind in ProviderKind::ALL {
+        let l = removed
+            .iter()
+            .find(|l| l["provider"] == kind.as_str())
+            .expect("a line for each provider");
+        assert_eq!(l["line"], 2);
+        assert_eq!(l["job_id"], format!("leaver-1:{kind}"));
+    }
+    assert!(!sandbox.is_member(ProviderKind::Aitronos, Some("org_acme"), "usr_zoe"));
+    assert!(!sandbox.is_member(ProviderKind::Cognee, Some(TENANT), ID));
+    let by_id: Vec<_> = lines.iter().filter(|l| l["line"] == 3).collect();
+    assert_eq!(
+        by_id.len(),
+        5,
+        "an id cannot go to every provider: one invalid line each"
+    );
+    assert!(by_id.iter().all(|l| l["outcome"] == "invalid"));
+}
