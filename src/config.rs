@@ -764,6 +764,22 @@ mod tests {
     }
 
     #[test]
+    fn the_shipped_configs_load() {
+        for file in ["offboard.example.toml", "sandbox.toml"] {
+            let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("config")
+                .join(file);
+            let mut out = None;
+            figment::Jail::expect_with(|_| {
+                out = Some(Settings::load(&path).map_err(|e| e.to_string()));
+                Ok(())
+            });
+            let s = out.unwrap().unwrap_or_else(|e| panic!("{file}: {e}"));
+            assert_eq!(s.providers.len(), 5, "{file}");
+        }
+    }
+
+    #[test]
     fn a_missing_variable_or_file_is_named() {
         let s = load(GOOD).unwrap();
         let env =
