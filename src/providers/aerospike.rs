@@ -67,10 +67,7 @@ impl Adapter for Aerospike {
                     code,
                     message: e.detail.or(e.message).or(e.title).unwrap_or_default(),
                 },
-                None => ProviderError {
-                    code: None,
-                    message: http::text_excerpt(status, body),
-                },
+                None => ProviderError::unparsed(status, body),
             });
         }
         answer

@@ -97,10 +97,7 @@ impl Adapter for Aitronos {
                     code: Some(e.code),
                     message: e.message,
                 },
-                None => ProviderError {
-                    code: None,
-                    message: http::text_excerpt(status, body),
-                },
+                None => ProviderError::unparsed(status, body),
             });
         }
         answer

@@ -91,10 +91,7 @@ impl Adapter for Cognee {
         answer.request_id = http::header(headers, "x-request-id").map(str::to_owned);
         answer.wait = http::retry_after(headers, std::time::SystemTime::now());
         if !status.is_success() {
-            answer.error = Some(error.unwrap_or_else(|| ProviderError {
-                code: None,
-                message: http::text_excerpt(status, body),
-            }));
+            answer.error = Some(error.unwrap_or_else(|| ProviderError::unparsed(status, body)));
         }
         answer
     }

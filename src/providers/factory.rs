@@ -64,10 +64,7 @@ impl Adapter for Factory {
                     code: e.title,
                     message: e.detail,
                 },
-                None => ProviderError {
-                    code: None,
-                    message: http::text_excerpt(status, body),
-                },
+                None => ProviderError::unparsed(status, body),
             });
         }
         answer

@@ -20,6 +20,17 @@ pub struct ProviderError {
     pub message: String,
 }
 
+impl ProviderError {
+    /// An error body that is not the provider's documented envelope (a proxy's page, a wrong
+    /// URL): its text, shortened, as the message.
+    pub fn unparsed(status: StatusCode, body: &[u8]) -> ProviderError {
+        ProviderError {
+            code: None,
+            message: text_excerpt(status, body),
+        }
+    }
+}
+
 /// What the adapter, knowing its page, says the answer means beyond its status code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Hint {

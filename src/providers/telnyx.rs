@@ -85,10 +85,7 @@ impl Adapter for Telnyx {
                         (t, d) => t.or(d).unwrap_or_default(),
                     },
                 },
-                None => ProviderError {
-                    code: None,
-                    message: http::text_excerpt(status, body),
-                },
+                None => ProviderError::unparsed(status, body),
             });
         }
         answer
