@@ -490,7 +490,28 @@ async fn a_person_level_event_fans_out_to_every_provider_it_names() {
         .member(ProviderKind::Telnyx, None, UUID)
         .member(ProviderKind::Aerospike, None, UUID)
         .member(ProviderKind::Cognee, Some(TENANT), UUID);
+    // Zoe is known by one email at all five providers.
+    const ZOE: &str = "5b09cdc3-8948-47f0-aa62-74ac943d6c57";
+    let zoe = "zoe.zhang@acme.example";
+    let seed = seed
+        .member_with_email(ProviderKind::Factory, None, zoe, zoe)
+        .member_with_email(ProviderKind::Aitronos, Some("org_acme"), "usr_zoe", zoe)
+        .member_with_email(ProviderKind::Telnyx, None, ZOE, zoe)
+        .member_with_email(ProviderKind::Aerospike, None, ZOE, zoe)
+        .member_with_email(ProviderKind::Cognee, Some(TENANT), ZOE, zoe);
     let rig = Rig::with_seed(seed, Faults::none(), HashMap::new()).await;
+    // Each entry says which organization it manages, for targets addressed to every provider.
+    let text = std::fs::read_to_string(&rig.config)
+        .unwrap()
+        .replace(
+            "[providers.aitronos]\n",
+            "[providers.aitronos]\norganization = \"org_acme\"\n",
+        )
+        .replace(
+            "[providers.cognee]\n",
+            &format!("[providers.cognee]\norganization = \"{TENANT}\"\n"),
+        );
+    std::fs::write(&rig.config, text).unwrap();
     let mut worker = rig.worker();
     let event = serde_json::json!({
         "event_id": "hr-4711",
@@ -581,6 +602,33 @@ async fn a_person_level_event_fans_out_to_every_provider_it_names() {
         requests,
         "nothing sent for the copy"
     );
+
+    // One target for every provider: Zoe, by email, removed at all five.
+    let everywhere =
+        serde_json::json!({"event_id": "hr-4712", "targets": [{"provider": "*", "user": zoe}]});
+    publisher
+        .publish(
+            "",
+            "offboard.intake",
+            &serde_json::to_vec(&everywhere).unwrap(),
+            lapin::BasicProperties::default(),
+        )
+        .await
+        .unwrap();
+    rig.wait_for_report(12, Duration::from_secs(60)).await;
+    let lines = report_lines(&rig.report);
+    for kind in ProviderKind::ALL {
+        let l = lines
+            .iter()
+            .find(|l| l["job_id"] == format!("hr-4712:0:{kind}"))
+            .expect("a job per provider");
+        assert_eq!(l["outcome"], "removed", "{l}");
+    }
+    assert!(
+        !rig.sandbox
+            .is_member(ProviderKind::Aitronos, Some("org_acme"), "usr_zoe")
+    );
+    assert!(!rig.sandbox.is_member(ProviderKind::Telnyx, None, ZOE));
     terminate(&worker);
     worker.wait().await.unwrap();
 }
