@@ -10,53 +10,43 @@ if ! command -v cargo >/dev/null; then
   exit 1
 fi
 
-# The broker tests (tests/it/broker.rs) start private RabbitMQ nodes of Debian's package.
-if ! command -v rabbitmq-server >/dev/null && ! test -x /usr/sbin/rabbitmq-server; then
-  if [ "$(id -u)" -eq 0 ]; then
-    SUDO=()
-  elif command -v sudo >/dev/null; then
-    SUDO=(sudo)
-  else
-    echo "rabbitmq-server is missing and we are neither root nor have sudo:" >&2
-    echo "install it with: apt-get install -y rabbitmq-server" >&2
-    exit 1
+# Installs Debian's `package` when `command` is missing (as root, or with sudo), then stops the
+# system service the package may have started: the tests start their own servers on free ports.
+# Further arguments: a command that ends what the package left running.
+install_missing() {
+  local command=$1 package=$2 service=$3
+  shift 3
+  if command -v "$command" >/dev/null || test -x "/usr/sbin/$command"; then
+    return 0
   fi
-  "${SUDO[@]}" apt-get update
-  "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y rabbitmq-server
-  # The package may start a system node (or fail to, in a container): the tests start their
-  # own on free ports, so make sure no system node keeps 5672/25672 or burns CPU.
+  local sudo=()
+  if [ "$(id -u)" -ne 0 ]; then
+    if ! command -v sudo >/dev/null; then
+      echo "$command is missing and we are neither root nor have sudo:" >&2
+      echo "install it with: apt-get install -y $package" >&2
+      exit 1
+    fi
+    sudo=(sudo)
+  fi
+  "${sudo[@]}" apt-get update
+  "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "$package"
   if command -v systemctl >/dev/null && [ -d /run/systemd/system ]; then
-    "${SUDO[@]}" systemctl disable --now rabbitmq-server || true
+    "${sudo[@]}" systemctl disable --now "$service" || true
   else
-    "${SUDO[@]}" service rabbitmq-server stop >/dev/null 2>&1 || true
+    "${sudo[@]}" service "$service" stop >/dev/null 2>&1 || true
   fi
-  "${SUDO[@]}" rabbitmqctl stop >/dev/null 2>&1 || true
-  "${SUDO[@]}" pkill -u rabbitmq beam.smp || true
-fi
+  if [ $# -gt 0 ]; then
+    "${sudo[@]}" "$@" >/dev/null 2>&1 || true
+  fi
+}
 
+# The broker tests (tests/it/broker.rs) start private RabbitMQ nodes of Debian's package; no system
+# node may keep 5672/25672 or burn CPU.
+install_missing rabbitmq-server rabbitmq-server rabbitmq-server pkill -u rabbitmq beam.smp
 # The deployment tests (tests/it/deploy.rs, tests/it/prom.rs) run promtool and private Prometheus
-# servers of Debian's package on free loopback ports.
-if ! command -v promtool >/dev/null || ! command -v prometheus >/dev/null; then
-  if [ "$(id -u)" -eq 0 ]; then
-    SUDO=()
-  elif command -v sudo >/dev/null; then
-    SUDO=(sudo)
-  else
-    echo "prometheus/promtool are missing and we are neither root nor have sudo:" >&2
-    echo "install them with: apt-get install -y prometheus" >&2
-    exit 1
-  fi
-  "${SUDO[@]}" apt-get update
-  "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends prometheus
-  # The package may start a system server on :9090: stop it (before any test starts its own).
-  # Only what runs as the package's user `prometheus`: tests run theirs as us.
-  if command -v systemctl >/dev/null && [ -d /run/systemd/system ]; then
-    "${SUDO[@]}" systemctl disable --now prometheus || true
-  else
-    "${SUDO[@]}" service prometheus stop >/dev/null 2>&1 || true
-  fi
-  "${SUDO[@]}" pkill -x -u prometheus prometheus || true
-fi
+# servers; only what runs as the package's user `prometheus` is stopped, never a test's.
+install_missing promtool prometheus prometheus pkill -x -u prometheus prometheus
+install_missing prometheus prometheus prometheus pkill -x -u prometheus prometheus
 
 cargo fmt --all -- --check
 cargo clippy --locked --all-targets -- -D warnings

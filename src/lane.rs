@@ -130,12 +130,12 @@ enum Step {
 }
 
 /// The status label of a request's metric: the HTTP code, or why none came.
-fn status_label(result: &Result<&Answer, &Transport>) -> String {
+fn status_label<'a>(result: &Result<&'a Answer, &Transport>) -> &'a str {
     match result {
-        Ok(a) => a.status.as_str().to_owned(),
-        Err(Transport::Timeout(_)) => "timeout".into(),
-        Err(Transport::Connect(_)) => "connect".into(),
-        Err(Transport::Other(_)) => "error".into(),
+        Ok(a) => a.status.as_str(),
+        Err(Transport::Timeout(_)) => "timeout",
+        Err(Transport::Connect(_)) => "connect",
+        Err(Transport::Other(_)) => "error",
     }
 }
 
@@ -344,7 +344,7 @@ impl Lane {
             .cached_members(org)
             .filter(|_| whole && ctx.page == 0)
         {
-            Some(cached) => cached.to_vec(),
+            Some(cached) => cached,
             None => {
                 let Some(prepared) = self
                     .provider
@@ -368,7 +368,7 @@ impl Lane {
                 let sent = self.provider.send_lookup(request, ctx.page).await;
                 self.metrics.request(
                     "lookup",
-                    &status_label(&sent.as_ref().map(|(a, _)| a)),
+                    status_label(&sent.as_ref().map(|(a, _)| a)),
                     start.elapsed(),
                 );
                 let (answer, page) = match sent {
@@ -383,7 +383,7 @@ impl Lane {
                     ctx.page += 1;
                     return Ok(None);
                 }
-                let members = std::mem::take(&mut ctx.members);
+                let members = Arc::new(std::mem::take(&mut ctx.members));
                 if whole {
                     self.provider.cache_members(org, members.clone());
                 }
@@ -399,7 +399,7 @@ impl Lane {
             });
             Step::Done(r)
         };
-        match resolve(email.as_str(), &members) {
+        match resolve(email.as_str(), members.iter()) {
             Resolution::Found(id) => match job.subject.resolve(&id) {
                 Ok(t) => Ok(Some(t)),
                 Err(e) => Err(done(
@@ -474,7 +474,7 @@ impl Lane {
                         let result = self.provider.send(request).await;
                         self.metrics.request(
                             "remove",
-                            &status_label(&result.as_ref()),
+                            status_label(&result.as_ref()),
                             start.elapsed(),
                         );
                         if let Some(audit) = self.audit.get() {

@@ -20,7 +20,7 @@ use prometheus::{
 use tokio_util::sync::CancellationToken;
 
 use crate::lane::Lane;
-use crate::report::{Outcome, Record};
+use crate::report::Record;
 use crate::retry::RetryReason;
 
 /// Buckets for provider API calls: 5 ms to 30 s.
@@ -197,13 +197,6 @@ impl Metrics {
             .inc();
     }
 
-    /// The jobs counter for one provider and outcome (for tests and summaries).
-    pub fn jobs_count(&self, provider: &str, outcome: Outcome) -> u64 {
-        self.jobs
-            .with_label_values(&[provider, outcome.as_str()])
-            .get()
-    }
-
     /// The text exposition of every metric, with lane gauges brought up to date first.
     pub fn render(&self, lanes: &[Arc<Lane>]) -> String {
         for lane in lanes {
@@ -349,7 +342,7 @@ mod tests {
     use crate::job::{LaneId, ProviderKind};
     use crate::lane::LaneSettings;
     use crate::providers::{Auth, Provider, adapter, client};
-    use crate::report::Timestamp;
+    use crate::report::{Outcome, Timestamp};
     use crate::retry::{OnConflict, Policy};
 
     fn lane(m: &Metrics) -> Arc<Lane> {

@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::SystemTime;
@@ -212,7 +212,6 @@ impl Sink {
 
 /// The writer thread; `finish` waits for it once every [`Sink`] is dropped.
 pub struct Writer {
-    path: PathBuf,
     thread: std::thread::JoinHandle<io::Result<Summary>>,
 }
 
@@ -278,10 +277,7 @@ impl Writer {
             }
         })?;
         Ok((
-            Writer {
-                path: path.to_owned(),
-                thread,
-            },
+            Writer { thread },
             Sink {
                 tx,
                 live,
@@ -289,10 +285,6 @@ impl Writer {
                 observer: None,
             },
         ))
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.path
     }
 
     /// Waits for the writer to drain (every [`Sink`] must be dropped first) and returns the counts.

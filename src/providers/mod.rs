@@ -173,19 +173,17 @@ impl Provider {
     ) -> Result<(Answer, Option<lookup::MemberPage>), Transport> {
         let (status, headers, body) = http::exchange(request).await?;
         let mut answer = self.adapter.read(status, &headers, &body);
-        // A search never removes anyone, and its 404 says nothing about membership.
-        answer.hint = match answer.hint {
-            Hint::Removed | Hint::NotAMember => Hint::NoSuchOrganization,
-            h => h,
-        };
-        let read = status
-            .is_success()
-            .then(|| self.adapter.read_lookup(&body, page))
-            .flatten();
         if status.is_success() {
+            // A search that answered is not a removal: only its page matters.
             answer.hint = Hint::None;
+            let page = self.adapter.read_lookup(&body, page);
+            return Ok((answer, page));
         }
-        Ok((answer, read))
+        // A search's 404 says nothing about membership: the organization or the URL is wrong.
+        if answer.hint == Hint::NotAMember {
+            answer.hint = Hint::NoSuchOrganization;
+        }
+        Ok((answer, None))
     }
 
     /// One page, prepared and sent at once (tests and one-off calls).
@@ -217,11 +215,15 @@ impl Provider {
             .map(|(_, m)| m.clone())
     }
 
-    pub fn cache_members(&self, organization: Option<&str>, members: Vec<lookup::Member>) {
+    pub fn cache_members(
+        &self,
+        organization: Option<&str>,
+        members: std::sync::Arc<Vec<lookup::Member>>,
+    ) {
         let mut cache = self.lists.lock().expect("list cache lock");
         cache.insert(
             organization.unwrap_or("").to_owned(),
-            (std::time::Instant::now(), std::sync::Arc::new(members)),
+            (std::time::Instant::now(), members),
         );
     }
 

@@ -8,6 +8,7 @@ use offboard::sandbox::{Sandbox, SandboxOptions, Seed};
 
 use crate::support::{
     Pacing, assert_within_rate, config_for, example_csv, offboard, report_lines, run_csv,
+    successful_removals,
 };
 
 /// The rows of examples/reorg.csv that are invalid, by line, with the reason code.
@@ -127,14 +128,7 @@ async fn a_csv_over_all_five_providers_ends_as_the_providers_say() {
     for (line, (want, kind, org, user)) in &expected {
         let Some(kind) = kind else { continue };
         let org_opt = (!org.is_empty()).then_some(org.as_str());
-        let successes = log
-            .iter()
-            .filter(|r| {
-                r.kind == *kind
-                    && r.user.eq_ignore_ascii_case(user)
-                    && (200..300).contains(&r.status)
-            })
-            .count();
+        let successes = successful_removals(&log, *kind, user);
         match *want {
             "removed" => {
                 assert!(
@@ -578,14 +572,7 @@ async fn kill_9_mid_run_then_resume_removes_everyone_at_most_once() {
     {
         let kind: ProviderKind = l["provider"].as_str().unwrap().parse().unwrap();
         let user = l["user"].as_str().unwrap();
-        let ok = log
-            .iter()
-            .filter(|r| {
-                r.kind == kind
-                    && r.user.eq_ignore_ascii_case(user)
-                    && (200..300).contains(&r.status)
-            })
-            .count();
+        let ok = successful_removals(&log, kind, user);
         assert!(ok <= 1, "{kind} {user} removed at most once");
         assert!(
             !sandbox.is_member(kind, l["organization"].as_str(), user),
@@ -655,13 +642,8 @@ async fn emails_are_looked_up_at_each_provider_then_removed_once() {
             !sandbox.is_member(*kind, org.as_deref(), id),
             "{kind} {email} removed"
         );
-        let removals = log
-            .iter()
-            .filter(|r| {
-                r.kind == *kind && r.operation == "remove" && (200..300).contains(&r.status)
-            })
-            .filter(|r| r.user.eq_ignore_ascii_case(id) || r.user.eq_ignore_ascii_case(email))
-            .count();
+        // The removal carries the id the lookup found (Factory's id is the email itself).
+        let removals = successful_removals(&log, *kind, id);
         assert_eq!(removals, 1, "{kind} {email} removed exactly once");
         if *kind != ProviderKind::Factory {
             let l = lines

@@ -84,6 +84,14 @@ pub fn example_csv() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/reorg.csv")
 }
 
+/// Successful removal requests the sandbox answered for this provider and user (lookups aside).
+pub fn successful_removals(log: &[Logged], kind: ProviderKind, user: &str) -> usize {
+    log.iter()
+        .filter(|r| r.kind == kind && r.operation == "remove" && (200..300).contains(&r.status))
+        .filter(|r| r.user.eq_ignore_ascii_case(user))
+        .count()
+}
+
 /// Checks a provider's observed arrivals against GCRA with `rate` and `burst`: in any window from
 /// request i to request j, at most `burst + rate * (t_j - t_i)` requests. `slack` absorbs loopback
 /// and scheduler jitter between our send and the server's receipt.

@@ -10,7 +10,7 @@ use offboard::sandbox::{Faults, Sandbox, SandboxOptions, Seed};
 use crate::broker::Broker;
 use crate::support::{
     Pacing, assert_within_rate, config_for, example_csv, offboard, report_count, report_lines,
-    spawn_worker, terminate, wait_until,
+    spawn_worker, successful_removals, terminate, wait_until,
 };
 
 const METRICS_ANY_PORT: &str = "[metrics]\nlisten = \"127.0.0.1:0\"\n";
@@ -134,14 +134,7 @@ impl Rig {
         for l in gone {
             let kind: ProviderKind = l["provider"].as_str().unwrap().parse().unwrap();
             let user = l["user"].as_str().unwrap();
-            let ok = log
-                .iter()
-                .filter(|r| {
-                    r.kind == kind
-                        && r.user.eq_ignore_ascii_case(user)
-                        && (200..300).contains(&r.status)
-                })
-                .count();
+            let ok = successful_removals(&log, kind, user);
             if l["outcome"] == "removed" {
                 assert_eq!(ok, 1, "{kind} {user} removed exactly once");
             } else {
