@@ -40,8 +40,19 @@ pub struct SandboxOptions {
     /// Per kind: Some((rate_per_second, burst)) enforced by the server with 429s, None = unlimited.
     pub limits: HashMap<ProviderKind, (f64, u32)>,
     pub faults: Faults,
+    /// Per kind: an outage that answers every removal attempt the same way (isolation benches).
+    pub outages: HashMap<ProviderKind, Outage>,
     /// Lifetime of Aerospike access tokens.
     pub token_ttl: Duration,
+}
+
+/// A provider down for the whole run: every removal attempt gets the same answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outage {
+    /// 503 with the provider's error body.
+    Unavailable,
+    /// 429 with the provider's rate-limit headers, asking to wait this long.
+    RateLimited(Duration),
 }
 
 impl SandboxOptions {
@@ -60,6 +71,7 @@ impl SandboxOptions {
             seed: Seed::demo(),
             limits,
             faults: Faults::demo(),
+            outages: HashMap::new(),
             token_ttl: Duration::from_secs(4),
         }
     }
@@ -70,6 +82,7 @@ impl SandboxOptions {
             seed,
             limits: HashMap::new(),
             faults: Faults::none(),
+            outages: HashMap::new(),
             token_ttl: Duration::from_secs(300),
         }
     }
@@ -357,6 +370,7 @@ struct Server {
     emails: HashMap<(Option<String>, String), String>,
     limiter: Option<Gcra>,
     faults: Faults,
+    outage: Option<Fault>,
     attempted: Mutex<HashSet<(Option<String>, String)>>,
     log: Arc<Mutex<Vec<Logged>>>,
     token_ttl: Duration,
@@ -403,6 +417,10 @@ impl Server {
                 .get(&kind)
                 .map(|&(rate, burst)| Gcra::new(rate, burst)),
             faults: opts.faults,
+            outage: opts.outages.get(&kind).map(|o| match *o {
+                Outage::Unavailable => Fault::Unavailable,
+                Outage::RateLimited(wait) => Fault::RateLimited(wait),
+            }),
             attempted: Mutex::new(HashSet::new()),
             log,
             token_ttl: opts.token_ttl,
@@ -423,8 +441,12 @@ impl Server {
             .map_or(100, |g| g.rate.ceil().max(1.0) as u32)
     }
 
-    /// The injected fault for this target, on its first attempt only.
+    /// The outage, on every attempt; else the injected fault for this target, on its first
+    /// attempt only.
     fn fault(&self, organization: Option<&str>, user: &str) -> Option<Fault> {
+        if self.outage.is_some() {
+            return self.outage;
+        }
         let target = (org_key(self.kind, organization), key(user));
         let first = lock(&self.attempted).insert(target);
         if first {

@@ -623,6 +623,36 @@ async fn injected_faults_hit_the_first_attempt_only() {
     }
 }
 
+#[tokio::test]
+async fn an_outage_answers_every_attempt_at_its_provider_only() {
+    for (outage, status) in [
+        (Outage::Unavailable, 503),
+        (Outage::RateLimited(Duration::from_secs(30)), 429),
+    ] {
+        let mut opts = SandboxOptions::plain(seed_one_each());
+        opts.outages.insert(ProviderKind::Telnyx, outage);
+        let sb = Sandbox::start(opts).await.unwrap();
+        for (kind, org, user) in one_each() {
+            for _ in 0..3 {
+                let r = remove(&sb, kind, org, user).await;
+                if kind != ProviderKind::Telnyx {
+                    assert!(r.status().is_success(), "{kind}: {}", r.status());
+                    break;
+                }
+                assert_eq!(r.status(), status, "{kind}: every attempt");
+                if status == 429 {
+                    let reset = r.headers()["x-ratelimit-reset"]
+                        .to_str()
+                        .unwrap()
+                        .to_owned();
+                    assert_eq!(reset, "30", "{kind}: asks for the outage's wait");
+                }
+            }
+            assert_eq!(sb.is_member(kind, org, user), kind == ProviderKind::Telnyx);
+        }
+    }
+}
+
 #[test]
 fn faults_pick_by_a_stable_hash() {
     assert_eq!(fnv1a(b""), 0xcbf2_9ce4_8422_2325);

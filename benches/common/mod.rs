@@ -1,0 +1,256 @@
+//! What the benches share: generated people, CSV files, configs and a child `offboard` process
+//! whose peak RSS is sampled. Everything points at the sandbox on 127.0.0.1.
+#![allow(dead_code)] // each bench uses its own part
+
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use offboard::job::ProviderKind;
+use offboard::sandbox::{Sandbox, Seed};
+
+/// The i-th person of a provider, as its organization and user.
+pub fn person(kind: ProviderKind, i: usize) -> (Option<&'static str>, String) {
+    let uuid = |k: u128| uuid::Uuid::from_u128((k << 64) | i as u128).to_string();
+    match kind {
+        ProviderKind::Factory => (None, format!("p{i}@bench.example")),
+        ProviderKind::Aitronos => (Some("org_bench"), format!("usr_b{i}")),
+        ProviderKind::Telnyx => (None, uuid(3)),
+        ProviderKind::Aerospike => (None, uuid(4)),
+        ProviderKind::Cognee => (Some("7b09cdc3-8948-47f0-aa62-74ac943d6c59"), uuid(5)),
+    }
+}
+
+/// `rows[k]` people of each provider, interleaved round-robin as an export would mix them.
+pub fn write_csv(path: &Path, rows: &[(ProviderKind, usize)]) {
+    let mut f = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
+    writeln!(f, "provider,user,organization").unwrap();
+    let most = rows.iter().map(|r| r.1).max().unwrap_or(0);
+    for i in 0..most {
+        for &(kind, n) in rows {
+            if i < n {
+                let (org, user) = person(kind, i);
+                writeln!(f, "{kind},{user},{}", org.unwrap_or("")).unwrap();
+            }
+        }
+    }
+    f.flush().unwrap();
+}
+
+/// The sandbox's members: the people [`write_csv`] names.
+pub fn seed(rows: &[(ProviderKind, usize)]) -> Seed {
+    let mut seed = Seed::default();
+    for &(kind, n) in rows {
+        for i in 0..n {
+            let (org, user) = person(kind, i);
+            seed = seed.member(kind, org, &user);
+        }
+    }
+    seed
+}
+
+/// `n` people of every provider.
+pub fn each(n: usize) -> Vec<(ProviderKind, usize)> {
+    ProviderKind::ALL.iter().map(|&k| (k, n)).collect()
+}
+
+/// How a lane is paced in a bench config.
+#[derive(Debug, Clone, Copy)]
+pub struct Pace {
+    pub rate: f64,
+    pub burst: u32,
+    pub in_flight: u32,
+}
+
+impl Pace {
+    /// Far above what the machine can do: only the tool limits the run.
+    pub const UNLIMITED: Pace = Pace {
+        rate: 1_000_000.0,
+        burst: 1000,
+        in_flight: 64,
+    };
+}
+
+/// A config with an entry per provider, against the sandbox (or a closed port for a dry run).
+pub fn config(sandbox: Option<&Sandbox>, pace: impl Fn(ProviderKind) -> Pace) -> String {
+    let mut out = String::from("[safety]\nmax_removals_per_run = 100000000\n\n");
+    for kind in ProviderKind::ALL {
+        let base = sandbox.map_or("http://127.0.0.1:9".to_owned(), |s| s.base_url(kind));
+        let token_url = sandbox.map_or("http://127.0.0.1:9/t".to_owned(), |s| s.token_url());
+        let upper = kind.as_str().to_uppercase();
+        let cred = match kind {
+            ProviderKind::Factory | ProviderKind::Telnyx => {
+                format!("token_env = \"SANDBOX_{upper}_TOKEN\"")
+            }
+            ProviderKind::Aerospike => format!(
+                "token_url = \"{token_url}\"\nclient_id_env = \"SANDBOX_AEROSPIKE_CLIENT_ID\"\nclient_secret_env = \"SANDBOX_AEROSPIKE_CLIENT_SECRET\""
+            ),
+            _ => format!("api_key_env = \"SANDBOX_{upper}_API_KEY\""),
+        };
+        let p = pace(kind);
+        out.push_str(&format!(
+            "[providers.{kind}]\nkind = \"{kind}\"\nbase_url = \"{base}\"\n{cred}\nrate_per_second = {}\nburst = {}\nmax_in_flight = {}\n\n",
+            p.rate, p.burst, p.in_flight
+        ));
+    }
+    out
+}
+
+/// Credentials for a dry run, which never connects.
+pub fn fake_env() -> Vec<(&'static str, String)> {
+    [
+        "SANDBOX_FACTORY_TOKEN",
+        "SANDBOX_TELNYX_TOKEN",
+        "SANDBOX_AITRONOS_API_KEY",
+        "SANDBOX_COGNEE_API_KEY",
+        "SANDBOX_AEROSPIKE_CLIENT_ID",
+        "SANDBOX_AEROSPIKE_CLIENT_SECRET",
+    ]
+    .into_iter()
+    .map(|k| (k, "x".to_owned()))
+    .collect()
+}
+
+/// What [`measure`] saw of the child.
+pub struct Measured {
+    pub seconds: f64,
+    pub peak_kib: u64,
+    /// Whether `done` ended it (killed) rather than the child exiting by itself.
+    pub killed: bool,
+}
+
+impl Measured {
+    pub fn peak_mib(&self) -> f64 {
+        self.peak_kib as f64 / 1024.0
+    }
+}
+
+/// Runs the binary, sampling its peak RSS (VmHWM) every 20 ms, until it exits or `done()` says
+/// the bench has seen enough (then the child is killed).
+pub fn measure(
+    args: &[&str],
+    env: &[(&'static str, String)],
+    mut done: impl FnMut() -> bool,
+) -> Measured {
+    let start = Instant::now();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_offboard"))
+        .args(args)
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let status = format!("/proc/{}/status", child.id());
+    let mut peak = 0;
+    loop {
+        if let Ok(text) = std::fs::read_to_string(&status) {
+            if let Some(kb) = text.lines().find_map(|l| l.strip_prefix("VmHWM:")) {
+                peak = peak.max(kb.trim().trim_end_matches("kB").trim().parse().unwrap_or(0));
+            }
+        }
+        if child.try_wait().unwrap().is_some() {
+            break;
+        }
+        if done() {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Measured {
+                seconds: start.elapsed().as_secs_f64(),
+                peak_kib: peak,
+                killed: true,
+            };
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Measured {
+        seconds: start.elapsed().as_secs_f64(),
+        peak_kib: peak,
+        killed: false,
+    }
+}
+
+/// `cargo test --all-targets` runs bench targets too, without `--bench`: measure only when asked.
+pub fn asked_to_measure() -> bool {
+    std::env::args().any(|a| a == "--bench")
+}
+
+/// A `usize` from the environment, or the default.
+pub fn env_usize(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// The pacing profile of the pacing and isolation benches: each provider at its own rate.
+pub const RATES: [(ProviderKind, f64); 5] = [
+    (ProviderKind::Factory, 5.0),
+    (ProviderKind::Aitronos, 20.0),
+    (ProviderKind::Telnyx, 50.0),
+    (ProviderKind::Aerospike, 100.0),
+    (ProviderKind::Cognee, 200.0),
+];
+
+/// The burst both sides allow at a rate: a tenth of a second's worth, at least one.
+pub fn burst_at(rate: f64) -> u32 {
+    ((rate / 10.0) as u32).max(1)
+}
+
+/// The pace of a provider in [`RATES`]: its rate, its burst, room for what is in flight.
+pub fn paced(kind: ProviderKind) -> Pace {
+    let rate = RATES.iter().find(|r| r.0 == kind).expect("every kind").1;
+    Pace {
+        rate,
+        burst: burst_at(rate),
+        in_flight: 16,
+    }
+}
+
+/// What one provider's server saw of the removals sent to it.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Seen {
+    pub accepted: usize,
+    pub throttled: usize,
+    pub other: usize,
+    /// Seconds from the first accepted removal to the last.
+    pub span: f64,
+}
+
+impl Seen {
+    pub fn of(log: &[offboard::sandbox::Logged], kind: ProviderKind) -> Seen {
+        let mut seen = Seen::default();
+        let (mut first, mut last) = (None::<Instant>, None::<Instant>);
+        for l in log
+            .iter()
+            .filter(|l| l.kind == kind && l.operation == "remove")
+        {
+            match l.status {
+                200..=299 => {
+                    seen.accepted += 1;
+                    first = Some(first.map_or(l.at, |f| f.min(l.at)));
+                    last = Some(last.map_or(l.at, |t| t.max(l.at)));
+                }
+                429 => seen.throttled += 1,
+                _ => seen.other += 1,
+            }
+        }
+        if let (Some(f), Some(l)) = (first, last) {
+            seen.span = (l - f).as_secs_f64();
+        }
+        seen
+    }
+
+    pub fn requests(&self) -> usize {
+        self.accepted + self.throttled + self.other
+    }
+
+    /// Accepted removals per second after the opening burst: the burst is sent at once, so it
+    /// is taken out of the count rather than credited to the pacing.
+    pub fn steady_rate(&self, burst: u32) -> f64 {
+        if self.span <= 0.0 {
+            return 0.0;
+        }
+        self.accepted.saturating_sub(burst as usize) as f64 / self.span
+    }
+}
