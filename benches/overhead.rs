@@ -9,7 +9,44 @@
 mod common;
 
 use common::{Pace, asked_to_measure, config, each, env_usize, fake_env, measure, seed, write_csv};
+use offboard::job::ProviderKind;
 use offboard::sandbox::{Sandbox, SandboxOptions};
+
+/// `wrk` removing people from the sandbox's Factory for 10 s, two threads and 64 connections: the
+/// requests per second a plain HTTP load generator gets from the same stand-in on the same machine.
+/// The people are not members (the seeded ones are gone), so each answer is Factory's 404 error
+/// body: a request through the same route, auth and lookup as a removal.
+fn wrk(sandbox: &Sandbox, dir: &std::path::Path) -> Option<f64> {
+    let script = dir.join("remove.lua");
+    std::fs::write(
+        &script,
+        r#"local n = 0
+local auth = "Bearer " .. os.getenv("WRK_FACTORY_TOKEN")
+request = function()
+  n = n + 1
+  return wrk.format("DELETE", "/api/v0/organization/users?email=w" .. n .. "@bench.example",
+    { ["Authorization"] = auth })
+end
+"#,
+    )
+    .unwrap();
+    let token = sandbox
+        .env()
+        .into_iter()
+        .find(|(k, _)| *k == "SANDBOX_FACTORY_TOKEN")?
+        .1;
+    let out = std::process::Command::new("wrk")
+        .args(["-t2", "-c64", "-d10s", "-s"])
+        .arg(&script)
+        .arg(sandbox.base_url(ProviderKind::Factory))
+        .env("WRK_FACTORY_TOKEN", token)
+        .output()
+        .ok()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.lines()
+        .find_map(|l| l.strip_prefix("Requests/sec:"))
+        .and_then(|v| v.trim().parse().ok())
+}
 
 fn main() {
     if !asked_to_measure() {
@@ -51,11 +88,21 @@ fn main() {
         .count();
     assert_eq!(done, jobs, "every job removed");
     println!(
-        "overhead: {jobs} jobs in {:.2} s = {:.0} jobs/s, peak RSS {:.1} MiB",
+        "overhead: {jobs} jobs in {:.2} s = {:.0} jobs/s, peak RSS {:.1} MiB, CPU {:.2} s = {:.0} µs a job",
         run.seconds,
         jobs as f64 / run.seconds,
-        run.peak_mib()
+        run.peak_mib(),
+        run.cpu_seconds,
+        run.cpu_seconds * 1e6 / jobs as f64
     );
+    // The ceiling: a plain load generator against the same stand-in, if `wrk` is installed.
+    match wrk(&sandbox, dir.path()) {
+        Some(rate) => println!(
+            "wrk: {rate:.0} requests/s against the same stand-in; offboard reaches {:.0}% of it",
+            100.0 * jobs as f64 / run.seconds / rate
+        ),
+        None => println!("wrk: not installed (`apt-get install wrk`), no ceiling measured"),
+    }
     drop(sandbox);
 
     // Memory of the scan (validation, duplicates, plan) as the file grows.

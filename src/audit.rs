@@ -71,6 +71,7 @@ impl Audit {
                     let mut result = Ok(());
                     let mut next = Some(first);
                     let mut n = 0;
+                    let mut lingered = false;
                     while let Some((line, done)) = next.take() {
                         if result.is_ok() {
                             result = out.write_all(&line);
@@ -79,10 +80,20 @@ impl Audit {
                         n += 1;
                         if n < BATCH {
                             next = rx.try_recv().ok();
+                            if next.is_none() && !lingered {
+                                lingered = true;
+                                std::thread::sleep(crate::report::LINGER);
+                                next = rx.try_recv().ok();
+                            }
                         }
                     }
+                    // Only outcomes wait for the disk; a batch of requests alone goes to the OS
+                    // and is synced with the next outcome (see the module's durability note).
                     if result.is_ok() {
-                        result = out.flush().and_then(|_| out.get_ref().sync_data());
+                        result = out.flush();
+                    }
+                    if result.is_ok() && !waiting.is_empty() {
+                        result = out.get_ref().sync_data();
                     }
                     if let Err(e) = &result {
                         tracing::error!(error = %e, "cannot write the audit log");

@@ -218,6 +218,9 @@ pub struct Writer {
 /// The most records written between two flushes.
 const BATCH: usize = 512;
 
+/// How long the writer waits for more records before writing a batch that is not full.
+pub(crate) const LINGER: std::time::Duration = std::time::Duration::from_millis(1);
+
 impl Writer {
     /// Creates (or appends to, when `append`) the report at `path` and starts its writer thread.
     pub fn start(path: &Path, append: bool) -> io::Result<(Writer, Sink)> {
@@ -243,6 +246,7 @@ impl Writer {
                 let mut next = Some(msg);
                 let mut n = 0;
                 let mut result = Ok(());
+                let mut lingered = false;
                 while let Some(Msg::Record(r, done)) = next.take() {
                     let c = summary.counts.entry(r.provider.clone().unwrap_or_default()).or_default();
                     c[r.outcome.index()] += 1;
@@ -255,6 +259,13 @@ impl Writer {
                     n += 1;
                     if n < BATCH {
                         next = rx.try_recv().ok();
+                        if next.is_none() && !lingered {
+                            // Records come one by one from many jobs: lingering once lets a batch
+                            // form, one write and one wake-up for many records instead of each.
+                            lingered = true;
+                            std::thread::sleep(LINGER);
+                            next = rx.try_recv().ok();
+                        }
                     }
                 }
                 if result.is_ok() {

@@ -263,7 +263,8 @@ pub async fn run(
         if plan.per_lane[lane.id.0] == 0 {
             continue;
         }
-        let (tx, rx) = mpsc::channel(1024);
+        // Up to 16 chunks of 64 jobs queued per lane.
+        let (tx, rx) = mpsc::channel(16);
         let (csv, directory, skip, id) =
             (csv.clone(), lanes.directory.clone(), skip.clone(), lane.id);
         feeds.push(tokio::task::spawn_blocking(move || {

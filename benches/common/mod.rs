@@ -118,6 +118,8 @@ pub struct Measured {
     pub peak_kib: u64,
     /// Whether `done` ended it (killed) rather than the child exiting by itself.
     pub killed: bool,
+    /// User plus system CPU time of the child, as last sampled (within 20 ms of its end).
+    pub cpu_seconds: f64,
 }
 
 impl Measured {
@@ -142,8 +144,20 @@ pub fn measure(
         .spawn()
         .unwrap();
     let status = format!("/proc/{}/status", child.id());
-    let mut peak = 0;
+    let stat = format!("/proc/{}/stat", child.id());
+    let (mut peak, mut cpu_seconds) = (0, 0.0);
     loop {
+        if let Ok(text) = std::fs::read_to_string(&stat) {
+            // Fields after the command's `(name)`: utime and stime are the 12th and 13th, in
+            // clock ticks (100 a second on Linux).
+            let fields: Vec<&str> = text
+                .rsplit_once(')')
+                .map_or(vec![], |(_, rest)| rest.split_whitespace().collect());
+            if let (Some(u), Some(s)) = (fields.get(11), fields.get(12)) {
+                let ticks: f64 = u.parse::<f64>().unwrap_or(0.0) + s.parse::<f64>().unwrap_or(0.0);
+                cpu_seconds = ticks / 100.0;
+            }
+        }
         if let Ok(text) = std::fs::read_to_string(&status) {
             if let Some(kb) = text.lines().find_map(|l| l.strip_prefix("VmHWM:")) {
                 peak = peak.max(kb.trim().trim_end_matches("kB").trim().parse().unwrap_or(0));
@@ -159,6 +173,7 @@ pub fn measure(
                 seconds: start.elapsed().as_secs_f64(),
                 peak_kib: peak,
                 killed: true,
+                cpu_seconds,
             };
         }
         std::thread::sleep(Duration::from_millis(20));
@@ -167,6 +182,7 @@ pub fn measure(
         seconds: start.elapsed().as_secs_f64(),
         peak_kib: peak,
         killed: false,
+        cpu_seconds,
     }
 }
 

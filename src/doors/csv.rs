@@ -372,20 +372,27 @@ fn invalid_row(
     }
 }
 
+/// Jobs a feed sends at once when its lane is busy.
+const CHUNK: usize = 64;
+
 /// One lane's pass: sends that lane's valid, non-duplicate jobs to `tx`, in file order, and stops
 /// early if the lane stops listening. Returns how many it sent. Runs on a blocking thread.
+///
+/// Jobs go in chunks of up to [`CHUNK`], so that a busy lane wakes this thread once a chunk, not
+/// once a job; a lane with nothing queued gets each job as soon as it is read.
 pub fn feed(
     csv: &CsvFile,
     dir: &Directory,
     lane: LaneId,
     skip: &HashSet<(u64, LaneId)>,
-    tx: &mpsc::Sender<Job>,
+    tx: &mpsc::Sender<Vec<Job>>,
 ) -> Result<u64, CsvError> {
     let Some(name) = dir.name_of(lane) else {
         return Ok(0);
     };
     let mut sent = 0;
     let mut open = true;
+    let mut chunk = Vec::with_capacity(CHUNK);
     csv.for_each(|(line, raw)| {
         let Ok(raw) = raw else { return };
         // Cheap filter before validation: most rows belong to other lanes.
@@ -397,13 +404,25 @@ pub fn feed(
             return;
         }
         if let Ok(job) = dir.validate_as(&raw, Some(line), name) {
-            if tx.blocking_send(job).is_err() {
-                open = false;
-            } else {
-                sent += 1;
+            chunk.push(job);
+            let starving = tx.capacity() == tx.max_capacity();
+            if chunk.len() >= CHUNK || starving {
+                let n = chunk.len() as u64;
+                let full = std::mem::replace(&mut chunk, Vec::with_capacity(CHUNK));
+                if tx.blocking_send(full).is_err() {
+                    open = false;
+                } else {
+                    sent += n;
+                }
             }
         }
     })?;
+    if open && !chunk.is_empty() {
+        let n = chunk.len() as u64;
+        if tx.blocking_send(chunk).is_ok() {
+            sent += n;
+        }
+    }
     Ok(sent)
 }
 
@@ -561,8 +580,8 @@ mod tests {
         drop(tx);
         assert_eq!(sent, 2);
         let mut lines = vec![];
-        while let Ok(j) = rx.try_recv() {
-            lines.push(j.line.unwrap());
+        while let Ok(chunk) = rx.try_recv() {
+            lines.extend(chunk.iter().map(|j| j.line.unwrap()));
         }
         assert_eq!(lines, vec![2, 4]);
     }
