@@ -5,6 +5,7 @@
 //! it, and doors acknowledge a job only after that, so a power loss never loses the record of an
 //! acknowledged job; at most the last batch of requests of jobs still in flight.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
 use std::io::{self, BufRead, BufWriter, Write};
@@ -14,33 +15,36 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::job::Job;
-use crate::report::{Record, Timestamp};
+use crate::report::Record;
 
-/// One line of the audit log.
+/// One line of the audit log. Borrows what it can from the job and its record: two of these are
+/// written for every job.
 #[derive(Debug, Serialize, Deserialize)]
-pub struct Entry {
+pub struct Entry<'a> {
     /// `request` (one per request sent) or `outcome` (one per job, last).
-    pub kind: String,
-    pub time: String,
-    pub job_id: String,
-    pub provider: String,
-    pub organization: Option<String>,
-    pub user: String,
-    pub requested_by: Option<String>,
-    pub reason: Option<String>,
+    pub kind: Cow<'a, str>,
+    pub time: Cow<'a, str>,
+    pub job_id: Cow<'a, str>,
+    pub provider: Cow<'a, str>,
+    pub organization: Option<Cow<'a, str>>,
+    pub user: Cow<'a, str>,
+    pub requested_by: Option<Cow<'a, str>>,
+    pub reason: Option<Cow<'a, str>>,
     pub attempt: u32,
     pub http_status: Option<u16>,
-    pub provider_request_id: Option<String>,
+    pub provider_request_id: Option<Cow<'a, str>>,
     /// For `outcome` entries.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub outcome: Option<String>,
+    pub outcome: Option<Cow<'a, str>>,
 }
 
-fn time() -> String {
-    serde_json::to_value(Timestamp::now())
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_owned))
-        .unwrap_or_default()
+/// Now, as the report writes times (RFC 3339, milliseconds, UTC).
+fn time() -> Cow<'static, str> {
+    Cow::Owned(humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string())
+}
+
+fn borrowed(s: &Option<impl AsRef<str>>) -> Option<Cow<'_, str>> {
+    s.as_ref().map(|v| Cow::Borrowed(v.as_ref()))
 }
 
 type Line = (Vec<u8>, Option<oneshot::Sender<io::Result<()>>>);
@@ -130,15 +134,15 @@ impl Audit {
         let entry = Entry {
             kind: "request".into(),
             time: time(),
-            job_id: job.id.to_string(),
-            provider: job.provider.to_string(),
-            organization: job.subject.organization(),
-            user: job.subject.user(),
-            requested_by: job.requested_by.as_deref().map(str::to_owned),
-            reason: job.reason.as_deref().map(str::to_owned),
+            job_id: Cow::Borrowed(&job.id),
+            provider: Cow::Borrowed(&job.provider),
+            organization: job.subject.organization().map(Cow::Owned),
+            user: Cow::Owned(job.subject.user()),
+            requested_by: borrowed(&job.requested_by),
+            reason: borrowed(&job.reason),
             attempt,
             http_status,
-            provider_request_id: provider_request_id.map(str::to_owned),
+            provider_request_id: provider_request_id.map(Cow::Borrowed),
             outcome: None,
         };
         let _ = self.tx.send((Self::line(&entry), None)).await;
@@ -149,16 +153,16 @@ impl Audit {
         let entry = Entry {
             kind: "outcome".into(),
             time: time(),
-            job_id: record.job_id.clone(),
-            provider: record.provider.clone().unwrap_or_default(),
-            organization: record.organization.clone(),
-            user: record.user.clone().unwrap_or_default(),
-            requested_by: job.and_then(|j| j.requested_by.as_deref().map(str::to_owned)),
-            reason: job.and_then(|j| j.reason.as_deref().map(str::to_owned)),
+            job_id: Cow::Borrowed(&record.job_id),
+            provider: Cow::Borrowed(record.provider.as_deref().unwrap_or_default()),
+            organization: borrowed(&record.organization),
+            user: Cow::Borrowed(record.user.as_deref().unwrap_or_default()),
+            requested_by: job.and_then(|j| borrowed(&j.requested_by)),
+            reason: job.and_then(|j| borrowed(&j.reason)),
             attempt: record.attempts,
             http_status: record.http_status,
-            provider_request_id: record.provider_request_id.clone(),
-            outcome: Some(record.outcome.as_str().to_owned()),
+            provider_request_id: borrowed(&record.provider_request_id),
+            outcome: Some(Cow::Borrowed(record.outcome.as_str())),
         };
         let (tx, rx) = oneshot::channel();
         self.tx
@@ -200,12 +204,12 @@ pub fn verify(path: &Path) -> io::Result<Verdict> {
         match serde_json::from_slice::<Entry>(&line) {
             Ok(e) if e.kind == "request" => {
                 v.entries += 1;
-                let a = started.entry(e.job_id).or_default();
+                let a = started.entry(e.job_id.into_owned()).or_default();
                 *a = (*a).max(e.attempt);
             }
             Ok(e) if e.kind == "outcome" && e.outcome.is_some() => {
                 v.entries += 1;
-                finished.insert(e.job_id);
+                finished.insert(e.job_id.into_owned());
             }
             _ => v.malformed.push(i as u64 + 1),
         }
@@ -221,7 +225,7 @@ pub fn verify(path: &Path) -> io::Result<Verdict> {
 mod tests {
     use super::*;
     use crate::job::{Directory, ProviderKind, RawJob};
-    use crate::report::Outcome;
+    use crate::report::{Outcome, Timestamp};
 
     fn job(user: &str, id: &str) -> Job {
         let d = Directory::new([("factory", ProviderKind::Factory)]);

@@ -48,6 +48,8 @@ pub struct CsvFile {
     path: PathBuf,
     file: Arc<File>,
     headers: StringRecord,
+    /// Where the `provider` column is, to skip other lanes' rows before deserializing them.
+    provider_column: usize,
 }
 
 /// A reader at its own offset of the shared handle (`pread`), so passes do not disturb each other.
@@ -108,10 +110,15 @@ impl CsvFile {
                 });
             }
         }
+        let provider_column = headers
+            .iter()
+            .position(|h| h == "provider")
+            .expect("checked above");
         Ok(CsvFile {
             path: path.to_owned(),
             file,
             headers,
+            provider_column,
         })
     }
 
@@ -133,7 +140,7 @@ impl CsvFile {
 
     /// Calls `f` with every data row, in file order.
     pub fn for_each(&self, f: impl FnMut(Row<'_>)) -> Result<(), CsvError> {
-        self.for_each_until(u64::MAX, f)
+        self.for_each_until(u64::MAX, None, f)
     }
 
     /// Newlines in the file: an upper bound on its rows (a quoted field may hold newlines too).
@@ -156,8 +163,14 @@ impl CsvFile {
         }
     }
 
-    /// Calls `f` with every data row that starts at or before line `last`, in file order.
-    fn for_each_until(&self, last: u64, mut f: impl FnMut(Row<'_>)) -> Result<(), CsvError> {
+    /// Calls `f` with every data row that starts at or before line `last`, in file order; with
+    /// `only`, just the well-formed rows whose provider is `only` or `*`.
+    fn for_each_until(
+        &self,
+        last: u64,
+        only: Option<&str>,
+        mut f: impl FnMut(Row<'_>),
+    ) -> Result<(), CsvError> {
         let mut reader = Self::builder().from_reader(At {
             file: self.file.clone(),
             pos: 0,
@@ -186,6 +199,12 @@ impl CsvFile {
                         );
                         f((line, Err(Invalid::Unreadable(why))));
                         continue;
+                    }
+                    if let Some(only) = only {
+                        let provider = &record[self.provider_column];
+                        if provider != only && provider != EVERY_PROVIDER {
+                            continue;
+                        }
                     }
                     let raw = record
                         .deserialize::<RawJob<'_>>(Some(&self.headers))
@@ -324,7 +343,7 @@ fn scan_with(
 
     // Resolve: among the suspects only, the first line of each identity runs.
     let mut first: HashMap<u64, u64> = HashMap::with_capacity(suspects.len());
-    csv.for_each_until(last_suspect_line, |(line, raw)| {
+    csv.for_each_until(last_suspect_line, None, |(line, raw)| {
         let Ok(raw) = raw else { return };
         for (provider, result) in dir.validate_each(&raw, Some(line)) {
             let Ok(job) = result else { continue };
@@ -393,14 +412,10 @@ pub fn feed(
     let mut sent = 0;
     let mut open = true;
     let mut chunk = Vec::with_capacity(CHUNK);
-    csv.for_each(|(line, raw)| {
+    // Most rows belong to other lanes: they are skipped before they are deserialized.
+    csv.for_each_until(u64::MAX, Some(name), |(line, raw)| {
         let Ok(raw) = raw else { return };
-        // Cheap filter before validation: most rows belong to other lanes.
-        let provider = raw.provider.as_deref().map(str::trim);
-        if !open
-            || (provider != Some(name) && provider != Some(EVERY_PROVIDER))
-            || skip.contains(&(line, lane))
-        {
+        if !open || skip.contains(&(line, lane)) {
             return;
         }
         if let Ok(job) = dir.validate_as(&raw, Some(line), name) {
