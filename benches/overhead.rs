@@ -5,60 +5,13 @@
 //!
 //! Run: `cargo bench --bench overhead` (release build). Loopback only.
 
-use std::io::Write;
-use std::path::Path;
+mod common;
+
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use offboard::job::ProviderKind;
-use offboard::sandbox::{Sandbox, SandboxOptions, Seed};
-
-/// The i-th person of a provider, as its id and organization.
-fn person(kind: ProviderKind, i: usize) -> (Option<&'static str>, String) {
-    let uuid = |k: u128| uuid::Uuid::from_u128((k << 64) | i as u128).to_string();
-    match kind {
-        ProviderKind::Factory => (None, format!("p{i}@bench.example")),
-        ProviderKind::Aitronos => (Some("org_bench"), format!("usr_b{i}")),
-        ProviderKind::Telnyx => (None, uuid(3)),
-        ProviderKind::Aerospike => (None, uuid(4)),
-        ProviderKind::Cognee => (Some("7b09cdc3-8948-47f0-aa62-74ac943d6c59"), uuid(5)),
-    }
-}
-
-fn write_csv(path: &Path, rows: usize) {
-    let mut f = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
-    writeln!(f, "provider,user,organization").unwrap();
-    for r in 0..rows {
-        let kind = ProviderKind::ALL[r % 5];
-        let (org, user) = person(kind, r / 5);
-        writeln!(f, "{kind},{user},{}", org.unwrap_or("")).unwrap();
-    }
-}
-
-fn config(sandbox: Option<&Sandbox>) -> String {
-    let mut out = String::from("[safety]\nmax_removals_per_run = 100000000\n");
-    for kind in ProviderKind::ALL {
-        let base = sandbox.map_or("http://127.0.0.1:9".to_owned(), |s| s.base_url(kind));
-        let token_url = sandbox.map_or("http://127.0.0.1:9/t".to_owned(), |s| s.token_url());
-        let cred = match kind {
-            ProviderKind::Factory | ProviderKind::Telnyx => format!(
-                "token_env = \"SANDBOX_{}_TOKEN\"",
-                kind.as_str().to_uppercase()
-            ),
-            ProviderKind::Aerospike => format!(
-                "token_url = \"{token_url}\"\nclient_id_env = \"SANDBOX_AEROSPIKE_CLIENT_ID\"\nclient_secret_env = \"SANDBOX_AEROSPIKE_CLIENT_SECRET\""
-            ),
-            _ => format!(
-                "api_key_env = \"SANDBOX_{}_API_KEY\"",
-                kind.as_str().to_uppercase()
-            ),
-        };
-        out.push_str(&format!(
-            "[providers.{kind}]\nkind = \"{kind}\"\nbase_url = \"{base}\"\n{cred}\nrate_per_second = 1000000\nburst = 1000\nmax_in_flight = 64\n\n"
-        ));
-    }
-    out
-}
+use common::{config, peak_rss_kib, seed, write_csv};
+use offboard::sandbox::{Sandbox, SandboxOptions};
 
 /// Runs the binary, sampling its peak RSS (VmHWM) until it exits. Returns (seconds, peak KiB).
 fn measure(args: &[&str], env: &[(&'static str, String)]) -> (f64, u64) {
@@ -70,14 +23,9 @@ fn measure(args: &[&str], env: &[(&'static str, String)]) -> (f64, u64) {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let status = format!("/proc/{}/status", child.id());
     let mut peak = 0;
     loop {
-        if let Ok(text) = std::fs::read_to_string(&status) {
-            if let Some(kb) = text.lines().find_map(|l| l.strip_prefix("VmHWM:")) {
-                peak = peak.max(kb.trim().trim_end_matches("kB").trim().parse().unwrap_or(0));
-            }
-        }
+        peak = peak.max(peak_rss_kib(child.id()).unwrap_or(0));
         if child.try_wait().unwrap().is_some() {
             break;
         }
@@ -99,17 +47,11 @@ fn main() {
         .unwrap_or(100_000usize);
 
     // Overhead: a full run of `rows` jobs.
-    let mut seed = Seed::default();
-    for r in 0..rows {
-        let kind = ProviderKind::ALL[r % 5];
-        let (org, user) = person(kind, r / 5);
-        seed = seed.member(kind, org, &user);
-    }
     let sandbox = rt
-        .block_on(Sandbox::start(SandboxOptions::plain(seed)))
+        .block_on(Sandbox::start(SandboxOptions::plain(seed(0..rows))))
         .unwrap();
     let csv = dir.path().join("bench.csv");
-    write_csv(&csv, rows);
+    write_csv(&csv, 0..rows);
     let cfg = dir.path().join("bench.toml");
     std::fs::write(&cfg, config(Some(&sandbox))).unwrap();
     let report = dir.path().join("bench.report.jsonl");
@@ -155,7 +97,7 @@ fn main() {
     .collect();
     for n in [10_000usize, 100_000, 1_000_000] {
         let csv = dir.path().join(format!("dry{n}.csv"));
-        write_csv(&csv, n);
+        write_csv(&csv, 0..n);
         let (secs, peak) = measure(
             &[
                 "run",
