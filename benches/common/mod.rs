@@ -3,6 +3,7 @@
 #![allow(dead_code)] // each bench uses its own part
 
 use std::io::Write;
+use std::ops::Range;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -50,6 +51,39 @@ pub fn seed(rows: &[(ProviderKind, usize)]) -> Seed {
     seed
 }
 
+/// Row r of a bench's file: the (r / 5)-th person of the (r % 5)-th provider, as [`write_csv`]
+/// with [`each`] interleaves them.
+fn row(r: usize) -> (ProviderKind, Option<&'static str>, String) {
+    let kind = ProviderKind::ALL[r % 5];
+    let (org, user) = person(kind, r / 5);
+    (kind, org, user)
+}
+
+/// A CSV of `rows` (see [`row`]): files of disjoint people for several runs against one sandbox.
+pub fn write_rows(path: &Path, rows: Range<usize>) {
+    let mut f = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
+    writeln!(f, "provider,user,organization").unwrap();
+    for r in rows {
+        let (kind, org, user) = row(r);
+        writeln!(f, "{kind},{user},{}", org.unwrap_or("")).unwrap();
+    }
+    f.flush().unwrap();
+}
+
+/// A seed where the people of `rows` (see [`row`]) are members.
+pub fn seed_rows(rows: Range<usize>) -> Seed {
+    rows.map(row).fold(Seed::default(), |s, (kind, org, user)| {
+        s.member(kind, org, &user)
+    })
+}
+
+/// A process's peak resident set so far (VmHWM), in KiB; None once it has exited.
+pub fn peak_rss_kib(pid: u32) -> Option<u64> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let kb = text.lines().find_map(|l| l.strip_prefix("VmHWM:"))?;
+    kb.trim().trim_end_matches("kB").trim().parse().ok()
+}
+
 /// `n` people of every provider.
 pub fn each(n: usize) -> Vec<(ProviderKind, usize)> {
     ProviderKind::ALL.iter().map(|&k| (k, n)).collect()
@@ -74,7 +108,9 @@ impl Pace {
 
 /// A config with an entry per provider, against the sandbox (or a closed port for a dry run).
 pub fn config(sandbox: Option<&Sandbox>, pace: impl Fn(ProviderKind) -> Pace) -> String {
-    let mut out = String::from("[safety]\nmax_removals_per_run = 100000000\n\n");
+    let mut out = String::from(
+        "[safety]\nmax_removals_per_run = 100000000\nmax_removals_per_window = 100000000\n\n",
+    );
     for kind in ProviderKind::ALL {
         let base = sandbox.map_or("http://127.0.0.1:9".to_owned(), |s| s.base_url(kind));
         let token_url = sandbox.map_or("http://127.0.0.1:9/t".to_owned(), |s| s.token_url());
@@ -143,7 +179,6 @@ pub fn measure(
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let status = format!("/proc/{}/status", child.id());
     let stat = format!("/proc/{}/stat", child.id());
     let (mut peak, mut cpu_seconds) = (0, 0.0);
     loop {
@@ -158,10 +193,8 @@ pub fn measure(
                 cpu_seconds = ticks / 100.0;
             }
         }
-        if let Ok(text) = std::fs::read_to_string(&status) {
-            if let Some(kb) = text.lines().find_map(|l| l.strip_prefix("VmHWM:")) {
-                peak = peak.max(kb.trim().trim_end_matches("kB").trim().parse().unwrap_or(0));
-            }
+        if let Some(kib) = peak_rss_kib(child.id()) {
+            peak = peak.max(kib);
         }
         if child.try_wait().unwrap().is_some() {
             break;
