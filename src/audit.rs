@@ -3,7 +3,9 @@
 //!
 //! Durability: a record is on disk (written and `fdatasync`ed) before [`Audit::outcome`] returns for
 //! it, and doors acknowledge a job only after that, so a power loss never loses the record of an
-//! acknowledged job; at most the last batch of requests of jobs still in flight.
+//! acknowledged job. Request entries are written as they come but synced with the next outcome
+//! (each sync covers everything written before it), so a power loss can lose only requests written
+//! since the last outcome: requests of jobs still in flight.
 
 use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
