@@ -1,6 +1,7 @@
 //! `offboard run` end to end: the real binary, real HTTP on loopback, the sandbox's five providers.
 
 use std::collections::{BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use offboard::job::ProviderKind;
@@ -510,46 +511,9 @@ async fn the_blast_radius_guard_refuses_before_sending_and_takes_only_the_exact_
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_mid_run_then_resume_removes_everyone_at_most_once() {
-    let sandbox = Sandbox::start(SandboxOptions::plain(Seed::demo()))
-        .await
-        .unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("offboard.toml");
-    let slow: HashMap<ProviderKind, Pacing> = ProviderKind::ALL
-        .iter()
-        .map(|k| (*k, (20.0, 2, 4)))
-        .collect();
-    std::fs::write(&config, config_for(&sandbox, &slow, "")).unwrap();
-    let report = dir.path().join("report.jsonl");
+    let (sandbox, dir, config, report) = slow_demo().await;
     let csv = example_csv();
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_offboard"))
-        .args([
-            "run",
-            "--csv",
-            csv.to_str().unwrap(),
-            "--config",
-            config.to_str().unwrap(),
-            "--report",
-            report.to_str().unwrap(),
-        ])
-        .envs(sandbox.env())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let start = std::time::Instant::now();
-    while std::fs::read_to_string(&report)
-        .map(|t| t.lines().count())
-        .unwrap_or(0)
-        < 80
-    {
-        assert!(
-            start.elapsed() < Duration::from_secs(60),
-            "the run progressed"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let mut child = run_until_recorded(&sandbox, &csv, &config, &report, 80).await;
     child.start_kill().unwrap();
     child.wait().await.unwrap();
     let before = report_lines(&report).len();
@@ -593,6 +557,127 @@ async fn kill_9_mid_run_then_resume_removes_everyone_at_most_once() {
     let out = run_csv(&sandbox.env(), &other, &config, &report).await;
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("does not belong to this CSV"));
+}
+
+/// The demo's members on the sandbox, and a config pacing every provider at 20/s (the demo file
+/// takes a few seconds): the sandbox, the temp dir, the config and the report paths.
+async fn slow_demo() -> (Sandbox, tempfile::TempDir, PathBuf, PathBuf) {
+    let sandbox = Sandbox::start(SandboxOptions::plain(Seed::demo()))
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("offboard.toml");
+    let slow: HashMap<ProviderKind, Pacing> = ProviderKind::ALL
+        .iter()
+        .map(|k| (*k, (20.0, 2, 4)))
+        .collect();
+    std::fs::write(&config, config_for(&sandbox, &slow, "")).unwrap();
+    let report = dir.path().join("report.jsonl");
+    (sandbox, dir, config, report)
+}
+
+/// Starts `offboard run` on the file in the background and returns once its report holds `lines`
+/// lines (within 60 s). The child's output is piped, for the caller to read or drop.
+async fn run_until_recorded(
+    sandbox: &Sandbox,
+    csv: &Path,
+    config: &Path,
+    report: &Path,
+    lines: usize,
+) -> tokio::process::Child {
+    let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_offboard"))
+        .args(["run", "--csv", csv.to_str().unwrap(), "--config"])
+        .args([
+            config.to_str().unwrap(),
+            "--report",
+            report.to_str().unwrap(),
+        ])
+        .envs(sandbox.env())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let start = std::time::Instant::now();
+    while std::fs::read_to_string(report)
+        .map(|t| t.lines().count())
+        .unwrap_or(0)
+        < lines
+    {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "the run progressed"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    child
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ctrl_c_finishes_the_requests_in_flight_and_says_how_to_resume() {
+    let (sandbox, _dir, config, report) = slow_demo().await;
+    let csv = example_csv();
+    let child = run_until_recorded(&sandbox, &csv, &config, &report, 80).await;
+    // SAFETY: kill(2) on our own child, which has not been waited for.
+    assert_eq!(
+        unsafe { libc::kill(child.id().unwrap() as libc::pid_t, libc::SIGINT) },
+        0
+    );
+    let out = child.wait_with_output().await.unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "interrupted is incomplete: {stderr}"
+    );
+    assert!(
+        stderr.contains("Interrupted: finishing the requests in flight"),
+        "{stderr}"
+    );
+    assert!(
+        stdout.contains("were not started (interrupted)"),
+        "{stdout}"
+    );
+    let resume = format!(
+        "offboard run --csv {} --report {}",
+        csv.display(),
+        report.display()
+    );
+    assert!(stdout.contains(&resume), "{stdout}");
+
+    // Every request sent has its outcome: nothing was cut off mid-flight.
+    let audit = report.with_extension("audit.jsonl");
+    let verify = offboard(&[], &["audit", "verify", audit.to_str().unwrap()]).await;
+    let said = String::from_utf8_lossy(&verify.stdout);
+    assert_eq!(verify.status.code(), Some(0), "{said}");
+    // And the report says exactly what the providers did.
+    let lines = report_lines(&report);
+    assert!(lines.len() < 301, "stopped early ({} lines)", lines.len());
+    let log = sandbox.log();
+    for l in lines.iter().filter(|l| l["outcome"] == "removed") {
+        let kind: ProviderKind = l["provider"].as_str().unwrap().parse().unwrap();
+        let user = l["user"].as_str().unwrap();
+        assert_eq!(successful_removals(&log, kind, user), 1, "{kind} {user}");
+    }
+    let removed = lines.iter().filter(|l| l["outcome"] == "removed").count();
+    let sent = log
+        .iter()
+        .filter(|l| l.operation == "remove" && l.status < 300)
+        .count();
+    assert_eq!(
+        sent, removed,
+        "no removal happened that the report does not show"
+    );
+
+    // The printed command finishes the file.
+    let out = run_csv(&sandbox.env(), &csv, &config, &report).await;
+    assert!(String::from_utf8_lossy(&out.stderr).contains("Resuming"));
+    assert_eq!(
+        report_lines(&report).len(),
+        301,
+        "one line per row, none twice"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
