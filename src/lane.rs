@@ -37,7 +37,7 @@ pub struct Pacer {
 }
 
 /// The share of the configured rate left unused, to absorb jitter between requests.
-pub const HEADROOM: f64 = 0.01;
+const HEADROOM: f64 = 0.01;
 
 impl Pacer {
     /// Paces under `rate` requests per second (fractions allowed) and `burst` (see [`Pacer`]).
@@ -48,7 +48,7 @@ impl Pacer {
     }
 
     /// The burst the pacer itself allows: half the provider's, at least one.
-    pub fn own_burst(burst: u32) -> u32 {
+    fn own_burst(burst: u32) -> u32 {
         (burst / 2).max(1)
     }
 
