@@ -12,10 +12,7 @@ mod common;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use common::{
-    Pace, RATES, Seen, asked_to_measure, burst_at, config, env_usize, measure, paced, seed,
-    write_csv,
-};
+use common::{Pace, RATES, Seen, asked_to_measure, burst_at, env_usize, paced, run_csv, seed};
 use offboard::job::ProviderKind;
 use offboard::sandbox::{Outage, Sandbox, SandboxOptions};
 
@@ -60,16 +57,6 @@ fn scenario(
         opts.outages.insert(DOWN, o);
     }
     let sandbox = rt.block_on(Sandbox::start(opts)).unwrap();
-    let csv = dir.path().join("isolation.csv");
-    write_csv(&csv, &people);
-    let cfg = dir.path().join("isolation.toml");
-    let pace = |k| match mode {
-        Mode::Paced => paced(k),
-        Mode::Unpaced => Pace::UNLIMITED,
-    };
-    std::fs::write(&cfg, config(Some(&sandbox), pace)).unwrap();
-    let report = dir.path().join("isolation.report.jsonl");
-    let path = |p: &std::path::Path| p.to_str().unwrap().to_owned();
     // The down lane may take minutes to give up: stop once the healthy four are done.
     let target: usize = healthy.iter().map(|h| h.1).sum();
     let mut checked = Instant::now();
@@ -85,19 +72,11 @@ fn scenario(
             .count();
         done >= target
     };
-    measure(
-        &[
-            "run",
-            "--csv",
-            &path(&csv),
-            "--config",
-            &path(&cfg),
-            "--report",
-            &path(&report),
-        ],
-        &sandbox.env(),
-        healthy_done,
-    );
+    let pace = |k| match mode {
+        Mode::Paced => paced(k),
+        Mode::Unpaced => Pace::UNLIMITED,
+    };
+    run_csv(dir.path(), &sandbox, &people, pace, healthy_done);
     let log = sandbox.log();
     healthy
         .iter()

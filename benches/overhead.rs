@@ -8,7 +8,9 @@
 
 mod common;
 
-use common::{Pace, asked_to_measure, config, each, env_usize, fake_env, measure, seed, write_csv};
+use common::{
+    Pace, asked_to_measure, config, each, env_usize, fake_env, measure, run_csv, seed, write_csv,
+};
 use offboard::job::ProviderKind;
 use offboard::sandbox::{Sandbox, SandboxOptions};
 
@@ -61,25 +63,7 @@ fn main() {
     let sandbox = rt
         .block_on(Sandbox::start(SandboxOptions::plain(seed(&people))))
         .unwrap();
-    let csv = dir.path().join("bench.csv");
-    write_csv(&csv, &people);
-    let cfg = dir.path().join("bench.toml");
-    std::fs::write(&cfg, config(Some(&sandbox), |_| Pace::UNLIMITED)).unwrap();
-    let report = dir.path().join("bench.report.jsonl");
-    let path = |p: &std::path::Path| p.to_str().unwrap().to_owned();
-    let run = measure(
-        &[
-            "run",
-            "--csv",
-            &path(&csv),
-            "--config",
-            &path(&cfg),
-            "--report",
-            &path(&report),
-        ],
-        &sandbox.env(),
-        || false,
-    );
+    let (run, report) = run_csv(dir.path(), &sandbox, &people, |_| Pace::UNLIMITED, || false);
     let jobs = rows / 5 * 5;
     let done = std::fs::read_to_string(&report)
         .unwrap()
@@ -106,6 +90,7 @@ fn main() {
     drop(sandbox);
 
     // Memory of the scan (validation, duplicates, plan) as the file grows.
+    let path = |p: &std::path::Path| p.to_str().unwrap().to_owned();
     let dry_cfg = dir.path().join("dry.toml");
     std::fs::write(&dry_cfg, config(None, |_| Pace::UNLIMITED)).unwrap();
     for n in [10_000usize, 100_000, 1_000_000] {

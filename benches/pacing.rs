@@ -10,9 +10,7 @@ mod common;
 
 use std::collections::HashMap;
 
-use common::{
-    RATES, Seen, asked_to_measure, burst_at, config, env_usize, measure, paced, seed, write_csv,
-};
+use common::{RATES, Seen, asked_to_measure, burst_at, env_usize, paced, run_csv, seed};
 use offboard::sandbox::{Faults, Sandbox, SandboxOptions};
 
 fn main() {
@@ -35,25 +33,7 @@ fn main() {
         ..SandboxOptions::plain(seed(&people))
     };
     let sandbox = rt.block_on(Sandbox::start(opts)).unwrap();
-    let csv = dir.path().join("pacing.csv");
-    write_csv(&csv, &people);
-    let cfg = dir.path().join("pacing.toml");
-    std::fs::write(&cfg, config(Some(&sandbox), paced)).unwrap();
-    let report = dir.path().join("pacing.report.jsonl");
-    let path = |p: &std::path::Path| p.to_str().unwrap().to_owned();
-    let run = measure(
-        &[
-            "run",
-            "--csv",
-            &path(&csv),
-            "--config",
-            &path(&cfg),
-            "--report",
-            &path(&report),
-        ],
-        &sandbox.env(),
-        || false,
-    );
+    let (run, _) = run_csv(dir.path(), &sandbox, &people, paced, || false);
     let log = sandbox.log();
     println!(
         "pacing: {} jobs in {:.1} s, peak RSS {:.1} MiB",

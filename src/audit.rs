@@ -73,25 +73,14 @@ impl Audit {
             .spawn(move || {
                 let mut out = BufWriter::with_capacity(256 * 1024, file);
                 let mut waiting = Vec::new();
-                while let Some(first) = rx.blocking_recv() {
+                let mut batch = Vec::with_capacity(BATCH);
+                while crate::report::next_batch(&mut rx, BATCH, &mut batch) {
                     let mut result = Ok(());
-                    let mut next = Some(first);
-                    let mut n = 0;
-                    let mut lingered = false;
-                    while let Some((line, done)) = next.take() {
+                    for (line, done) in batch.drain(..) {
                         if result.is_ok() {
                             result = out.write_all(&line);
                         }
                         waiting.extend(done);
-                        n += 1;
-                        if n < BATCH {
-                            next = rx.try_recv().ok();
-                            if next.is_none() && !lingered {
-                                lingered = true;
-                                std::thread::sleep(crate::report::LINGER);
-                                next = rx.try_recv().ok();
-                            }
-                        }
                     }
                     // Only outcomes wait for the disk; a batch of requests alone goes to the OS
                     // and is synced with the next outcome (see the module's durability note).

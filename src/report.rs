@@ -218,8 +218,30 @@ pub struct Writer {
 /// The most records written between two flushes.
 const BATCH: usize = 512;
 
-/// How long the writer waits for more records before writing a batch that is not full.
-pub(crate) const LINGER: std::time::Duration = std::time::Duration::from_millis(1);
+/// How long a writer waits for more records before writing a batch that is not full.
+const LINGER: std::time::Duration = std::time::Duration::from_millis(1);
+
+/// Fills `batch` for a writer thread: blocks for the next message, then takes what else is
+/// queued, up to `max`, lingering once for more. Records come one by one from many jobs: a batch
+/// makes one write and one wake-up for many. False once every sender is gone and nothing is left.
+pub(crate) fn next_batch<T>(rx: &mut mpsc::Receiver<T>, max: usize, batch: &mut Vec<T>) -> bool {
+    let Some(first) = rx.blocking_recv() else {
+        return false;
+    };
+    batch.push(first);
+    let mut lingered = false;
+    while batch.len() < max {
+        match rx.try_recv() {
+            Ok(next) => batch.push(next),
+            Err(_) if !lingered => {
+                lingered = true;
+                std::thread::sleep(LINGER);
+            }
+            Err(_) => break,
+        }
+    }
+    true
+}
 
 impl Writer {
     /// Creates (or appends to, when `append`) the report at `path` and starts its writer thread.
@@ -242,12 +264,10 @@ impl Writer {
             let mut summary = Summary::default();
             let mut waiting = Vec::new();
             let mut first_error: Option<io::Error> = None;
-            while let Some(msg) = rx.blocking_recv() {
-                let mut next = Some(msg);
-                let mut n = 0;
+            let mut batch = Vec::with_capacity(BATCH);
+            while next_batch(&mut rx, BATCH, &mut batch) {
                 let mut result = Ok(());
-                let mut lingered = false;
-                while let Some(Msg::Record(r, done)) = next.take() {
+                for Msg::Record(r, done) in batch.drain(..) {
                     let c = summary.counts.entry(r.provider.clone().unwrap_or_default()).or_default();
                     c[r.outcome.index()] += 1;
                     if result.is_ok() {
@@ -256,17 +276,6 @@ impl Writer {
                             .and_then(|_| out.write_all(b"\n"));
                     }
                     waiting.extend(done);
-                    n += 1;
-                    if n < BATCH {
-                        next = rx.try_recv().ok();
-                        if next.is_none() && !lingered {
-                            // Records come one by one from many jobs: lingering once lets a batch
-                            // form, one write and one wake-up for many records instead of each.
-                            lingered = true;
-                            std::thread::sleep(LINGER);
-                            next = rx.try_recv().ok();
-                        }
-                    }
                 }
                 if result.is_ok() {
                     result = out.flush();
@@ -422,6 +431,24 @@ pub fn final_job_ids(path: &Path) -> io::Result<std::collections::HashSet<String
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_batch_takes_what_is_queued_up_to_its_size_and_ends_when_senders_are_gone() {
+        let (tx, mut rx) = mpsc::channel(16);
+        for i in 0..5 {
+            tx.try_send(i).unwrap();
+        }
+        let mut batch = Vec::new();
+        assert!(next_batch(&mut rx, 3, &mut batch));
+        assert_eq!(batch, vec![0, 1, 2], "at most the batch size");
+        batch.clear();
+        drop(tx);
+        assert!(next_batch(&mut rx, 3, &mut batch));
+        assert_eq!(batch, vec![3, 4], "what is left, after the senders are gone");
+        batch.clear();
+        assert!(!next_batch(&mut rx, 3, &mut batch));
+        assert!(batch.is_empty());
+    }
 
     fn rec(provider: &str, outcome: Outcome) -> Record {
         Record {

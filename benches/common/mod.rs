@@ -4,7 +4,7 @@
 
 use std::io::Write;
 use std::ops::Range;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -152,8 +152,6 @@ pub fn fake_env() -> Vec<(&'static str, String)> {
 pub struct Measured {
     pub seconds: f64,
     pub peak_kib: u64,
-    /// Whether `done` ended it (killed) rather than the child exiting by itself.
-    pub killed: bool,
     /// User plus system CPU time of the child.
     pub cpu_seconds: f64,
 }
@@ -200,7 +198,6 @@ pub fn measure(
             return Measured {
                 seconds: start.elapsed().as_secs_f64(),
                 peak_kib: peak,
-                killed,
                 cpu_seconds: secs(usage.ru_utime) + secs(usage.ru_stime),
             };
         }
@@ -212,6 +209,30 @@ pub fn measure(
         }
         std::thread::sleep(Duration::from_millis(2));
     }
+}
+
+/// Writes `people` as a CSV and a config pointing at `sandbox`, paced by `pace`, into `dir`, then
+/// runs `offboard run` on them (see [`measure`]). Returns what was measured and the report's path.
+pub fn run_csv(
+    dir: &Path,
+    sandbox: &Sandbox,
+    people: &[(ProviderKind, usize)],
+    pace: impl Fn(ProviderKind) -> Pace,
+    done: impl FnMut() -> bool,
+) -> (Measured, PathBuf) {
+    let csv = dir.join("bench.csv");
+    write_csv(&csv, people);
+    let cfg = dir.join("bench.toml");
+    std::fs::write(&cfg, config(Some(sandbox), pace)).unwrap();
+    let report = dir.join("bench.report.jsonl");
+    let path = |p: &Path| p.to_str().unwrap().to_owned();
+    let args = ["run", "--csv", &path(&csv), "--config", &path(&cfg)];
+    let run = measure(
+        &[&args[..], &["--report", &path(&report)]].concat(),
+        &sandbox.env(),
+        done,
+    );
+    (run, report)
 }
 
 /// `cargo test --all-targets` runs bench targets too, without `--bench`: measure only when asked.

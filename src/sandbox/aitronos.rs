@@ -69,19 +69,26 @@ fn rate_limited(wait: Duration) -> Response {
     r
 }
 
+/// Aitronos' 401 unless the request carries the API key.
+fn unauthorized(s: &Server, headers: &HeaderMap) -> Option<Response> {
+    (header(headers, "x-api-key") != Some(s.secret.as_str())).then(|| {
+        error(
+            401,
+            "INVALID_API_KEY",
+            "The API key provided is invalid.",
+            json!({}),
+        )
+    })
+}
+
 async fn remove(
     State(s): State<Arc<Server>>,
     Path((org, user)): Path<(String, String)>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    if header(&headers, "x-api-key") != Some(s.secret.as_str()) {
-        return error(
-            401,
-            "INVALID_API_KEY",
-            "The API key provided is invalid.",
-            json!({}),
-        );
+    if let Some(refused) = unauthorized(&s, &headers) {
+        return refused;
     }
     let resp = answer(&s, &org, &user, &body);
     s.record(Some(&org), &user, resp)
@@ -175,13 +182,8 @@ async fn search(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    if header(&headers, "x-api-key") != Some(s.secret.as_str()) {
-        return error(
-            401,
-            "INVALID_API_KEY",
-            "The API key provided is invalid.",
-            json!({}),
-        );
+    if let Some(refused) = unauthorized(&s, &headers) {
+        return refused;
     }
     let body: Value = if body.iter().all(u8::is_ascii_whitespace) {
         json!({})
