@@ -444,7 +444,11 @@ mod tests {
         batch.clear();
         drop(tx);
         assert!(next_batch(&mut rx, 3, &mut batch));
-        assert_eq!(batch, vec![3, 4], "what is left, after the senders are gone");
+        assert_eq!(
+            batch,
+            vec![3, 4],
+            "what is left, after the senders are gone"
+        );
         batch.clear();
         assert!(!next_batch(&mut rx, 3, &mut batch));
         assert!(batch.is_empty());
