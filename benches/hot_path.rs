@@ -29,8 +29,8 @@ use std::time::{Duration, Instant, SystemTime};
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use csv::{ReaderBuilder, StringRecord, Trim};
-use reqwest::StatusCode;
-use reqwest::header::{HeaderMap, HeaderValue, RETRY_AFTER};
+use http::StatusCode;
+use http::header::{HeaderMap, HeaderValue, RETRY_AFTER};
 
 use offboard::audit::{Audit, Entry};
 use offboard::doors::csv::{COLUMNS, CsvFile, scan};

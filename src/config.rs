@@ -535,7 +535,7 @@ fn read_source(s: &Source, env: &dyn Fn(&str) -> Option<String>) -> Result<Secre
 }
 
 fn check_url(url: &str) -> Result<(), String> {
-    match reqwest::Url::parse(url) {
+    match url::Url::parse(url) {
         Ok(u) if u.scheme() == "https" || u.scheme() == "http" => {
             if u.query().is_some() || u.fragment().is_some() {
                 Err(format!("`{url}` must not carry a query or fragment"))

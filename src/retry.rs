@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use backon::{BackoffBuilder, ExponentialBuilder};
-use reqwest::StatusCode;
+use http::StatusCode;
 use serde::{Deserialize, Serialize};
 
 use crate::providers::{Answer, Hint, Transport};

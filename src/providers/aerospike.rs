@@ -2,11 +2,12 @@
 //! an OAuth2 client-credentials grant. 204 with `X-Request-Id`; errors as `{"code", "message"}` on
 //! the page and as RFC 9457 problem details (`type`, `title`, `status`, `detail`) in the newer spec.
 
-use reqwest::header::HeaderMap;
-use reqwest::{Client, RequestBuilder, StatusCode};
+use ::http::StatusCode;
+use ::http::header::HeaderMap;
 use serde::Deserialize;
 
 use super::Adapter;
+use super::client::{Client, RequestBuilder};
 use super::http::{self, Answer, Hint, ProviderError};
 use crate::job::{ProviderKind, Target};
 

@@ -2,11 +2,12 @@
 //! `{"confirm": true, "transfer_resources_to_department_id"?}`; `X-API-Key` or a Bearer JWT.
 //! 204 on success; errors as `{"success": false, "error": {"code", "message", "trace_id", ...}}`.
 
-use reqwest::header::HeaderMap;
-use reqwest::{Client, RequestBuilder, StatusCode};
+use ::http::StatusCode;
+use ::http::header::HeaderMap;
 use serde::{Deserialize, Serialize};
 
 use super::Adapter;
+use super::client::{Client, RequestBuilder};
 use super::lookup::{AnyList, MemberPage};
 
 /// Members per search page (the API's maximum `take`).

@@ -3,12 +3,13 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use ::http::StatusCode;
+use ::http::header::{AUTHORIZATION, HeaderName, HeaderValue};
 use arc_swap::ArcSwapOption;
-use reqwest::header::{AUTHORIZATION, HeaderName, HeaderValue};
-use reqwest::{Client, RequestBuilder, StatusCode};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
+use super::client::{Client, RequestBuilder};
 use super::http::{self, Answer, Hint, ProviderError, Transport};
 
 /// How a provider entry proves who it is.

@@ -2,11 +2,12 @@
 //! JWT. 200 with a message; errors as FastAPI's `{"detail": "<message> [<ErrorName>]"}` or a
 //! validation list `{"detail": [{"loc", "msg", "type"}]}`.
 
-use reqwest::header::HeaderMap;
-use reqwest::{Client, RequestBuilder, StatusCode};
+use ::http::StatusCode;
+use ::http::header::HeaderMap;
 use serde::Deserialize;
 
 use super::Adapter;
+use super::client::{Client, RequestBuilder};
 use super::http::{self, Answer, Hint, ProviderError};
 use crate::job::{ProviderKind, Target};
 

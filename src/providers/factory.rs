@@ -1,11 +1,12 @@
 //! Factory: `DELETE {base}/api/v0/organization/users?email=E`, `Authorization: Bearer fk-...`.
 //! 204 on success (empty body or `{}`); errors as `{"detail", "status", "title", "metadata"?}`.
 
-use reqwest::header::HeaderMap;
-use reqwest::{Client, RequestBuilder, StatusCode};
+use ::http::StatusCode;
+use ::http::header::HeaderMap;
 use serde::Deserialize;
 
 use super::Adapter;
+use super::client::{Client, RequestBuilder};
 use super::http::{self, Answer, Hint, ProviderError};
 use crate::job::{ProviderKind, Target};
 

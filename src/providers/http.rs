@@ -2,14 +2,16 @@
 
 use std::time::{Duration, SystemTime};
 
-use bytes::{Bytes, BytesMut};
-use reqwest::header::{HeaderMap, HeaderName, RETRY_AFTER};
-use reqwest::{RequestBuilder, StatusCode};
+use bytes::Bytes;
+use http::StatusCode;
+use http::header::{HeaderMap, HeaderName, RETRY_AFTER};
 use serde::Serialize;
+
+use super::client::RequestBuilder;
 
 /// The most of an answer's body we read: error envelopes are small, and a runaway body must not
 /// grow memory.
-const MAX_BODY: usize = 64 * 1024;
+pub(crate) const MAX_BODY: usize = 64 * 1024;
 
 /// A provider's error, read from its own error body.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
@@ -85,23 +87,8 @@ pub enum Transport {
     Other(String),
 }
 
-impl From<reqwest::Error> for Transport {
-    fn from(e: reqwest::Error) -> Self {
-        // reqwest's Display names the URL, which holds no secret (credentials travel in headers),
-        // but may hold an email in Factory's query: keep only the error's kind and cause.
-        let e = e.without_url();
-        let text = error_chain(&e);
-        if e.is_timeout() {
-            Transport::Timeout(text)
-        } else if e.is_connect() {
-            Transport::Connect(text)
-        } else {
-            Transport::Other(text)
-        }
-    }
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
+/// An error and its causes, as one line.
+pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
     let mut s = e.to_string();
     let mut cur = e.source();
     while let Some(c) = cur {
@@ -116,18 +103,7 @@ fn error_chain(e: &dyn std::error::Error) -> String {
 pub async fn exchange(
     request: RequestBuilder,
 ) -> Result<(StatusCode, HeaderMap, Bytes), Transport> {
-    let mut response = request.send().await?;
-    let status = response.status();
-    let headers = std::mem::take(response.headers_mut());
-    let mut body = BytesMut::new();
-    while let Some(chunk) = response.chunk().await? {
-        let room = MAX_BODY - body.len();
-        body.extend_from_slice(&chunk[..chunk.len().min(room)]);
-        if body.len() == MAX_BODY {
-            break;
-        }
-    }
-    Ok((status, headers, body.freeze()))
+    request.send().await
 }
 
 /// A header as text, when present and readable.
@@ -212,7 +188,7 @@ pub fn text_excerpt(status: StatusCode, body: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use reqwest::header::HeaderValue;
+    use http::header::HeaderValue;
 
     fn h(name: &'static str, v: &str) -> HeaderMap {
         let mut m = HeaderMap::new();

@@ -7,6 +7,7 @@
 pub mod aerospike;
 pub mod aitronos;
 pub mod auth;
+pub mod client;
 pub mod cognee;
 pub mod factory;
 pub mod http;
@@ -15,11 +16,12 @@ pub mod telnyx;
 
 use std::time::Duration;
 
-use reqwest::header::HeaderMap;
-use reqwest::{Client, RequestBuilder, StatusCode};
+use ::http::StatusCode;
+use ::http::header::HeaderMap;
 
 use crate::job::{ProviderKind, Target};
 pub use auth::Auth;
+pub use client::{Client, RequestBuilder};
 pub use http::{Answer, Hint, ProviderError, Transport};
 
 /// One provider's API page.
@@ -263,16 +265,10 @@ impl Provider {
     }
 }
 
-/// A builder for the HTTP client of one provider entry: rustls, no redirects (a redirected DELETE
-/// could land on an endpoint nobody asked for), no proxy from the environment, our User-Agent.
-pub fn client(timeout: Duration) -> reqwest::Result<Client> {
-    Client::builder()
-        .user_agent(concat!("offboard/", env!("CARGO_PKG_VERSION")))
-        .redirect(reqwest::redirect::Policy::none())
-        .timeout(timeout)
-        .connect_timeout(timeout.min(Duration::from_secs(10)))
-        .pool_idle_timeout(Duration::from_secs(60))
-        .build()
+/// The HTTP client of one provider entry (see [`client`]): rustls, no redirects, no proxy from
+/// the environment, our User-Agent, every exchange within `timeout`.
+pub fn client(timeout: Duration) -> Result<Client, client::BuildError> {
+    Client::new(timeout)
 }
 
 /// Builds a provider entry's adapter, credentials and client from its configuration.
@@ -281,8 +277,7 @@ pub fn build(
     credential: &crate::config::Credential,
 ) -> Result<Provider, String> {
     use crate::config::Credential;
-    let http = client(Duration::from_millis(entry.timeout_ms))
-        .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
+    let http = client(Duration::from_millis(entry.timeout_ms)).map_err(|e| e.to_string())?;
     let auth = match credential {
         Credential::Bearer(token) => Auth::bearer(token)?,
         // Aitronos spells it X-API-Key, Cognee X-Api-Key: header names are case-insensitive.

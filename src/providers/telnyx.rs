@@ -1,11 +1,12 @@
 //! Telnyx: `POST {base}/v2/organizations/users/{id}/actions/remove`, no body, `Authorization: Bearer`.
 //! 200 with `{"data": OrganizationUser}`; errors as `{"errors": [{"code": "10005", "title", "detail"}]}`.
 
-use reqwest::header::HeaderMap;
-use reqwest::{Client, RequestBuilder, StatusCode};
+use ::http::StatusCode;
+use ::http::header::HeaderMap;
 use serde::Deserialize;
 
 use super::Adapter;
+use super::client::{Client, RequestBuilder};
 use super::http::{self, Answer, Hint, ProviderError};
 use super::lookup::{AnyList, MemberPage};
 use crate::job::{ProviderKind, Target};
