@@ -154,6 +154,8 @@ pub struct Measured {
     pub peak_kib: u64,
     /// User plus system CPU time of the child.
     pub cpu_seconds: f64,
+    /// Whether it exited 0.
+    pub succeeded: bool,
 }
 
 impl Measured {
@@ -199,6 +201,7 @@ pub fn measure(
                 seconds: start.elapsed().as_secs_f64(),
                 peak_kib: peak,
                 cpu_seconds: secs(usage.ru_utime) + secs(usage.ru_stime),
+                succeeded: libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
             };
         }
         polls += 1;
@@ -212,7 +215,7 @@ pub fn measure(
 }
 
 /// Writes `people` as a CSV and a config pointing at `sandbox`, paced by `pace`, into `dir`, then
-/// runs `offboard run` on them (see [`measure`]). Returns what was measured and the report's path.
+/// runs `offboard run` on them (see [`run_file`]).
 pub fn run_csv(
     dir: &Path,
     sandbox: &Sandbox,
@@ -222,11 +225,23 @@ pub fn run_csv(
 ) -> (Measured, PathBuf) {
     let csv = dir.join("bench.csv");
     write_csv(&csv, people);
+    run_file(dir, sandbox, &csv, pace, done)
+}
+
+/// Writes a config pointing at `sandbox`, paced by `pace`, into `dir`, then runs `offboard run`
+/// on `csv` (see [`measure`]). Returns what was measured and the report's path.
+pub fn run_file(
+    dir: &Path,
+    sandbox: &Sandbox,
+    csv: &Path,
+    pace: impl Fn(ProviderKind) -> Pace,
+    done: impl FnMut() -> bool,
+) -> (Measured, PathBuf) {
     let cfg = dir.join("bench.toml");
     std::fs::write(&cfg, config(Some(sandbox), pace)).unwrap();
     let report = dir.join("bench.report.jsonl");
     let path = |p: &Path| p.to_str().unwrap().to_owned();
-    let args = ["run", "--csv", &path(&csv), "--config", &path(&cfg)];
+    let args = ["run", "--csv", &path(csv), "--config", &path(&cfg)];
     let run = measure(
         &[&args[..], &["--report", &path(&report)]].concat(),
         &sandbox.env(),

@@ -263,6 +263,11 @@ impl Sandbox {
         lock(&self.log).clone()
     }
 
+    /// Every request logged so far, leaving the log empty (benches measuring one run at a time).
+    pub fn take_log(&self) -> Vec<Logged> {
+        std::mem::take(&mut *lock(&self.log))
+    }
+
     /// Whether that membership still exists (organization ignored for factory/telnyx/aerospike).
     /// Case-insensitive; uuids compared canonical.
     pub fn is_member(&self, kind: ProviderKind, organization: Option<&str>, user: &str) -> bool {
