@@ -13,46 +13,193 @@
 mod common;
 
 use common::{
-    Pace, asked_to_measure, config, each, env_usize, fake_env, measure, run_file, seed_rows,
-    write_csv, write_rows,
+    Pace, asked_to_measure, config, each, env_usize, fake_env, measure, person, run_file,
+    seed_rows, write_csv, write_rows,
 };
+use std::collections::HashMap;
+
 use offboard::job::ProviderKind;
 use offboard::sandbox::{Sandbox, SandboxOptions};
 
-/// `wrk` removing people from the sandbox's Factory for 5 s, two threads and 64 connections: the
-/// requests per second a plain HTTP load generator gets from the same stand-in on the same machine.
-/// The people are not members (the seeded ones are gone), so each answer is Factory's 404 error
-/// body: a request through the same route, auth and lookup as a removal.
-fn wrk(sandbox: &Sandbox, dir: &std::path::Path) -> Option<f64> {
-    let script = dir.join("remove.lua");
+/// The `wrk` figures of one round: the same mix and Factory's 404 alone.
+struct Ceiling {
+    /// Five `wrk` processes at once, one per provider (`-t1 -c13`, 65 connections in all), each
+    /// removing members of its own through the same route, auth and body as offboard's removals:
+    /// the load generator doing the requests offboard does. Requests/s summed, and how many of
+    /// them were not 2xx (none expected: every person removed is a member).
+    mix: f64,
+    mix_not_2xx: u64,
+    /// `wrk -t2 -c64` on Factory alone, for people who are not members (its 404 error body): the
+    /// cheapest route the stand-in has, the ceiling reported before the mix.
+    factory_404: f64,
+}
+
+/// `wrk`'s request for a provider's removal of person `n` (see `common::person`), in Lua.
+fn removal_lua(kind: ProviderKind) -> (&'static str, &'static str, &'static str, &'static str) {
+    match kind {
+        ProviderKind::Factory => (
+            "DELETE",
+            r#""/api/v0/organization/users?email=p" .. n .. "%40bench.example""#,
+            "Authorization",
+            "nil",
+        ),
+        ProviderKind::Aitronos => (
+            "DELETE",
+            r#""/v1/organizations/org_bench/users/usr_b" .. n"#,
+            "X-API-Key",
+            r#"'{"confirm":true}'"#,
+        ),
+        ProviderKind::Telnyx => (
+            "POST",
+            r#"string.format("/v2/organizations/users/00000000-0000-0003-0000-%012x/actions/remove", n)"#,
+            "Authorization",
+            "nil",
+        ),
+        ProviderKind::Aerospike => (
+            "DELETE",
+            r#"string.format("/v1/organization/members/00000000-0000-0004-0000-%012x", n)"#,
+            "Authorization",
+            "nil",
+        ),
+        ProviderKind::Cognee => (
+            "DELETE",
+            r#"string.format("/api/v1/permissions/tenants/7b09cdc3-8948-47f0-aa62-74ac943d6c59/users/00000000-0000-0005-0000-%012x", n)"#,
+            "X-Api-Key",
+            "nil",
+        ),
+    }
+}
+
+/// Starts `wrk` on one provider for `secs`, removing people from index `first` on.
+fn start_wrk(
+    sandbox: &Sandbox,
+    dir: &std::path::Path,
+    kind: ProviderKind,
+    first: usize,
+    args: &[&str],
+    credential: &str,
+) -> Option<std::process::Child> {
+    let (method, path, header, body) = removal_lua(kind);
+    let content_type = if body == "nil" {
+        ""
+    } else {
+        r#", ["Content-Type"] = "application/json""#
+    };
+    let script = dir.join(format!("{kind}.lua"));
     std::fs::write(
         &script,
-        r#"local n = 0
-local auth = "Bearer " .. os.getenv("WRK_FACTORY_TOKEN")
-request = function()
-  n = n + 1
-  return wrk.format("DELETE", "/api/v0/organization/users?email=w" .. n .. "@bench.example",
-    { ["Authorization"] = auth })
-end
-"#,
+        format!(
+            "local n = {first} - 1\nlocal credential = os.getenv(\"WRK_CREDENTIAL\")\nrequest = function()\n  n = n + 1\n  return wrk.format(\"{method}\", {path}, {{ [\"{header}\"] = credential{content_type} }}, {body})\nend\n"
+        ),
     )
     .unwrap();
-    let token = sandbox
-        .env()
-        .into_iter()
-        .find(|(k, _)| *k == "SANDBOX_FACTORY_TOKEN")?
-        .1;
-    let out = std::process::Command::new("wrk")
-        .args(["-t2", "-c64", "-d5s", "-s"])
+    std::process::Command::new("wrk")
+        .args(args)
         .arg(&script)
-        .arg(sandbox.base_url(ProviderKind::Factory))
-        .env("WRK_FACTORY_TOKEN", token)
-        .output()
-        .ok()?;
+        .arg(sandbox.base_url(kind))
+        .env("WRK_CREDENTIAL", credential)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .ok()
+}
+
+/// Requests/s and non-2xx answers from `wrk`'s output.
+fn wrk_result(child: std::process::Child) -> Option<(f64, u64)> {
+    let out = child.wait_with_output().ok()?;
     let text = String::from_utf8_lossy(&out.stdout);
-    text.lines()
-        .find_map(|l| l.strip_prefix("Requests/sec:"))
+    let rate = text
+        .lines()
+        .find_map(|l| l.strip_prefix("Requests/sec:"))?
+        .trim()
+        .parse()
+        .ok()?;
+    let bad = text
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("Non-2xx or 3xx responses:"))
         .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0);
+    Some((rate, bad))
+}
+
+/// The credential each provider's removals carry, as the header value.
+fn credentials(rt: &tokio::runtime::Runtime, sandbox: &Sandbox) -> HashMap<ProviderKind, String> {
+    let env: HashMap<_, _> = sandbox.env().into_iter().collect();
+    let grant: serde_json::Value = rt.block_on(async {
+        let form = [
+            ("grant_type", "client_credentials"),
+            ("client_id", env["SANDBOX_AEROSPIKE_CLIENT_ID"].as_str()),
+            (
+                "client_secret",
+                env["SANDBOX_AEROSPIKE_CLIENT_SECRET"].as_str(),
+            ),
+        ];
+        let answer = reqwest::Client::new()
+            .post(sandbox.token_url())
+            .form(&form)
+            .send()
+            .await
+            .unwrap();
+        answer.json().await.unwrap()
+    });
+    ProviderKind::ALL
+        .into_iter()
+        .map(|kind| {
+            let value = match kind {
+                ProviderKind::Factory => format!("Bearer {}", env["SANDBOX_FACTORY_TOKEN"]),
+                ProviderKind::Telnyx => format!("Bearer {}", env["SANDBOX_TELNYX_TOKEN"]),
+                ProviderKind::Aerospike => {
+                    format!("Bearer {}", grant["access_token"].as_str().unwrap())
+                }
+                ProviderKind::Aitronos => env["SANDBOX_AITRONOS_API_KEY"].clone(),
+                ProviderKind::Cognee => env["SANDBOX_COGNEE_API_KEY"].clone(),
+            };
+            (kind, value)
+        })
+        .collect()
+}
+
+/// How long each `wrk` run lasts, and the most people one provider's `wrk` may remove in it.
+const WRK_SECONDS: &str = "-d5s";
+const WRK_PEOPLE: usize = 100_000;
+
+/// Where `wrk`'s people start, past every index offboard's runs use.
+const WRK_FIRST: usize = 10_000_000;
+
+/// One round of `wrk`: the mix (people from index `first` of each provider), then Factory's 404.
+/// None when `wrk` is not installed.
+fn ceiling(
+    sandbox: &Sandbox,
+    dir: &std::path::Path,
+    credentials: &HashMap<ProviderKind, String>,
+    first: usize,
+) -> Option<Ceiling> {
+    let mix_args = ["-t1", "-c13", WRK_SECONDS, "-s"];
+    let children = ProviderKind::ALL
+        .into_iter()
+        .map(|k| start_wrk(sandbox, dir, k, first, &mix_args, &credentials[&k]))
+        .collect::<Option<Vec<_>>>()?;
+    let (mut mix, mut mix_not_2xx) = (0.0, 0);
+    for child in children {
+        let (rate, bad) = wrk_result(child)?;
+        mix += rate;
+        mix_not_2xx += bad;
+    }
+    // Factory's 404: people far past every seeded index.
+    let factory = ProviderKind::Factory;
+    let child = start_wrk(
+        sandbox,
+        dir,
+        factory,
+        1 << 40,
+        &["-t2", "-c64", WRK_SECONDS, "-s"],
+        &credentials[&factory],
+    )?;
+    let (factory_404, _) = wrk_result(child)?;
+    Some(Ceiling {
+        mix,
+        mix_not_2xx,
+        factory_404,
+    })
 }
 
 fn main() {
@@ -66,12 +213,12 @@ fn main() {
     // Overhead: `reps` runs of `rows` jobs, each followed by `wrk` against the same sandbox.
     let reps = env_usize("OFFBOARD_BENCH_REPS", 5).max(1);
     let sandbox = rt
-        .block_on(Sandbox::start(SandboxOptions::plain(seed_rows(
-            0..rows * reps,
-        ))))
+        .block_on(Sandbox::start(SandboxOptions::plain(seed(rows, reps))))
         .unwrap();
+    let credentials = credentials(&rt, &sandbox);
     let (mut rates, mut sendings, mut cpus) = (vec![], vec![], vec![]);
-    let (mut ceilings, mut ratios) = (vec![], vec![]);
+    let (mut mixes, mut factories, mut ratios, mut factory_ratios) =
+        (vec![], vec![], vec![], vec![]);
     for rep in 0..reps {
         // A directory of its own: a report or audit log left by the run before is not resumed.
         let own = dir.path().join(format!("run{rep}"));
@@ -114,11 +261,21 @@ fn main() {
         sendings.push(sending);
         cpus.push(cpu);
         // The ceiling: a plain load generator against the same stand-in, if `wrk` is installed.
-        match wrk(&sandbox, dir.path()) {
-            Some(ceiling) => {
-                println!("; wrk {ceiling:.0}/s: {:.0}%", 100.0 * sending / ceiling);
-                ceilings.push(ceiling);
-                ratios.push(sending / ceiling);
+        let first = WRK_FIRST + rep * WRK_PEOPLE;
+        match ceiling(&sandbox, dir.path(), &credentials, first) {
+            Some(c) => {
+                println!(
+                    "; wrk, same mix {:.0}/s ({} not 2xx): {:.0}%; Factory 404 {:.0}/s: {:.0}%",
+                    c.mix,
+                    c.mix_not_2xx,
+                    100.0 * sending / c.mix,
+                    c.factory_404,
+                    100.0 * sending / c.factory_404
+                );
+                mixes.push(c.mix);
+                factories.push(c.factory_404);
+                ratios.push(sending / c.mix);
+                factory_ratios.push(sending / c.factory_404);
             }
             None => println!("; wrk not installed (`apt-get install wrk`), no ceiling measured"),
         }
@@ -130,13 +287,19 @@ fn main() {
         median(&mut cpus)
     );
     if !ratios.is_empty() {
-        let mid = median(&mut ratios);
+        let (mix, ratio) = (median(&mut mixes), median(&mut ratios));
         println!(
-            "wrk: median {:.0} requests/s against the same stand-in; offboard sends at a median {:.0}% of it (range {:.0}-{:.0}%)",
-            median(&mut ceilings),
-            100.0 * mid,
+            "wrk, same requests (five providers' removals at once): median {mix:.0} requests/s; offboard sends at a median {:.0}% of it (range {:.0}-{:.0}%)",
+            100.0 * ratio,
             100.0 * ratios[0],
             100.0 * ratios[ratios.len() - 1],
+        );
+        let (factory, ratio) = (median(&mut factories), median(&mut factory_ratios));
+        println!(
+            "wrk, Factory's 404 alone: median {factory:.0} requests/s; offboard sends at a median {:.0}% of it (range {:.0}-{:.0}%)",
+            100.0 * ratio,
+            100.0 * factory_ratios[0],
+            100.0 * factory_ratios[factory_ratios.len() - 1],
         );
     }
     drop(sandbox);
@@ -166,6 +329,18 @@ fn main() {
             scan.peak_mib()
         );
     }
+}
+
+/// The sandbox's members: the people of every run's rows, and `wrk`'s people for every round.
+fn seed(rows: usize, reps: usize) -> offboard::sandbox::Seed {
+    let mut seed = seed_rows(0..rows * reps);
+    for i in WRK_FIRST..WRK_FIRST + reps * WRK_PEOPLE {
+        for kind in ProviderKind::ALL {
+            let (org, user) = person(kind, i);
+            seed = seed.member(kind, org, &user);
+        }
+    }
+    seed
 }
 
 /// The median (sorts `v`).
