@@ -3,6 +3,7 @@
 //!
 //! Lanes share nothing, so a provider that is slow, rate-limited or down never slows another.
 
+use std::collections::VecDeque;
 use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -10,9 +11,8 @@ use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 
 use crate::audit::Audit;
 use crate::hold::Hold;
@@ -168,7 +168,6 @@ pub struct Lane {
     pub name: Arc<str>,
     provider: Provider,
     pacer: Pacer,
-    in_flight: Arc<Semaphore>,
     max_in_flight: u32,
     paused_until: Mutex<Option<Instant>>,
     circuit: Circuit,
@@ -202,7 +201,6 @@ impl Lane {
             name,
             provider,
             pacer: Pacer::new(s.rate_per_second, s.burst),
-            in_flight: Arc::new(Semaphore::new(s.max_in_flight as usize)),
             max_in_flight: s.max_in_flight,
             paused_until: Mutex::new(None),
             circuit: Circuit {
@@ -691,51 +689,57 @@ impl Lane {
     /// Takes jobs from `jobs` until it closes or `stop` fires, at most `max_in_flight` at a time,
     /// and records each. Jobs already started finish and are recorded after `stop`.
     ///
-    /// Jobs come in chunks so that a feeder on a blocking thread wakes once a chunk rather than
-    /// once a job when the lane is the bottleneck.
+    /// `max_in_flight` workers share the queue, each taking the next job once its last is
+    /// recorded: no task spawned and no permit taken per job. Jobs come in chunks so that a
+    /// feeder on a blocking thread wakes once a chunk rather than once a job when the lane is the
+    /// bottleneck.
     pub async fn drive(
         self: Arc<Self>,
-        mut jobs: mpsc::Receiver<Vec<Job>>,
+        jobs: mpsc::Receiver<Vec<Job>>,
         sink: Sink,
         stop: CancellationToken,
     ) {
-        let tracker = TaskTracker::new();
-        'chunks: loop {
-            let chunk = tokio::select! {
-                biased;
-                _ = stop.cancelled() => break,
-                chunk = jobs.recv() => match chunk {
-                    Some(chunk) => chunk,
-                    None => break,
-                },
-            };
-            for job in chunk {
-                if stop.is_cancelled() || sink.is_broken() || !self.audit_ok() {
-                    break 'chunks;
-                }
-                if let Some(reason) = self.halted() {
-                    // No permit needed: nothing will be sent.
-                    sink.record(self.halted_record(&job, Timestamp::now(), 0, None, reason))
-                        .await;
-                    continue;
-                }
-                let permit = self
-                    .in_flight
-                    .clone()
-                    .acquire_owned()
-                    .await
-                    .expect("never closed");
-                let lane = self.clone();
-                let sink = sink.clone();
-                tracker.spawn(async move {
-                    let record = lane.execute(&job).await;
-                    drop(permit);
+        let queue = Arc::new(tokio::sync::Mutex::new((jobs, VecDeque::new())));
+        let mut workers = tokio::task::JoinSet::new();
+        for _ in 0..self.max_in_flight.max(1) {
+            let (lane, sink, stop, queue) =
+                (self.clone(), sink.clone(), stop.clone(), queue.clone());
+            workers.spawn(async move {
+                while let Some(job) = next_job(&queue, &stop).await {
+                    if stop.is_cancelled() || sink.is_broken() || !lane.audit_ok() {
+                        return;
+                    }
+                    let record = match lane.halted() {
+                        // Nothing will be sent.
+                        Some(reason) => lane.halted_record(&job, Timestamp::now(), 0, None, reason),
+                        None => lane.execute(&job).await,
+                    };
                     sink.record(record).await;
-                });
-            }
+                }
+            });
         }
-        tracker.close();
-        tracker.wait().await;
+        while workers.join_next().await.is_some() {}
+    }
+}
+
+/// A lane's queue: the feed's chunks, and what is left of the last one.
+type Queue = tokio::sync::Mutex<(mpsc::Receiver<Vec<Job>>, VecDeque<Job>)>;
+
+/// The next job in the queue, waiting for the feed's next chunk if needed; None once the feed is
+/// done or `stop` fires.
+async fn next_job(queue: &Queue, stop: &CancellationToken) -> Option<Job> {
+    let mut guard = queue.lock().await;
+    let (jobs, pending) = &mut *guard;
+    loop {
+        if let Some(job) = pending.pop_front() {
+            return Some(job);
+        }
+        let chunk = tokio::select! {
+            biased;
+            _ = stop.cancelled() => return None,
+            chunk = jobs.recv() => chunk?,
+        };
+        pending.extend(chunk);
     }
 }
 
