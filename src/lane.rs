@@ -113,7 +113,8 @@ impl Circuit {
 /// The retry budgets of one job, shared by its lookups and its removal.
 struct Budget {
     first: Instant,
-    schedule: Box<dyn Iterator<Item = Duration> + Send>,
+    /// The backoff schedule, made at the first backoff: most jobs never need one.
+    schedule: Option<Box<dyn Iterator<Item = Duration> + Send>>,
     transient: u32,
     conflicts: u32,
     rate_waited: Duration,
@@ -318,7 +319,7 @@ impl Lane {
 
     async fn attempts(&self, job: &Job) -> Record {
         let mut resolved = match &job.subject {
-            Subject::Known(t) => Some(t.clone()),
+            Subject::Known(t) => Some(std::borrow::Cow::Borrowed(t)),
             Subject::ByEmail { .. } => None,
         };
         let mut record = self.attempts_on(job, &mut resolved).await;
@@ -438,11 +439,15 @@ impl Lane {
         }
     }
 
-    async fn attempts_on(&self, job: &Job, resolved: &mut Option<Target>) -> Record {
+    async fn attempts_on<'j>(
+        &self,
+        job: &'j Job,
+        resolved: &mut Option<std::borrow::Cow<'j, Target>>,
+    ) -> Record {
         let started = Timestamp::now();
         let mut budget = Budget {
             first: Instant::now(),
-            schedule: Box::new(self.policy.schedule()),
+            schedule: None,
             transient: 0,
             conflicts: 0,
             rate_waited: Duration::ZERO,
@@ -462,7 +467,7 @@ impl Lane {
                     .await
                 {
                     Ok(found) => {
-                        *resolved = found;
+                        *resolved = found.map(std::borrow::Cow::Owned);
                         continue;
                     }
                     Err(Step::Done(record)) => return record,
@@ -566,7 +571,12 @@ impl Lane {
             Decision::Retry { reason, after } => (reason, after),
         };
         let step = |b: &mut Budget| {
-            after.unwrap_or_else(|| b.schedule.next().unwrap_or(self.policy.max_delay))
+            after.unwrap_or_else(|| {
+                b.schedule
+                    .get_or_insert_with(|| Box::new(self.policy.schedule()))
+                    .next()
+                    .unwrap_or(self.policy.max_delay)
+            })
         };
         let wait = match reason {
             RetryReason::RateLimited => {
