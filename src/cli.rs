@@ -35,7 +35,7 @@ pub struct Cli {
     pub command: Command,
 }
 
-#[derive(Debug, Clone, Copy, ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
     Pretty,
     Json,
@@ -160,7 +160,13 @@ const SANDBOX_CONFIG: &str = include_str!("../config/sandbox.toml");
 
 pub fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("OFFBOARD_LOG")
-        .unwrap_or_else(|_| "warn".into());
+        .unwrap_or_else(|_| "warn".into())
+        .add_directive(
+            format!("{}=info", crate::console::TARGET)
+                .parse()
+                .expect("a valid directive"),
+        );
+    crate::console::use_json(format == LogFormat::Json);
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
@@ -184,7 +190,7 @@ pub async fn main(cli: Cli) -> ExitCode {
     match result {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            crate::console::error(format_args!("{e:#}"));
             ExitCode::from(EXIT_USAGE)
         }
     }
@@ -262,7 +268,7 @@ async fn enqueue_command(args: EnqueueArgs) -> anyhow::Result<ExitCode> {
     let done = match crate::queue_admin::enqueue(&settings, &directory, &args.csv, 50, guard).await
     {
         Err(crate::queue_admin::QueueError::Refused(refusal)) => {
-            eprintln!("error: {refusal}");
+            crate::console::error(format_args!("{refusal}"));
             return Ok(ExitCode::from(crate::safety::EXIT_REFUSED));
         }
         other => other?,
@@ -441,9 +447,9 @@ async fn run_command(args: RunArgs) -> anyhow::Result<ExitCode> {
                 entry.token_url = Some(sandbox.token_url());
             }
         }
-        eprintln!(
+        crate::console::say(format_args!(
             "Sandbox: the five providers simulated on 127.0.0.1; nothing leaves this machine."
-        );
+        ));
         Some(sandbox)
     } else {
         None
@@ -500,7 +506,7 @@ async fn run_command(args: RunArgs) -> anyhow::Result<ExitCode> {
         }));
     }
     if let Err(refusal) = guard {
-        eprintln!("error: {refusal}");
+        crate::console::error(format_args!("{refusal}"));
         return Ok(ExitCode::from(crate::safety::EXIT_REFUSED));
     }
     drop(shown);
@@ -517,7 +523,9 @@ async fn run_command(args: RunArgs) -> anyhow::Result<ExitCode> {
     let on_signal = stop.clone();
     tokio::spawn(async move {
         if tokio::signal::ctrl_c().await.is_ok() {
-            eprintln!("Interrupted: finishing the requests in flight, then writing the report.");
+            crate::console::say(format_args!(
+                "Interrupted: finishing the requests in flight, then writing the report."
+            ));
             on_signal.cancel();
         }
     });
@@ -532,7 +540,7 @@ async fn run_command(args: RunArgs) -> anyhow::Result<ExitCode> {
         )
         .await
         .with_context(|| format!("serving metrics on {addr}"))?;
-        eprintln!("Metrics on http://{bound}/metrics");
+        crate::console::say(format_args!("Metrics on http://{bound}/metrics"));
     }
     let finished = run::run(&args.csv, &report, &lanes, metrics, stop).await?;
     serving.cancel();

@@ -12,6 +12,7 @@
 pub mod audit;
 pub mod cli;
 pub mod config;
+pub mod console;
 pub mod doors;
 pub mod hold;
 pub mod job;

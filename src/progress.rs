@@ -35,7 +35,7 @@ impl Progress {
         let stop = CancellationToken::new();
         let token = stop.clone();
         let task = tokio::spawn(async move {
-            if std::io::stderr().is_terminal() {
+            if std::io::stderr().is_terminal() && !crate::console::json() {
                 let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
                 bar.set_style(
                     ProgressStyle::with_template(
@@ -66,11 +66,11 @@ impl Progress {
                     }
                     let done = live.total();
                     let rate = done as f64 / started.elapsed().as_secs_f64();
-                    eprintln!(
+                    crate::console::say(format_args!(
                         "progress: {done}/{} jobs ({rate:.1}/s): {}",
                         total.load(Ordering::Relaxed),
                         counts(&live)
-                    );
+                    ));
                 }
             }
         });

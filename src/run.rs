@@ -207,11 +207,11 @@ pub async fn run(
         .filter_map(|(line, provider)| Some((*line, lanes.directory.lookup(provider)?.0)))
         .collect();
     if !settled.is_empty() {
-        eprintln!(
+        crate::console::say(format_args!(
             "Resuming: {} job(s) already in {} are skipped.",
             settled.len(),
             report.display()
-        );
+        ));
     }
     let (writer, sink) = Writer::start(report, true).map_err(report_err)?;
     let sink = sink.observed_by(lanes.job_counter(metrics.clone()));

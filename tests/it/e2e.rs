@@ -513,7 +513,7 @@ async fn the_blast_radius_guard_refuses_before_sending_and_takes_only_the_exact_
 async fn kill_9_mid_run_then_resume_removes_everyone_at_most_once() {
     let (sandbox, dir, config, report) = slow_demo().await;
     let csv = example_csv();
-    let mut child = run_until_recorded(&sandbox, &csv, &config, &report, 80).await;
+    let mut child = run_until_recorded(&sandbox, &csv, &config, &report, 80, (&[], &[])).await;
     child.start_kill().unwrap();
     child.wait().await.unwrap();
     let before = report_lines(&report).len();
@@ -576,14 +576,16 @@ async fn slow_demo() -> (Sandbox, tempfile::TempDir, PathBuf, PathBuf) {
     (sandbox, dir, config, report)
 }
 
-/// Starts `offboard run` on the file in the background and returns once its report holds `lines`
-/// lines (within 60 s). The child's output is piped, for the caller to read or drop.
+/// Starts `offboard run` on the file (with `extra` arguments and environment) in the background
+/// and returns once its report holds `lines` lines (within 60 s). The child's output is piped,
+/// for the caller to read or drop.
 async fn run_until_recorded(
     sandbox: &Sandbox,
     csv: &Path,
     config: &Path,
     report: &Path,
     lines: usize,
+    extra: (&[&str], &[(&str, &str)]),
 ) -> tokio::process::Child {
     let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_offboard"))
         .args(["run", "--csv", csv.to_str().unwrap(), "--config"])
@@ -592,7 +594,9 @@ async fn run_until_recorded(
             "--report",
             report.to_str().unwrap(),
         ])
+        .args(extra.0)
         .envs(sandbox.env())
+        .envs(extra.1.iter().copied())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .kill_on_drop(true)
@@ -617,7 +621,7 @@ async fn run_until_recorded(
 async fn ctrl_c_finishes_the_requests_in_flight_and_says_how_to_resume() {
     let (sandbox, _dir, config, report) = slow_demo().await;
     let csv = example_csv();
-    let child = run_until_recorded(&sandbox, &csv, &config, &report, 80).await;
+    let child = run_until_recorded(&sandbox, &csv, &config, &report, 80, (&[], &[])).await;
     // SAFETY: kill(2) on our own child, which has not been waited for.
     assert_eq!(
         unsafe { libc::kill(child.id().unwrap() as libc::pid_t, libc::SIGINT) },
@@ -678,6 +682,70 @@ async fn ctrl_c_finishes_the_requests_in_flight_and_says_how_to_resume() {
         301,
         "one line per row, none twice"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_serves_metrics_while_it_lasts_and_logs_json_lines_without_secrets() {
+    let (sandbox, _dir, config, report) = slow_demo().await;
+    let csv = example_csv();
+    let addr = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap()
+    };
+    let listen = addr.to_string();
+    let child = run_until_recorded(
+        &sandbox,
+        &csv,
+        &config,
+        &report,
+        60,
+        (
+            &["--metrics-listen", &listen, "--log-format", "json"],
+            &[("OFFBOARD_LOG", "offboard=info")],
+        ),
+    )
+    .await;
+
+    // Mid-run, /metrics counts the jobs recorded so far, by provider and outcome.
+    let http = reqwest::Client::new();
+    let metrics = http
+        .get(format!("http://{addr}/metrics"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(metrics.status(), 200);
+    let text = metrics.text().await.unwrap();
+    let removed: f64 = text
+        .lines()
+        .filter(|l| l.starts_with("offboard_jobs_total{") && l.contains(r#"outcome="removed""#))
+        .map(|l| l.rsplit(' ').next().unwrap().parse::<f64>().unwrap())
+        .sum();
+    assert!(removed >= 1.0, "removals counted mid-run:\n{text}");
+    let health = http.get(format!("http://{addr}/healthz")).send().await;
+    assert_eq!(health.unwrap().status(), 200);
+
+    let out = child.wait_with_output().await.unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.code().is_some(), "{stderr}");
+    // Every log line is one JSON object, and a finished job says so.
+    let (mut finished, mut said_where) = (0, false);
+    for line in stderr.lines().filter(|l| !l.trim().is_empty()) {
+        let v: serde_json::Value = serde_json::from_str(line)
+            .unwrap_or_else(|e| panic!("not a JSON log line ({e}): {line}"));
+        assert!(v["level"].is_string() && v["fields"].is_object(), "{line}");
+        if v["fields"]["message"] == "job finished" {
+            finished += 1;
+            assert!(v["fields"]["job_id"].is_string(), "{line}");
+        }
+        // Messages for the person running it are log events too.
+        said_where |= v["fields"]["message"] == format!("Metrics on http://{addr}/metrics");
+    }
+    assert!(finished >= 60, "{finished} `job finished` lines");
+    assert!(said_where, "the metrics address is told: {stderr}");
+    for (name, secret) in sandbox.env() {
+        assert!(!stderr.contains(&secret), "{name} appears in the log");
+        assert!(!text.contains(&secret), "{name} appears in /metrics");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
