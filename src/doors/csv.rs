@@ -566,6 +566,20 @@ mod tests {
     }
 
     #[test]
+    fn duplicates_are_reported_after_the_other_invalid_rows() {
+        // As the README says: the resolve pass that settles duplicates runs after the scan.
+        let f = file(b"provider,user\nfactory,a@b.co\nfactory,a@b.co\nslack,x\nfactory,bad\n");
+        let csv = CsvFile::open(f.path()).unwrap();
+        let mut bad = vec![];
+        scan(&csv, &dir(), 5, |r| bad.push(r)).unwrap();
+        let got: Vec<(u64, &str)> = bad.iter().map(|b| (b.line, b.reason.code())).collect();
+        assert_eq!(
+            got,
+            vec![(4, "unknown_provider"), (5, "bad_format"), (3, "duplicate")]
+        );
+    }
+
+    #[test]
     fn invalid_utf8_is_one_bad_row_not_a_failed_run() {
         let mut text = b"provider,user\nfactory,a@b.co\nfactory,".to_vec();
         text.extend_from_slice(&[0xff, 0xfe]);
