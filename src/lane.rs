@@ -3,6 +3,7 @@
 //!
 //! Lanes share nothing, so a provider that is slow, rate-limited or down never slows another.
 
+use std::borrow::Cow;
 use std::collections::VecDeque;
 use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
@@ -319,7 +320,7 @@ impl Lane {
 
     async fn attempts(&self, job: &Job) -> Record {
         let mut resolved = match &job.subject {
-            Subject::Known(t) => Some(std::borrow::Cow::Borrowed(t)),
+            Subject::Known(t) => Some(Cow::Borrowed(t)),
             Subject::ByEmail { .. } => None,
         };
         let mut record = self.attempts_on(job, &mut resolved).await;
@@ -442,7 +443,7 @@ impl Lane {
     async fn attempts_on<'j>(
         &self,
         job: &'j Job,
-        resolved: &mut Option<std::borrow::Cow<'j, Target>>,
+        resolved: &mut Option<Cow<'j, Target>>,
     ) -> Record {
         let started = Timestamp::now();
         let mut budget = Budget {
@@ -467,7 +468,7 @@ impl Lane {
                     .await
                 {
                     Ok(found) => {
-                        *resolved = found.map(std::borrow::Cow::Owned);
+                        *resolved = found.map(Cow::Owned);
                         continue;
                     }
                     Err(Step::Done(record)) => return record,
