@@ -1,9 +1,10 @@
 //! What the benches share: generated people, CSV files, configs and a child `offboard` process
-//! whose peak RSS is sampled. Everything points at the sandbox on 127.0.0.1.
+//! whose peak RSS and CPU time are read from the kernel. Everything points at the sandbox on 127.0.0.1.
 #![allow(dead_code)] // each bench uses its own part
 
 use std::io::Write;
 use std::ops::Range;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -151,8 +152,9 @@ pub fn fake_env() -> Vec<(&'static str, String)> {
 /// What [`measure`] saw of the child.
 pub struct Measured {
     pub seconds: f64,
+    /// The child's peak resident set (`ru_maxrss`); 0 when it was killed.
     pub peak_kib: u64,
-    /// User plus system CPU time of the child.
+    /// User plus system CPU time of the child; 0 when it was killed.
     pub cpu_seconds: f64,
     /// Whether it exited 0.
     pub succeeded: bool,
@@ -164,54 +166,99 @@ impl Measured {
     }
 }
 
-/// Runs the binary until it exits or `done()` says the bench has seen enough (then the child is
-/// killed). Peak RSS is the child's `VmHWM`, sampled every 2 ms once it runs `offboard` (the
-/// kernel's `ru_maxrss` would count the bench's own memory, from before the exec); CPU time is the
-/// kernel's accounting of the child (`wait4`).
+/// The argument that makes a bench binary run [`rusage_of`] instead of its benches.
+const RUSAGE_OF: &str = "--rusage-of";
+
+/// Runs the `offboard` binary until it exits or `done()` says the bench has seen enough (then it
+/// is killed). It runs under a fresh copy of this bench binary ([`rusage_of`]), which reads the
+/// kernel's exact peak RSS and CPU time of it: a child forked from the bench itself would inherit
+/// the bench's own peak (the sandbox's members and logs), and sampling `VmHWM` misses the peak of
+/// a run that ends between two samples.
 pub fn measure(
     args: &[&str],
     env: &[(&'static str, String)],
     mut done: impl FnMut() -> bool,
 ) -> Measured {
+    use std::io::Read;
     let start = Instant::now();
-    #[allow(clippy::zombie_processes)] // reaped by `wait4` below, which also reads its usage
-    let child = Command::new(env!("CARGO_BIN_EXE_offboard"))
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .arg(RUSAGE_OF)
+        .arg(env!("CARGO_BIN_EXE_offboard"))
         .args(args)
         .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        // Its own process group, so a kill reaches `offboard` too.
+        .process_group(0)
+        .spawn()
+        .unwrap();
+    let mut polls = 0u32;
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        polls += 1;
+        if polls % 10 == 0 && done() {
+            // SAFETY: kill(2) on the process group of our own child, not yet reaped.
+            unsafe { libc::kill(-(child.id() as libc::pid_t), libc::SIGKILL) };
+            child.wait().unwrap();
+            return Measured {
+                seconds: start.elapsed().as_secs_f64(),
+                peak_kib: 0,
+                cpu_seconds: 0.0,
+                succeeded: false,
+            };
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    };
+    let seconds = start.elapsed().as_secs_f64();
+    let mut said = String::new();
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut said)
+        .unwrap();
+    let fields: Vec<f64> = said
+        .split_whitespace()
+        .map(|f| f.parse().unwrap())
+        .collect();
+    assert_eq!(fields.len(), 2, "rusage of offboard: {said:?}");
+    Measured {
+        seconds,
+        peak_kib: fields[0] as u64,
+        cpu_seconds: fields[1],
+        succeeded: status.success(),
+    }
+}
+
+/// In a bench binary started by [`measure`]: runs the command that follows [`RUSAGE_OF`], waits
+/// for it, prints its peak RSS in KiB and its CPU seconds, and exits with its status. This process
+/// is freshly exec'd and small, so the child's `ru_maxrss` is its own.
+fn rusage_of(command: &[String]) -> ! {
+    let child = Command::new(&command[0])
+        .args(&command[1..])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let pid = child.id() as libc::pid_t;
-    let (mut killed, mut peak) = (false, 0);
-    let comm = format!("/proc/{pid}/comm");
-    let mut polls = 0u32;
-    loop {
-        if std::fs::read_to_string(&comm).is_ok_and(|c| c.trim() == "offboard") {
-            peak = peak_rss_kib(child.id()).unwrap_or(0).max(peak);
-        }
-        let mut status = 0;
-        // SAFETY: an all-zero rusage is valid, and both pointers outlive the call.
-        let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-        let reaped = unsafe { libc::wait4(pid, &mut status, libc::WNOHANG, &mut usage) };
-        assert!(reaped >= 0, "wait4: {}", std::io::Error::last_os_error());
-        if reaped == pid {
-            let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
-            return Measured {
-                seconds: start.elapsed().as_secs_f64(),
-                peak_kib: peak,
-                cpu_seconds: secs(usage.ru_utime) + secs(usage.ru_stime),
-                succeeded: libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
-            };
-        }
-        polls += 1;
-        if !killed && polls % 10 == 0 && done() {
-            // SAFETY: the child is ours and not yet reaped, so the pid is still its own.
-            unsafe { libc::kill(pid, libc::SIGKILL) };
-            killed = true;
-        }
-        std::thread::sleep(Duration::from_millis(2));
-    }
+    let mut status = 0;
+    // SAFETY: an all-zero rusage is valid, and both pointers outlive the call.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    let reaped = unsafe { libc::wait4(child.id() as libc::pid_t, &mut status, 0, &mut usage) };
+    assert!(reaped > 0, "wait4: {}", std::io::Error::last_os_error());
+    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    println!(
+        "{} {}",
+        usage.ru_maxrss,
+        secs(usage.ru_utime) + secs(usage.ru_stime)
+    );
+    let code = if libc::WIFEXITED(status) {
+        libc::WEXITSTATUS(status)
+    } else {
+        1
+    };
+    std::process::exit(code)
 }
 
 /// Writes `people` as a CSV and a config pointing at `sandbox`, paced by `pace`, into `dir`, then
@@ -251,8 +298,13 @@ pub fn run_file(
 }
 
 /// `cargo test --all-targets` runs bench targets too, without `--bench`: measure only when asked.
+/// Also where a bench binary started by [`measure`] to watch `offboard` takes over.
 pub fn asked_to_measure() -> bool {
-    std::env::args().any(|a| a == "--bench")
+    let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some(RUSAGE_OF) {
+        rusage_of(&args[2..]);
+    }
+    args.iter().any(|a| a == "--bench")
 }
 
 /// A `usize` from the environment, or the default.
