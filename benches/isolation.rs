@@ -12,7 +12,9 @@ mod common;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use common::{Pace, RATES, Seen, asked_to_measure, burst_at, env_usize, paced, run_csv, seed};
+use common::{
+    Pace, RATES, Seen, asked_to_measure, burst_at, env_usize, median, paced, run_csv, seed,
+};
 use offboard::job::ProviderKind;
 use offboard::sandbox::{Outage, Sandbox, SandboxOptions};
 
@@ -136,8 +138,8 @@ fn main() {
             };
             println!("isolation ({label}), {DOWN} answering {name}{runs}:");
             for (kind, _) in RATES.iter().filter(|r| r.0 != DOWN) {
-                let (alone, alone_429) = median(&solo[kind]);
-                let (beside, beside_429) = median(&with[i][kind]);
+                let (alone, alone_429) = median_of(&solo[kind]);
+                let (beside, beside_429) = median_of(&with[i][kind]);
                 println!(
                     "  {:<10} alone {alone:>8.1}/s ({alone_429} 429s)  beside it {beside:>8.1}/s ({beside_429} 429s)  = {:>5.1}%",
                     kind.as_str(),
@@ -149,14 +151,10 @@ fn main() {
 }
 
 /// The median rate of some runs, and the most 429s any of them drew.
-fn median(runs: &[(f64, usize)]) -> (f64, usize) {
+fn median_of(runs: &[(f64, usize)]) -> (f64, usize) {
     let mut rates: Vec<f64> = runs.iter().map(|r| r.0).collect();
-    rates.sort_by(f64::total_cmp);
-    let n = rates.len();
-    let mid = if n % 2 == 1 {
-        rates[n / 2]
-    } else {
-        (rates[n / 2 - 1] + rates[n / 2]) / 2.0
-    };
-    (mid, runs.iter().map(|r| r.1).max().unwrap_or(0))
+    (
+        median(&mut rates),
+        runs.iter().map(|r| r.1).max().unwrap_or(0),
+    )
 }

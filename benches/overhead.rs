@@ -13,7 +13,7 @@
 mod common;
 
 use common::{
-    Pace, asked_to_measure, config, each, env_usize, fake_env, measure, person, run_file,
+    Pace, asked_to_measure, config, each, env_usize, fake_env, measure, median, person, run_file,
     seed_rows, write_csv, write_rows,
 };
 use std::collections::HashMap;
@@ -341,15 +341,4 @@ fn seed(rows: usize, reps: usize) -> offboard::sandbox::Seed {
         }
     }
     seed
-}
-
-/// The median (sorts `v`).
-fn median(v: &mut [f64]) -> f64 {
-    v.sort_by(f64::total_cmp);
-    let n = v.len();
-    if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        (v[n / 2 - 1] + v[n / 2]) / 2.0
-    }
 }

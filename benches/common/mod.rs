@@ -307,6 +307,17 @@ pub fn asked_to_measure() -> bool {
     args.iter().any(|a| a == "--bench")
 }
 
+/// The median (sorts `v`).
+pub fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
 /// A `usize` from the environment, or the default.
 pub fn env_usize(name: &str, default: usize) -> usize {
     std::env::var(name)

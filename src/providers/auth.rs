@@ -190,9 +190,7 @@ impl TokenSource {
             TokenBody::Json => request.json(&std::collections::BTreeMap::from(form)),
         };
         let issued_at = Instant::now();
-        let (status, headers, body) = http::exchange(request)
-            .await
-            .map_err(AuthFailure::Transport)?;
+        let (status, headers, body) = request.send().await.map_err(AuthFailure::Transport)?;
         let refused = |message: String| {
             let mut a = Answer::new(status, Hint::TokenDenied);
             a.error = Some(ProviderError {

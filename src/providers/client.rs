@@ -23,7 +23,11 @@ use hyper_util::client::legacy::Client as Pool;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 
-use super::http::{MAX_BODY, Transport, error_chain};
+use super::http::Transport;
+
+/// The most of an answer's body we read: error envelopes are small, and a runaway body must not
+/// grow memory.
+const MAX_BODY: usize = 64 * 1024;
 
 /// A provider entry's HTTP client. Cheap to clone: clones share one connection pool.
 #[derive(Clone)]
@@ -211,6 +215,18 @@ impl RequestBuilder {
             ))),
         }
     }
+}
+
+/// An error and its causes, as one line.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
 }
 
 #[cfg(test)]

@@ -2,16 +2,9 @@
 
 use std::time::{Duration, SystemTime};
 
-use bytes::Bytes;
 use http::StatusCode;
 use http::header::{HeaderMap, HeaderName, RETRY_AFTER};
 use serde::Serialize;
-
-use super::client::RequestBuilder;
-
-/// The most of an answer's body we read: error envelopes are small, and a runaway body must not
-/// grow memory.
-pub(crate) const MAX_BODY: usize = 64 * 1024;
 
 /// A provider's error, read from its own error body.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
@@ -85,25 +78,6 @@ pub enum Transport {
     Connect(String),
     #[error("request failed: {0}")]
     Other(String),
-}
-
-/// An error and its causes, as one line.
-pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cur = c.source();
-    }
-    s
-}
-
-/// Sends a request and reads status, headers and (at most [`MAX_BODY`] of) the body.
-pub async fn exchange(
-    request: RequestBuilder,
-) -> Result<(StatusCode, HeaderMap, Bytes), Transport> {
-    request.send().await
 }
 
 /// A header as text, when present and readable.

@@ -140,7 +140,7 @@ impl Provider {
 
     /// Sends a prepared request and reads its answer. `Err` only when no answer came back.
     pub async fn send(&self, request: RequestBuilder) -> Result<Answer, Transport> {
-        let (status, headers, body) = http::exchange(request).await?;
+        let (status, headers, body) = request.send().await?;
         Ok(self.adapter.read(status, &headers, &body))
     }
 
@@ -173,7 +173,7 @@ impl Provider {
         request: RequestBuilder,
         page: u32,
     ) -> Result<(Answer, Option<lookup::MemberPage>), Transport> {
-        let (status, headers, body) = http::exchange(request).await?;
+        let (status, headers, body) = request.send().await?;
         let mut answer = self.adapter.read(status, &headers, &body);
         if status.is_success() {
             // A search that answered is not a removal: only its page matters.
