@@ -245,11 +245,25 @@ mod tests {
                 .query(&[("email", "a b@x.example"), ("page[size]", "250")]),
         );
         assert_eq!(url, "http://h/p?email=a+b%40x.example&page%5Bsize%5D=250");
+        // The same bytes as reqwest, which the adapters used before.
+        let reqwest = reqwest::Client::new();
+        let theirs = reqwest
+            .get("http://h/p")
+            .query(&[("email", "a b@x.example"), ("page[size]", "250")])
+            .build()
+            .unwrap();
+        assert_eq!(url, theirs.url().as_str());
         let (url, _, _) = built(c.get("http://h/p?x=1").query(&[("y", "2")]));
         assert_eq!(url, "http://h/p?x=1&y=2");
 
         let (_, headers, body) = built(c.post("http://h/t").form(&[("a", "1&2"), ("b", "c")]));
         assert_eq!(&body[..], b"a=1%262&b=c");
+        let theirs = reqwest
+            .post("http://h/t")
+            .form(&[("a", "1&2"), ("b", "c")])
+            .build()
+            .unwrap();
+        assert_eq!(Some(&body[..]), theirs.body().and_then(|b| b.as_bytes()));
         assert_eq!(headers[CONTENT_TYPE], "application/x-www-form-urlencoded");
 
         let (_, headers, body) = built(

@@ -78,18 +78,25 @@ fn organization_user(m: &Member, record_type: &str) -> serde_json::Value {
     })
 }
 
+/// Telnyx's 401 for a missing or wrong bearer token.
+fn unauthorized(s: &Server, headers: &HeaderMap) -> Option<Response> {
+    (bearer(headers) != Some(s.secret.as_str())).then(|| {
+        error(
+            401,
+            "10009",
+            "Authentication failed",
+            "Could not understand the provided credentials.",
+        )
+    })
+}
+
 async fn remove(
     State(s): State<Arc<Server>>,
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Response {
-    if bearer(&headers) != Some(s.secret.as_str()) {
-        return error(
-            401,
-            "10009",
-            "Authentication failed",
-            "Could not understand the provided credentials.",
-        );
+    if let Some(refused) = unauthorized(&s, &headers) {
+        return refused;
     }
     let resp = answer(&s, &id);
     s.record(None, &id, resp)
@@ -144,13 +151,8 @@ async fn list(
     Query(query): Query<HashMap<String, String>>,
     headers: HeaderMap,
 ) -> Response {
-    if bearer(&headers) != Some(s.secret.as_str()) {
-        return error(
-            401,
-            "10009",
-            "Authentication failed",
-            "Could not understand the provided credentials.",
-        );
+    if let Some(refused) = unauthorized(&s, &headers) {
+        return refused;
     }
     let filter = query.get("filter[email]").cloned().unwrap_or_default();
     let resp = list_answer(&s, &query, &filter);

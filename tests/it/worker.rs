@@ -530,15 +530,7 @@ async fn a_person_level_event_fans_out_to_every_provider_it_names() {
         async || rig.broker.queue_messages("offboard.intake").await.is_some(),
     )
     .await;
-    publisher
-        .publish(
-            "",
-            "offboard.intake",
-            &serde_json::to_vec(&event).unwrap(),
-            lapin::BasicProperties::default().with_delivery_mode(2),
-        )
-        .await
-        .unwrap();
+    publish_json(&publisher, "", "offboard.intake", &event).await;
     rig.wait_for_report(6, Duration::from_secs(60)).await;
     let lines = report_lines(&rig.report);
     let by_id: HashMap<&str, &serde_json::Value> = lines
@@ -567,15 +559,7 @@ async fn a_person_level_event_fans_out_to_every_provider_it_names() {
     // The same person again within the window, under another job id: sent once, the copy named.
     let again = serde_json::json!({"job_id": "again-1", "provider": "factory", "user": "Ann.Lee@acme.example"});
     let requests = rig.sandbox.log().len();
-    publisher
-        .publish(
-            "offboard.jobs",
-            "factory",
-            &serde_json::to_vec(&again).unwrap(),
-            lapin::BasicProperties::default(),
-        )
-        .await
-        .unwrap();
+    publish_json(&publisher, "offboard.jobs", "factory", &again).await;
     rig.wait_for_report(7, Duration::from_secs(30)).await;
     let lines = report_lines(&rig.report);
     let copy = lines
@@ -599,15 +583,7 @@ async fn a_person_level_event_fans_out_to_every_provider_it_names() {
     // One target for every provider: Zoe, by email, removed at all five.
     let everywhere =
         serde_json::json!({"event_id": "hr-4712", "targets": [{"provider": "*", "user": zoe}]});
-    publisher
-        .publish(
-            "",
-            "offboard.intake",
-            &serde_json::to_vec(&everywhere).unwrap(),
-            lapin::BasicProperties::default(),
-        )
-        .await
-        .unwrap();
+    publish_json(&publisher, "", "offboard.intake", &everywhere).await;
     rig.wait_for_report(12, Duration::from_secs(60)).await;
     let lines = report_lines(&rig.report);
     for kind in ProviderKind::ALL {
@@ -793,4 +769,22 @@ async fn a_lane_past_its_window_holds_until_released_and_loses_nothing() {
     rig.assert_each_job_once();
     terminate(&worker);
     worker.wait().await.unwrap();
+}
+
+/// Publishes `body` as a persistent JSON message and waits for the broker's confirm.
+async fn publish_json(
+    publisher: &offboard::doors::amqp::Publisher,
+    exchange: &str,
+    routing_key: &str,
+    body: &serde_json::Value,
+) {
+    publisher
+        .publish(
+            exchange,
+            routing_key,
+            &serde_json::to_vec(body).unwrap(),
+            lapin::BasicProperties::default().with_delivery_mode(2),
+        )
+        .await
+        .unwrap();
 }
