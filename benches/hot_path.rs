@@ -294,6 +294,7 @@ fn removed_record(i: usize) -> Record {
         organization: Some("org_acme".into()),
         user: Some(format!("usr_b{i}")),
         resolved_user: None,
+        absence: None,
         outcome: Outcome::Removed,
         reason: None,
         http_status: Some(204),

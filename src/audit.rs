@@ -238,6 +238,7 @@ mod tests {
             organization: None,
             user: Some(job.subject.user()),
             resolved_user: None,
+            absence: None,
             outcome: Outcome::Removed,
             reason: None,
             http_status: Some(204),

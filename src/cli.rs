@@ -138,9 +138,13 @@ pub struct RunArgs {
     /// Where to write the JSON Lines report [default: beside the CSV, named for it and the time].
     #[arg(long)]
     pub report: Option<PathBuf>,
-    /// Validate the file and the config and print the plan; send nothing.
+    /// Validate the file and the config, prove each entry with one read-only request
+    /// (preflight), and print the plan; send no removal.
     #[arg(long)]
     pub dry_run: bool,
+    /// With --dry-run: skip the preflight, send nothing at all.
+    #[arg(long, requires = "dry_run")]
+    pub offline: bool,
     /// Run against the five providers simulated on loopback (no accounts, no network).
     #[arg(long)]
     pub sandbox: bool,
@@ -225,9 +229,9 @@ async fn terminated() {
 
 async fn worker_command(args: WorkerArgs) -> anyhow::Result<ExitCode> {
     let (name, settings) = load(args.config.as_ref())?;
-    let credentials = settings.resolve(&name, &|v| std::env::var(v).ok())?;
+    let resolved = settings.resolve(&name, &|v| std::env::var(v).ok())?;
     let metrics = Arc::new(Metrics::new());
-    let lanes = Lanes::build(&settings, &credentials, &metrics)?;
+    let lanes = Lanes::build(&settings, &resolved, &metrics)?;
     let report = args
         .report
         .unwrap_or_else(|| settings.worker.report.clone());
@@ -462,9 +466,9 @@ async fn run_command(args: RunArgs) -> anyhow::Result<ExitCode> {
         Some(_) => sandbox_env.get(name).cloned(),
         None => std::env::var(name).ok(),
     };
-    let credentials = settings.resolve(&config_name, &env)?;
+    let resolved = settings.resolve(&config_name, &env)?;
     let metrics = Arc::new(Metrics::new());
-    let lanes = Lanes::build(&settings, &credentials, &metrics)?;
+    let lanes = Lanes::build(&settings, &resolved, &metrics)?;
 
     let (plan, shown) = run::plan(&args.csv, &lanes, 50).await?;
     let guard = crate::safety::check(&settings, &plan, args.allow_removals);
@@ -499,11 +503,30 @@ async fn run_command(args: RunArgs) -> anyhow::Result<ExitCode> {
         if let Err(refusal) = &guard {
             println!("A real run would be {refusal}");
         }
-        return Ok(ExitCode::from(if skipped > 0 || guard.is_err() {
-            EXIT_INCOMPLETE
-        } else {
-            0
-        }));
+        let mut unproven = false;
+        if !args.offline {
+            println!("Preflight (one read-only request per entry and organization):");
+            for p in run::preflight(&lanes, &plan).await {
+                let at = match &p.organization {
+                    Some(o) => format!("{} {o}", p.entry),
+                    None => p.entry.clone(),
+                };
+                match p.result {
+                    Ok(()) => println!("  {at}: ok"),
+                    Err(reason) => {
+                        unproven = true;
+                        println!("  {at}: FAILED: {reason}");
+                    }
+                }
+            }
+        }
+        return Ok(ExitCode::from(
+            if skipped > 0 || guard.is_err() || unproven {
+                EXIT_INCOMPLETE
+            } else {
+                0
+            },
+        ));
     }
     if let Err(refusal) = guard {
         crate::console::error(format_args!("{refusal}"));
@@ -541,6 +564,15 @@ async fn run_command(args: RunArgs) -> anyhow::Result<ExitCode> {
         .await
         .with_context(|| format!("serving metrics on {addr}"))?;
         crate::console::say(format_args!("Metrics on http://{bound}/metrics"));
+    }
+    // Every entry proves its base URL and credential before its first removal; a failed one is
+    // said now, loudly, and its jobs end not_attempted with the reason.
+    for p in run::preflight(&lanes, &plan).await {
+        if let Err(reason) = p.result {
+            crate::console::error(format_args!(
+                "preflight failed, nothing is sent there: {reason}"
+            ));
+        }
     }
     let finished = run::run(&args.csv, &report, &lanes, metrics, stop).await?;
     serving.cancel();

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use figment::Figment;
 use figment::providers::{Env, Format, Toml};
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 
 use crate::job::ProviderKind;
@@ -53,6 +53,51 @@ pub struct Settings {
     pub safety: Safety,
     #[serde(default)]
     pub audit: AuditSettings,
+    #[serde(default)]
+    pub http: HttpSettings,
+}
+
+/// `[http]`: how requests reach the providers, for every entry.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpSettings {
+    /// An explicit proxy for every provider request (`http://proxy.corp.example:3128`), without
+    /// credentials in it. Unset: the standard `HTTPS_PROXY`, `HTTP_PROXY`, `ALL_PROXY` variables.
+    /// `NO_PROXY` is honoured either way.
+    pub proxy: Option<String>,
+    /// Environment variable holding the proxy's user name (Basic auth).
+    pub proxy_username_env: Option<String>,
+    /// Environment variable holding the proxy's password.
+    pub proxy_password_env: Option<String>,
+    /// File holding the proxy's password (first line).
+    pub proxy_password_file: Option<PathBuf>,
+    /// A PEM bundle of CA certificates trusted besides the system's (a private CA, a
+    /// TLS-inspecting proxy).
+    pub ca_file: Option<PathBuf>,
+    /// Bytes: the largest member list answer read (a 50,000-member organization is a few MB).
+    /// Default 268435456 (256 MiB). A larger answer fails the lookup with this key's name.
+    pub max_list_bytes: usize,
+}
+
+impl Default for HttpSettings {
+    fn default() -> Self {
+        HttpSettings {
+            proxy: None,
+            proxy_username_env: None,
+            proxy_password_env: None,
+            proxy_password_file: None,
+            ca_file: None,
+            max_list_bytes: crate::providers::client::DEFAULT_LIST_CAP,
+        }
+    }
+}
+
+/// What [`Settings::resolve`] read: every entry's credential, and the HTTP settings with the
+/// proxy's credentials.
+pub struct Resolved {
+    pub credentials: BTreeMap<String, Credential>,
+    /// Shared by every entry; each entry sets its own timeout.
+    pub http: crate::providers::client::HttpSpec,
 }
 
 /// `[audit]`: the append-only audit log of every request and final outcome.
@@ -378,6 +423,37 @@ impl Settings {
             key,
             reason,
         };
+        if let Some(proxy) = &self.http.proxy {
+            check_url(proxy).map_err(|r| invalid("http.proxy".into(), r))?;
+            if url::Url::parse(proxy)
+                .is_ok_and(|u| !u.username().is_empty() || u.password().is_some())
+            {
+                return Err(invalid(
+                    "http.proxy".into(),
+                    "must not hold credentials: use proxy_username_env and proxy_password_env or proxy_password_file".into(),
+                ));
+            }
+        } else if self.http.proxy_username_env.is_some()
+            || self.http.proxy_password_env.is_some()
+            || self.http.proxy_password_file.is_some()
+        {
+            return Err(invalid(
+                "http.proxy".into(),
+                "proxy credentials are set but no proxy is".into(),
+            ));
+        }
+        if self.http.proxy_password_env.is_some() && self.http.proxy_password_file.is_some() {
+            return Err(invalid(
+                "http.proxy_password_file".into(),
+                "set proxy_password_env or proxy_password_file, not both".into(),
+            ));
+        }
+        if self.http.max_list_bytes < 64 * 1024 {
+            return Err(invalid(
+                "http.max_list_bytes".into(),
+                format!("must be at least 65536, got {}", self.http.max_list_bytes),
+            ));
+        }
         if self.providers.is_empty() {
             return Err(invalid(
                 "providers".into(),
@@ -469,7 +545,7 @@ impl Settings {
         &self,
         file: &str,
         env: &dyn Fn(&str) -> Option<String>,
-    ) -> Result<BTreeMap<String, Credential>, ConfigError> {
+    ) -> Result<Resolved, ConfigError> {
         let mut out = BTreeMap::new();
         for (name, e) in &self.providers {
             let spec = e.credential_spec().map_err(|(k, r)| ConfigError::Invalid {
@@ -503,7 +579,60 @@ impl Settings {
             };
             out.insert(name.clone(), cred);
         }
-        Ok(out)
+        Ok(Resolved {
+            credentials: out,
+            http: self.http_spec(file, env)?,
+        })
+    }
+
+    /// The HTTP settings every entry's client starts from, with the proxy's credentials read.
+    fn http_spec(
+        &self,
+        file: &str,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<crate::providers::client::HttpSpec, ConfigError> {
+        use crate::providers::client::{HttpSpec, ProxySpec};
+        let h = &self.http;
+        let invalid = |key: &str, reason| ConfigError::Invalid {
+            file: file.to_owned(),
+            key: format!("http.{key}"),
+            reason,
+        };
+        let proxy = match &h.proxy {
+            None => None,
+            Some(url) => {
+                let username = match &h.proxy_username_env {
+                    Some(var) => Some(
+                        read_source(&Source::Env(var.clone()), env)
+                            .map_err(|r| invalid("proxy_username_env", r))?
+                            .expose_secret()
+                            .to_owned(),
+                    ),
+                    None => None,
+                };
+                let password = match (&h.proxy_password_env, &h.proxy_password_file) {
+                    (Some(var), _) => Some(
+                        read_source(&Source::Env(var.clone()), env)
+                            .map_err(|r| invalid("proxy_password_env", r))?,
+                    ),
+                    (None, Some(path)) => Some(
+                        read_source(&Source::File(path.clone()), env)
+                            .map_err(|r| invalid("proxy_password_file", r))?,
+                    ),
+                    (None, None) => None,
+                };
+                Some(ProxySpec {
+                    url: url.clone(),
+                    username,
+                    password,
+                })
+            }
+        };
+        let mut spec = HttpSpec::new(Duration::from_millis(d::timeout_ms()));
+        spec.proxy = proxy;
+        spec.ca_file = h.ca_file.clone();
+        spec.max_list_bytes = h.max_list_bytes;
+        Ok(spec)
     }
 }
 

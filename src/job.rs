@@ -469,6 +469,11 @@ impl Protected {
         })
     }
 
+    /// The patterns as configured.
+    pub fn patterns(&self) -> &[String] {
+        &self.patterns
+    }
+
     /// The first pattern `user` matches.
     pub fn matches(&self, user: &str) -> Option<&str> {
         self.set

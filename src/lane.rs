@@ -4,7 +4,7 @@
 //! Lanes share nothing, so a provider that is slow, rate-limited or down never slows another.
 
 use std::borrow::Cow;
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -12,16 +12,17 @@ use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use http::StatusCode;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::audit::Audit;
 use crate::hold::Hold;
-use crate::job::{Job, LaneId, ProviderKind, Subject, Target};
+use crate::job::{Job, LaneId, Protected, ProviderKind, Subject, Target};
 use crate::metrics::LaneMetrics;
-use crate::providers::lookup::{Member, Resolution, resolve};
-use crate::providers::{Answer, Provider, Transport};
-use crate::report::{ErrorField, Outcome, Record, Sink, Timestamp};
+use crate::providers::lookup::{Cursor, Member, Resolution, resolve};
+use crate::providers::{Answer, Generation, Provider, Transport};
+use crate::report::{Absence, ErrorField, Outcome, Record, Sink, Timestamp};
 use crate::retry::{Decision, FailReason, OnConflict, Policy, RetryReason, classify};
 
 /// The rate limiter behind a type of our own, so that the rate can change while jobs flow (pacing
@@ -111,7 +112,7 @@ impl Circuit {
     }
 }
 
-/// The retry budgets of one job, shared by its lookups and its removal.
+/// The retry budgets of one request sequence (a job's removal, one page of a list).
 struct Budget {
     first: Instant,
     /// The backoff schedule, made at the first backoff: most jobs never need one.
@@ -119,33 +120,101 @@ struct Budget {
     transient: u32,
     conflicts: u32,
     rate_waited: Duration,
-    /// A 401 right after a refresh is final; a later one (the new token expired while this job
-    /// waited out a pause or a backoff) may refresh again.
-    just_refreshed: bool,
+    /// New tokens fetched for this sequence after 401s.
+    refreshes: u32,
+}
+
+impl Budget {
+    fn new() -> Budget {
+        Budget {
+            first: Instant::now(),
+            schedule: None,
+            transient: 0,
+            conflicts: 0,
+            rate_waited: Duration::ZERO,
+            refreshes: 0,
+        }
+    }
+}
+
+/// How many new tokens one request sequence may fetch after 401s. A token that expires or is
+/// revoked mid-run costs one; a fresh token refused again and again is a credential problem.
+const MAX_TOKEN_REFRESHES: u32 = 4;
+
+/// After one answer: wait and try again, or the final decision.
+enum Verdict {
+    Retry(Duration),
+    Final(Decision),
+}
+
+/// A read (list, search, probe) that ended without a usable answer.
+struct ReadFailure {
+    reason: FailReason,
+    /// What the provider last answered, or why nothing came.
     last: Option<Result<Answer, Transport>>,
+    /// Set when the lane halted while the read waited: why.
+    halted: Option<String>,
 }
 
-/// Where an email lookup stands: the page to read next and the members seen so far.
-#[derive(Default)]
-struct Lookup {
-    page: u32,
-    members: Vec<Member>,
-    answer: Option<Answer>,
+/// What the preflight of one organization (or of the entry, where the key picks it) found.
+#[derive(Clone)]
+enum Proof {
+    /// The base URL, credential and permission work. `protected`: ids of protected accounts
+    /// found there (lowercase id -> the pattern they matched).
+    Proven {
+        protected: Arc<HashMap<String, String>>,
+    },
+    /// Nothing may be sent there, and why.
+    Failed(String),
 }
 
-/// After one answer: wait and try again, or the job's final record.
-enum Next {
-    Wait(Duration),
-    Done(Box<Record>),
+/// What a failed preflight read says, for a person fixing the config: which key to check.
+fn preflight_words(f: &ReadFailure) -> String {
+    if let Some(reason) = &f.halted {
+        return reason.clone();
+    }
+    let words = |a: &Answer| {
+        a.error
+            .as_ref()
+            .map(|e| match &e.code {
+                Some(c) => format!("{c}: {}", e.message),
+                None => e.message.clone(),
+            })
+            .unwrap_or_default()
+    };
+    match &f.last {
+        Some(Ok(a)) if a.status == StatusCode::NOT_FOUND => format!(
+            "the base URL answers 404 to the member list: check base_url (the provider said: {})",
+            words(a)
+        ),
+        Some(Ok(a)) if a.status == StatusCode::UNAUTHORIZED => format!(
+            "the credential is refused (401): check it (the provider said: {})",
+            words(a)
+        ),
+        Some(Ok(a)) if a.status == StatusCode::FORBIDDEN => format!(
+            "the credential may not read the member list here (403): check its scope or role (the provider said: {})",
+            words(a)
+        ),
+        Some(Ok(a)) if a.status.is_success() => format!(
+            "the member list answer is not the documented one: check base_url ({})",
+            words(a)
+        ),
+        Some(Ok(a)) => format!(
+            "the member list answers {} ({}): {}",
+            a.status.as_u16(),
+            f.reason.as_str(),
+            words(a)
+        ),
+        Some(Err(t)) => format!("cannot reach the provider ({}): {t}", f.reason.as_str()),
+        None => f.reason.as_str().to_owned(),
+    }
 }
 
-/// What a lookup step could not settle by itself.
-enum Step {
-    /// The job ended (no member, ambiguous, halted).
-    Done(Record),
-    /// An answer (or its absence) for the one classification.
-    Classify(Result<Answer, Transport>),
-}
+/// A whole member list, when its read began, and the list.
+type CachedList = (Instant, Arc<Vec<Member>>);
+
+/// How long a whole member list serves lookups before it is read again.
+pub const LIST_CACHE_TTL: Duration = Duration::from_secs(60);
 
 /// The status label of a request's metric: the HTTP code, or why none came.
 fn status_label<'a>(result: &Result<&'a Answer, &Transport>) -> &'a str {
@@ -154,6 +223,8 @@ fn status_label<'a>(result: &Result<&'a Answer, &Transport>) -> &'a str {
         Err(Transport::Timeout(_)) => "timeout",
         Err(Transport::Connect(_)) => "connect",
         Err(Transport::Other(_)) => "error",
+        Err(Transport::Tls(_)) => "tls",
+        Err(Transport::TooLarge(_)) => "too_large",
     }
 }
 
@@ -179,6 +250,19 @@ pub struct Lane {
     audit: OnceLock<Audit>,
     audit_failed: std::sync::atomic::AtomicBool,
     hold: OnceLock<Hold>,
+    /// `safety.protected`, matched again against ids found by lookup.
+    protected: Arc<Protected>,
+    /// The preflight of each organization ("" where the key picks it): run once, by the first
+    /// job (or caller) that needs it; every other waits for its result.
+    proofs: Mutex<HashMap<String, Arc<tokio::sync::OnceCell<Proof>>>>,
+    /// Why the whole entry may not be used (its preflight failed), if so.
+    entry_failed: OnceLock<String>,
+    /// Organizations that refused us (a 403 scoped to them): their jobs are not sent.
+    refused: Mutex<HashMap<String, String>>,
+    /// Whole member lists by organization, for lookups and absence checks.
+    lists: Mutex<HashMap<String, CachedList>>,
+    /// Held while one job reads a whole list, so the others wait for it instead of each reading.
+    list_read: tokio::sync::Mutex<()>,
 }
 
 /// What a lane needs besides its provider.
@@ -188,6 +272,9 @@ pub struct LaneSettings {
     pub max_in_flight: u32,
     pub circuit_after: u32,
     pub policy: Policy,
+    /// `safety.protected`: checked again against every id a lookup finds, and resolved to ids at
+    /// preflight so that a row naming a protected person by id is refused too.
+    pub protected: Arc<Protected>,
 }
 
 impl Lane {
@@ -216,6 +303,12 @@ impl Lane {
             audit: OnceLock::new(),
             audit_failed: Default::default(),
             hold: OnceLock::new(),
+            protected: s.protected,
+            proofs: Default::default(),
+            entry_failed: OnceLock::new(),
+            refused: Default::default(),
+            lists: Default::default(),
+            list_read: Default::default(),
         }
     }
 
@@ -228,9 +321,23 @@ impl Lane {
         self.max_in_flight
     }
 
-    /// Why the lane stopped sending, if it did.
+    /// Why the lane stopped sending, if it did: its circuit opened, or its preflight failed.
     pub fn halted(&self) -> Option<&str> {
-        self.circuit.reason()
+        self.halt().map(|(_, reason)| reason)
+    }
+
+    /// Marks the whole entry unusable (its own organization's preflight failed in the worker):
+    /// nothing more is sent, and readiness says why.
+    pub fn fail_entry(&self, reason: String) {
+        let _ = self.entry_failed.set(reason);
+    }
+
+    /// The report code and reason of a halt.
+    fn halt(&self) -> Option<(&'static str, &str)> {
+        if let Some(r) = self.entry_failed.get() {
+            return Some(("preflight_failed", r.as_str()));
+        }
+        self.circuit.reason().map(|r| ("circuit_open", r))
     }
 
     fn paused_until(&self) -> Option<Instant> {
@@ -303,7 +410,8 @@ impl Lane {
         }
     }
 
-    /// Runs one job to its final record: pacing, the request, classification, retries.
+    /// Runs one job to its final record: preflight, lookup, pacing, the request, classification,
+    /// retries.
     pub async fn execute(&self, job: &Job) -> Record {
         self.metrics.in_flight.inc();
         let record = self.attempts(job).await;
@@ -318,117 +426,352 @@ impl Lane {
         record
     }
 
-    async fn attempts(&self, job: &Job) -> Record {
-        let mut resolved = match &job.subject {
-            Subject::Known(t) => Some(Cow::Borrowed(t)),
-            Subject::ByEmail { .. } => None,
+    /// Whether this lane's kind names the organization in each job (Aitronos, Cognee) rather than
+    /// letting the key pick it.
+    fn org_key(&self, organization: Option<&str>) -> String {
+        organization.unwrap_or("").to_ascii_lowercase()
+    }
+
+    /// Proves the entry (where the key picks the organization) or one organization before any
+    /// removal is sent there: one read-only request, then the protected accounts resolved to ids.
+    /// Runs once per organization; `Err` says why nothing may be sent there.
+    pub async fn preflight(&self, organization: Option<&str>) -> Result<(), String> {
+        self.proof(organization).await.map(|_| ())
+    }
+
+    async fn proof(
+        &self,
+        organization: Option<&str>,
+    ) -> Result<Arc<HashMap<String, String>>, String> {
+        let cell = {
+            let mut proofs = self.proofs.lock().expect("proofs lock");
+            proofs
+                .entry(self.org_key(organization))
+                .or_default()
+                .clone()
         };
-        let mut record = self.attempts_on(job, &mut resolved).await;
-        if let (Subject::ByEmail { .. }, Some(t)) = (&job.subject, resolved) {
-            record.resolved_user = Some(t.user());
+        let proof = cell
+            .get_or_init(|| async {
+                let proof = self.prove(organization).await;
+                if let Proof::Failed(reason) = &proof {
+                    tracing::error!(provider = %self.name, organization = organization.unwrap_or(""), reason = %reason, "preflight failed: nothing is sent there");
+                }
+                proof
+            })
+            .await;
+        match proof {
+            Proof::Proven { protected } => Ok(protected.clone()),
+            Proof::Failed(reason) => Err(reason.clone()),
+        }
+    }
+
+    async fn prove(&self, organization: Option<&str>) -> Proof {
+        let place = match organization {
+            Some(o) => format!("provider entry `{}`, organization {o}", self.name),
+            None => format!("provider entry `{}`", self.name),
+        };
+        let mut requests = 0;
+        let probe = self
+            .read_pages(organization, None, true, &mut requests)
+            .await;
+        if let Err(f) = probe {
+            let reason = format!("{place}: {}", preflight_words(&f));
+            // A refused credential, or an entry whose key picks the organization: the whole entry
+            // is unusable. A 403 or 404 for one named organization concerns that one only.
+            let entry_wide = organization.is_none()
+                || matches!(&f.last, Some(Ok(a)) if a.status == StatusCode::UNAUTHORIZED)
+                || f.halted.is_some();
+            if entry_wide {
+                let _ = self.entry_failed.set(reason.clone());
+            }
+            return Proof::Failed(reason);
+        }
+        match self.protected_ids(organization, &mut requests).await {
+            Ok(protected) => Proof::Proven {
+                protected: Arc::new(protected),
+            },
+            Err(e) => Proof::Failed(format!(
+                "{place}: cannot resolve the protected accounts to ids, so none of its removals may be sent: {}",
+                preflight_words(&e)
+            )),
+        }
+    }
+
+    /// The ids of `safety.protected` accounts in this organization: every member of a whole list
+    /// whose email a pattern matches; for a searching API, each protected email that is a plain
+    /// address, looked up (a glob cannot be searched for: rows naming ids are then checked
+    /// against the patterns as written, and a warning says so).
+    async fn protected_ids(
+        &self,
+        organization: Option<&str>,
+        requests: &mut u32,
+    ) -> Result<HashMap<String, String>, ReadFailure> {
+        let mut out = HashMap::new();
+        let emails: Vec<&str> = self
+            .protected
+            .patterns()
+            .iter()
+            .map(|p| p.trim())
+            .filter(|p| p.contains('@'))
+            .collect();
+        if emails.is_empty() || self.kind() == ProviderKind::Factory {
+            // Factory takes emails, matched against the patterns at validation.
+            return Ok(out);
+        }
+        if self.provider.whole_list() {
+            let members = self.whole_list(organization, None, requests).await?;
+            for m in members.iter() {
+                if let Some(pattern) = self.protected.matches(&m.email) {
+                    out.insert(m.id.to_ascii_lowercase(), pattern.to_owned());
+                }
+            }
+            return Ok(out);
+        }
+        for email in emails {
+            if email.contains(['*', '?', '[']) {
+                tracing::warn!(provider = %self.name, pattern = email, "a protected email pattern cannot be searched for at this provider: rows naming its members by id are checked against the patterns as written only");
+                continue;
+            }
+            let members = self
+                .read_pages(organization, Some(email), false, requests)
+                .await?;
+            // Every member with exactly this email: two of them would both be protected.
+            for m in members
+                .iter()
+                .filter(|m| m.email.trim().eq_ignore_ascii_case(email))
+            {
+                out.insert(m.id.to_ascii_lowercase(), email.to_owned());
+            }
+        }
+        Ok(out)
+    }
+
+    /// The whole member list of an organization, read at or after `not_before` (a list read
+    /// before an answer cannot confirm it), shared by concurrent jobs and kept a while.
+    async fn whole_list(
+        &self,
+        organization: Option<&str>,
+        not_before: Option<Instant>,
+        requests: &mut u32,
+    ) -> Result<Arc<Vec<Member>>, ReadFailure> {
+        let key = self.org_key(organization);
+        let _one_read = self.list_read.lock().await;
+        let usable = |(at, _): &CachedList| {
+            at.elapsed() < LIST_CACHE_TTL && not_before.is_none_or(|t| *at >= t)
+        };
+        if let Some((_, list)) = self
+            .lists
+            .lock()
+            .expect("lists lock")
+            .get(&key)
+            .filter(|c| usable(c))
+        {
+            return Ok(list.clone());
+        }
+        let started = Instant::now();
+        let list = Arc::new(self.read_pages(organization, None, false, requests).await?);
+        self.lists
+            .lock()
+            .expect("lists lock")
+            .insert(key, (started, list.clone()));
+        Ok(list)
+    }
+
+    /// Reads every page of a list (or of the search for `email`), or only the probe, each page
+    /// paced and retried like any request. Counts each request in `requests`.
+    async fn read_pages(
+        &self,
+        organization: Option<&str>,
+        email: Option<&str>,
+        probe: bool,
+        requests: &mut u32,
+    ) -> Result<Vec<Member>, ReadFailure> {
+        let operation = if probe { "preflight" } else { "lookup" };
+        let mut members = Vec::new();
+        let mut at = Cursor::default();
+        let mut budget = Budget::new();
+        let mut last: Option<Result<Answer, Transport>> = None;
+        loop {
+            if let Some((_, reason)) = self.halt() {
+                return Err(ReadFailure {
+                    reason: FailReason::LaneHalted,
+                    last,
+                    halted: Some(reason.to_owned()),
+                });
+            }
+            let prepared = if probe {
+                self.provider.prepare_probe(organization).await
+            } else {
+                self.provider.prepare_list(organization, email, &at).await
+            };
+            let (result, generation) = match prepared {
+                Err(result) => (result, 0),
+                Ok(p) => {
+                    self.admit().await;
+                    *requests += 1;
+                    self.stats.requests.fetch_add(1, Ordering::Relaxed);
+                    let start = Instant::now();
+                    let sent = self.provider.send_list(p.request, &at).await;
+                    self.metrics.request(
+                        operation,
+                        status_label(&sent.as_ref().map(|(a, _)| a)),
+                        start.elapsed(),
+                    );
+                    match sent {
+                        Ok((answer, Some(page))) => {
+                            self.circuit.ok();
+                            members.extend(page.members);
+                            match page.next {
+                                Some(next) if !probe && next.page < crate::providers::MAX_PAGES => {
+                                    at = next;
+                                    budget = Budget::new();
+                                    last = Some(Ok(answer));
+                                    continue;
+                                }
+                                _ => return Ok(members),
+                            }
+                        }
+                        Ok((answer, None)) => (Ok(answer), p.generation),
+                        Err(t) => (Err(t), p.generation),
+                    }
+                }
+            };
+            match self.judge(&mut budget, &result, generation, organization, None) {
+                Verdict::Retry(wait) => {
+                    if !wait.is_zero() {
+                        tokio::time::sleep(wait).await;
+                    }
+                    last = Some(result);
+                }
+                Verdict::Final(Decision::Fail { reason }) => {
+                    return Err(ReadFailure {
+                        reason,
+                        last: Some(result),
+                        halted: None,
+                    });
+                }
+                // A list answer never reads as a removal; an unreadable 2xx is Unexpected.
+                Verdict::Final(_) => {
+                    return Err(ReadFailure {
+                        reason: FailReason::Unexpected,
+                        last: Some(result),
+                        halted: None,
+                    });
+                }
+            }
+        }
+    }
+
+    async fn attempts(&self, job: &Job) -> Record {
+        let started = Timestamp::now();
+        let mut attempts = 0u32;
+        let org = job.subject.organization();
+        let org = org.as_deref();
+        let protected = match self.proof(org).await {
+            Ok(p) => p,
+            Err(reason) => {
+                let code = if self.entry_failed.get().is_some() {
+                    "preflight_failed"
+                } else {
+                    "organization_preflight_failed"
+                };
+                return self.not_sent(job, started, Outcome::NotAttempted, code, reason);
+            }
+        };
+        if let Some(reason) = self.organization_refused(org) {
+            return self.not_sent(
+                job,
+                started,
+                Outcome::NotAttempted,
+                "organization_refused",
+                reason,
+            );
+        }
+        let target: Cow<'_, Target> = match &job.subject {
+            Subject::Known(t) => Cow::Borrowed(t),
+            Subject::ByEmail { email, .. } => {
+                match self
+                    .look_up(job, email.as_str(), started, &mut attempts)
+                    .await
+                {
+                    Ok(t) => Cow::Owned(t),
+                    Err(record) => return *record,
+                }
+            }
+        };
+        let user = target.user();
+        let pattern = self
+            .protected
+            .matches(&user)
+            .map(str::to_owned)
+            .or_else(|| protected.get(&user.to_ascii_lowercase()).cloned());
+        if let Some(pattern) = pattern {
+            tracing::warn!(job_id = %job.id, provider = %self.name, "protected account: skipped");
+            let mut r = self.not_sent(
+                job,
+                started,
+                Outcome::SkippedProtected,
+                "protected",
+                format!(
+                    "protected account (matches `{pattern}` in safety.protected): never removed"
+                ),
+            );
+            r.attempts = attempts;
+            r.resolved_user = matches!(job.subject, Subject::ByEmail { .. }).then_some(user);
+            return r;
+        }
+        let mut record = self.remove(job, &target, org, started, attempts).await;
+        if matches!(job.subject, Subject::ByEmail { .. }) {
+            record.resolved_user = Some(user);
         }
         record
     }
 
-    /// One lookup step for an email subject: a cached whole list, or one page of the provider's
-    /// search. `Ok(Some(target))` when found; `Ok(None)` when another page is needed; `Err` with
-    /// either a finished record or an answer to classify.
-    async fn lookup_step(
+    /// Finds the id of the member with exactly this email: a whole list (shared, cached) or the
+    /// provider's search. `Err` holds the job's final record (no member, ambiguous, failed).
+    async fn look_up(
         &self,
         job: &Job,
-        ctx: &mut Lookup,
+        email: &str,
         started: Timestamp,
         attempts: &mut u32,
-    ) -> Result<Option<Target>, Step> {
-        let Subject::ByEmail {
-            organization,
-            email,
-            ..
-        } = &job.subject
-        else {
-            unreachable!("only email subjects are looked up")
-        };
-        let org = organization.as_deref();
-        let whole = self.provider.whole_list();
-        let _one_fetch = if whole {
-            Some(self.provider.list_fetch().lock().await)
+    ) -> Result<Target, Box<Record>> {
+        let org = job.subject.organization();
+        let org = org.as_deref();
+        let read = if self.provider.whole_list() {
+            self.whole_list(org, None, attempts).await
         } else {
-            None
+            self.read_pages(org, Some(email), false, attempts)
+                .await
+                .map(Arc::new)
         };
-        let members = match self
-            .provider
-            .cached_members(org)
-            .filter(|_| whole && ctx.page == 0)
-        {
-            Some(cached) => cached,
-            None => {
-                let Some(prepared) = self
-                    .provider
-                    .prepare_lookup(org, email.as_str(), ctx.page)
-                    .await
-                else {
-                    unreachable!("validation makes email subjects only for providers that look up")
-                };
-                let request = match prepared {
-                    Ok(r) => r,
-                    Err(result) => return Err(Step::Classify(result)),
-                };
-                self.admit().await;
-                if let Some(reason) = self.halted() {
-                    return Err(Step::Done(
-                        self.halted_record(job, started, *attempts, None, reason),
-                    ));
-                }
-                *attempts += 1;
-                let start = Instant::now();
-                let sent = self.provider.send_lookup(request, ctx.page).await;
-                self.metrics.request(
-                    "lookup",
-                    status_label(&sent.as_ref().map(|(a, _)| a)),
-                    start.elapsed(),
-                );
-                let (answer, page) = match sent {
-                    Ok((answer, Some(page))) => (answer, page),
-                    Ok((answer, None)) => return Err(Step::Classify(Ok(answer))),
-                    Err(t) => return Err(Step::Classify(Err(t))),
-                };
-                self.circuit.ok();
-                ctx.answer = Some(answer);
-                ctx.members.extend(page.members);
-                if page.more {
-                    ctx.page += 1;
-                    return Ok(None);
-                }
-                let members = Arc::new(std::mem::take(&mut ctx.members));
-                if whole {
-                    self.provider.cache_members(org, members.clone());
-                }
-                members
-            }
+        let members = match read {
+            Ok(m) => m,
+            Err(f) => return Err(Box::new(self.read_failed(job, started, *attempts, f))),
         };
-        let last = ctx.answer.take().map(Ok);
         let done = |outcome, code: &'static str, message: String| {
-            let mut r = self.finished(job, started, *attempts, outcome, Some(code), last.as_ref());
-            r.error = Some(ErrorField {
-                code: code.to_owned(),
-                message,
-            });
-            Step::Done(r)
+            let mut r = self.not_sent(job, started, outcome, code, message);
+            r.attempts = *attempts;
+            Box::new(r)
         };
-        match resolve(email.as_str(), members.iter()) {
-            Resolution::Found(id) => match job.subject.resolve(&id) {
-                Ok(t) => Ok(Some(t)),
-                Err(e) => Err(done(
+        match resolve(email, members.iter()) {
+            Resolution::Found(id) => job.subject.resolve(&id).map_err(|e| {
+                done(
                     Outcome::Failed,
                     "bad_lookup",
                     format!("the search answered an id we cannot use: {e}"),
-                )),
-            },
-            Resolution::NoMember => Err(done(
-                Outcome::AlreadyAbsent,
-                "no_member",
-                "no member with this email".into(),
-            )),
+                )
+            }),
+            Resolution::NoMember => {
+                let mut r = done(
+                    Outcome::AlreadyAbsent,
+                    "no_member",
+                    "no member with this email in the provider's member list".into(),
+                );
+                r.reason = None;
+                r.absence = Some(Absence::NoMember);
+                Err(r)
+            }
             Resolution::Ambiguous(ids) => Err(done(
                 Outcome::Failed,
                 "ambiguous",
@@ -440,137 +783,205 @@ impl Lane {
         }
     }
 
-    async fn attempts_on<'j>(
+    /// The removal, retried within the budgets, to its final record.
+    async fn remove(
         &self,
-        job: &'j Job,
-        resolved: &mut Option<Cow<'j, Target>>,
+        job: &Job,
+        target: &Target,
+        org: Option<&str>,
+        started: Timestamp,
+        mut attempts: u32,
     ) -> Record {
-        let started = Timestamp::now();
-        let mut budget = Budget {
-            first: Instant::now(),
-            schedule: None,
-            transient: 0,
-            conflicts: 0,
-            rate_waited: Duration::ZERO,
-            just_refreshed: false,
-            last: None,
-        };
-        let mut lookup = Lookup::default();
-        let mut attempts = 0u32;
+        let mut budget = Budget::new();
+        let mut last: Option<Result<Answer, Transport>> = None;
         loop {
-            if let Some(reason) = self.halted() {
-                return self.halted_record(job, started, attempts, budget.last.as_ref(), reason);
+            if let Some(reason) = self.organization_refused(org) {
+                return self.halted_record(
+                    job,
+                    started,
+                    attempts,
+                    last.as_ref(),
+                    "organization_refused",
+                    reason,
+                );
             }
-            let sent = Instant::now();
-            let result = match resolved.as_ref() {
-                None => match self
-                    .lookup_step(job, &mut lookup, started, &mut attempts)
-                    .await
-                {
-                    Ok(found) => {
-                        *resolved = found.map(Cow::Owned);
-                        continue;
-                    }
-                    Err(Step::Done(record)) => return record,
-                    Err(Step::Classify(result)) => result,
-                },
-                Some(target) => match self.provider.prepare(target).await {
-                    Ok(request) => {
-                        // Admission is the last step before the wire, so requests leave at the
-                        // pace the limiter allows.
-                        self.admit().await;
-                        if let Some(reason) = self.halted() {
-                            return self.halted_record(
-                                job,
-                                started,
-                                attempts,
-                                budget.last.as_ref(),
-                                reason,
-                            );
-                        }
-                        attempts += 1;
-                        self.stats.requests.fetch_add(1, Ordering::Relaxed);
-                        let start = Instant::now();
-                        let result = self.provider.send(request).await;
-                        self.metrics.request(
-                            "remove",
-                            status_label(&result.as_ref()),
-                            start.elapsed(),
+            let (result, generation) = match self.provider.prepare(target).await {
+                Ok(p) => {
+                    // Admission is the last step before the wire, so requests leave at the pace
+                    // the limiter allows.
+                    self.admit().await;
+                    if let Some((code, reason)) = self.halt() {
+                        return self.halted_record(
+                            job,
+                            started,
+                            attempts,
+                            last.as_ref(),
+                            code,
+                            reason.to_owned(),
                         );
-                        if let Some(audit) = self.audit.get() {
-                            let (code, id) = match &result {
-                                Ok(a) => (Some(a.status.as_u16()), a.request_id.as_deref()),
-                                Err(_) => (None, None),
-                            };
-                            audit.request(job, attempts, code, id).await;
-                        }
-                        result
                     }
-                    // The token endpoint refused or was silent: nothing went to the removal endpoint.
-                    Err(result) => result,
-                },
+                    attempts += 1;
+                    self.stats.requests.fetch_add(1, Ordering::Relaxed);
+                    let start = Instant::now();
+                    let result = self.provider.send(p.request).await;
+                    self.metrics
+                        .request("remove", status_label(&result.as_ref()), start.elapsed());
+                    if let Some(audit) = self.audit.get() {
+                        let (code, id) = match &result {
+                            Ok(a) => (Some(a.status.as_u16()), a.request_id.as_deref()),
+                            Err(_) => (None, None),
+                        };
+                        audit.request(job, attempts, code, id).await;
+                    }
+                    (result, p.generation)
+                }
+                // The token endpoint refused or was silent: nothing went to the removal endpoint.
+                Err(result) => (result, 0),
             };
-            match self.decide(job, started, attempts, &mut budget, result, sent) {
-                Next::Wait(wait) if wait.is_zero() => {}
-                Next::Wait(wait) => tokio::time::sleep(wait).await,
-                Next::Done(record) => return *record,
+            let decision = match self.judge(&mut budget, &result, generation, org, Some(&job.id)) {
+                Verdict::Retry(wait) => {
+                    if !wait.is_zero() {
+                        tokio::time::sleep(wait).await;
+                    }
+                    last = Some(result);
+                    continue;
+                }
+                Verdict::Final(d) => d,
+            };
+            let answered = Instant::now();
+            return match decision {
+                Decision::Removed => self.finished(
+                    job,
+                    started,
+                    attempts,
+                    Outcome::Removed,
+                    None,
+                    Some(&result),
+                ),
+                Decision::AlreadyAbsent => {
+                    let mut r = self.finished(
+                        job,
+                        started,
+                        attempts,
+                        Outcome::AlreadyAbsent,
+                        None,
+                        Some(&result),
+                    );
+                    r.absence = Some(Absence::Provider404);
+                    r
+                }
+                Decision::AbsentUnconfirmed => {
+                    self.confirm_absent(job, target, started, attempts, (result, answered))
+                        .await
+                }
+                Decision::Fail { reason } => self.finished(
+                    job,
+                    started,
+                    attempts,
+                    Outcome::Failed,
+                    Some(reason.as_str()),
+                    Some(&result),
+                ),
+                Decision::Retry { .. } => unreachable!("judge turns retries into waits"),
+            };
+        }
+    }
+
+    /// A 404 the page does not document: believed only if the member list, read after it, no
+    /// longer shows the member. Otherwise the job failed, with the provider's words.
+    /// `answer`: the 404 and when it came.
+    async fn confirm_absent(
+        &self,
+        job: &Job,
+        target: &Target,
+        started: Timestamp,
+        mut attempts: u32,
+        answer: (Result<Answer, Transport>, Instant),
+    ) -> Record {
+        let (result, answered) = answer;
+        let org = target.organization();
+        let list = self
+            .whole_list(org.as_deref(), Some(answered), &mut attempts)
+            .await;
+        let user = target.user();
+        match list {
+            Ok(members) if !members.iter().any(|m| m.id.eq_ignore_ascii_case(&user)) => {
+                let mut r = self.finished(
+                    job,
+                    started,
+                    attempts,
+                    Outcome::AlreadyAbsent,
+                    None,
+                    Some(&result),
+                );
+                r.absence = Some(Absence::MemberList);
+                r
+            }
+            Ok(_) => {
+                let mut r = self.finished(
+                    job,
+                    started,
+                    attempts,
+                    Outcome::Failed,
+                    Some("not_found_but_listed"),
+                    Some(&result),
+                );
+                let words = r.error.take().map(|e| e.message).unwrap_or_default();
+                r.error = Some(ErrorField {
+                    code: "not_found_but_listed".into(),
+                    message: format!(
+                        "the removal answered 404 ({words}), but the member list still shows this member: check base_url"
+                    ),
+                });
+                r
+            }
+            Err(f) => {
+                let mut r = self.read_failed(job, started, attempts, f);
+                let words = r.error.take().map(|e| e.message).unwrap_or_default();
+                r.error = Some(ErrorField {
+                    code: r.reason.unwrap_or("failed").to_owned(),
+                    message: format!(
+                        "the removal answered 404, which this provider does not document, and the member list that would confirm it could not be read: {words}"
+                    ),
+                });
+                r
             }
         }
     }
 
     /// Classifies one answer and applies the budgets: how long to wait before the next attempt,
-    /// or the job's final record.
-    fn decide(
+    /// or the final decision. Credential failures count toward the entry's circuit; a refusal
+    /// scoped to `org` closes that organization only.
+    fn judge(
         &self,
-        job: &Job,
-        started: Timestamp,
-        attempts: u32,
         budget: &mut Budget,
-        result: Result<Answer, Transport>,
-        sent: Instant,
-    ) -> Next {
+        result: &Result<Answer, Transport>,
+        generation: Generation,
+        org: Option<&str>,
+        job_id: Option<&str>,
+    ) -> Verdict {
         let decision = classify(
-            &result,
-            self.provider.refreshable() && !budget.just_refreshed,
+            result,
+            self.provider.refreshable() && budget.refreshes < MAX_TOKEN_REFRESHES,
         );
-        budget.just_refreshed = false;
-        let fail = |reason: FailReason, result: &Result<Answer, Transport>| {
-            self.finished(
-                job,
-                started,
-                attempts,
-                Outcome::Failed,
-                Some(reason.as_str()),
-                Some(result),
-            )
-        };
         let (reason, after) = match decision {
-            Decision::Removed | Decision::AlreadyAbsent => {
+            Decision::Removed | Decision::AlreadyAbsent | Decision::AbsentUnconfirmed => {
                 self.circuit.ok();
-                let outcome = if decision == Decision::Removed {
-                    Outcome::Removed
-                } else {
-                    Outcome::AlreadyAbsent
-                };
-                return Next::Done(Box::new(self.finished(
-                    job,
-                    started,
-                    attempts,
-                    outcome,
-                    None,
-                    Some(&result),
-                )));
+                return Verdict::Final(decision);
             }
             Decision::Fail { reason } => {
                 if reason.is_credential() {
                     let status = result.as_ref().map(|a| a.status.as_u16()).unwrap_or(0);
                     self.circuit
                         .credential_failure(&format!("{status} {}", reason.as_str()));
+                } else if reason == FailReason::OrganizationForbidden {
+                    self.refuse_organization(org, result);
                 }
-                return Next::Done(Box::new(fail(reason, &result)));
+                return Verdict::Final(decision);
             }
             Decision::Retry { reason, after } => (reason, after),
         };
+        let fail = |reason| Verdict::Final(Decision::Fail { reason });
         let step = |b: &mut Budget| {
             after.unwrap_or_else(|| {
                 b.schedule
@@ -585,14 +996,14 @@ impl Lane {
                 let d = step(budget);
                 budget.rate_waited += d;
                 if budget.rate_waited > self.policy.max_rate_limit_wait {
-                    return Next::Done(Box::new(fail(FailReason::RateLimitWaitExceeded, &result)));
+                    return fail(FailReason::RateLimitWaitExceeded);
                 }
                 self.pause_for(d);
                 Duration::ZERO // admit() waits out the lane's pause
             }
             RetryReason::TokenRefresh => {
-                budget.just_refreshed = true;
-                self.provider.invalidate_token(sent);
+                budget.refreshes += 1;
+                self.provider.invalidate_token(generation);
                 Duration::ZERO
             }
             RetryReason::Conflict => {
@@ -600,7 +1011,7 @@ impl Lane {
                 if self.policy.on_conflict == OnConflict::Fail
                     || budget.conflicts > self.policy.max_conflict_retries
                 {
-                    return Next::Done(Box::new(fail(FailReason::Conflict, &result)));
+                    return fail(FailReason::Conflict);
                 }
                 step(budget)
             }
@@ -610,16 +1021,78 @@ impl Lane {
                 if budget.transient >= self.policy.max_attempts
                     || budget.first.elapsed() + d > self.policy.max_elapsed
                 {
-                    return Next::Done(Box::new(fail(FailReason::RetriesExhausted, &result)));
+                    return fail(FailReason::RetriesExhausted);
                 }
                 d
             }
         };
         self.stats.retries.fetch_add(1, Ordering::Relaxed);
         self.metrics.retry(reason);
-        tracing::info!(job_id = %job.id, provider = %self.name, reason = reason.as_str(), wait_ms = wait.as_millis() as u64, "retry");
-        budget.last = Some(result);
-        Next::Wait(wait)
+        tracing::info!(job_id = job_id.unwrap_or(""), provider = %self.name, reason = reason.as_str(), wait_ms = wait.as_millis() as u64, "retry");
+        Verdict::Retry(wait)
+    }
+
+    /// Closes one organization after a refusal scoped to it.
+    fn refuse_organization(&self, org: Option<&str>, result: &Result<Answer, Transport>) {
+        let words = match result {
+            Ok(a) => a
+                .error
+                .as_ref()
+                .map(|e| e.message.clone())
+                .unwrap_or_default(),
+            Err(t) => t.to_string(),
+        };
+        let mut refused = self.refused.lock().expect("refused lock");
+        if let std::collections::hash_map::Entry::Vacant(slot) = refused.entry(self.org_key(org)) {
+            let reason = format!(
+                "provider entry `{}` refused access to organization {} ({words}): its jobs are not sent; the entry's other organizations go on",
+                self.name,
+                org.unwrap_or("")
+            );
+            tracing::error!(provider = %self.name, organization = org.unwrap_or(""), reason = %reason, "organization refused");
+            slot.insert(reason);
+        }
+    }
+
+    fn organization_refused(&self, org: Option<&str>) -> Option<String> {
+        self.refused
+            .lock()
+            .expect("refused lock")
+            .get(&self.org_key(org))
+            .cloned()
+    }
+
+    /// The record of a job a read could not serve.
+    fn read_failed(&self, job: &Job, started: Timestamp, attempts: u32, f: ReadFailure) -> Record {
+        if let Some(reason) = f.halted {
+            let code = self.halt().map_or("circuit_open", |(c, _)| c);
+            return self.halted_record(job, started, attempts, f.last.as_ref(), code, reason);
+        }
+        self.finished(
+            job,
+            started,
+            attempts,
+            Outcome::Failed,
+            Some(f.reason.as_str()),
+            f.last.as_ref(),
+        )
+    }
+
+    /// A record for a job that ended before (or without) a removal request.
+    fn not_sent(
+        &self,
+        job: &Job,
+        started: Timestamp,
+        outcome: Outcome,
+        code: &'static str,
+        message: String,
+    ) -> Record {
+        let mut r = self.finished(job, started, 0, outcome, Some(code), None);
+        r.error = Some(ErrorField {
+            code: code.to_owned(),
+            message,
+        });
+        r
     }
 
     fn halted_record(
@@ -628,17 +1101,18 @@ impl Lane {
         started: Timestamp,
         attempts: u32,
         last: Option<&Result<Answer, Transport>>,
-        reason: &str,
+        code: &'static str,
+        reason: String,
     ) -> Record {
         let (outcome, code) = if attempts == 0 {
-            (Outcome::NotAttempted, "circuit_open")
+            (Outcome::NotAttempted, code)
         } else {
             (Outcome::Failed, FailReason::LaneHalted.as_str())
         };
         let mut r = self.finished(job, started, attempts, outcome, Some(code), last);
         r.error = Some(ErrorField {
             code: code.to_owned(),
-            message: reason.to_owned(),
+            message: reason,
         });
         r
     }
@@ -688,6 +1162,7 @@ impl Lane {
             resolved_user: None,
             outcome,
             reason,
+            absence: None,
             http_status,
             attempts,
             provider_request_id,
@@ -720,9 +1195,12 @@ impl Lane {
                     if stop.is_cancelled() || sink.is_broken() || !lane.audit_ok() {
                         return;
                     }
-                    let record = match lane.halted() {
+                    let record = match lane.halt() {
                         // Nothing will be sent.
-                        Some(reason) => lane.halted_record(&job, Timestamp::now(), 0, None, reason),
+                        Some((code, reason)) => {
+                            let reason = reason.to_owned();
+                            lane.halted_record(&job, Timestamp::now(), 0, None, code, reason)
+                        }
                         None => lane.execute(&job).await,
                     };
                     sink.record(record).await;

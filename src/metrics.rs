@@ -366,6 +366,7 @@ mod tests {
             max_in_flight: 1,
             circuit_after: 1,
             policy,
+            protected: Default::default(),
         };
         Arc::new(Lane::new(
             LaneId(0),
@@ -414,6 +415,7 @@ mod tests {
             organization: None,
             user: Some("someone@example.com".into()),
             resolved_user: None,
+            absence: None,
             outcome,
             reason: None,
             http_status: None,

@@ -78,6 +78,22 @@ impl Serialize for Timestamp {
     }
 }
 
+/// How an `already_absent` was established: every claim of absence names its evidence.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub enum Absence {
+    /// The removal answered 404 in the provider's own not-a-member shape, after the entry's
+    /// preflight proved its base URL and credential.
+    #[serde(rename = "provider_404")]
+    Provider404,
+    /// The removal answered a 404 the page does not document, and the member list read after it
+    /// no longer shows the member.
+    #[serde(rename = "member_list")]
+    MemberList,
+    /// The provider's member list or search has no member with exactly this email.
+    #[serde(rename = "no_member")]
+    NoMember,
+}
+
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct ErrorField {
     pub code: String,
@@ -100,6 +116,9 @@ pub struct Record {
     /// `retries_exhausted`, `duplicate`, `circuit_open`...).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<&'static str>,
+    /// For `already_absent`: the evidence.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub absence: Option<Absence>,
     pub http_status: Option<u16>,
     pub attempts: u32,
     pub provider_request_id: Option<String>,
@@ -462,6 +481,7 @@ mod tests {
             organization: None,
             user: Some("a@b.co".into()),
             resolved_user: None,
+            absence: None,
             outcome,
             reason: None,
             http_status: Some(204),

@@ -16,6 +16,8 @@ use crate::providers::{Answer, Hint, Transport};
 pub enum Decision {
     Removed,
     AlreadyAbsent,
+    /// A 404 the provider's page does not document: absent only if its member list agrees.
+    AbsentUnconfirmed,
     /// Try again, after `after` when the provider said how long (else the backoff schedule decides).
     Retry {
         reason: RetryReason,
@@ -57,6 +59,8 @@ pub enum FailReason {
     Unauthorized,
     /// 403 about us, not the target: the credential lacks the scope or role.
     Forbidden,
+    /// 403 scoped to one organization or tenant: no permission there.
+    OrganizationForbidden,
     /// The organization or tenant does not exist, or the URL is wrong.
     NotFound,
     /// The provider refused this target (an owner who cannot be removed).
@@ -73,6 +77,10 @@ pub enum FailReason {
     RateLimitWaitExceeded,
     /// The lane's circuit opened while this job waited to retry.
     LaneHalted,
+    /// The TLS handshake or certificate check failed.
+    Tls,
+    /// A member list answer was larger than `http.max_list_bytes`.
+    TooLarge,
 }
 
 impl FailReason {
@@ -80,6 +88,7 @@ impl FailReason {
         match self {
             FailReason::Unauthorized => "unauthorized",
             FailReason::Forbidden => "forbidden",
+            FailReason::OrganizationForbidden => "forbidden_in_organization",
             FailReason::NotFound => "not_found",
             FailReason::Refused => "refused",
             FailReason::Rejected => "rejected",
@@ -88,6 +97,8 @@ impl FailReason {
             FailReason::RetriesExhausted => "retries_exhausted",
             FailReason::RateLimitWaitExceeded => "rate_limit_wait_exceeded",
             FailReason::LaneHalted => "lane_halted",
+            FailReason::Tls => "tls",
+            FailReason::TooLarge => "answer_too_large",
         }
     }
 
@@ -108,11 +119,16 @@ pub fn classify(result: &Result<Answer, Transport>, refreshable: bool) -> Decisi
         Err(Transport::Connect(_) | Transport::Other(_)) => {
             return retry(RetryReason::Connection, None);
         }
+        Err(Transport::Tls(_)) => return fail(FailReason::Tls),
+        Err(Transport::TooLarge(_)) => return fail(FailReason::TooLarge),
     };
     let s = answer.status;
     match answer.hint {
         Hint::Removed if s.is_success() => return Decision::Removed,
         Hint::NotAMember if s == StatusCode::NOT_FOUND => return Decision::AlreadyAbsent,
+        Hint::NotAMemberUnconfirmed if s == StatusCode::NOT_FOUND => {
+            return Decision::AbsentUnconfirmed;
+        }
         Hint::TokenDenied => {
             // Our client credentials were refused at the token endpoint; its 429/5xx are transient.
             return match s {
@@ -132,6 +148,9 @@ pub fn classify(result: &Result<Answer, Transport>, refreshable: bool) -> Decisi
         StatusCode::UNAUTHORIZED => fail(FailReason::Unauthorized),
         StatusCode::FORBIDDEN | StatusCode::BAD_REQUEST if answer.hint == Hint::TargetRefused => {
             fail(FailReason::Refused)
+        }
+        StatusCode::FORBIDDEN if answer.hint == Hint::OrganizationRefused => {
+            fail(FailReason::OrganizationForbidden)
         }
         StatusCode::FORBIDDEN => fail(FailReason::Forbidden),
         StatusCode::NOT_FOUND => fail(FailReason::NotFound),
@@ -239,6 +258,18 @@ mod tests {
                 },
             ),
             (answer(404, Hint::NotAMember), false, AlreadyAbsent),
+            (
+                answer(404, Hint::NotAMemberUnconfirmed),
+                false,
+                AbsentUnconfirmed,
+            ),
+            (
+                answer(403, Hint::OrganizationRefused),
+                false,
+                Fail {
+                    reason: F::OrganizationForbidden,
+                },
+            ),
             (
                 answer(404, Hint::NoSuchOrganization),
                 false,
@@ -425,6 +456,18 @@ mod tests {
                     after: None,
                 },
             ),
+            (
+                Err(Transport::Tls("unknown issuer".into())),
+                false,
+                Fail { reason: F::Tls },
+            ),
+            (
+                Err(Transport::TooLarge("big".into())),
+                false,
+                Fail {
+                    reason: F::TooLarge,
+                },
+            ),
         ];
         for (i, (input, refreshable, want)) in rows.iter().enumerate() {
             assert_eq!(classify(input, *refreshable), *want, "row {i}: {input:?}");
@@ -437,6 +480,7 @@ mod tests {
         assert!(FailReason::Forbidden.is_credential());
         assert!(!FailReason::Refused.is_credential());
         assert!(!FailReason::NotFound.is_credential());
+        assert!(!FailReason::OrganizationForbidden.is_credential());
     }
 
     #[test]

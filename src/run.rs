@@ -1,6 +1,6 @@
 //! `offboard run`: a CSV file through the lanes to the providers, with a report for the auditors.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{Credential, Settings};
+use crate::config::{Resolved, Settings};
 use crate::doors::csv::{self, CsvError, CsvFile, InvalidRow, Plan};
 use crate::job::{Directory, LaneId};
 use crate::lane::{Lane, LaneSettings};
@@ -56,20 +56,25 @@ impl Lanes {
 impl Lanes {
     pub fn build(
         settings: &Settings,
-        credentials: &BTreeMap<String, Credential>,
+        resolved: &Resolved,
         metrics: &Metrics,
     ) -> Result<Lanes, RunError> {
         let directory = settings.directory();
+        let protected = Arc::new(
+            crate::job::Protected::new(&settings.safety.protected).expect("checked at load"),
+        );
         let mut lanes = Vec::with_capacity(settings.providers.len());
         for (i, (name, entry)) in settings.providers.iter().enumerate() {
             let provider_err = |reason| RunError::Provider {
                 name: name.clone(),
                 reason,
             };
-            let credential = credentials
+            let credential = resolved
+                .credentials
                 .get(name)
                 .ok_or_else(|| provider_err("no credential was resolved".into()))?;
-            let provider = crate::providers::build(entry, credential).map_err(provider_err)?;
+            let provider =
+                crate::providers::build(entry, credential, &resolved.http).map_err(provider_err)?;
             let (id, shared_name, _) = directory.lookup(name).expect("built from the same entries");
             debug_assert_eq!(id, LaneId(i));
             lanes.push(Arc::new(Lane::new(
@@ -82,6 +87,7 @@ impl Lanes {
                     max_in_flight: entry.max_in_flight,
                     circuit_after: entry.circuit_after,
                     policy: entry.policy(),
+                    protected: protected.clone(),
                 },
                 metrics.lane(name),
             )));
@@ -133,6 +139,7 @@ fn invalid_record(row: InvalidRow) -> Record {
         organization: row.organization,
         user: row.user,
         resolved_user: None,
+        absence: None,
         outcome: row.reason.outcome(),
         reason: Some(row.reason.code()),
         http_status: None,
@@ -145,6 +152,48 @@ fn invalid_record(row: InvalidRow) -> Record {
         started_at: None,
         finished_at: now,
     }
+}
+
+/// One preflight: the entry, the organization (where rows name one), and what it found.
+pub struct Preflight {
+    pub entry: String,
+    pub organization: Option<String>,
+    pub result: Result<(), String>,
+}
+
+/// Proves every entry (and organization) the plan has jobs for, before any removal: one
+/// read-only request each, all entries at once. Failed ones keep their jobs from being sent
+/// (they end `not_attempted` with the reason); the others go on.
+pub async fn preflight(lanes: &Lanes, plan: &Plan) -> Vec<Preflight> {
+    let mut checks = tokio::task::JoinSet::new();
+    for lane in &lanes.lanes {
+        if plan.per_lane[lane.id.0] == 0 {
+            continue;
+        }
+        let orgs: Vec<Option<String>> = match plan.organizations.get(lane.id.0) {
+            Some(o) if !o.is_empty() => o.iter().cloned().map(Some).collect(),
+            _ => vec![None],
+        };
+        let lane = lane.clone();
+        checks.spawn(async move {
+            let mut out = Vec::new();
+            for org in orgs {
+                let result = lane.preflight(org.as_deref()).await;
+                out.push(Preflight {
+                    entry: lane.name.to_string(),
+                    organization: org,
+                    result,
+                });
+            }
+            out
+        });
+    }
+    let mut all = Vec::new();
+    while let Some(done) = checks.join_next().await {
+        all.extend(done.expect("preflight does not panic"));
+    }
+    all.sort_by(|a, b| (&a.entry, &a.organization).cmp(&(&b.entry, &b.organization)));
+    all
 }
 
 /// Validates the file without sending anything: the plan, and up to `show` invalid rows.

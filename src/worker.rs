@@ -25,7 +25,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::config::Settings;
 use crate::doors::amqp::{self, AmqpError, Event, JobMessage, header};
-use crate::job::{Directory, Invalid, RawJob};
+use crate::job::{Directory, Invalid, ProviderKind, RawJob};
 use crate::lane::Lane;
 use crate::metrics::{Health, Metrics};
 use crate::report::{ErrorField, Outcome, Record, Sink, Timestamp, Writer};
@@ -274,6 +274,18 @@ async fn consume_lane(
     let tag = format!("offboard-{}-{}", lane.name, std::process::id());
     let tracker = TaskTracker::new();
     let mut active = false;
+    // Prove the entry before consuming anything: a wrong base URL or credential leaves the queue
+    // untouched, and /readyz says why (the lane reports itself halted).
+    let entry = ctx.settings.providers.get(&*lane.name);
+    let org = entry.and_then(|e| e.organization.clone());
+    let names_orgs = matches!(lane.kind(), ProviderKind::Aitronos | ProviderKind::Cognee);
+    if !names_orgs || org.is_some() {
+        if let Err(reason) = lane.preflight(org.as_deref()).await {
+            tracing::error!(provider = %lane.name, reason, "preflight failed: this lane's queue is not consumed");
+            lane.fail_entry(reason);
+            return Ok(());
+        }
+    }
     let result = 'consuming: loop {
         let mut consumer =
             open_consumer(&channel, &queue, &tag, lane.max_in_flight() as u16).await?;
@@ -461,6 +473,7 @@ fn invalid_record(
         organization: None,
         user,
         resolved_user: None,
+        absence: None,
         outcome: reason.outcome(),
         reason: Some(reason.code()),
         http_status: None,
@@ -584,8 +597,11 @@ async fn handle_job(ctx: &Ctx, lane: &Lane, channel: &Channel, queue: &str, deli
         return requeue(&delivery).await;
     }
     match rec.outcome {
-        Outcome::NotAttempted => requeue(&delivery).await, // the lane halted: leave it in the queue
-        Outcome::Removed | Outcome::AlreadyAbsent => {
+        // The lane halted: leave it in the queue. (A job kept from one organization only, whose
+        // preflight failed or which refused us, is recorded and dead-lettered below.)
+        Outcome::NotAttempted if lane.halted().is_some() => requeue(&delivery).await,
+        // A protected person found by lookup: recorded, nothing sent, nothing to retry.
+        Outcome::Removed | Outcome::AlreadyAbsent | Outcome::SkippedProtected => {
             if record(ctx, rec).await {
                 ack(&delivery).await;
             }

@@ -5,8 +5,6 @@
 //! exchange and its queue (`offboard.dead`), with `x-delivery-limit` so a message that keeps killing
 //! the worker ends there instead of looping. Person-level events arrive on an intake queue.
 
-use std::hash::{DefaultHasher, Hash, Hasher};
-
 use lapin::options::{
     BasicPublishOptions, ConfirmSelectOptions, ExchangeDeclareOptions, QueueBindOptions,
     QueueDeclareOptions,
@@ -238,8 +236,10 @@ impl EventTarget {
     }
 }
 
-/// An id for a message that carries none, stable across redeliveries: its `message_id`
-/// property, else a hash of its body.
+/// An id for a message that carries none, stable across redeliveries and across upgrades: its
+/// `message_id` property, else the SHA-256 of its body in hex (a specified hash: the standard
+/// library's `DefaultHasher` may change between releases, and a worker after an upgrade must still
+/// recognise a job it recorded before).
 pub fn stable_id(props: &BasicProperties, body: &[u8]) -> String {
     if let Some(id) = props
         .message_id()
@@ -249,9 +249,14 @@ pub fn stable_id(props: &BasicProperties, body: &[u8]) -> String {
     {
         return id.to_owned();
     }
-    let mut h = DefaultHasher::new();
-    body.hash(&mut h);
-    format!("msg-{:016x}", h.finish())
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(body);
+    let mut id = String::with_capacity(11 + 64);
+    id.push_str("msg-sha256-");
+    for b in digest {
+        id.push_str(&format!("{b:02x}"));
+    }
+    id
 }
 
 /// Properties of a job message: persistent JSON.
@@ -351,6 +356,11 @@ mod tests {
         assert_ne!(
             stable_id(&none, b"{\"a\":1}"),
             stable_id(&none, b"{\"a\":2}")
+        );
+        // Pinned: the same body gets the same id on every build, toolchain and machine.
+        assert_eq!(
+            stable_id(&none, b"{\"a\":1}"),
+            "msg-sha256-015abd7f5cc57a2dd94b7590f04ad8084273905ee33ec5cebeae62276a97f862"
         );
     }
 

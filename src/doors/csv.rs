@@ -260,7 +260,13 @@ pub struct Plan {
     pub protected: u64,
     /// (line, lane) of jobs that repeat an earlier row's removal; the lanes skip them.
     pub duplicates: HashSet<(u64, LaneId)>,
+    /// The organizations (Aitronos) or tenants (Cognee) each lane's jobs name, for preflight: at
+    /// most [`MAX_PLANNED_ORGANIZATIONS`] per lane (the lanes prove any others as they meet them).
+    pub organizations: Vec<std::collections::BTreeSet<String>>,
 }
+
+/// The most organizations per lane a plan lists for preflight.
+pub const MAX_PLANNED_ORGANIZATIONS: usize = 1000;
 
 impl Plan {
     pub fn removable(&self) -> u64 {
@@ -300,6 +306,7 @@ fn scan_with(
 ) -> Result<Plan, CsvError> {
     let mut plan = Plan {
         per_lane: vec![0; lanes],
+        organizations: vec![Default::default(); lanes],
         ..Plan::default()
     };
     // Identities the filter may have seen before, and the last line that added one.
@@ -333,6 +340,12 @@ fn scan_with(
                         last_suspect_line = line;
                     }
                     plan.per_lane[job.lane.0] += 1;
+                    if let Some(org) = job.subject.organization() {
+                        let orgs = &mut plan.organizations[job.lane.0];
+                        if orgs.len() < MAX_PLANNED_ORGANIZATIONS {
+                            orgs.insert(org);
+                        }
+                    }
                 }
             }
         }

@@ -9,6 +9,11 @@ use serde::Deserialize;
 use super::Adapter;
 use super::client::{Client, RequestBuilder};
 use super::http::{self, Answer, Hint, ProviderError};
+use super::lookup::{AnyList, Cursor, IdField, MemberPage, members};
+
+/// Members asked for per list page. The docs say paging is "currently disabled" and the whole
+/// set comes back; if it ever is enabled, `meta` says where to go on.
+const PAGE: u64 = 1000;
 use crate::job::{ProviderKind, Target};
 
 pub struct Aerospike {
@@ -51,8 +56,10 @@ impl Adapter for Aerospike {
         let c = code.as_deref().unwrap_or("");
         let hint = match status {
             StatusCode::NO_CONTENT => Hint::Removed,
-            // The key picks the organization: a 404 in the API's own error shape is the member.
-            StatusCode::NOT_FOUND if envelope.is_some() => Hint::NotAMember,
+            // The page lists no 404 for this call: one in the API's own error shape may mean the
+            // member is gone, or a wrong URL. The lane believes it only once the member list
+            // (read after this answer) no longer shows the member.
+            StatusCode::NOT_FOUND if envelope.is_some() => Hint::NotAMemberUnconfirmed,
             StatusCode::NOT_FOUND => Hint::NoSuchOrganization,
             StatusCode::UNAUTHORIZED if c.contains("token-expired") || c == "invalid_token" => {
                 Hint::TokenExpired
@@ -74,19 +81,40 @@ impl Adapter for Aerospike {
         answer
     }
 
-    /// `GET {base}/organization/members`: every member, no filter, no paging.
-    fn lookup(
+    /// `GET {base}/organization/members?limit=&offset=`: every member; no email filter.
+    fn list(
         &self,
         http: &Client,
         _organization: Option<&str>,
-        _email: &str,
-        _page: u32,
-    ) -> Option<RequestBuilder> {
-        Some(http.get(format!("{}/organization/members", self.base)))
+        _email: Option<&str>,
+        at: &Cursor,
+    ) -> RequestBuilder {
+        let offset = at.token.clone().unwrap_or_else(|| "0".into());
+        http.get(format!("{}/organization/members", self.base))
+            .query(&[("limit", &PAGE.to_string()), ("offset", &offset)])
     }
 
-    fn read_lookup(&self, body: &[u8], _page: u32) -> Option<super::lookup::MemberPage> {
-        super::lookup::read_whole_list(body)
+    /// `{"count", "meta": {"total", "limit", "offset"}, "members": [...]}`, or a bare array.
+    fn read_list(&self, body: &[u8], at: &Cursor) -> Option<MemberPage> {
+        let (list, paging) = AnyList::read(body)?.split()?;
+        let got = list.len() as u64;
+        let members = members(list, IdField::Id)?;
+        let asked: u64 = at
+            .token
+            .as_deref()
+            .and_then(|t| t.parse().ok())
+            .unwrap_or(0);
+        let next = paging.meta.and_then(|meta| {
+            let reached = meta.offset.unwrap_or(asked) + got;
+            (got > 0 && meta.total.is_some_and(|t| reached < t))
+                .then(|| at.next(Some(reached.to_string())))
+        });
+        Some(MemberPage { members, next })
+    }
+
+    fn probe(&self, http: &Client, _organization: Option<&str>) -> RequestBuilder {
+        http.get(format!("{}/organization/members", self.base))
+            .query(&[("limit", "1"), ("offset", "0")])
     }
 
     fn whole_list(&self) -> bool {

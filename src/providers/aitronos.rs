@@ -8,11 +8,11 @@ use serde::{Deserialize, Serialize};
 
 use super::Adapter;
 use super::client::{Client, RequestBuilder};
-use super::lookup::{AnyList, MemberPage};
+use super::http::{self, Answer, Hint, ProviderError};
+use super::lookup::{AnyList, Cursor, IdField, MemberPage, members};
 
 /// Members per search page (the API's maximum `take`).
 const PAGE: u32 = 100;
-use super::http::{self, Answer, Hint, ProviderError};
 use crate::job::{ProviderKind, Target};
 
 pub struct Aitronos {
@@ -82,6 +82,10 @@ impl Adapter for Aitronos {
             }
             StatusCode::NOT_FOUND => Hint::NoSuchOrganization,
             StatusCode::FORBIDDEN if code == "CANNOT_DELETE_OWNER" => Hint::TargetRefused,
+            // No access to this organization: its jobs fail, the key's other organizations go on.
+            StatusCode::FORBIDDEN if code == "ORGANIZATION_ACCESS_DENIED" => {
+                Hint::OrganizationRefused
+            }
             _ => Hint::None,
         };
         let mut answer = Answer::new(status, hint);
@@ -105,36 +109,56 @@ impl Adapter for Aitronos {
     }
 
     /// `POST {base}/v1/organizations/{org}/users` with `{"search_term", "take", "skip"}`: a
-    /// substring search, 100 a page.
-    fn lookup(
+    /// substring search, 100 a page; an empty term lists every member.
+    fn list(
         &self,
         http: &Client,
         organization: Option<&str>,
-        email: &str,
-        page: u32,
-    ) -> Option<RequestBuilder> {
-        let org = organization?;
-        let body = serde_json::json!({"search_term": email, "take": PAGE, "skip": page * PAGE});
-        Some(
-            http.post(format!("{}/v1/organizations/{org}/users", self.base))
-                .json(&body),
-        )
+        email: Option<&str>,
+        at: &Cursor,
+    ) -> RequestBuilder {
+        let body = serde_json::json!({
+            "search_term": email.unwrap_or(""),
+            "take": PAGE,
+            "skip": u64::from(at.page) * u64::from(PAGE),
+        });
+        http.post(self.members_url(organization)).json(&body)
     }
 
-    fn read_lookup(&self, body: &[u8], page: u32) -> Option<MemberPage> {
-        #[derive(Deserialize)]
-        struct Total {
-            #[serde(default)]
-            total: Option<u64>,
-        }
-        let members = http::json::<AnyList>(body)?.members();
-        let total = http::json::<Total>(body).and_then(|t| t.total);
-        let seen = u64::from(page + 1) * u64::from(PAGE);
-        let more = match total {
-            Some(t) => seen < t,
-            None => members.len() as u32 == PAGE,
+    /// The documented answer lists `users` with `id` (the membership, `orguser_*`) and `user_id`
+    /// (the `usr_*` the removal takes), and `total_users_count`; another page shows `members`
+    /// and `total`. Both are read; the id is always `user_id`.
+    fn read_list(&self, body: &[u8], at: &Cursor) -> Option<MemberPage> {
+        let (list, paging) = AnyList::read(body)?.split()?;
+        let got = list.len();
+        let members = members(list, IdField::UserId)?;
+        let seen = (u64::from(at.page) + 1) * u64::from(PAGE);
+        let more = match paging.total_users_count.or(paging.total) {
+            Some(total) => seen < total,
+            None => got == PAGE as usize,
         };
-        Some(MemberPage { members, more })
+        Some(MemberPage {
+            members,
+            next: more.then(|| at.next(None)),
+        })
+    }
+
+    fn probe(&self, http: &Client, organization: Option<&str>) -> RequestBuilder {
+        http.post(self.members_url(organization))
+            .json(&serde_json::json!({"search_term": "", "take": 1}))
+    }
+
+    fn whole_list(&self) -> bool {
+        false
+    }
+}
+
+impl Aitronos {
+    /// Every Aitronos job names its organization (validation sees to it); without one the URL
+    /// is one the API answers 404, never another organization's.
+    fn members_url(&self, organization: Option<&str>) -> String {
+        let org = organization.unwrap_or_default();
+        format!("{}/v1/organizations/{org}/users", self.base)
     }
 }
 

@@ -50,13 +50,17 @@ impl Auth {
         Auth::header("authorization", "Bearer ", secret)
     }
 
+    /// The request with credentials, and the token generation it carries (0 for a fixed header).
     pub(crate) async fn apply(
         &self,
         request: RequestBuilder,
-    ) -> Result<RequestBuilder, AuthFailure> {
+    ) -> Result<(RequestBuilder, u64), AuthFailure> {
         match self {
-            Auth::Header { name, value } => Ok(request.header(name.clone(), value.clone())),
-            Auth::OAuth(source) => Ok(request.header(AUTHORIZATION, source.header().await?)),
+            Auth::Header { name, value } => Ok((request.header(name.clone(), value.clone()), 0)),
+            Auth::OAuth(source) => {
+                let (header, generation) = source.header().await?;
+                Ok((request.header(AUTHORIZATION, header), generation))
+            }
         }
     }
 
@@ -64,11 +68,12 @@ impl Auth {
         matches!(self, Auth::OAuth(_))
     }
 
-    /// Drops the cached token if a request sent at `used_at` carried it (the one a refused request carried),
-    /// so concurrent refusals of one token cause one refresh, not one each.
-    pub fn invalidate(&self, used_at: Instant) {
+    /// Drops the cached token if it is still generation `generation` (the one a refused request
+    /// carried), so concurrent refusals of one token cause one refresh, not one each, and a
+    /// refusal of an old token never drops a newer one.
+    pub fn invalidate(&self, generation: u64) {
         if let Auth::OAuth(source) = self {
-            source.invalidate(used_at);
+            source.invalidate(generation);
         }
     }
 }
@@ -84,11 +89,10 @@ pub enum TokenBody {
 
 struct Token {
     header: HeaderValue,
-    /// Every request sent from this instant on carried this token (or a later one): the moment
-    /// the previous token stopped being served. Not the fetch time: the request that fetches a
-    /// token was sent (its caller noted the time) before the fetch began, and a refusal of that
-    /// request must still drop the token it carried.
-    serves_from: Instant,
+    /// Which fetch this token came from (1, 2, ...): requests remember it, and a refusal drops
+    /// the token only while it is still this one. Identity, not timing: a request's refusal says
+    /// nothing about when its token was served.
+    generation: u64,
     fresh_until: Instant,
 }
 
@@ -100,9 +104,6 @@ pub struct TokenSource {
     client_secret: SecretString,
     body: TokenBody,
     current: ArcSwapOption<Token>,
-    /// When the current token was last dropped (or the source created): the next token serves
-    /// requests sent from then on.
-    cleared_at: std::sync::Mutex<Instant>,
     refresh: tokio::sync::Mutex<()>,
     grants: std::sync::atomic::AtomicU64,
 }
@@ -131,7 +132,6 @@ impl TokenSource {
             client_secret,
             body,
             current: ArcSwapOption::empty(),
-            cleared_at: std::sync::Mutex::new(Instant::now()),
             refresh: tokio::sync::Mutex::new(()),
             grants: Default::default(),
         }
@@ -142,14 +142,14 @@ impl TokenSource {
         self.grants.load(std::sync::atomic::Ordering::Relaxed)
     }
 
-    fn fresh(&self) -> Option<HeaderValue> {
+    fn fresh(&self) -> Option<(HeaderValue, u64)> {
         let t = self.current.load();
         t.as_ref()
             .filter(|t| t.fresh_until > Instant::now())
-            .map(|t| t.header.clone())
+            .map(|t| (t.header.clone(), t.generation))
     }
 
-    async fn header(&self) -> Result<HeaderValue, AuthFailure> {
+    async fn header(&self) -> Result<(HeaderValue, u64), AuthFailure> {
         if let Some(h) = self.fresh() {
             return Ok(h);
         }
@@ -158,24 +158,19 @@ impl TokenSource {
         if let Some(h) = self.fresh() {
             return Ok(h);
         }
-        // No fresh token: the last one stopped being served when it went stale or was dropped.
-        let serves_from = match self.current.load().as_ref() {
-            Some(stale) => stale.fresh_until,
-            None => *self.cleared_at.lock().expect("cleared_at lock"),
-        };
-        let mut token = self.fetch().await?;
-        token.serves_from = serves_from;
-        let header = token.header.clone();
+        let token = self.fetch().await?;
+        let out = (token.header.clone(), token.generation);
         self.current.store(Some(Arc::new(token)));
-        Ok(header)
+        Ok(out)
     }
 
-    fn invalidate(&self, used_at: Instant) {
-        let cur = self.current.load();
-        if cur.as_ref().is_some_and(|t| t.serves_from <= used_at) {
-            *self.cleared_at.lock().expect("cleared_at lock") = Instant::now();
-            self.current.store(None);
-        }
+    fn invalidate(&self, generation: u64) {
+        // Swap only if the current token is the refused one: a concurrent refresh may already
+        // have put a newer one in place, which this refusal says nothing about.
+        self.current.rcu(|cur| match cur {
+            Some(t) if t.generation == generation => None,
+            other => other.clone(),
+        });
     }
 
     async fn fetch(&self) -> Result<Token, AuthFailure> {
@@ -238,11 +233,13 @@ impl TokenSource {
             HeaderValue::from_str(&format!("Bearer {}", grant.access_token.expose_secret()))
                 .map_err(|_| refused("token endpoint: token is not a valid header value".into()))?;
         header.set_sensitive(true);
-        self.grants
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let generation = self
+            .grants
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            + 1;
         Ok(Token {
             header,
-            serves_from: issued_at,
+            generation,
             fresh_until: issued_at + ttl - early,
         })
     }

@@ -9,6 +9,7 @@ use serde::Deserialize;
 use super::Adapter;
 use super::client::{Client, RequestBuilder};
 use super::http::{self, Answer, Hint, ProviderError};
+use super::lookup::{AnyList, Cursor, IdField, MemberPage, members};
 use crate::job::{ProviderKind, Target};
 
 pub struct Cognee {
@@ -74,7 +75,8 @@ impl Adapter for Cognee {
             .unwrap_or_default();
         let name = error.as_ref().and_then(|e| e.code.as_deref()).unwrap_or("");
         let hint = match status {
-            StatusCode::OK => Hint::Removed,
+            // The page: "Returns a success message". A 200 without one is not taken as removal.
+            StatusCode::OK if success_message(body) => Hint::Removed,
             // The checks run tenant first, then user, then membership: only the last one means the
             // removal already happened. An unknown user is more likely a typo than a done job.
             StatusCode::NOT_FOUND
@@ -86,39 +88,69 @@ impl Adapter for Cognee {
                 Hint::NotAMember
             }
             StatusCode::BAD_REQUEST if message.contains("owner") => Hint::TargetRefused,
+            // Permission is per tenant (owner, or has_user_management_permission there): a 403
+            // fails this tenant's jobs and never halts the entry's other tenants.
+            StatusCode::FORBIDDEN => Hint::OrganizationRefused,
             _ => Hint::None,
         };
         let mut answer = Answer::new(status, hint);
         answer.request_id = http::header(headers, "x-request-id").map(str::to_owned);
         answer.wait = http::retry_after(headers, std::time::SystemTime::now());
-        if !status.is_success() {
+        if hint != Hint::Removed {
             answer.error = Some(error.unwrap_or_else(|| ProviderError::unparsed(status, body)));
         }
         answer
     }
 
-    /// `GET {base}/api/v1/permissions/tenants/{tenant}/users`: every user of the tenant.
-    fn lookup(
+    /// `GET {base}/api/v1/permissions/tenants/{tenant}/users`: every user of the tenant, as
+    /// `[{id, email, roles}]`; no filter, no paging.
+    fn list(
         &self,
         http: &Client,
         organization: Option<&str>,
-        _email: &str,
-        _page: u32,
-    ) -> Option<RequestBuilder> {
-        let tenant = organization?;
-        Some(http.get(format!(
-            "{}/api/v1/permissions/tenants/{tenant}/users",
-            self.base
-        )))
+        _email: Option<&str>,
+        _at: &Cursor,
+    ) -> RequestBuilder {
+        http.get(self.users_url(organization))
     }
 
-    fn read_lookup(&self, body: &[u8], _page: u32) -> Option<super::lookup::MemberPage> {
-        super::lookup::read_whole_list(body)
+    fn read_list(&self, body: &[u8], _at: &Cursor) -> Option<MemberPage> {
+        let (list, _) = AnyList::read(body)?.split()?;
+        Some(MemberPage {
+            members: members(list, IdField::Id)?,
+            next: None,
+        })
+    }
+
+    /// The list has no `limit`: the probe is the tenant's whole list.
+    fn probe(&self, http: &Client, organization: Option<&str>) -> RequestBuilder {
+        http.get(self.users_url(organization))
     }
 
     fn whole_list(&self) -> bool {
         true
     }
+}
+
+impl Cognee {
+    /// Every Cognee job names its tenant (validation sees to it); without one the URL is one the
+    /// API answers 404, never another tenant's.
+    fn users_url(&self, organization: Option<&str>) -> String {
+        let tenant = organization.unwrap_or_default();
+        format!("{}/api/v1/permissions/tenants/{tenant}/users", self.base)
+    }
+}
+
+/// Whether a 200's body carries the success message the page promises: a JSON object with a
+/// non-empty `message` string and no error `detail`.
+fn success_message(body: &[u8]) -> bool {
+    #[derive(Deserialize)]
+    struct Success {
+        message: String,
+        #[serde(default)]
+        detail: Option<serde_json::Value>,
+    }
+    http::json::<Success>(body).is_some_and(|s| !s.message.trim().is_empty() && s.detail.is_none())
 }
 
 /// `"Tenant not found. [TenantNotFoundError]"` → code `TenantNotFoundError`, message `Tenant not found.`

@@ -1,5 +1,7 @@
 //! Factory: `DELETE {base}/api/v0/organization/users?email=E`, `Authorization: Bearer fk-...`.
 //! 204 on success (empty body or `{}`); errors as `{"detail", "status", "title", "metadata"?}`.
+//! Members: `GET {base}/api/v0/organization/users?limit=&cursor=` (no email filter), answering
+//! `{"users": [{id, email, ...}], "pagination": {"hasMore", "nextCursor"}}`.
 
 use ::http::StatusCode;
 use ::http::header::HeaderMap;
@@ -8,6 +10,7 @@ use serde::Deserialize;
 use super::Adapter;
 use super::client::{Client, RequestBuilder};
 use super::http::{self, Answer, Hint, ProviderError};
+use super::lookup::{AnyList, Cursor, IdField, MemberPage, members};
 use crate::job::{ProviderKind, Target};
 
 pub struct Factory {
@@ -69,5 +72,44 @@ impl Adapter for Factory {
             });
         }
         answer
+    }
+
+    /// Every member, 100 a page (`limit` is a string on the page, 1 to 100).
+    fn list(
+        &self,
+        http: &Client,
+        _organization: Option<&str>,
+        _email: Option<&str>,
+        at: &Cursor,
+    ) -> RequestBuilder {
+        let request = http
+            .get(format!("{}/api/v0/organization/users", self.base))
+            .query(&[("limit", "100")]);
+        match &at.token {
+            Some(cursor) => request.query(&[("cursor", cursor.as_str())]),
+            None => request,
+        }
+    }
+
+    fn read_list(&self, body: &[u8], at: &Cursor) -> Option<MemberPage> {
+        let (list, paging) = AnyList::read(body)?.split()?;
+        let members = members(list, IdField::Id)?;
+        let pagination = paging.pagination?;
+        let next = match (pagination.has_more, pagination.next_cursor) {
+            (Some(true), Some(cursor)) => Some(at.next(Some(cursor))),
+            // More, but nowhere to continue: not the documented shape.
+            (Some(true), None) => return None,
+            _ => None,
+        };
+        Some(MemberPage { members, next })
+    }
+
+    fn probe(&self, http: &Client, _organization: Option<&str>) -> RequestBuilder {
+        http.get(format!("{}/api/v0/organization/users", self.base))
+            .query(&[("limit", "1")])
+    }
+
+    fn whole_list(&self) -> bool {
+        true
     }
 }

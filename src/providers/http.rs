@@ -31,12 +31,19 @@ impl ProviderError {
 pub enum Hint {
     /// A documented success status: the membership is gone.
     Removed,
-    /// A 404 that says this person is not a member (any more).
+    /// A 404 in the provider's own not-a-member shape: this person is not a member (any more).
+    /// Believed only once the entry's preflight proved its base URL.
     NotAMember,
+    /// A 404 the page does not document (Aerospike's): the person may be gone, or the URL may be
+    /// wrong. Believed only once the member list confirms the person is not on it.
+    NotAMemberUnconfirmed,
     /// A 404 that says the organization or tenant does not exist, or the URL is wrong.
     NoSuchOrganization,
     /// A refusal about this target, not about our credentials (an owner who cannot be removed).
     TargetRefused,
+    /// A refusal scoped to one organization or tenant (no permission there): that organization's
+    /// jobs fail, the entry's others go on.
+    OrganizationRefused,
     /// The access token expired or was revoked: a new one may cure it.
     TokenExpired,
     /// The token endpoint refused our client credentials: a new token will not help.
@@ -78,6 +85,14 @@ pub enum Transport {
     Connect(String),
     #[error("request failed: {0}")]
     Other(String),
+    /// The TLS handshake or the certificate check failed: retrying will not help.
+    #[error(
+        "TLS failed (check the provider's certificate, http.ca_file, or a TLS-inspecting proxy): {0}"
+    )]
+    Tls(String),
+    /// A list answer larger than we agreed to read: a failure, never a cut list.
+    #[error("{0}")]
+    TooLarge(String),
 }
 
 /// A header as text, when present and readable.

@@ -1,22 +1,41 @@
-//! Finding a member's id from an email: the shared part of the providers' member search and list
-//! endpoints. Each adapter builds its own request and reads its own page; matching is ours, exact and
-//! case-insensitive, because every provider's search matches partially.
+//! Member lists and searches: the shared part of the providers' list endpoints. Each adapter builds
+//! its own request and knows its own shape and paging; reading members and matching an email are
+//! shared here. Matching is ours, exact and case-insensitive, because every provider's search
+//! matches partially.
 
 use serde::Deserialize;
 
-/// One member as a search or list answer shows it.
+/// One member as a search or list answer shows it: the id the removal takes, and the email.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Member {
     pub id: String,
     pub email: String,
 }
 
+/// Where a list read stands: the page index from 0, and the provider's own continuation (a
+/// cursor, an offset) when it gives one.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Cursor {
+    pub page: u32,
+    pub token: Option<String>,
+}
+
+impl Cursor {
+    /// The page after this one, continuing at `token`.
+    pub fn next(&self, token: Option<String>) -> Cursor {
+        Cursor {
+            page: self.page + 1,
+            token,
+        }
+    }
+}
+
 /// One page of a search or list answer.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct MemberPage {
     pub members: Vec<Member>,
-    /// Whether another page follows.
-    pub more: bool,
+    /// Where the next page starts, if the answer says another follows.
+    pub next: Option<Cursor>,
 }
 
 /// What an email resolves to.
@@ -46,51 +65,118 @@ pub fn resolve<'a>(email: &str, members: impl IntoIterator<Item = &'a Member>) -
     }
 }
 
-/// A member in any of the shapes the pages use: `id` or `user_id`, and `email`.
+/// Which field of a member record holds the id the removal takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum IdField {
+    /// `id` (Telnyx, Aerospike, Cognee, Factory).
+    Id,
+    /// `user_id`: Aitronos lists `id` (the membership, `orguser_*`) beside `user_id` (`usr_*`).
+    UserId,
+}
+
+/// A member in any of the pages' shapes. Both id fields are read, so a record holding both (as
+/// Aitronos' documented search answer does) is not refused as a duplicate field.
 #[derive(Deserialize)]
 pub(super) struct AnyMember {
-    #[serde(default, alias = "user_id")]
-    id: Option<String>,
+    #[serde(default)]
+    id: Option<serde_json::Value>,
+    #[serde(default)]
+    user_id: Option<serde_json::Value>,
     #[serde(default)]
     email: Option<String>,
 }
 
-impl AnyMember {
-    fn member(self) -> Option<Member> {
-        Some(Member {
-            id: self.id?,
-            email: self.email?,
-        })
+/// An id as text: a string, or a number written as one.
+fn id_text(v: Option<serde_json::Value>) -> Option<String> {
+    match v? {
+        serde_json::Value::String(s) if !s.trim().is_empty() => Some(s),
+        serde_json::Value::Number(n) => Some(n.to_string()),
+        _ => None,
     }
 }
 
-/// A list answer: a bare array, or an object holding it under `members`, `users` or `data`.
+/// The members with an email. None when a member with an email has no id in `field`: such a list
+/// cannot prove anyone absent, so it is unreadable rather than quietly short.
+pub(super) fn members(list: Vec<AnyMember>, field: IdField) -> Option<Vec<Member>> {
+    let mut out = Vec::with_capacity(list.len());
+    for m in list {
+        let Some(email) = m.email.filter(|e| !e.trim().is_empty()) else {
+            continue;
+        };
+        let id = match field {
+            IdField::Id => id_text(m.id),
+            IdField::UserId => id_text(m.user_id),
+        }?;
+        out.push(Member { id, email });
+    }
+    Some(out)
+}
+
+/// A list answer: a bare array, or an object holding it under `members`, `users` or `data`, with
+/// whatever paging fields the page documents. Fields are kept apart (no serde aliases), so a body
+/// that carries two of them is still read.
 #[derive(Deserialize)]
 #[serde(untagged)]
 pub(super) enum AnyList {
     Bare(Vec<AnyMember>),
-    Wrapped {
-        #[serde(alias = "users", alias = "data")]
-        members: Vec<AnyMember>,
-    },
+    Wrapped(Wrapped),
+}
+
+#[derive(Deserialize, Default)]
+pub(super) struct Wrapped {
+    #[serde(default)]
+    pub members: Option<Vec<AnyMember>>,
+    #[serde(default)]
+    pub users: Option<Vec<AnyMember>>,
+    #[serde(default)]
+    pub data: Option<Vec<AnyMember>>,
+    /// Aitronos' documented search answer.
+    #[serde(default)]
+    pub total_users_count: Option<u64>,
+    /// Aitronos' other page.
+    #[serde(default)]
+    pub total: Option<u64>,
+    /// Aerospike `{count, meta: {total, limit, offset}}`; Telnyx `meta: {total_pages, ...}`.
+    #[serde(default)]
+    pub meta: Option<Meta>,
+    /// Factory `pagination: {hasMore, nextCursor}`.
+    #[serde(default)]
+    pub pagination: Option<Pagination>,
+}
+
+#[derive(Deserialize, Default)]
+pub(super) struct Meta {
+    #[serde(default)]
+    pub total: Option<u64>,
+    #[serde(default)]
+    pub offset: Option<u64>,
+    #[serde(default)]
+    pub total_pages: Option<u32>,
+}
+
+#[derive(Deserialize, Default)]
+pub(super) struct Pagination {
+    #[serde(default, rename = "hasMore")]
+    pub has_more: Option<bool>,
+    #[serde(default, rename = "nextCursor")]
+    pub next_cursor: Option<String>,
 }
 
 impl AnyList {
-    pub(super) fn members(self) -> Vec<Member> {
-        let list = match self {
-            AnyList::Bare(l) | AnyList::Wrapped { members: l } => l,
-        };
-        list.into_iter().filter_map(AnyMember::member).collect()
+    pub(super) fn read(body: &[u8]) -> Option<AnyList> {
+        serde_json::from_slice(body).ok()
     }
-}
 
-/// Reads a list answer that has no paging (Aerospike, Cognee).
-pub(super) fn read_whole_list(body: &[u8]) -> Option<MemberPage> {
-    let list: AnyList = serde_json::from_slice(body).ok()?;
-    Some(MemberPage {
-        members: list.members(),
-        more: false,
-    })
+    /// The list and the paging fields around it. None when the object holds no list at all.
+    pub(super) fn split(self) -> Option<(Vec<AnyMember>, Wrapped)> {
+        match self {
+            AnyList::Bare(list) => Some((list, Wrapped::default())),
+            AnyList::Wrapped(mut w) => {
+                let list = w.members.take().or(w.users.take()).or(w.data.take())?;
+                Some((list, w))
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -133,13 +219,49 @@ mod tests {
     }
 
     #[test]
-    fn lists_come_bare_or_wrapped_with_id_or_user_id() {
-        let bare = read_whole_list(br#"[{"id":"a","email":"x@y.z","role":"member"}]"#).unwrap();
-        assert_eq!(bare.members, vec![m("a", "x@y.z")]);
-        let wrapped =
-            read_whole_list(br#"{"users":[{"user_id":"usr_1","email":"x@y.z"}],"total":1}"#)
-                .unwrap();
-        assert_eq!(wrapped.members, vec![m("usr_1", "x@y.z")]);
-        assert!(read_whole_list(b"not json").is_none());
+    fn both_id_fields_are_read_and_the_right_one_is_taken() {
+        let body = br#"{"users":[{"id":"orguser_1","user_id":"usr_1","email":"x@y.z"}],"total_users_count":1}"#;
+        let (list, w) = AnyList::read(body).unwrap().split().unwrap();
+        assert_eq!(w.total_users_count, Some(1));
+        assert_eq!(
+            members(list, IdField::UserId).unwrap(),
+            vec![m("usr_1", "x@y.z")]
+        );
+        let (list, _) = AnyList::read(body).unwrap().split().unwrap();
+        assert_eq!(
+            members(list, IdField::Id).unwrap(),
+            vec![m("orguser_1", "x@y.z")]
+        );
+        // A member with an email but without the id the removal takes: the list is unreadable.
+        let (list, _) = AnyList::read(br#"{"members":[{"id":"orguser_1","email":"x@y.z"}]}"#)
+            .unwrap()
+            .split()
+            .unwrap();
+        assert_eq!(members(list, IdField::UserId), None);
+    }
+
+    #[test]
+    fn lists_come_bare_or_wrapped() {
+        let (list, _) = AnyList::read(br#"[{"id":"a","email":"x@y.z","role":"member"}]"#)
+            .unwrap()
+            .split()
+            .unwrap();
+        assert_eq!(members(list, IdField::Id).unwrap(), vec![m("a", "x@y.z")]);
+        let (list, w) = AnyList::read(
+            br#"{"count":1,"meta":{"total":3,"limit":1,"offset":0},"members":[{"id":"a","email":"x@y.z"}]}"#,
+        )
+        .unwrap()
+        .split()
+        .unwrap();
+        assert_eq!(list.len(), 1);
+        assert_eq!(w.meta.unwrap().total, Some(3));
+        assert!(AnyList::read(b"not json").is_none());
+        assert!(
+            AnyList::read(br#"{"detail":"Not Found"}"#)
+                .unwrap()
+                .split()
+                .is_none(),
+            "an error body is not an empty list"
+        );
     }
 }

@@ -21,6 +21,7 @@ use ::http::header::HeaderMap;
 
 use crate::job::{ProviderKind, Target};
 pub use auth::Auth;
+pub use client::HttpSpec;
 pub use client::{Client, RequestBuilder};
 pub use http::{Answer, Hint, ProviderError, Transport};
 
@@ -35,28 +36,25 @@ pub trait Adapter: Send + Sync + 'static {
     /// Reads an answer to the removal (status, headers, body) into the uniform shape.
     fn read(&self, status: StatusCode, headers: &HeaderMap, body: &[u8]) -> Answer;
 
-    /// The member search or list request that finds `email`, page `page` (from 0), within
-    /// `organization` (the org or tenant, for the kinds that name one). None for a provider that
-    /// takes emails directly (Factory).
-    fn lookup(
+    /// One page of the member list (or of the search for `email`, where the API searches) within
+    /// `organization` (the org or tenant, for the kinds that name one), starting at `at`.
+    fn list(
         &self,
-        _http: &Client,
-        _organization: Option<&str>,
-        _email: &str,
-        _page: u32,
-    ) -> Option<RequestBuilder> {
-        None
-    }
+        http: &Client,
+        organization: Option<&str>,
+        email: Option<&str>,
+        at: &lookup::Cursor,
+    ) -> RequestBuilder;
 
-    /// Reads a successful search or list answer.
-    fn read_lookup(&self, _body: &[u8], _page: u32) -> Option<lookup::MemberPage> {
-        None
-    }
+    /// Reads a successful list answer in the page's documented shape; None when it is not one.
+    fn read_list(&self, body: &[u8], at: &lookup::Cursor) -> Option<lookup::MemberPage>;
 
-    /// Whether `lookup` returns every member at once, whatever the email.
-    fn whole_list(&self) -> bool {
-        false
-    }
+    /// The smallest authenticated read-only request of this API (one member of the list), which
+    /// proves the base URL, the credential and its permission before any removal.
+    fn probe(&self, http: &Client, organization: Option<&str>) -> RequestBuilder;
+
+    /// Whether the list ignores the email (no filter): one whole read serves every lookup.
+    fn whole_list(&self) -> bool;
 }
 
 /// Builds the adapter for a provider kind with its base URL (no trailing slash).
@@ -71,21 +69,23 @@ pub fn adapter(kind: ProviderKind, base_url: &str) -> Box<dyn Adapter> {
     }
 }
 
-/// An adapter with its credentials and HTTP client: sends one removal, reads one answer.
+/// Which token a request carried: a request refused with a 401 drops the token only if it is
+/// still the current one, so concurrent refusals of one token cause one refresh, and a refusal
+/// of an old token never drops a new one. 0 for fixed credentials.
+pub type Generation = u64;
+
+/// A request ready to leave, and the token generation it carries.
+pub struct Prepared {
+    pub request: RequestBuilder,
+    pub generation: Generation,
+}
+
+/// An adapter with its credentials and HTTP client: sends one request, reads one answer.
 pub struct Provider {
     adapter: Box<dyn Adapter>,
     auth: Auth,
     http: Client,
-    /// Whole member lists by organization ("" when the key picks it), with when they were read.
-    lists: std::sync::Mutex<std::collections::HashMap<String, CachedList>>,
-    list_fetch: tokio::sync::Mutex<()>,
 }
-
-/// A whole member list and when it was read.
-type CachedList = (std::time::Instant, std::sync::Arc<Vec<lookup::Member>>);
-
-/// How long a whole member list serves lookups before it is read again.
-pub const LIST_CACHE_TTL: Duration = Duration::from_secs(60);
 
 impl Provider {
     pub fn new(adapter: Box<dyn Adapter>, auth: Auth, http: Client) -> Provider {
@@ -93,8 +93,6 @@ impl Provider {
             adapter,
             auth,
             http,
-            lists: Default::default(),
-            list_fetch: Default::default(),
         }
     }
 
@@ -102,171 +100,161 @@ impl Provider {
         self.adapter.kind()
     }
 
-    /// Whether a 401 may be cured by fetching a new token (OAuth), once.
+    /// Whether a 401 may be cured by fetching a new token (OAuth).
     pub fn refreshable(&self) -> bool {
         self.auth.refreshable()
     }
 
-    /// Drops a cached token that the provider refused on a request sent at `sent_at`, so the next
-    /// request fetches a new one.
-    pub fn invalidate_token(&self, sent_at: std::time::Instant) {
-        self.auth.invalidate(sent_at);
+    /// Drops the cached token if it is still generation `generation` (the one a refused request
+    /// carried), so the next request fetches a new one.
+    pub fn invalidate_token(&self, generation: Generation) {
+        self.auth.invalidate(generation);
     }
 
-    /// Builds one removal request with its credentials (fetching a token if needed). `Err` holds
-    /// what to classify instead when no request could be built: the token endpoint's refusal, or
-    /// its silence.
+    /// Whether the list ignores the email, so one whole read serves every lookup.
+    pub fn whole_list(&self) -> bool {
+        self.adapter.whole_list()
+    }
+
+    /// Attaches credentials (fetching a token if needed). `Err` holds what to classify instead
+    /// when no request could be built: the token endpoint's refusal, or its silence.
     ///
-    /// Kept apart from [`Provider::send`] so the lane admits a request only once it is ready to
-    /// leave: a token fetch between admission and sending would bunch requests up behind it and
-    /// send them as a burst the limiter never allowed.
-    pub async fn prepare(
+    /// Kept apart from sending so the lane admits a request only once it is ready to leave: a
+    /// token fetch between admission and sending would bunch requests up behind it and send them
+    /// as a burst the limiter never allowed.
+    async fn authorize(
         &self,
-        target: &Target,
-    ) -> Result<RequestBuilder, Result<Answer, Transport>> {
-        assert_eq!(
-            target.kind(),
-            self.adapter.kind(),
-            "a job reached the lane of another provider kind"
-        );
-        let request = self.adapter.removal(&self.http, target);
+        request: RequestBuilder,
+    ) -> Result<Prepared, Result<Answer, Transport>> {
         match self.auth.apply(request).await {
-            Ok(r) => Ok(r),
+            Ok((request, generation)) => Ok(Prepared {
+                request,
+                generation,
+            }),
             // The token endpoint's own refusal is an answer too, classified like any other.
             Err(auth::AuthFailure::Answer(answer)) => Err(Ok(answer)),
             Err(auth::AuthFailure::Transport(t)) => Err(Err(t)),
         }
     }
 
-    /// Sends a prepared request and reads its answer. `Err` only when no answer came back.
+    /// One removal request with its credentials.
+    pub async fn prepare(&self, target: &Target) -> Result<Prepared, Result<Answer, Transport>> {
+        assert_eq!(
+            target.kind(),
+            self.adapter.kind(),
+            "a job reached the lane of another provider kind"
+        );
+        self.authorize(self.adapter.removal(&self.http, target))
+            .await
+    }
+
+    /// Sends a prepared removal and reads its answer. `Err` only when no answer came back.
     pub async fn send(&self, request: RequestBuilder) -> Result<Answer, Transport> {
         let (status, headers, body) = request.send().await?;
         Ok(self.adapter.read(status, &headers, &body))
     }
 
-    /// Whether this provider's member list comes whole (no filter, no paging), so one fetch can
-    /// serve every lookup for a while (Aerospike's members; a Cognee tenant's users).
-    pub fn whole_list(&self) -> bool {
-        self.adapter.whole_list()
-    }
-
-    /// Builds one page of a member search with its credentials. None for a provider that takes
-    /// emails directly; `Err` as for [`Provider::prepare`].
-    pub async fn prepare_lookup(
+    /// One page of the member list or search, with its credentials.
+    pub async fn prepare_list(
         &self,
         organization: Option<&str>,
-        email: &str,
-        page: u32,
-    ) -> Option<Result<RequestBuilder, Result<Answer, Transport>>> {
-        let request = self.adapter.lookup(&self.http, organization, email, page)?;
-        Some(match self.auth.apply(request).await {
-            Ok(r) => Ok(r),
-            Err(auth::AuthFailure::Answer(answer)) => Err(Ok(answer)),
-            Err(auth::AuthFailure::Transport(t)) => Err(Err(t)),
-        })
+        email: Option<&str>,
+        at: &lookup::Cursor,
+    ) -> Result<Prepared, Result<Answer, Transport>> {
+        self.authorize(self.adapter.list(&self.http, organization, email, at))
+            .await
     }
 
-    /// Sends a prepared search and reads it: the answer (classified like any other) and, on a 2xx
-    /// that reads as a page, the page.
-    pub async fn send_lookup(
+    /// The probe request (see [`Adapter::probe`]), with its credentials.
+    pub async fn prepare_probe(
+        &self,
+        organization: Option<&str>,
+    ) -> Result<Prepared, Result<Answer, Transport>> {
+        self.authorize(self.adapter.probe(&self.http, organization))
+            .await
+    }
+
+    /// Sends a prepared list, search or probe and reads it: the answer (classified like any
+    /// other) and, on a 2xx in the documented shape, the page. A 2xx in any other shape is an
+    /// answer we cannot read: its error says so, and it reads as no page.
+    pub async fn send_list(
         &self,
         request: RequestBuilder,
-        page: u32,
+        at: &lookup::Cursor,
     ) -> Result<(Answer, Option<lookup::MemberPage>), Transport> {
-        let (status, headers, body) = request.send().await?;
+        let (status, headers, body) = request.list().send().await?;
         let mut answer = self.adapter.read(status, &headers, &body);
-        if status.is_success() {
-            // A search that answered is not a removal: only its page matters.
+        // A list is not a removal: a not-a-member or owner reading means nothing here (a 404 to
+        // a list is a wrong URL or organization). What concerns the credential or the
+        // organization still does.
+        if !matches!(
+            answer.hint,
+            Hint::TokenExpired | Hint::TokenDenied | Hint::OrganizationRefused
+        ) {
             answer.hint = Hint::None;
-            let page = self.adapter.read_lookup(&body, page);
-            return Ok((answer, page));
         }
-        // A search's 404 says nothing about membership: the organization or the URL is wrong.
-        if answer.hint == Hint::NotAMember {
-            answer.hint = Hint::NoSuchOrganization;
+        if status.is_success() {
+            let page = self.adapter.read_list(&body, at);
+            if page.is_none() {
+                answer.error = Some(ProviderError {
+                    code: Some("unreadable_list".into()),
+                    message: format!(
+                        "the member list answer is not in the documented shape: {}",
+                        http::text_excerpt(status, &body)
+                    ),
+                });
+            }
+            return Ok((answer, page));
         }
         Ok((answer, None))
     }
 
-    /// One page, prepared and sent at once (tests and one-off calls).
-    pub async fn lookup_page(
+    /// Reads every page at once, unpaced (tests and one-off calls; the lane paces each page).
+    pub async fn members(
         &self,
         organization: Option<&str>,
-        email: &str,
-        page: u32,
-    ) -> Result<(Answer, Option<lookup::MemberPage>), Option<Result<Answer, Transport>>> {
-        match self.prepare_lookup(organization, email, page).await {
-            None => Err(None),
-            Some(Err(r)) => Err(Some(r)),
-            Some(Ok(request)) => self
-                .send_lookup(request, page)
-                .await
-                .map_err(|t| Some(Err(t))),
+        email: Option<&str>,
+    ) -> Result<Vec<lookup::Member>, Result<Answer, Transport>> {
+        let mut members = Vec::new();
+        let mut at = lookup::Cursor::default();
+        loop {
+            let prepared = self.prepare_list(organization, email, &at).await?;
+            let (answer, page) = self.send_list(prepared.request, &at).await.map_err(Err)?;
+            let Some(page) = page else {
+                return Err(Ok(answer));
+            };
+            members.extend(page.members);
+            match page.next {
+                Some(next) if next.page < MAX_PAGES => at = next,
+                _ => return Ok(members),
+            }
         }
     }
 
-    /// The cached whole member list for `organization`, while fresh.
-    pub fn cached_members(
-        &self,
-        organization: Option<&str>,
-    ) -> Option<std::sync::Arc<Vec<lookup::Member>>> {
-        let cache = self.lists.lock().expect("list cache lock");
-        cache
-            .get(organization.unwrap_or(""))
-            .filter(|(at, _)| at.elapsed() < LIST_CACHE_TTL)
-            .map(|(_, m)| m.clone())
-    }
-
-    pub fn cache_members(
-        &self,
-        organization: Option<&str>,
-        members: std::sync::Arc<Vec<lookup::Member>>,
-    ) {
-        let mut cache = self.lists.lock().expect("list cache lock");
-        cache.insert(
-            organization.unwrap_or("").to_owned(),
-            (std::time::Instant::now(), members),
-        );
-    }
-
-    /// Held while one job fetches a whole list, so the others wait for the cache instead of each
-    /// fetching it.
-    pub fn list_fetch(&self) -> &tokio::sync::Mutex<()> {
-        &self.list_fetch
-    }
-
-    /// Finds the member with exactly this email, reading every page (for tests and one-off calls;
-    /// the lane paces each page like any request).
+    /// Finds the member with exactly this email, reading every page (tests and one-off calls).
     pub async fn find(
         &self,
         organization: Option<&str>,
         email: &str,
-    ) -> Result<lookup::Resolution, Option<Result<Answer, Transport>>> {
-        let mut members = Vec::new();
-        for page in 0..1000 {
-            let (answer, read) = self.lookup_page(organization, email, page).await?;
-            let Some(read) = read else {
-                return Err(Some(Ok(answer)));
-            };
-            members.extend(read.members);
-            if !read.more {
-                break;
-            }
-        }
+    ) -> Result<lookup::Resolution, Result<Answer, Transport>> {
+        let members = self.members(organization, Some(email)).await?;
         Ok(lookup::resolve(email, &members))
     }
 
     /// Prepares and sends at once (no pacing in between): for tests and one-off calls.
     pub async fn remove(&self, target: &Target) -> Result<Answer, Transport> {
         match self.prepare(target).await {
-            Ok(request) => self.send(request).await,
+            Ok(p) => self.send(p.request).await,
             Err(result) => result,
         }
     }
 }
 
-/// The HTTP client of one provider entry (see [`client`]): rustls, no redirects, no proxy from
-/// the environment, our User-Agent, every exchange within `timeout`.
+/// The most pages one list read follows: a guard against an API that never says "last page".
+pub const MAX_PAGES: u32 = 100_000;
+
+/// The HTTP client of one provider entry with the defaults (see [`client`]): rustls, no
+/// redirects, proxies from the environment, our User-Agent, every exchange within `timeout`.
 pub fn client(timeout: Duration) -> Result<Client, client::BuildError> {
     Client::new(timeout)
 }
@@ -275,9 +263,12 @@ pub fn client(timeout: Duration) -> Result<Client, client::BuildError> {
 pub fn build(
     entry: &crate::config::Entry,
     credential: &crate::config::Credential,
+    http: &client::HttpSpec,
 ) -> Result<Provider, String> {
     use crate::config::Credential;
-    let http = client(Duration::from_millis(entry.timeout_ms)).map_err(|e| e.to_string())?;
+    let mut spec = http.clone();
+    spec.timeout = Duration::from_millis(entry.timeout_ms);
+    let http = Client::with(&spec).map_err(|e| e.to_string())?;
     let auth = match credential {
         Credential::Bearer(token) => Auth::bearer(token)?,
         // Aitronos spells it X-API-Key, Cognee X-Api-Key: header names are case-insensitive.

@@ -8,7 +8,10 @@ use serde::Deserialize;
 use super::Adapter;
 use super::client::{Client, RequestBuilder};
 use super::http::{self, Answer, Hint, ProviderError};
-use super::lookup::{AnyList, MemberPage};
+use super::lookup::{AnyList, Cursor, IdField, MemberPage, members};
+
+/// Members per list page.
+const PAGE: u32 = 250;
 use crate::job::{ProviderKind, Target};
 
 pub struct Telnyx {
@@ -62,10 +65,15 @@ impl Adapter for Telnyx {
         let hint = match status {
             // Success is a 200 carrying the removed user.
             StatusCode::OK if http::json::<Removed>(body).is_some() => Hint::Removed,
-            // The key picks the organization, so a 10005 on this path can only mean the user.
+            // 10005 is also what a wrong URL answers ("resource or URL could not be found"): the
+            // lane believes it only once the entry's preflight has read the member list at the
+            // same base URL, and the key picks the organization, so then it can only be the user.
             StatusCode::NOT_FOUND if code == "10005" => Hint::NotAMember,
             StatusCode::NOT_FOUND => Hint::NoSuchOrganization,
-            // What removing the organization owner returns is not documented.
+            // The page's 403 on this path is 10010 "not authorized": what it answers for the
+            // organization's owner. It is about this user, never a reason to halt the lane.
+            StatusCode::FORBIDDEN if code == "10010" => Hint::TargetRefused,
+            // What removing the owner returns is not documented beyond that: read the words.
             StatusCode::FORBIDDEN | StatusCode::BAD_REQUEST | StatusCode::UNPROCESSABLE_ENTITY
                 if detail.to_ascii_lowercase().contains("owner") =>
             {
@@ -93,44 +101,47 @@ impl Adapter for Telnyx {
     }
 
     /// `GET {base}/v2/organizations/users?filter[email]=E&page[size]=250&page[number]=N`: a partial
-    /// match, paged.
-    fn lookup(
+    /// match, paged; without `filter[email]` every member.
+    fn list(
         &self,
         http: &Client,
         _organization: Option<&str>,
-        email: &str,
-        page: u32,
-    ) -> Option<RequestBuilder> {
-        let number = (page + 1).to_string();
-        Some(
-            http.get(format!("{}/v2/organizations/users", self.base))
-                .query(&[
-                    ("filter[email]", email),
-                    ("page[size]", "250"),
-                    ("page[number]", number.as_str()),
-                ]),
-        )
+        email: Option<&str>,
+        at: &Cursor,
+    ) -> RequestBuilder {
+        let number = (at.page + 1).to_string();
+        let size = PAGE.to_string();
+        let request = http.get(format!("{}/v2/organizations/users", self.base));
+        let request = match email {
+            Some(e) => request.query(&[("filter[email]", e)]),
+            None => request,
+        };
+        request.query(&[
+            ("page[size]", size.as_str()),
+            ("page[number]", number.as_str()),
+        ])
     }
 
-    fn read_lookup(&self, body: &[u8], page: u32) -> Option<MemberPage> {
-        #[derive(Deserialize)]
-        struct Paged {
-            #[serde(default)]
-            meta: Option<Meta>,
-        }
-        #[derive(Deserialize)]
-        struct Meta {
-            #[serde(default)]
-            total_pages: Option<u32>,
-        }
-        let members = http::json::<AnyList>(body)?.members();
-        let total_pages = http::json::<Paged>(body)
-            .and_then(|p| p.meta)
-            .and_then(|m| m.total_pages);
-        let more = match total_pages {
-            Some(t) => page + 1 < t,
-            None => members.len() == 250,
+    fn read_list(&self, body: &[u8], at: &Cursor) -> Option<MemberPage> {
+        let (list, paging) = AnyList::read(body)?.split()?;
+        let got = list.len();
+        let members = members(list, IdField::Id)?;
+        let more = match paging.meta.and_then(|m| m.total_pages) {
+            Some(t) => at.page + 1 < t,
+            None => got == PAGE as usize,
         };
-        Some(MemberPage { members, more })
+        Some(MemberPage {
+            members,
+            next: more.then(|| at.next(None)),
+        })
+    }
+
+    fn probe(&self, http: &Client, _organization: Option<&str>) -> RequestBuilder {
+        http.get(format!("{}/v2/organizations/users", self.base))
+            .query(&[("page[size]", "1")])
+    }
+
+    fn whole_list(&self) -> bool {
+        false
     }
 }

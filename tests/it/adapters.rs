@@ -85,6 +85,35 @@ fn route(kind: ProviderKind) -> (&'static str, String) {
     }
 }
 
+/// Method and path of the member list (the preflight's probe and the lookups).
+fn list_route(kind: ProviderKind) -> (&'static str, String) {
+    match kind {
+        Factory => ("GET", "/api/v0/organization/users".into()),
+        Aitronos => ("POST", format!("/v1/organizations/{ORG}/users")),
+        Telnyx => ("GET", "/v2/organizations/users".into()),
+        Aerospike => ("GET", "/v1/organization/members".into()),
+        Cognee => (
+            "GET",
+            format!("/api/v1/permissions/tenants/{TENANT_UUID}/users"),
+        ),
+    }
+}
+
+/// An empty member list in each page's documented shape.
+fn empty_list(kind: ProviderKind) -> serde_json::Value {
+    match kind {
+        Factory => json!({"users": [], "pagination": {"hasMore": false, "nextCursor": null}}),
+        Aitronos => json!({"users": [], "total_users_count": 0, "skip": 0, "take": 1}),
+        Telnyx => {
+            json!({"data": [], "meta": {"page_number": 1, "page_size": 1, "total_pages": 0, "total_results": 0}})
+        }
+        Aerospike => {
+            json!({"count": 0, "meta": {"total": 0, "limit": 1, "offset": 0}, "members": []})
+        }
+        Cognee => json!([]),
+    }
+}
+
 fn base_url(kind: ProviderKind, uri: &str) -> String {
     match kind {
         // With a trailing slash: the adapter must not send `//organization`.
@@ -234,6 +263,14 @@ async fn rig_with(kind: ProviderKind, timeout: Duration, body: TokenBody, expire
         Aitronos | Cognee => (Auth::header("x-api-key", "", &secret(KEY)).unwrap(), None),
         Factory | Telnyx => (Auth::bearer(&secret(KEY)).unwrap(), None),
     };
+    // The member list every lane reads first (its preflight), in the page's shape, empty.
+    let (m, p) = list_route(kind);
+    Mock::given(method(m))
+        .and(path(p))
+        .respond_with(ResponseTemplate::new(200).set_body_json(empty_list(kind)))
+        .with_priority(20)
+        .mount(&server)
+        .await;
     let adapter = providers::adapter(kind, &base_url(kind, &server.uri()));
     Rig {
         provider: Provider::new(adapter, auth, http),
@@ -358,6 +395,8 @@ enum Want {
     Removed,
     Absent,
     Fail(FailReason),
+    /// A 404 the page does not document: absent only once the member list agrees.
+    Unconfirmed,
     /// Retry for this reason, whatever the wait.
     Retry(RetryReason),
     /// Retry for this reason after a wait within `[lo, hi]`.
@@ -367,7 +406,9 @@ enum Want {
 impl Want {
     fn matches(self, d: Decision) -> bool {
         match (self, d) {
-            (Want::Removed, Decision::Removed) | (Want::Absent, Decision::AlreadyAbsent) => true,
+            (Want::Removed, Decision::Removed)
+            | (Want::Absent, Decision::AlreadyAbsent)
+            | (Want::Unconfirmed, Decision::AbsentUnconfirmed) => true,
             (Want::Fail(w), Decision::Fail { reason }) => w == reason,
             (Want::Retry(w), Decision::Retry { reason, .. }) => w == reason,
             (Want::RetryAfter(w, lo, hi), Decision::Retry { reason, after }) => {
@@ -600,7 +641,8 @@ async fn aitronos_answers() {
             case(
                 "403 ORGANIZATION_ACCESS_DENIED",
                 error_body(k, 403, "ORGANIZATION_ACCESS_DENIED", "No access."),
-                Want::Fail(FailReason::Forbidden),
+                // Scoped to this organization: the key's other organizations go on.
+                Want::Fail(FailReason::OrganizationForbidden),
             ),
             case(
                 "404 USER_NOT_FOUND",
@@ -667,7 +709,9 @@ async fn telnyx_answers() {
                     "10010",
                     "You are not authorized to access the requested resource.",
                 ),
-                Want::Fail(FailReason::Forbidden),
+                // The page's 403 for this call, what the organization's owner gets: about this
+                // user, never a reason to halt the lane.
+                Want::Fail(FailReason::Refused),
             ),
             case(
                 "404 10005",
@@ -729,7 +773,8 @@ async fn aerospike_answers() {
                     "urn:aerospike:errors:resource:not-found",
                     "No such member",
                 ),
-                Want::Absent,
+                // Not on the page: believed only once the member list agrees (the lane's job).
+                Want::Unconfirmed,
             )
             .error(
                 Some("urn:aerospike:errors:resource:not-found"),
@@ -739,7 +784,7 @@ async fn aerospike_answers() {
             case(
                 "404 {code, message}",
                 error_body(k, 404, "not_found", "Member not found"),
-                Want::Absent,
+                Want::Unconfirmed,
             ),
             case(
                 "429 problem with Retry-After as an HTTP date",
@@ -793,7 +838,8 @@ async fn cognee_answers() {
                     "PermissionDeniedError",
                     "User does not have permission.",
                 ),
-                Want::Fail(FailReason::Forbidden),
+                // Permission is per tenant: the entry's other tenants go on.
+                Want::Fail(FailReason::OrganizationForbidden),
             )
             .error(Some("PermissionDeniedError"), "does not have permission"),
             case(
@@ -981,7 +1027,7 @@ async fn expiring_token_rig(tok1_ok: u64) -> Rig {
 }
 
 #[tokio::test]
-async fn aerospike_401_refreshes_the_token_once() {
+async fn aerospike_401_drops_the_refused_token_generation_only() {
     // The token was cached by an earlier removal, then revoked by the provider.
     let rig = expiring_token_rig(1).await;
     let t = target(Aerospike);
@@ -990,7 +1036,8 @@ async fn aerospike_401_refreshes_the_token_once() {
         Decision::Removed
     );
 
-    let sent = Instant::now();
+    // The first token fetched is generation 1: the refused request carried it.
+    let sent = 1;
     let refused = rig.provider.remove(&t).await;
     let answer = refused.as_ref().unwrap();
     assert_eq!(answer.status.as_u16(), 401);
@@ -1007,7 +1054,7 @@ async fn aerospike_401_refreshes_the_token_once() {
         Decision::Fail {
             reason: FailReason::Unauthorized
         },
-        "after its one refresh, a job's 401 is final"
+        "once a job's refreshes are spent, a 401 is final"
     );
 
     rig.provider.invalidate_token(sent);
@@ -1015,7 +1062,7 @@ async fn aerospike_401_refreshes_the_token_once() {
     assert_eq!(classify(&again, false), Decision::Removed);
     assert_eq!(rig.grants(), 2, "a new token was fetched");
 
-    // A late refusal of the old token (sent before the new one was issued) keeps the new one.
+    // A late refusal of the old token (generation 1) keeps the new one (generation 2).
     rig.provider.invalidate_token(sent);
     let third = rig.provider.remove(&t).await;
     assert_eq!(classify(&third, false), Decision::Removed);
@@ -1058,10 +1105,16 @@ async fn aerospike_token_endpoint_refusal_is_final_not_a_refresh_loop() {
     );
     assert_eq!(rig.grants(), 0);
 
-    // Through the lane: one token request, no removal request (attempts counts those), failed as unauthorized.
+    // Through the lane: its preflight asks for one token, is refused, and halts the entry
+    // before any removal; no refresh loop.
     let lane = lane(rig.provider, policy());
     let record = lane.execute(&job(Aerospike, 1)).await;
-    assert_failed(&record, "unauthorized", 0);
+    assert_eq!(record.outcome, Outcome::NotAttempted, "{record:?}");
+    assert_eq!(record.reason, Some("preflight_failed"));
+    assert_eq!(record.attempts, 0);
+    let message = &record.error.as_ref().unwrap().message;
+    assert!(message.contains("invalid_client"), "{message}");
+    assert!(lane.halted().is_some());
     assert_eq!(
         received(&rig.server, TOKEN_PATH).await.len(),
         2,
@@ -1167,6 +1220,7 @@ fn lane_with_metrics(provider: Provider, policy: Policy, metrics: &Metrics) -> L
             max_in_flight: 10,
             circuit_after: 3,
             policy,
+            protected: Default::default(),
         },
         lane_metrics,
     )
@@ -1227,8 +1281,12 @@ async fn lane_retries_a_503_then_records_the_removal_for_every_adapter() {
             ),
             format!("offboard_retries_total{{provider=\"{kind}\",reason=\"server_error\"}} 1"),
             format!("offboard_retries_total{{provider=\"{kind}\",reason=\"rate_limited\"}} 0"),
-            format!("offboard_provider_request_duration_seconds_count{{provider=\"{kind}\"}} 2"),
-            format!("offboard_rate_limit_wait_seconds_count{{provider=\"{kind}\"}} 2"),
+            // The preflight's read, then the two removal attempts.
+            format!(
+                "offboard_provider_requests_total{{operation=\"preflight\",provider=\"{kind}\",status=\"200\"}} 1"
+            ),
+            format!("offboard_provider_request_duration_seconds_count{{provider=\"{kind}\"}} 3"),
+            format!("offboard_rate_limit_wait_seconds_count{{provider=\"{kind}\"}} 3"),
             format!("offboard_jobs_in_flight{{provider=\"{kind}\"}} 0"),
         ] {
             assert!(
@@ -1299,7 +1357,8 @@ async fn lane_opens_its_circuit_after_three_401s_and_sends_nothing_more() {
     assert_eq!(fourth.outcome, Outcome::NotAttempted, "{fourth:?}");
     assert_eq!(fourth.reason, Some("circuit_open"));
     assert_eq!(fourth.attempts, 0);
-    assert_eq!(rig.server.received_requests().await.unwrap().len(), 3);
+    // The preflight's read, then the three refused removals.
+    assert_eq!(rig.server.received_requests().await.unwrap().len(), 4);
     rig.server.verify().await;
 }
 

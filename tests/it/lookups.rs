@@ -175,10 +175,11 @@ async fn a_failed_search_is_classified_like_any_answer() {
         )
         .mount(&server)
         .await;
-    let Err(Some(answer)) = p.find(Some(TENANT), "ann@acme.example").await else {
+    let Err(answer) = p.find(Some(TENANT), "ann@acme.example").await else {
         panic!("a 404 is no resolution")
     };
-    assert_eq!(answer.as_ref().unwrap().hint, Hint::NoSuchOrganization);
+    // A list's 404 says nothing about membership: the tenant or the URL is wrong.
+    assert_eq!(answer.as_ref().unwrap().hint, Hint::None);
     assert_eq!(
         classify(&answer, false),
         Decision::Fail {
@@ -195,7 +196,7 @@ async fn a_failed_search_is_classified_like_any_answer() {
         )
         .mount(&server)
         .await;
-    let Err(Some(answer)) = p.find(None, "ann@acme.example").await else {
+    let Err(answer) = p.find(None, "ann@acme.example").await else {
         panic!("a 429 is no resolution")
     };
     assert!(
@@ -204,7 +205,28 @@ async fn a_failed_search_is_classified_like_any_answer() {
 }
 
 #[tokio::test]
-async fn factory_takes_the_email_itself() {
-    let (_server, p) = provider(ProviderKind::Factory).await;
-    assert!(matches!(p.find(None, "ann@acme.example").await, Err(None)));
+async fn factorys_list_is_paged_by_cursor() {
+    let (server, p) = provider(ProviderKind::Factory).await;
+    Mock::given(method("GET"))
+        .and(path("/api/v0/organization/users"))
+        .and(query_param("cursor", "c2"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "users": [{"id": "u2", "email": "bob@acme.example"}],
+            "pagination": {"hasMore": false, "nextCursor": null}
+        })))
+        .with_priority(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/api/v0/organization/users"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "users": [{"id": "u1", "email": "ann@acme.example"}],
+            "pagination": {"hasMore": true, "nextCursor": "c2"}
+        })))
+        .with_priority(2)
+        .mount(&server)
+        .await;
+    let members = p.members(None, None).await.unwrap();
+    let emails: Vec<_> = members.iter().map(|m| m.email.as_str()).collect();
+    assert_eq!(emails, ["ann@acme.example", "bob@acme.example"]);
 }
