@@ -474,9 +474,14 @@ async fn run_command(args: RunArgs) -> anyhow::Result<ExitCode> {
     let guard = crate::safety::check(&settings, &plan, args.allow_removals);
     if args.dry_run {
         println!(
-            "Plan for {} ({} rows), nothing sent (--dry-run):",
+            "Plan for {} ({} rows), {} (--dry-run):",
             args.csv.display(),
-            plan.rows
+            plan.rows,
+            if args.offline {
+                "nothing sent"
+            } else {
+                "no removal sent"
+            }
         );
         for lane in &lanes.lanes {
             println!(

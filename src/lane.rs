@@ -546,6 +546,39 @@ impl Lane {
         Ok(out)
     }
 
+    /// Whether `user` (an id in this provider's format, or an email when `by_email`) is still a
+    /// member of `organization`, read through this lane's pacing and retries: for `offboard
+    /// verify`. Answers how it was checked. Read-only: nothing is removed.
+    pub async fn check_member(
+        &self,
+        organization: Option<&str>,
+        user: &str,
+        by_email: bool,
+    ) -> Result<(bool, &'static str), String> {
+        let mut requests = 0;
+        let words = |f: ReadFailure| preflight_words(&f);
+        if by_email && !self.provider.whole_list() {
+            let members = self
+                .read_pages(organization, Some(user), false, &mut requests)
+                .await
+                .map_err(words)?;
+            let found = !matches!(resolve(user, members.iter()), Resolution::NoMember);
+            return Ok((found, "search"));
+        }
+        let members = self
+            .whole_list(organization, None, &mut requests)
+            .await
+            .map_err(words)?;
+        let found = members.iter().any(|m| {
+            if by_email {
+                m.email.trim().eq_ignore_ascii_case(user.trim())
+            } else {
+                m.id.eq_ignore_ascii_case(user.trim())
+            }
+        });
+        Ok((found, "member_list"))
+    }
+
     /// The whole member list of an organization, read at or after `not_before` (a list read
     /// before an answer cannot confirm it), shared by concurrent jobs and kept a while.
     async fn whole_list(
@@ -669,13 +702,15 @@ impl Lane {
         let org = org.as_deref();
         let protected = match self.proof(org).await {
             Ok(p) => p,
+            // The reason names the entry, and the organization when only that one failed.
             Err(reason) => {
-                let code = if self.entry_failed.get().is_some() {
-                    "preflight_failed"
-                } else {
-                    "organization_preflight_failed"
-                };
-                return self.not_sent(job, started, Outcome::NotAttempted, code, reason);
+                return self.not_sent(
+                    job,
+                    started,
+                    Outcome::NotAttempted,
+                    "preflight_failed",
+                    reason,
+                );
             }
         };
         if let Some(reason) = self.organization_refused(org) {

@@ -60,7 +60,37 @@ impl Outcome {
     fn index(self) -> usize {
         self as usize
     }
+
+    /// Whether a job that ended so (with `reason`) is settled: no rerun could change it, so a
+    /// resumed `run` skips its row and a worker acknowledges a redelivery of it without running
+    /// it again. The one definition, for resume, redelivery and the summary.
+    ///
+    /// Not settled: `not_attempted`, and `failed` for a reason a later run may not meet (see
+    /// [`TRANSIENT_FAILURES`]).
+    pub fn settled(self, reason: Option<&str>) -> bool {
+        match self {
+            Outcome::NotAttempted => false,
+            Outcome::Failed => !reason.is_some_and(|r| TRANSIENT_FAILURES.contains(&r)),
+            _ => true,
+        }
+    }
 }
+
+/// The `failed` reasons a resumed run tries again: retries or rate-limit waits ran out, the lane
+/// halted, the credential was refused (fixed since, perhaps), TLS failed, a list was larger than
+/// `http.max_list_bytes`, an answer could not be read. A provider's own refusal of the request
+/// (`refused`, `rejected`, `not_found`, `conflict`, `ambiguous`...) would be the same again.
+pub const TRANSIENT_FAILURES: [&str; 9] = [
+    "retries_exhausted",
+    "rate_limit_wait_exceeded",
+    "lane_halted",
+    "unauthorized",
+    "forbidden",
+    "forbidden_in_organization",
+    "tls",
+    "answer_too_large",
+    "unexpected_status",
+];
 
 /// A wall-clock instant, written as RFC 3339 UTC with milliseconds.
 #[derive(Debug, Clone, Copy)]
@@ -378,6 +408,8 @@ struct Line {
     #[serde(default)]
     user: Option<String>,
     outcome: Outcome,
+    #[serde(default)]
+    reason: Option<String>,
 }
 
 fn lines(path: &Path) -> io::Result<Vec<Line>> {
@@ -392,13 +424,13 @@ fn lines(path: &Path) -> io::Result<Vec<Line>> {
     }
 }
 
-/// The (CSV line, provider) pairs an existing report already holds an outcome for (any but
-/// `not_attempted`), with the user it recorded: what a resumed `offboard run` skips, once it checked
-/// they are the same rows. (A row for every provider has one pair per provider.)
+/// The (CSV line, provider) pairs an existing report already holds a settled outcome for (see
+/// [`Outcome::settled`]), with the user it recorded: what a resumed `offboard run` skips, once it
+/// checked they are the same rows. (A row for every provider has one pair per provider.)
 pub fn settled_lines(path: &Path) -> io::Result<std::collections::HashMap<(u64, String), String>> {
     Ok(lines(path)?
         .into_iter()
-        .filter(|l| l.outcome != Outcome::NotAttempted)
+        .filter(|l| l.outcome.settled(l.reason.as_deref()))
         .filter_map(|l| {
             Some((
                 (l.line?, l.provider.unwrap_or_default()),
@@ -408,26 +440,36 @@ pub fn settled_lines(path: &Path) -> io::Result<std::collections::HashMap<(u64, 
         .collect())
 }
 
-/// Counts per provider and outcome over a whole report file.
+/// Counts per provider and outcome over a whole report file. A CSV row recorded more than once
+/// (a resumed run tried it again) counts once, as its last line says.
 pub fn summarize(path: &Path) -> io::Result<Summary> {
     let mut summary = Summary::default();
+    let mut last: std::collections::HashMap<(u64, String), Outcome> = Default::default();
     for l in lines(path)? {
-        summary
-            .counts
-            .entry(l.provider.unwrap_or_default())
-            .or_default()[l.outcome.index()] += 1;
+        let provider = l.provider.unwrap_or_default();
+        match l.line {
+            Some(line) => {
+                last.insert((line, provider), l.outcome);
+            }
+            None => summary.counts.entry(provider).or_default()[l.outcome.index()] += 1,
+        }
+    }
+    for ((_, provider), outcome) in last {
+        summary.counts.entry(provider).or_default()[outcome.index()] += 1;
     }
     Ok(summary)
 }
 
-/// The job ids an existing report already holds a settled outcome for: `removed`,
-/// `already_absent` or `invalid`, which no rerun could change. (`failed` is left out: a dead letter
-/// replayed after a fix must run again.) A torn last line, left by a crash mid-write, is ignored.
+/// The job ids an existing report already holds a settled outcome for (see [`Outcome::settled`]),
+/// `failed` aside: in the worker a failed job sits in the dead-letter queue, and a replay after a
+/// fix must run again. A torn last line, left by a crash mid-write, is ignored.
 pub fn final_job_ids(path: &Path) -> io::Result<std::collections::HashSet<String>> {
     #[derive(serde::Deserialize)]
     struct Line {
         job_id: String,
-        outcome: String,
+        outcome: Outcome,
+        #[serde(default)]
+        reason: Option<String>,
     }
     let text = match std::fs::read_to_string(path) {
         Ok(t) => t,
@@ -437,12 +479,7 @@ pub fn final_job_ids(path: &Path) -> io::Result<std::collections::HashSet<String
     Ok(text
         .lines()
         .filter_map(|l| serde_json::from_str::<Line>(l).ok())
-        .filter(|l| {
-            matches!(
-                l.outcome.as_str(),
-                "removed" | "already_absent" | "invalid" | "skipped_protected"
-            )
-        })
+        .filter(|l| l.outcome.settled(l.reason.as_deref()) && l.outcome != Outcome::Failed)
         .map(|l| l.job_id)
         .collect())
 }

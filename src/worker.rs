@@ -490,7 +490,9 @@ fn invalid_record(
 
 /// Records an outcome durably and, when no rerun could change it, remembers its job as settled.
 async fn record(ctx: &Ctx, r: Record) -> bool {
-    let settled = (r.outcome.is_done() || r.outcome == Outcome::Invalid).then(|| r.job_id.clone());
+    // A failed job sits in the dead-letter queue: replayed after a fix, it must run again.
+    let settled =
+        (r.outcome.settled(r.reason) && r.outcome != Outcome::Failed).then(|| r.job_id.clone());
     match ctx.sink.record_confirmed(r).await {
         Ok(()) => {
             if let Some(id) = settled {

@@ -263,13 +263,45 @@ async fn dry_run_prints_the_plan_and_sends_nothing() {
         Some(1),
         "invalid rows make a dry run exit 1:\n{stdout}"
     );
-    assert!(stdout.contains("nothing sent"));
+    assert!(stdout.contains("no removal sent"));
     assert!(stdout.contains("296 removals"), "{stdout}");
     for (line, _) in INVALID {
         assert!(stdout.contains(&format!("line {line}:")), "{stdout}");
     }
-    assert!(sandbox.log().is_empty(), "a dry run sends no request");
-    assert_eq!(sandbox.tokens_issued(), 0);
+    // Its preflight proves every entry with one read-only request each, and removes nobody.
+    for kind in ProviderKind::ALL {
+        assert!(
+            stdout
+                .lines()
+                .any(|l| l.trim_start().starts_with(kind.as_str()) && l.ends_with(": ok")),
+            "{kind} proven: {stdout}"
+        );
+    }
+    let log = sandbox.take_log();
+    assert!(!log.is_empty(), "the preflight asked");
+    assert!(log.iter().all(|r| r.operation != "remove"), "{log:?}");
+
+    // --offline: nothing at all.
+    let out = offboard(
+        &sandbox.env(),
+        &[
+            "run",
+            "--dry-run",
+            "--offline",
+            "--csv",
+            example_csv().to_str().unwrap(),
+            "--config",
+            config.to_str().unwrap(),
+        ],
+    )
+    .await;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("nothing sent"), "{stdout}");
+    assert!(!stdout.contains("Preflight"), "{stdout}");
+    assert!(
+        sandbox.log().is_empty(),
+        "an offline dry run sends no request"
+    );
 }
 
 #[tokio::test]
@@ -395,7 +427,8 @@ async fn protected_accounts_are_skipped_before_any_request() {
     let dry_out = String::from_utf8_lossy(&dry.stdout);
     assert!(dry_out.contains("2 protected"), "{dry_out}");
     assert!(dry_out.contains("line 2: protected account"), "{dry_out}");
-    assert!(sandbox.log().is_empty());
+    // The dry run's preflight reads member lists; it removes nobody.
+    assert!(sandbox.log().iter().all(|r| r.operation != "remove"));
 
     run_csv(&sandbox.env(), &csv, &config, &report).await;
     let lines = report_lines(&report);
@@ -411,8 +444,9 @@ async fn protected_accounts_are_skipped_before_any_request() {
             sandbox
                 .log()
                 .iter()
+                .filter(|r| r.operation == "remove")
                 .all(|r| !r.user.eq_ignore_ascii_case(user)),
-            "no request for {user}"
+            "no removal for {user}"
         );
     }
     assert!(sandbox.is_member(ProviderKind::Factory, None, "ava.anderson@acme.example"));

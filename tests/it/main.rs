@@ -7,4 +7,6 @@ mod e2e;
 mod lookups;
 mod prom;
 mod support;
+mod tokens;
+mod truth;
 mod worker;

@@ -1,0 +1,268 @@
+//! The provider boundary tells the truth: a wrong base URL claims nothing, protected people stay
+//! whichever way a row names them, every `already_absent` names its evidence.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use offboard::job::ProviderKind;
+use offboard::sandbox::{Sandbox, SandboxOptions, Seed};
+
+use crate::support::{config_for, report_lines, run_csv};
+
+const ORG: &str = "org_acme";
+const TENANT: &str = "0b7e6f3a-52c1-4d8e-9f10-2a3b4c5d6e7f";
+const AEROSPIKE_USER: &str = "3f0b7a52-1c4e-4d8a-9b6f-2e5d8c1a7b90";
+const AEROSPIKE_GONE: &str = "4a1c8b63-2d5f-4e9b-8c70-3f6e9d2b8ca1";
+const COGNEE_USER: &str = "5b2d9c74-3e6a-4fa0-9d81-4a7fae3c9db2";
+const TELNYX_USER: &str = "6a09cdc3-8948-47f0-aa62-74ac943d6c58";
+
+/// One member at each provider, each with an email, and the rows naming them by id or email.
+fn seed() -> Seed {
+    Seed::default()
+        .member_with_email(
+            ProviderKind::Factory,
+            None,
+            "fay@corp.example",
+            "fay@corp.example",
+        )
+        .member_with_email(
+            ProviderKind::Aitronos,
+            Some(ORG),
+            "usr_ann",
+            "ann@corp.example",
+        )
+        .member_with_email(ProviderKind::Telnyx, None, TELNYX_USER, "tom@corp.example")
+        .member_with_email(
+            ProviderKind::Aerospike,
+            None,
+            AEROSPIKE_USER,
+            "ada@corp.example",
+        )
+        .member_with_email(
+            ProviderKind::Cognee,
+            Some(TENANT),
+            COGNEE_USER,
+            "cid@corp.example",
+        )
+        .organization(ProviderKind::Cognee, TENANT)
+}
+
+const ROWS: &str = "provider,user,organization
+factory,fay@corp.example,
+aitronos,usr_ann,org_acme
+telnyx,tom@corp.example,
+aerospike,4a1c8b63-2d5f-4e9b-8c70-3f6e9d2b8ca1,
+aerospike,3f0b7a52-1c4e-4d8a-9b6f-2e5d8c1a7b90,
+cognee,cid@corp.example,0b7e6f3a-52c1-4d8e-9f10-2a3b4c5d6e7f
+";
+
+fn write(dir: &Path, name: &str, text: &str) -> std::path::PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+/// The base URL one segment off, as a user pasting the provider's documented server would get it.
+fn one_segment_off(sandbox: &Sandbox, kind: ProviderKind) -> String {
+    let base = sandbox.base_url(kind);
+    match kind {
+        // Telnyx documents its server as `https://api.telnyx.com/v2`: `/v2/v2/...`.
+        ProviderKind::Telnyx => format!("{base}/v2"),
+        ProviderKind::Factory => format!("{base}/api/v0"),
+        ProviderKind::Aitronos => format!("{base}/v1"),
+        // Aerospike's base carries `/v1`: without it, every path is unknown.
+        ProviderKind::Aerospike => base.trim_end_matches("/v1").to_owned(),
+        ProviderKind::Cognee => format!("{base}/api/v1"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_base_url_sends_no_removal_and_claims_no_absence() {
+    for kind in ProviderKind::ALL {
+        let sandbox = Sandbox::start(SandboxOptions::plain(seed())).await.unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let good = config_for(&sandbox, &HashMap::new(), "");
+        let right = format!("base_url = \"{}\"\n", sandbox.base_url(kind));
+        let wrong = format!("base_url = \"{}\"\n", one_segment_off(&sandbox, kind));
+        assert!(good.contains(&right), "{good}");
+        let config = write(
+            dir.path(),
+            "offboard.toml",
+            &good.replacen(&right, &wrong, 1),
+        );
+        let csv = write(dir.path(), "rows.csv", ROWS);
+        let report = dir.path().join("report.jsonl");
+        let out = run_csv(&sandbox.env(), &csv, &config, &report).await;
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{kind}: {stderr}");
+        assert!(
+            stderr.contains("preflight failed") && stderr.contains("base_url"),
+            "{kind}: the run says which key to check: {stderr}"
+        );
+        let log = sandbox.log();
+        assert!(
+            log.iter()
+                .all(|r| r.kind != kind || r.operation != "remove"),
+            "{kind}: no removal was sent: {log:?}"
+        );
+        for l in report_lines(&report) {
+            if l["provider"] != kind.as_str() {
+                continue;
+            }
+            assert_eq!(l["outcome"], "not_attempted", "{kind}: {l}");
+            assert_eq!(l["reason"], "preflight_failed", "{kind}: {l}");
+            assert!(
+                l["error"]["message"].as_str().unwrap().contains("base_url"),
+                "{kind}: {l}"
+            );
+        }
+        for (other, user, org) in [
+            (ProviderKind::Factory, "fay@corp.example", None),
+            (ProviderKind::Aitronos, "usr_ann", Some(ORG)),
+            (ProviderKind::Telnyx, TELNYX_USER, None),
+            (ProviderKind::Aerospike, AEROSPIKE_USER, None),
+            (ProviderKind::Cognee, COGNEE_USER, Some(TENANT)),
+        ] {
+            assert_eq!(
+                sandbox.is_member(other, org, user),
+                other == kind,
+                "{kind} misconfigured: {other} {user} kept only where the URL is wrong"
+            );
+        }
+        sandbox.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_absence_names_its_evidence() {
+    let sandbox = Sandbox::start(SandboxOptions::plain(seed())).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let config = write(
+        dir.path(),
+        "offboard.toml",
+        &config_for(&sandbox, &HashMap::new(), ""),
+    );
+    let rows = format!("{ROWS}telnyx,nobody@corp.example,\n");
+    let csv = write(dir.path(), "rows.csv", &rows);
+    let report = dir.path().join("report.jsonl");
+    let out = run_csv(&sandbox.env(), &csv, &config, &report).await;
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines = report_lines(&report);
+    let by_user = |u: &str| {
+        lines
+            .iter()
+            .find(|l| l["user"] == u)
+            .unwrap_or_else(|| panic!("no line for {u}"))
+    };
+    // Aerospike's 404 is not on its page: believed once the member list no longer shows them.
+    let gone = by_user(AEROSPIKE_GONE);
+    assert_eq!(gone["outcome"], "already_absent", "{gone}");
+    assert_eq!(gone["absence"], "member_list", "{gone}");
+    let nobody = by_user("nobody@corp.example");
+    assert_eq!(nobody["outcome"], "already_absent", "{nobody}");
+    assert_eq!(nobody["absence"], "no_member", "{nobody}");
+    for l in &lines {
+        match l["outcome"].as_str().unwrap() {
+            "removed" => assert!(l.get("absence").is_none(), "{l}"),
+            "already_absent" => assert!(
+                ["provider_404", "member_list", "no_member"]
+                    .contains(&l["absence"].as_str().unwrap_or("")),
+                "{l}"
+            ),
+            other => panic!("unexpected {other}: {l}"),
+        }
+    }
+    assert!(!sandbox.is_member(ProviderKind::Aerospike, None, AEROSPIKE_USER));
+    assert!(!sandbox.is_member(ProviderKind::Telnyx, None, TELNYX_USER));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn protected_people_stay_whichever_way_a_row_names_them() {
+    let seed = seed()
+        .member_with_email(
+            ProviderKind::Aitronos,
+            Some(ORG),
+            "usr_owner1",
+            "owner@corp.example",
+        )
+        .member_with_email(
+            ProviderKind::Telnyx,
+            None,
+            "7b09cdc3-8948-47f0-aa62-74ac943d6c59",
+            "pat@corp.example",
+        )
+        .member_with_email(
+            ProviderKind::Cognee,
+            Some(TENANT),
+            "8c1ad4e2-9f3b-4c6d-8e7f-5a6b7c8d9e0f",
+            "svc-backup@corp.example",
+        );
+    let sandbox = Sandbox::start(SandboxOptions::plain(seed)).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let safety =
+        "[safety]\nprotected = [\"usr_owner?\", \"Pat@corp.example\", \"svc-*@corp.example\"]\n";
+    let config = write(
+        dir.path(),
+        "offboard.toml",
+        &format!("{safety}{}", config_for(&sandbox, &HashMap::new(), "")),
+    );
+    // The owner by email (protected by id), Pat and the service account by id (protected by
+    // email: a plain address at a searching API, a glob at a listing one), and one person
+    // nobody protects.
+    let rows = "provider,user,organization
+aitronos,owner@corp.example,org_acme
+telnyx,7b09cdc3-8948-47f0-aa62-74ac943d6c59,
+cognee,8c1ad4e2-9f3b-4c6d-8e7f-5a6b7c8d9e0f,0b7e6f3a-52c1-4d8e-9f10-2a3b4c5d6e7f
+aitronos,usr_ann,org_acme
+";
+    let csv = write(dir.path(), "rows.csv", rows);
+    let report = dir.path().join("report.jsonl");
+    let out = run_csv(&sandbox.env(), &csv, &config, &report).await;
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "protected rows are not done: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines = report_lines(&report);
+    let outcome = |u: &str| {
+        lines
+            .iter()
+            .find(|l| l["user"] == u)
+            .unwrap_or_else(|| panic!("no line for {u}: {lines:?}"))
+            .clone()
+    };
+    for user in [
+        "owner@corp.example",
+        "7b09cdc3-8948-47f0-aa62-74ac943d6c59",
+        "8c1ad4e2-9f3b-4c6d-8e7f-5a6b7c8d9e0f",
+    ] {
+        let l = outcome(user);
+        assert_eq!(l["outcome"], "skipped_protected", "{l}");
+        assert_eq!(l["reason"], "protected", "{l}");
+    }
+    assert_eq!(outcome("usr_ann")["outcome"], "removed");
+    let removals: Vec<_> = sandbox
+        .log()
+        .into_iter()
+        .filter(|r| r.operation == "remove")
+        .map(|r| r.user)
+        .collect();
+    assert_eq!(removals, ["usr_ann"], "only the unprotected person");
+    assert!(sandbox.is_member(ProviderKind::Aitronos, Some(ORG), "usr_owner1"));
+    assert!(sandbox.is_member(
+        ProviderKind::Telnyx,
+        None,
+        "7b09cdc3-8948-47f0-aa62-74ac943d6c59"
+    ));
+    assert!(sandbox.is_member(
+        ProviderKind::Cognee,
+        Some(TENANT),
+        "8c1ad4e2-9f3b-4c6d-8e7f-5a6b7c8d9e0f"
+    ));
+}
