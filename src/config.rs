@@ -929,6 +929,44 @@ mod tests {
     }
 
     #[test]
+    fn http_keys_are_checked_and_proxy_credentials_read_from_the_environment() {
+        let base = "[providers.f]\nkind = \"factory\"\ntoken_env = \"F_TOKEN\"\n";
+        let e = load(&format!(
+            "[http]\nproxy = \"http://u:p@proxy:3128\"\n{base}"
+        ))
+        .unwrap_err();
+        assert!(e.contains("http.proxy") && e.contains("credentials"), "{e}");
+        let e = load(&format!("[http]\nproxy_username_env = \"U\"\n{base}")).unwrap_err();
+        assert!(e.contains("no proxy"), "{e}");
+        let e = load(&format!("[http]\nmax_list_bytes = 10\n{base}")).unwrap_err();
+        assert!(e.contains("http.max_list_bytes"), "{e}");
+        let s = load(&format!(
+            "[http]\nproxy = \"http://proxy:3128\"\nproxy_username_env = \"U\"\nproxy_password_env = \"P\"\nca_file = \"/etc/ca.pem\"\n{base}"
+        ))
+        .unwrap();
+        let env = |k: &str| match k {
+            "F_TOKEN" => Some("t".to_owned()),
+            "U" => Some("me".to_owned()),
+            _ => None,
+        };
+        let e = s.resolve("test.toml", &env).err().unwrap().to_string();
+        assert!(
+            e.contains("http.proxy_password_env") && e.contains("`P`"),
+            "{e}"
+        );
+        let env = |k: &str| Some(format!("{k}-value"));
+        let r = s.resolve("test.toml", &env).unwrap();
+        let proxy = r.http.proxy.unwrap();
+        assert_eq!(proxy.url, "http://proxy:3128");
+        assert_eq!(proxy.username.as_deref(), Some("U-value"));
+        assert_eq!(proxy.password.unwrap().expose_secret(), "P-value");
+        assert_eq!(
+            r.http.ca_file.as_deref(),
+            Some(std::path::Path::new("/etc/ca.pem"))
+        );
+    }
+
+    #[test]
     fn environment_overrides_any_key() {
         // figment's Jail isolates the process environment for the closure.
         figment::Jail::expect_with(|jail| {

@@ -256,7 +256,7 @@ pub struct Lane {
     /// job (or caller) that needs it; every other waits for its result.
     proofs: Mutex<HashMap<String, Arc<tokio::sync::OnceCell<Proof>>>>,
     /// Why the whole entry may not be used (its preflight failed), if so.
-    entry_failed: OnceLock<String>,
+    entry_failed: Mutex<Option<String>>,
     /// Organizations that refused us (a 403 scoped to them): their jobs are not sent.
     refused: Mutex<HashMap<String, String>>,
     /// Whole member lists by organization, for lookups and absence checks.
@@ -305,7 +305,7 @@ impl Lane {
             hold: OnceLock::new(),
             protected: s.protected,
             proofs: Default::default(),
-            entry_failed: OnceLock::new(),
+            entry_failed: Mutex::new(None),
             refused: Default::default(),
             lists: Default::default(),
             list_read: Default::default(),
@@ -322,22 +322,35 @@ impl Lane {
     }
 
     /// Why the lane stopped sending, if it did: its circuit opened, or its preflight failed.
-    pub fn halted(&self) -> Option<&str> {
+    pub fn halted(&self) -> Option<String> {
         self.halt().map(|(_, reason)| reason)
     }
 
     /// Marks the whole entry unusable (its own organization's preflight failed in the worker):
     /// nothing more is sent, and readiness says why.
     pub fn fail_entry(&self, reason: String) {
-        let _ = self.entry_failed.set(reason);
+        self.entry_failed
+            .lock()
+            .expect("entry_failed lock")
+            .get_or_insert(reason);
+    }
+
+    /// Forgets every preflight result, so the next job (or [`Lane::preflight`]) proves the entry
+    /// again: for a worker that reconnected, perhaps after the provider or its config was fixed.
+    /// An open circuit stays open.
+    pub fn reprove(&self) {
+        self.proofs.lock().expect("proofs lock").clear();
+        *self.entry_failed.lock().expect("entry_failed lock") = None;
     }
 
     /// The report code and reason of a halt.
-    fn halt(&self) -> Option<(&'static str, &str)> {
-        if let Some(r) = self.entry_failed.get() {
-            return Some(("preflight_failed", r.as_str()));
+    fn halt(&self) -> Option<(&'static str, String)> {
+        if let Some(r) = self.entry_failed.lock().expect("entry_failed lock").clone() {
+            return Some(("preflight_failed", r));
         }
-        self.circuit.reason().map(|r| ("circuit_open", r))
+        self.circuit
+            .reason()
+            .map(|r| ("circuit_open", r.to_owned()))
     }
 
     fn paused_until(&self) -> Option<Instant> {
@@ -471,9 +484,17 @@ impl Lane {
             None => format!("provider entry `{}`", self.name),
         };
         let mut requests = 0;
-        let probe = self
-            .read_pages(organization, None, true, &mut requests)
-            .await;
+        // Where the list comes whole anyway (Aerospike's paging is "currently disabled", a
+        // Cognee tenant's list has none), the probe is the whole list, kept for the lookups.
+        let probe = if self.provider.whole_list() && self.kind() != ProviderKind::Factory {
+            self.whole_list(organization, None, &mut requests)
+                .await
+                .map(|_| ())
+        } else {
+            self.read_pages(organization, None, true, &mut requests)
+                .await
+                .map(|_| ())
+        };
         if let Err(f) = probe {
             let reason = format!("{place}: {}", preflight_words(&f));
             // A refused credential, or an entry whose key picks the organization: the whole entry
@@ -482,7 +503,7 @@ impl Lane {
                 || matches!(&f.last, Some(Ok(a)) if a.status == StatusCode::UNAUTHORIZED)
                 || f.halted.is_some();
             if entry_wide {
-                let _ = self.entry_failed.set(reason.clone());
+                self.fail_entry(reason.clone());
             }
             return Proof::Failed(reason);
         }
@@ -629,7 +650,7 @@ impl Lane {
                 return Err(ReadFailure {
                     reason: FailReason::LaneHalted,
                     last,
-                    halted: Some(reason.to_owned()),
+                    halted: Some(reason),
                 });
             }
             let prepared = if probe {
@@ -852,7 +873,7 @@ impl Lane {
                             attempts,
                             last.as_ref(),
                             code,
-                            reason.to_owned(),
+                            reason,
                         );
                     }
                     attempts += 1;
@@ -1233,7 +1254,6 @@ impl Lane {
                     let record = match lane.halt() {
                         // Nothing will be sent.
                         Some((code, reason)) => {
-                            let reason = reason.to_owned();
                             lane.halted_record(&job, Timestamp::now(), 0, None, code, reason)
                         }
                         None => lane.execute(&job).await,

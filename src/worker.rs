@@ -279,6 +279,8 @@ async fn consume_lane(
     let entry = ctx.settings.providers.get(&*lane.name);
     let org = entry.and_then(|e| e.organization.clone());
     let names_orgs = matches!(lane.kind(), ProviderKind::Aitronos | ProviderKind::Cognee);
+    // Each session (the first, and every one after a reconnect) proves the entry again.
+    lane.reprove();
     if !names_orgs || org.is_some() {
         if let Err(reason) = lane.preflight(org.as_deref()).await {
             tracing::error!(provider = %lane.name, reason, "preflight failed: this lane's queue is not consumed");

@@ -1281,9 +1281,15 @@ async fn lane_retries_a_503_then_records_the_removal_for_every_adapter() {
             ),
             format!("offboard_retries_total{{provider=\"{kind}\",reason=\"server_error\"}} 1"),
             format!("offboard_retries_total{{provider=\"{kind}\",reason=\"rate_limited\"}} 0"),
-            // The preflight's read, then the two removal attempts.
+            // The preflight's read (where the list comes whole, the list itself), then the two
+            // removal attempts.
             format!(
-                "offboard_provider_requests_total{{operation=\"preflight\",provider=\"{kind}\",status=\"200\"}} 1"
+                "offboard_provider_requests_total{{operation=\"{}\",provider=\"{kind}\",status=\"200\"}} 1",
+                if matches!(kind, Aerospike | Cognee) {
+                    "lookup"
+                } else {
+                    "preflight"
+                }
             ),
             format!("offboard_provider_request_duration_seconds_count{{provider=\"{kind}\"}} 3"),
             format!("offboard_rate_limit_wait_seconds_count{{provider=\"{kind}\"}} 3"),

@@ -772,6 +772,81 @@ async fn a_lane_past_its_window_holds_until_released_and_loses_nothing() {
 }
 
 /// Publishes `body` as a persistent JSON message and waits for the broker's confirm.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn protected_people_stay_in_the_worker_whichever_way_a_message_names_them() {
+    const PAT: &str = "7b09cdc3-8948-47f0-aa62-74ac943d6c59";
+    let seed = Seed::default()
+        .member_with_email(
+            ProviderKind::Aitronos,
+            Some("org_acme"),
+            "usr_owner1",
+            "owner@corp.example",
+        )
+        .member_with_email(
+            ProviderKind::Aitronos,
+            Some("org_acme"),
+            "usr_ann",
+            "ann@corp.example",
+        )
+        .member_with_email(ProviderKind::Telnyx, None, PAT, "pat@corp.example");
+    let rig = Rig::with_seed(seed, Faults::none(), HashMap::new()).await;
+    let text = std::fs::read_to_string(&rig.config).unwrap();
+    std::fs::write(
+        &rig.config,
+        format!("[safety]\nprotected = [\"usr_owner?\", \"pat@corp.example\"]\n{text}"),
+    )
+    .unwrap();
+    let mut worker = rig.worker();
+    let conn = offboard::doors::amqp::connect(&rig.broker.url(), "test")
+        .await
+        .unwrap();
+    let publisher = offboard::doors::amqp::Publisher::new(&conn).await.unwrap();
+    wait_until(
+        Duration::from_secs(30),
+        "intake queue declared",
+        async || rig.broker.queue_messages("offboard.intake").await.is_some(),
+    )
+    .await;
+    // The owner by email (protected by id), Pat by id (protected by email), Ann by email.
+    let event = serde_json::json!({
+        "event_id": "hr-9",
+        "targets": [
+            {"provider": "aitronos", "user": "owner@corp.example", "organization": "org_acme"},
+            {"provider": "telnyx", "user": PAT},
+            {"provider": "aitronos", "user": "ann@corp.example", "organization": "org_acme"}
+        ]
+    });
+    publish_json(&publisher, "", "offboard.intake", &event).await;
+    rig.wait_for_report(3, Duration::from_secs(60)).await;
+    let lines = report_lines(&rig.report);
+    let by_id: HashMap<&str, &serde_json::Value> = lines
+        .iter()
+        .map(|l| (l["job_id"].as_str().unwrap(), l))
+        .collect();
+    assert_eq!(by_id["hr-9:0"]["outcome"], "skipped_protected", "{lines:?}");
+    assert_eq!(by_id["hr-9:1"]["outcome"], "skipped_protected", "{lines:?}");
+    assert_eq!(by_id["hr-9:2"]["outcome"], "removed", "{lines:?}");
+    let removals: Vec<_> = rig
+        .sandbox
+        .log()
+        .into_iter()
+        .filter(|r| r.operation == "remove")
+        .map(|r| r.user)
+        .collect();
+    assert_eq!(removals, ["usr_ann"], "only the unprotected person");
+    assert!(
+        rig.sandbox
+            .is_member(ProviderKind::Aitronos, Some("org_acme"), "usr_owner1")
+    );
+    assert!(rig.sandbox.is_member(ProviderKind::Telnyx, None, PAT));
+    wait_until(Duration::from_secs(30), "every queue empty", async || {
+        rig.queues_empty().await
+    })
+    .await;
+    terminate(&worker);
+    worker.wait().await.unwrap();
+}
+
 async fn publish_json(
     publisher: &offboard::doors::amqp::Publisher,
     exchange: &str,
