@@ -3,8 +3,15 @@
 //! carries `X-Request-Id`. Errors are RFC 9457 problem details (`application/problem+json`) that also
 //! carry the page's `{"code", "message"}`, so both readings of the API work.
 //!
-//! List: `GET /v1/organization/members` answers 200 `[{id, email, role}]`, every member, no filter
-//! and no paging.
+//! List: `GET /v1/organization/members?limit=&offset=` answers 200 `{"count", "meta": {"total",
+//! "limit", "offset"}, "members": [{id, email, role, firstName, lastName, createdAt}]}`, no filter.
+//! Paging is "currently disabled" by default, as the docs say: the full set, with `meta` saying so
+//! (`limit` = `total`, `offset` 0); [`SandboxOptions::aerospike_page_size`](super::SandboxOptions)
+//! turns it on.
+//!
+//! Any other URL (say a base URL without `/v1`) answers 404 in the page's `{"code", "message"}`:
+//! the same status as an unconfirmed "not a member", which is why a 404 is only believed once the
+//! member list agrees.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -14,22 +21,34 @@ use std::time::{Duration, Instant, SystemTime};
 use axum::Json;
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header::CONTENT_TYPE};
 use axum::middleware::map_response;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use serde_json::{Value, json};
 
-use super::{Fault, Removal, Server, bearer, form_pairs, header, lock};
+use super::{
+    Fault, Member, Removal, Server, bearer, created_at, form_pairs, header, lock, name_words,
+};
 
 pub(super) fn router(server: Arc<Server>) -> Router {
     Router::new()
         .route("/v1/organization/members/{user_id}", delete(remove))
         .route("/v1/organization/members", get(list))
         .route("/oauth/token", post(token))
+        .fallback(not_found)
         .with_state(server)
         .layer(map_response(request_id))
+}
+
+/// An unknown URL: the page's generic API error, not a problem document.
+async fn not_found() -> Response {
+    (
+        StatusCode::NOT_FOUND,
+        Json(json!({"code": "not_found", "message": "The requested URL was not found."})),
+    )
+        .into_response()
 }
 
 async fn request_id(mut r: Response) -> Response {
@@ -110,29 +129,86 @@ async fn remove(
     s.record(None, &user, resp)
 }
 
-async fn list(State(s): State<Arc<Server>>, headers: HeaderMap) -> Response {
+async fn list(
+    State(s): State<Arc<Server>>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+) -> Response {
     if let Some(r) = unauthorized(&s, &headers) {
         return r;
     }
     let resp = match s.over_limit() {
         Some(wait) => rate_limited(wait),
-        None => {
-            let members: Vec<Value> = s
-                .lookup(None, "")
-                .unwrap_or_default()
-                .iter()
-                .map(|m| {
-                    json!({
-                        "id": m.user,
-                        "email": m.email,
-                        "role": if m.owner { "owner" } else { "member" },
-                    })
-                })
-                .collect();
-            (StatusCode::OK, Json(Value::Array(members))).into_response()
-        }
+        None => list_answer(&s, query.as_deref().unwrap_or("")),
     };
     s.record_lookup(None, "", resp)
+}
+
+fn list_answer(s: &Server, query: &str) -> Response {
+    let (limit, offset) = match s.aerospike_page_size {
+        // Paging disabled: whatever was asked, the full set from the start.
+        None => (usize::MAX, 0),
+        Some(max) => match page(query, max) {
+            Ok(p) => p,
+            Err(detail) => {
+                return problem(
+                    400,
+                    "request:invalid",
+                    "Bad Request",
+                    &detail,
+                    "invalid_input",
+                );
+            }
+        },
+    };
+    let (members, total) = s
+        .with_org(None, |o| {
+            let page: Vec<Value> = o.ordered().skip(offset).take(limit).map(member).collect();
+            (page, o.members.len())
+        })
+        .unwrap_or_default();
+    let limit = if s.aerospike_page_size.is_none() {
+        total
+    } else {
+        limit
+    };
+    let body = json!({
+        "count": members.len(),
+        "meta": {"total": total, "limit": limit, "offset": offset},
+        "members": members,
+    });
+    (StatusCode::OK, Json(body)).into_response()
+}
+
+/// `limit` (1..=max, default max) and `offset` (default 0) from the query, or why not.
+fn page(query: &str, max: usize) -> Result<(usize, usize), String> {
+    let (mut limit, mut offset) = (max, 0);
+    for (k, v) in form_pairs(query) {
+        let n = v.trim().parse::<usize>();
+        match (k.as_str(), n) {
+            ("limit", Ok(n)) if n >= 1 => limit = n.min(max),
+            ("offset", Ok(n)) => offset = n,
+            ("limit", _) => return Err("limit must be a positive integer.".to_owned()),
+            ("offset", _) => return Err("offset must be a non-negative integer.".to_owned()),
+            _ => {}
+        }
+    }
+    Ok((limit, offset))
+}
+
+/// A listed member: names from the email's local part, a creation time fixed per user.
+fn member(m: &Member) -> Value {
+    let mut words = name_words(&m.email).into_iter();
+    let first = words.next().unwrap_or_default();
+    let last = words.collect::<Vec<_>>().join(" ");
+    json!({
+        "id": m.user,
+        "email": m.email,
+        "role": if m.owner { "owner" } else { "member" },
+        "firstName": first,
+        "lastName": last,
+        "createdAt": created_at(&m.user),
+    })
 }
 
 fn answer(s: &Server, user: &str) -> Response {

@@ -3,9 +3,12 @@
 //! `{"success": false, "error": {code, message, system_message, type, status, details, trace_id,
 //! timestamp}}`; success is 204.
 //!
-//! Search: `POST /v1/organizations/{org_*}/users` with `{"search_term", "take" (1..=100, default 20),
-//! "skip" (default 0)}` answers 200 `{"users": [{user_id, email, full_name, role}], "total"}`,
-//! matching the email by substring, case-insensitively.
+//! Search: `POST /v1/organizations/{org_*}/users` with `{"search_term", "take" (1..=100, default 10),
+//! "skip" (default 0)}` answers 200 `{"users": [{id: "orguser_*", user_id: "usr_*",
+//! organization_id, email, full_name, username, role: {..}, status: {..}}], "total_users_count",
+//! "skip", "take"}` (or, with [`AitronosSearchShape::Members`], the other page's `{"members": [..],
+//! "total", "skip", "limit"}`), matching the email by substring, case-insensitively. `id` is the
+//! membership; `user_id` is what the removal takes.
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -19,7 +22,11 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, post};
 use serde_json::{Value, json};
 
-use super::{Fault, Member, Removal, Server, ceil_secs, header, now_unix, rfc3339};
+use super::seed::base36;
+use super::{
+    AitronosSearchShape, Fault, Member, Removal, Server, ceil_secs, created_at, fnv1a, header, key,
+    name_words, now_unix, rfc3339,
+};
 
 pub(super) fn router(server: Arc<Server>) -> Router {
     Router::new()
@@ -214,7 +221,7 @@ fn search_answer(s: &Server, org: &str, body: &Value, term: &str) -> Response {
         Some(_) => return invalid("search_term", "search_term must be a string."),
     }
     let take = match body.get("take") {
-        None | Some(Value::Null) => 20,
+        None | Some(Value::Null) => 10,
         Some(v) => match v.as_u64() {
             Some(n @ 1..=100) => n as usize,
             _ => return invalid("take", "take must be an integer between 1 and 100."),
@@ -227,7 +234,19 @@ fn search_answer(s: &Server, org: &str, body: &Value, term: &str) -> Response {
             None => return invalid("skip", "skip must be a non-negative integer."),
         },
     };
-    let Some(found) = s.lookup(Some(org), term) else {
+    let needle = term.trim().to_lowercase();
+    let found = s.with_org(Some(org), |o| {
+        let mut total = 0;
+        let mut page = Vec::new();
+        for m in o.matching(&needle) {
+            if total >= skip && page.len() < take {
+                page.push(member(org, m));
+            }
+            total += 1;
+        }
+        (page, total)
+    });
+    let Some((users, total)) = found else {
         return error(
             404,
             "ORGANIZATION_NOT_FOUND",
@@ -235,35 +254,40 @@ fn search_answer(s: &Server, org: &str, body: &Value, term: &str) -> Response {
             json!({"organization_id": org}),
         );
     };
-    let users: Vec<Value> = found.iter().skip(skip).take(take).map(user).collect();
-    (
-        StatusCode::OK,
-        Json(json!({"users": users, "total": found.len()})),
-    )
-        .into_response()
+    let body = match s.aitronos_search {
+        AitronosSearchShape::Users => {
+            json!({"users": users, "total_users_count": total, "skip": skip, "take": take})
+        }
+        AitronosSearchShape::Members => {
+            json!({"members": users, "total": total, "skip": skip, "limit": take})
+        }
+    };
+    (StatusCode::OK, Json(body)).into_response()
 }
 
-fn user(m: &Member) -> Value {
+/// The membership id of a user in an organization: `orguser_` and 12 base-36 characters, fixed
+/// per (organization, user).
+pub(super) fn membership_id(org: &str, user: &str) -> String {
+    let h = fnv1a(format!("{}/{}", key(org), key(user)).as_bytes());
+    format!("orguser_{}", base36(h, 12))
+}
+
+/// A search hit: the membership, with the user it is of.
+fn member(org: &str, m: &Member) -> Value {
+    let (role_id, role_name) = if m.owner {
+        ("role_owner", "Owner")
+    } else {
+        ("role_member", "Member")
+    };
     json!({
+        "id": membership_id(org, &m.user),
         "user_id": m.user,
+        "organization_id": org,
         "email": m.email,
-        "full_name": full_name(&m.email),
-        "role": if m.owner { "owner" } else { "member" },
+        "full_name": name_words(&m.email).join(" "),
+        "username": m.email.split('@').next().unwrap_or(&m.email).to_lowercase(),
+        "role": {"id": role_id, "name": role_name, "is_owner": m.owner},
+        "status": {"id": "active", "name": "Active"},
+        "joined_at": created_at(&m.user),
     })
-}
-
-/// `ava.anderson@acme.example` -> `Ava Anderson`.
-fn full_name(email: &str) -> String {
-    let local = email.split('@').next().unwrap_or(email);
-    local
-        .split(['.', '_', '-', '+'])
-        .filter(|w| !w.is_empty())
-        .map(|w| {
-            let mut c = w.chars();
-            c.next()
-                .map(|f| f.to_uppercase().chain(c).collect::<String>())
-                .unwrap_or_default()
-        })
-        .collect::<Vec<_>>()
-        .join(" ")
 }

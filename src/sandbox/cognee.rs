@@ -1,9 +1,15 @@
 //! Cognee (FastAPI): `DELETE /api/v1/permissions/tenants/{tenant}/users/{user}`, `X-Api-Key`.
-//! Success is 200 `{"message": ...}`; errors are `{"detail": "<message> [<ErrorName>]"}`, checked in
-//! the order: tenant not found (404), owner (400), user not found (404), user not in tenant (404).
+//! Success is 200 `{"message": "User removed from tenant"}`; errors are `{"detail": "<message>
+//! [<ErrorName>]"}`, checked in the order: tenant not found (404), caller lacks
+//! `has_user_management_permission` (403, tenants in
+//! [`SandboxOptions::cognee_forbidden_tenants`](super::SandboxOptions)), owner (400), user not
+//! found (404), user not in tenant (404).
 //!
 //! List: `GET /api/v1/permissions/tenants/{tenant}/users` answers 200 `[{id, email, roles: []}]`,
-//! every member of the tenant; an unknown tenant is 404 `Tenant not found. [TenantNotFoundError]`.
+//! every member of the tenant; an unknown tenant is 404 `Tenant not found. [TenantNotFoundError]`,
+//! a forbidden one 403.
+//!
+//! Any other URL answers FastAPI's `{"detail": "Not Found"}` 404.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -25,7 +31,27 @@ pub(super) fn router(server: Arc<Server>) -> Router {
             delete(remove),
         )
         .route("/api/v1/permissions/tenants/{tenant_id}/users", get(list))
+        .fallback(not_found)
         .with_state(server)
+}
+
+async fn not_found() -> Response {
+    detail(StatusCode::NOT_FOUND, "Not Found")
+}
+
+/// The 403 of a tenant where the caller lacks `has_user_management_permission`.
+fn forbidden() -> Response {
+    detail(
+        StatusCode::FORBIDDEN,
+        "User does not have permission to manage users in the tenant. [PermissionDeniedError]",
+    )
+}
+
+fn tenant_not_found() -> Response {
+    detail(
+        StatusCode::NOT_FOUND,
+        "Tenant not found. [TenantNotFoundError]",
+    )
 }
 
 fn detail(status: StatusCode, detail: impl Into<Value>) -> Response {
@@ -96,16 +122,16 @@ fn answer(s: &Server, tenant: &str, user: &str) -> Response {
         }
         None => {}
     }
+    if s.forbidden(Some(tenant)) && s.with_org(Some(tenant), |_| ()).is_some() {
+        return forbidden();
+    }
     match s.remove(Some(tenant), user) {
         Removal::Removed(_) => (
             StatusCode::OK,
             Json(json!({"message": "User removed from tenant"})),
         )
             .into_response(),
-        Removal::NoOrganization => detail(
-            StatusCode::NOT_FOUND,
-            "Tenant not found. [TenantNotFoundError]",
-        ),
+        Removal::NoOrganization => tenant_not_found(),
         Removal::Owner => detail(
             StatusCode::BAD_REQUEST,
             "Cannot remove the tenant owner. [PermissionDeniedError]",
@@ -142,15 +168,18 @@ fn list_answer(s: &Server, tenant: &str) -> Response {
             vec![not_uuid("tenant_id", tenant)],
         );
     }
-    let Some(found) = s.lookup(Some(tenant), "") else {
-        return detail(
-            StatusCode::NOT_FOUND,
-            "Tenant not found. [TenantNotFoundError]",
-        );
-    };
-    let users: Vec<Value> = found
-        .iter()
-        .map(|m| json!({"id": m.user, "email": m.email, "roles": []}))
-        .collect();
+    if s.with_org(Some(tenant), |_| ()).is_none() {
+        return tenant_not_found();
+    }
+    if s.forbidden(Some(tenant)) {
+        return forbidden();
+    }
+    let users = s
+        .with_org(Some(tenant), |o| {
+            o.ordered()
+                .map(|m| json!({"id": m.user, "email": m.email, "roles": []}))
+                .collect::<Vec<Value>>()
+        })
+        .unwrap_or_default();
     (StatusCode::OK, Json(Value::Array(users))).into_response()
 }

@@ -1,5 +1,11 @@
 //! Factory: `DELETE /api/v0/organization/users?email=E`, `Authorization: Bearer fk-...`.
 //! Errors are `{"detail", "status", "title"}`; success is 204 with an empty body.
+//!
+//! List: `GET /api/v0/organization/users?limit=&cursor=` (`limit` 1..=100, default 20) answers 200
+//! `{"users": [{id, email, name, role}], "pagination": {"hasMore", "nextCursor"}}`; the cursor is
+//! opaque (the position of the page's last member), so it stays valid while members are removed.
+//!
+//! Any other URL answers FastAPI's bare 404 `{"detail": "Not Found"}`, not the API's error shape.
 
 use std::sync::Arc;
 
@@ -9,14 +15,22 @@ use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::delete;
-use serde_json::json;
+use serde_json::{Value, json};
 
-use super::{Fault, Removal, Server, bearer, ceil_secs, form_pairs};
+use super::{
+    Fault, Member, Removal, Server, bearer, ceil_secs, fnv1a, form_pairs, hex, name_words, unhex,
+};
 
 pub(super) fn router(server: Arc<Server>) -> Router {
     Router::new()
-        .route("/api/v0/organization/users", delete(remove))
+        .route("/api/v0/organization/users", delete(remove).get(list))
+        .fallback(not_found)
         .with_state(server)
+}
+
+/// An unknown URL: the framework's 404, not the API's error shape.
+async fn not_found() -> Response {
+    (StatusCode::NOT_FOUND, Json(json!({"detail": "Not Found"}))).into_response()
 }
 
 fn error(status: u16, title: &str, detail: &str) -> Response {
@@ -105,4 +119,95 @@ fn answer(s: &Server, email: Option<String>) -> Response {
             &format!("No member or pending invitation with email {email} in this organization."),
         ),
     }
+}
+
+/// The first value of a query parameter.
+fn param(query: Option<&str>, name: &str) -> Option<String> {
+    form_pairs(query.unwrap_or(""))
+        .into_iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v)
+}
+
+async fn list(
+    State(s): State<Arc<Server>>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+) -> Response {
+    if bearer(&headers) != Some(s.secret.as_str()) {
+        return error(401, "Unauthorized", "Invalid or missing API key.");
+    }
+    let resp = list_answer(&s, query.as_deref());
+    s.record_lookup(None, "", resp)
+}
+
+fn list_answer(s: &Server, query: Option<&str>) -> Response {
+    if let Some(wait) = s.over_limit() {
+        return rate_limited(wait);
+    }
+    let limit = match param(query, "limit").map(|v| v.trim().parse::<usize>()) {
+        None => 20,
+        Some(Ok(n @ 1..=100)) => n,
+        Some(_) => {
+            return error(
+                400,
+                "Bad Request",
+                "Query parameter `limit` must be an integer from 1 to 100.",
+            );
+        }
+    };
+    let cursor = match param(query, "cursor").filter(|c| !c.is_empty()) {
+        None => None,
+        Some(c) => match decode_cursor(&c) {
+            Some(at) => Some(at),
+            None => return error(400, "Bad Request", "Invalid cursor."),
+        },
+    };
+    // Factory's credential picks the organization, which always exists.
+    let (users, next) = s
+        .with_org(None, |org| {
+            let mut page: Vec<&Member> = match &cursor {
+                Some(at) => org.after(at).take(limit + 1).collect(),
+                None => org.ordered().take(limit + 1).collect(),
+            };
+            let more = page.len() > limit;
+            page.truncate(limit);
+            let next = more
+                .then(|| page.last().map(|m| encode_cursor(m)))
+                .flatten();
+            (page.into_iter().map(user).collect::<Vec<_>>(), next)
+        })
+        .unwrap_or_default();
+    let body = json!({
+        "users": users,
+        "pagination": {"hasMore": next.is_some(), "nextCursor": next},
+    });
+    (StatusCode::OK, Json(body)).into_response()
+}
+
+/// A listed user: a stable id per email, the email, a name from it, the role.
+fn user(m: &Member) -> Value {
+    let id = uuid::Builder::from_random_bytes(
+        (u128::from(fnv1a(m.email.to_lowercase().as_bytes())) << 64
+            | u128::from(fnv1a(m.user.as_bytes()) ^ 0xfac7))
+        .to_be_bytes(),
+    )
+    .into_uuid();
+    json!({
+        "id": id.hyphenated().to_string(),
+        "email": m.email,
+        "name": name_words(&m.email).join(" "),
+        "role": if m.owner { "owner" } else { "member" },
+    })
+}
+
+fn encode_cursor(m: &Member) -> String {
+    let (email, k) = m.order();
+    hex(format!("{email}\n{k}").as_bytes())
+}
+
+fn decode_cursor(c: &str) -> Option<(String, String)> {
+    let text = String::from_utf8(unhex(c.trim())?).ok()?;
+    let (email, k) = text.split_once('\n')?;
+    Some((email.to_owned(), k.to_owned()))
 }

@@ -7,17 +7,23 @@
 //!
 //! Every server can rate-limit (a GCRA per server, answering 429 with the provider's headers) and
 //! inject deterministic faults (503, 429, 409) on the first removal attempt of chosen targets.
+//!
+//! Members are indexed by user key, by lowercased email and in listing order (email, then user), so
+//! that a removal or an exact lookup costs the same in an organization of 20,000 members as in one
+//! of five; only substring searches and whole lists walk the members.
 
 mod aerospike;
 mod aitronos;
 mod cognee;
 mod factory;
+#[cfg(test)]
+mod openapi_tests;
 mod seed;
 mod telnyx;
 #[cfg(test)]
 mod tests;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -44,6 +50,26 @@ pub struct SandboxOptions {
     pub outages: HashMap<ProviderKind, Outage>,
     /// Lifetime of Aerospike access tokens.
     pub token_ttl: Duration,
+    /// Which of its two documented answers Aitronos' member search gives.
+    pub aitronos_search: AitronosSearchShape,
+    /// Aerospike's member list: `None` answers the full set whatever `limit`/`offset` say, as its
+    /// docs say paging is "currently disabled"; `Some(n)` honours `limit` (default and maximum n)
+    /// and `offset`, so that a client's paging can be tested.
+    pub aerospike_page_size: Option<usize>,
+    /// Cognee tenants in which the caller lacks `has_user_management_permission`: their user list
+    /// and every removal in them answer 403. A tenant that does not exist still answers 404 (the
+    /// tenant check comes first).
+    pub cognee_forbidden_tenants: Vec<String>,
+}
+
+/// The two shapes Aitronos' pages document for `POST /v1/organizations/{org}/users`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum AitronosSearchShape {
+    /// `{"users": [...], "total_users_count", "skip", "take"}` (the search page).
+    #[default]
+    Users,
+    /// `{"members": [...], "total", "skip", "limit"}` (another page).
+    Members,
 }
 
 /// A provider down for the whole run: every removal attempt gets the same answer.
@@ -73,6 +99,9 @@ impl SandboxOptions {
             faults: Faults::demo(),
             outages: HashMap::new(),
             token_ttl: Duration::from_secs(4),
+            aitronos_search: AitronosSearchShape::Users,
+            aerospike_page_size: None,
+            cognee_forbidden_tenants: Vec::new(),
         }
     }
 
@@ -84,6 +113,9 @@ impl SandboxOptions {
             faults: Faults::none(),
             outages: HashMap::new(),
             token_ttl: Duration::from_secs(300),
+            aitronos_search: AitronosSearchShape::Users,
+            aerospike_page_size: None,
+            cognee_forbidden_tenants: Vec::new(),
         }
     }
 }
@@ -269,13 +301,19 @@ impl Sandbox {
     }
 
     /// Whether that membership still exists (organization ignored for factory/telnyx/aerospike).
-    /// Case-insensitive; uuids compared canonical.
+    /// `user` is the id the removal takes or the member's email; case-insensitive, uuids compared
+    /// canonical.
     pub fn is_member(&self, kind: ProviderKind, organization: Option<&str>, user: &str) -> bool {
-        let s = &self.servers[&kind];
-        let org = org_key(kind, organization);
-        lock(&s.orgs)
-            .get(&org)
-            .is_some_and(|members| members.contains_key(&key(user)))
+        self.servers[&kind]
+            .with_org(organization, |org| org.find(user).is_some())
+            .unwrap_or(false)
+    }
+
+    /// How many members that organization has now (0 when it does not exist).
+    pub fn member_count(&self, kind: ProviderKind, organization: Option<&str>) -> usize {
+        self.servers[&kind]
+            .with_org(organization, |org| org.members.len())
+            .unwrap_or(0)
     }
 
     /// The email the seed gave that member (organization ignored for factory/telnyx/aerospike),
@@ -287,9 +325,33 @@ impl Sandbox {
         user: &str,
     ) -> Option<String> {
         self.servers[&kind]
-            .emails
-            .get(&(org_key(kind, organization), key(user)))
-            .cloned()
+            .with_org(organization, |org| {
+                let k = key(user);
+                org.members
+                    .get(&k)
+                    .or_else(|| org.removed.get(&k))
+                    .map(|m| m.email.clone())
+            })
+            .flatten()
+    }
+
+    /// Puts a removed member back where the seed had it (owner flag and email included), as if
+    /// an administrator re-added them: tests of verification undo removals with it. `user` as for
+    /// [`Sandbox::is_member`]. False when that user was not removed from that organization.
+    pub fn restore(&self, kind: ProviderKind, organization: Option<&str>, user: &str) -> bool {
+        let s = &self.servers[&kind];
+        let mut orgs = lock(&s.orgs);
+        let Some(org) = orgs.get_mut(&org_key(kind, organization)) else {
+            return false;
+        };
+        let k = org.find_removed(user);
+        match k.and_then(|k| org.removed.remove(&k)) {
+            Some(m) => {
+                org.insert(m);
+                true
+            }
+            None => false,
+        }
     }
 
     /// Number of token grants issued by the aerospike token endpoint.
@@ -338,6 +400,114 @@ struct Member {
     email: String,
 }
 
+impl Member {
+    /// The comparison key of the user.
+    fn key(&self) -> String {
+        key(&self.user)
+    }
+
+    /// Where the member sorts in lists: lowercased email, then user key.
+    fn order(&self) -> (String, String) {
+        (self.email.to_lowercase(), self.key())
+    }
+}
+
+/// One organization (tenant) of a server: its members, indexed three ways, and the members it
+/// had (for [`Sandbox::restore`] and for [`Sandbox::email_of`] after a removal).
+#[derive(Debug, Default)]
+struct Org {
+    /// User key -> member.
+    members: HashMap<String, Member>,
+    /// Lowercased email -> user keys (several users may share an email).
+    by_email: HashMap<String, Vec<String>>,
+    /// (lowercased email, user key) of every member: the order lists answer in, and the position
+    /// a cursor names.
+    order: BTreeSet<(String, String)>,
+    /// User key -> member, for members removed since the start.
+    removed: HashMap<String, Member>,
+}
+
+impl Org {
+    /// Adds (or replaces) a member in every index.
+    fn insert(&mut self, m: Member) {
+        let k = m.key();
+        if let Some(old) = self.members.remove(&k) {
+            self.unindex(&old);
+        }
+        self.removed.remove(&k);
+        let (email, _) = m.order();
+        self.by_email
+            .entry(email.clone())
+            .or_default()
+            .push(k.clone());
+        self.order.insert((email, k.clone()));
+        self.members.insert(k, m);
+    }
+
+    /// Takes the member out of every index, keeping it as removed.
+    fn take(&mut self, k: &str) -> Option<Member> {
+        let m = self.members.remove(k)?;
+        self.unindex(&m);
+        self.removed.insert(k.to_owned(), m.clone());
+        Some(m)
+    }
+
+    fn unindex(&mut self, m: &Member) {
+        let (email, k) = m.order();
+        self.order.remove(&(email.clone(), k.clone()));
+        if let Some(keys) = self.by_email.get_mut(&email) {
+            keys.retain(|x| *x != k);
+            if keys.is_empty() {
+                self.by_email.remove(&email);
+            }
+        }
+    }
+
+    /// The member whose user key is `user`, else the first whose email is `user`.
+    fn find(&self, user: &str) -> Option<&Member> {
+        let k = key(user);
+        self.members.get(&k).or_else(|| {
+            let keys = self.by_email.get(&user.trim().to_lowercase())?;
+            keys.first().and_then(|k| self.members.get(k))
+        })
+    }
+
+    /// The key of the removed member whose user key or email is `user`.
+    fn find_removed(&self, user: &str) -> Option<String> {
+        let k = key(user);
+        if self.removed.contains_key(&k) {
+            return Some(k);
+        }
+        let email = user.trim().to_lowercase();
+        self.removed
+            .iter()
+            .find(|(_, m)| m.email.to_lowercase() == email)
+            .map(|(k, _)| k.clone())
+    }
+
+    /// Members in listing order.
+    fn ordered(&self) -> impl Iterator<Item = &Member> {
+        self.order.iter().filter_map(|(_, k)| self.members.get(k))
+    }
+
+    /// Members in listing order whose email contains `needle` (already lowercased; every member
+    /// when empty). Compares the indexed lowercase emails: no allocation per member.
+    fn matching<'a>(&'a self, needle: &'a str) -> impl Iterator<Item = &'a Member> + 'a {
+        self.order
+            .iter()
+            .filter(move |(email, _)| email.contains(needle))
+            .filter_map(|(_, k)| self.members.get(k))
+    }
+
+    /// Members in listing order strictly after the position `after` (a cursor).
+    fn after<'a>(&'a self, after: &(String, String)) -> impl Iterator<Item = &'a Member> + 'a {
+        use std::ops::Bound;
+        self.order
+            .range((Bound::Excluded(after.clone()), Bound::Unbounded))
+            .filter_map(|(_, k)| self.members.get(k))
+    }
+}
+
 /// What a removal found.
 #[derive(Debug)]
 enum Removal {
@@ -367,12 +537,14 @@ struct Server {
     secret: String,
     /// For Aerospike, the client id.
     client_id: String,
-    /// Organization key (None where the credential picks it) -> user key -> member.
-    orgs: Mutex<HashMap<Option<String>, HashMap<String, Member>>>,
+    /// Organization key (None where the credential picks it) -> its members.
+    orgs: Mutex<HashMap<Option<String>, Org>>,
     /// Keys of every user that exists anywhere (removal from an organization keeps the user).
     known: HashSet<String>,
-    /// (organization key, user key) -> email, as seeded (kept after removal).
-    emails: HashMap<(Option<String>, String), String>,
+    /// Organization keys where the caller lacks permission to manage users (Cognee).
+    forbidden: HashSet<Option<String>>,
+    aitronos_search: AitronosSearchShape,
+    aerospike_page_size: Option<usize>,
     limiter: Option<Gcra>,
     faults: Faults,
     outage: Option<Fault>,
@@ -392,31 +564,24 @@ impl Server {
         log: Arc<Mutex<Vec<Logged>>>,
         creds: &Creds,
     ) -> Server {
-        let mut orgs: HashMap<Option<String>, HashMap<String, Member>> = HashMap::new();
-        let mut known = HashSet::new();
-        let mut emails = HashMap::new();
-        for e in opts.seed.entries().iter().filter(|e| e.kind == kind) {
-            let org = org_key(kind, e.organization.as_deref());
-            let members = orgs.entry(org.clone()).or_default();
-            if let Some(user) = &e.user {
-                known.insert(key(user));
-                let email = opts.seed.email_of(kind, user);
-                emails.insert((org, key(user)), email.clone());
-                let m = members.entry(key(user)).or_insert(Member {
-                    user: user.clone(),
-                    owner: false,
-                    email,
-                });
-                m.owner |= e.owner;
-            }
-        }
+        let (orgs, known) = seeded(kind, &opts.seed);
+        let forbidden = match kind {
+            ProviderKind::Cognee => opts
+                .cognee_forbidden_tenants
+                .iter()
+                .map(|t| org_key(kind, Some(t)))
+                .collect(),
+            _ => HashSet::new(),
+        };
         Server {
             kind,
             secret,
             client_id: creds.aerospike_id.clone(),
             orgs: Mutex::new(orgs),
             known,
-            emails,
+            forbidden,
+            aitronos_search: opts.aitronos_search,
+            aerospike_page_size: opts.aerospike_page_size,
             limiter: opts
                 .limits
                 .get(&kind)
@@ -461,37 +626,32 @@ impl Server {
         }
     }
 
+    /// Runs `f` on the organization, `None` when it does not exist.
+    fn with_org<R>(&self, organization: Option<&str>, f: impl FnOnce(&Org) -> R) -> Option<R> {
+        lock(&self.orgs)
+            .get(&org_key(self.kind, organization))
+            .map(f)
+    }
+
+    /// Whether the caller lacks permission to manage users in that organization.
+    fn forbidden(&self, organization: Option<&str>) -> bool {
+        self.forbidden.contains(&org_key(self.kind, organization))
+    }
+
     /// Removes the membership unless the member is an owner.
     fn remove(&self, organization: Option<&str>, user: &str) -> Removal {
         let mut orgs = lock(&self.orgs);
-        let Some(members) = orgs.get_mut(&org_key(self.kind, organization)) else {
+        let Some(org) = orgs.get_mut(&org_key(self.kind, organization)) else {
             return Removal::NoOrganization;
         };
         let k = key(user);
-        match members.get(&k) {
+        match org.members.get(&k) {
             Some(m) if m.owner => Removal::Owner,
-            Some(_) => Removal::Removed(members.remove(&k).expect("present")),
+            Some(_) => Removal::Removed(org.take(&k).expect("present")),
             None => Removal::NotMember {
                 exists: self.known.contains(&k),
             },
         }
-    }
-
-    /// The organization's members whose email contains `search` (case-insensitive; every member
-    /// when empty), ordered by email then user; `None` when the organization does not exist.
-    fn lookup(&self, organization: Option<&str>, search: &str) -> Option<Vec<Member>> {
-        let orgs = lock(&self.orgs);
-        let members = orgs.get(&org_key(self.kind, organization))?;
-        let needle = search.trim().to_lowercase();
-        let mut found: Vec<Member> = members
-            .values()
-            .filter(|m| m.email.to_lowercase().contains(&needle))
-            .cloned()
-            .collect();
-        found.sort_by(|a, b| {
-            (a.email.to_lowercase(), key(&a.user)).cmp(&(b.email.to_lowercase(), key(&b.user)))
-        });
-        Some(found)
     }
 
     /// Appends the answer of a removal to the log and passes it on.
@@ -521,6 +681,43 @@ impl Server {
         });
         resp
     }
+}
+
+/// The organizations and known users of one kind, as the seed has them.
+fn seeded(kind: ProviderKind, seed: &Seed) -> (HashMap<Option<String>, Org>, HashSet<String>) {
+    let mut orgs: HashMap<Option<String>, Org> = HashMap::new();
+    let mut known = HashSet::new();
+    for e in seed.entries().iter().filter(|e| e.kind == kind) {
+        let org = orgs
+            .entry(org_key(kind, e.organization.as_deref()))
+            .or_default();
+        let Some(user) = &e.user else { continue };
+        let k = key(user);
+        known.insert(k.clone());
+        let owner = e.owner || org.members.get(&k).is_some_and(|m| m.owner);
+        org.insert(Member {
+            user: user.clone(),
+            owner,
+            email: seed.email_of(kind, user),
+        });
+    }
+    for (organization, n) in seed.bulk(kind) {
+        let org = orgs.entry(org_key(kind, organization)).or_default();
+        for i in 0..n {
+            let user = Seed::many_user(kind, i);
+            let k = key(&user);
+            known.insert(k.clone());
+            if org.members.contains_key(&k) {
+                continue;
+            }
+            org.insert(Member {
+                user,
+                owner: false,
+                email: Seed::many_email(i),
+            });
+        }
+    }
+    (orgs, known)
 }
 
 /// Generic cell rate algorithm: `rate` per second with bursts of `burst`.
@@ -668,6 +865,45 @@ fn rfc3339(t: SystemTime) -> String {
         rem % 3600 / 60,
         rem % 60
     )
+}
+
+/// A creation time fixed per user, somewhere in 2021-2024 (`2022-03-04T05:06:07.000Z`).
+fn created_at(user: &str) -> String {
+    let t =
+        UNIX_EPOCH + Duration::from_secs(1_610_000_000 + fnv1a(key(user).as_bytes()) % 100_000_000);
+    rfc3339(t).replace('Z', ".000Z")
+}
+
+/// The words of an email's local part, capitalized: `ava.anderson@acme.example` -> `["Ava",
+/// "Anderson"]`, `person17@bulk.example` -> `["Person17"]`.
+fn name_words(email: &str) -> Vec<String> {
+    let local = email.split('@').next().unwrap_or(email);
+    local
+        .split(['.', '_', '-', '+'])
+        .filter(|w| !w.is_empty())
+        .map(|w| {
+            let mut c = w.chars();
+            c.next()
+                .map(|f| f.to_uppercase().chain(c).collect::<String>())
+                .unwrap_or_default()
+        })
+        .collect()
+}
+
+/// Lowercase hex of the bytes (opaque cursors).
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The bytes of lowercase or uppercase hex, `None` when it is not hex.
+fn unhex(s: &str) -> Option<Vec<u8>> {
+    if s.len() % 2 != 0 {
+        return None;
+    }
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
+        .collect()
 }
 
 fn now_unix() -> u64 {

@@ -16,6 +16,9 @@ pub struct Seed {
     entries: Vec<Entry>,
     /// (kind, user key) -> email, where one was given (the demo, [`Seed::member_with_email`]).
     emails: HashMap<(ProviderKind, String), String>,
+    /// Generated members, as (kind, organization, n): persons 0..n of [`Seed::many`], made when
+    /// the sandbox starts, so that a seed of 20,000 members is cheap to build and to clone.
+    bulk: Vec<(ProviderKind, Option<String>, usize)>,
 }
 
 #[derive(Debug, Clone)]
@@ -111,6 +114,44 @@ impl Seed {
         self
     }
 
+    /// Adds generated persons 0..n to one organization of a kind (the organization is created if
+    /// need be; ignored for factory/telnyx/aerospike), for realistic sizes: 20,000 members and
+    /// more. Person i is [`Seed::many_user`]`(kind, i)` with email [`Seed::many_email`]`(i)`; the
+    /// same person in every organization of the kind, never an owner. A user the seed also adds
+    /// otherwise keeps the other entry's email and owner flag.
+    pub fn many(mut self, kind: ProviderKind, organization: Option<&str>, n: usize) -> Seed {
+        self.push(kind, organization, None, false);
+        self.bulk.push((kind, organization.map(str::to_owned), n));
+        self
+    }
+
+    /// The user (the id the removal takes) of generated person `i` of a kind: the email for
+    /// Factory, `usr_` and 12 base-36 characters for Aitronos, a v4 uuid otherwise. Deterministic,
+    /// and distinct from every demo user.
+    pub fn many_user(kind: ProviderKind, i: usize) -> String {
+        let i = i as u64;
+        match kind {
+            ProviderKind::Factory => Seed::many_email(i as usize),
+            ProviderKind::Aitronos => usr_id(Tag::BulkAitronos, i),
+            ProviderKind::Telnyx => uuid_for(Tag::BulkTelnyx, i),
+            ProviderKind::Aerospike => uuid_for(Tag::BulkAerospike, i),
+            ProviderKind::Cognee => uuid_for(Tag::BulkCognee, i),
+        }
+    }
+
+    /// The email of generated person `i`: `person{i}@bulk.example`.
+    pub fn many_email(i: usize) -> String {
+        format!("person{i}@bulk.example")
+    }
+
+    /// The generated members of a kind, as (organization, n).
+    pub(super) fn bulk(&self, kind: ProviderKind) -> impl Iterator<Item = (Option<&str>, usize)> {
+        self.bulk
+            .iter()
+            .filter(move |(k, _, _)| *k == kind)
+            .map(|(_, o, n)| (o.as_deref(), *n))
+    }
+
     /// An organization (tenant) that exists, with no members yet.
     pub fn organization(mut self, kind: ProviderKind, organization: &str) -> Seed {
         self.push(kind, Some(organization), None, false);
@@ -192,6 +233,10 @@ enum Tag {
     Aerospike = 4,
     Cognee = 5,
     Tenant = 6,
+    BulkAitronos = 7,
+    BulkTelnyx = 8,
+    BulkAerospike = 9,
+    BulkCognee = 10,
 }
 
 const FIRST: [&str; 20] = [
@@ -227,16 +272,24 @@ fn uuid_for(tag: Tag, i: u64) -> String {
 }
 
 fn aitronos_id(i: u64) -> String {
+    usr_id(Tag::Aitronos, i)
+}
+
+/// `usr_` and 12 base-36 characters, fixed for (tag, index).
+fn usr_id(tag: Tag, i: u64) -> String {
+    format!("usr_{}", base36(splitmix(((tag as u64) << 32) | i), 12))
+}
+
+/// The last `len` base-36 digits of `x`, least significant first.
+pub(super) fn base36(mut x: u64, len: usize) -> String {
     const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
-    let mut x = splitmix(((Tag::Aitronos as u64) << 32) | i);
-    let body: String = (0..12)
+    (0..len)
         .map(|_| {
             let c = ALPHABET[(x % 36) as usize] as char;
             x /= 36;
             c
         })
-        .collect();
-    format!("usr_{body}")
+        .collect()
 }
 
 fn email(i: u64) -> String {

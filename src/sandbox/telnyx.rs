@@ -5,11 +5,17 @@
 //! List: `GET /v2/organizations/users?filter[email]=E&page[size]=N&page[number]=K` (size 1..=250,
 //! default 20; number from 1, default 1) answers 200 `{"data": [OrganizationUser], "meta":
 //! {page_number, page_size, total_pages, total_results}}`, matching the email by substring,
-//! case-insensitively.
+//! case-insensitively; `include_groups=true` adds each user's `groups`.
+//!
+//! OrganizationUser has exactly the page's properties: `id`, `record_type` (`organization_owner`
+//! or `organization_sub_user`), `email`, `user_status`, `organization_user_bypasses_sso`,
+//! `created_at`, `last_sign_in_at` (null for users who never signed in) and, when asked, `groups`.
+//!
+//! Any other URL (say a base URL that already ends in `/v2`) answers 404 with code `10005`.
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use axum::Json;
 use axum::Router;
@@ -19,13 +25,28 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde_json::json;
 
-use super::{Fault, Member, Removal, Server, bearer, ceil_secs, fnv1a, key, rfc3339};
+use super::{Fault, Member, Removal, Server, bearer, ceil_secs, created_at, fnv1a, key, rfc3339};
 
 pub(super) fn router(server: Arc<Server>) -> Router {
     Router::new()
         .route("/v2/organizations/users/{id}/actions/remove", post(remove))
         .route("/v2/organizations/users", get(list))
+        .fallback(not_found)
         .with_state(server)
+}
+
+/// The documented 404, for a resource or a URL that does not exist.
+fn resource_not_found() -> Response {
+    error(
+        404,
+        "10005",
+        "Resource not found",
+        "The requested resource or URL could not be found.",
+    )
+}
+
+async fn not_found() -> Response {
+    resource_not_found()
 }
 
 fn error(status: u16, code: &str, title: &str, detail: &str) -> Response {
@@ -62,20 +83,36 @@ fn rate_limited(limit: u32, wait: Duration) -> Response {
     r
 }
 
-fn organization_user(m: &Member, record_type: &str) -> serde_json::Value {
-    // A creation date fixed per user, somewhere in 2021-2024.
-    let created = UNIX_EPOCH
-        + Duration::from_secs(1_610_000_000 + fnv1a(key(&m.user).as_bytes()) % 100_000_000);
-    let created_at = rfc3339(created).replace('Z', ".000Z");
-    json!({
+/// The page's OrganizationUser: its properties and no others; `groups` only when asked.
+fn organization_user(m: &Member, groups: bool) -> serde_json::Value {
+    let h = fnv1a(key(&m.user).as_bytes());
+    // One user in five never signed in: the schema's `null`.
+    let last_sign_in = (h % 5 != 0).then(|| {
+        let ago = Duration::from_secs(3_600 * (1 + h % 2_000));
+        rfc3339(SystemTime::now() - ago).replace('Z', ".000Z")
+    });
+    let record_type = if m.owner {
+        "organization_owner"
+    } else {
+        "organization_sub_user"
+    };
+    let mut user = json!({
         "id": m.user,
         "record_type": record_type,
         "email": m.email,
         "user_status": "enabled",
         "organization_user_bypasses_sso": false,
-        "created_at": created_at,
-        "last_sign_in_at": rfc3339(SystemTime::now() - Duration::from_secs(86_400 * 3)).replace('Z', ".000Z"),
-    })
+        "created_at": created_at(&m.user),
+        "last_sign_in_at": last_sign_in,
+    });
+    if groups {
+        const NAMES: [&str; 4] = ["Engineering", "Support", "Sales", "Operations"];
+        let group =
+            uuid::Uuid::from_u128(0x7b09cdc3_8948_47f0_aa62_74ac943d6c50 + u128::from(h % 4));
+        user["groups"] =
+            json!([{"id": group.hyphenated().to_string(), "name": NAMES[(h % 4) as usize]}]);
+    }
+    user
 }
 
 /// Telnyx's 401 for a missing or wrong bearer token.
@@ -128,7 +165,7 @@ fn answer(s: &Server, id: &str) -> Response {
     }
     match s.remove(None, id) {
         Removal::Removed(m) => {
-            let user = organization_user(&m, "organization_sub_user");
+            let user = organization_user(&m, false);
             (StatusCode::OK, Json(json!({"data": user}))).into_response()
         }
         Removal::Owner => error(
@@ -137,12 +174,7 @@ fn answer(s: &Server, id: &str) -> Response {
             "Not authorized",
             "You are not authorized to access the requested resource.",
         ),
-        Removal::NoOrganization | Removal::NotMember { .. } => error(
-            404,
-            "10005",
-            "Resource not found",
-            "The requested resource or URL could not be found.",
-        ),
+        Removal::NoOrganization | Removal::NotMember { .. } => resource_not_found(),
     }
 }
 
@@ -178,14 +210,24 @@ fn list_answer(s: &Server, query: &HashMap<String, String>, filter: &str) -> Res
     let Some(page) = number("page[number]", 1, usize::MAX) else {
         return bad("page[number] must be a positive integer.");
     };
-    let found = s.lookup(None, filter).unwrap_or_default();
-    let total = found.len();
-    let data: Vec<serde_json::Value> = found
-        .iter()
-        .skip((page - 1).saturating_mul(size))
-        .take(size)
-        .map(|m| organization_user(m, "organization_sub_user"))
-        .collect();
+    let groups = query
+        .get("include_groups")
+        .is_some_and(|v| v.trim() == "true");
+    let needle = filter.trim().to_lowercase();
+    let first = (page - 1).saturating_mul(size);
+    let (data, total) = s
+        .with_org(None, |o| {
+            let mut total = 0;
+            let mut data = Vec::new();
+            for m in o.matching(&needle) {
+                if total >= first && data.len() < size {
+                    data.push(organization_user(m, groups));
+                }
+                total += 1;
+            }
+            (data, total)
+        })
+        .unwrap_or_default();
     let body = json!({
         "data": data,
         "meta": {

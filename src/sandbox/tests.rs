@@ -950,11 +950,16 @@ async fn telnyx_list(sb: &Sandbox, query: &[(&str, &str)], token: &str) -> reqwe
 }
 
 async fn aerospike_list(sb: &Sandbox, token: &str) -> reqwest::Response {
+    aerospike_list_q(sb, token, &[]).await
+}
+
+async fn aerospike_list_q(sb: &Sandbox, token: &str, query: &[(&str, &str)]) -> reqwest::Response {
     client()
         .get(format!(
             "{}/organization/members",
             sb.base_url(ProviderKind::Aerospike)
         ))
+        .query(query)
         .bearer_auth(token)
         .send()
         .await
@@ -1076,13 +1081,34 @@ async fn aitronos_search_is_partial_case_insensitive_and_paged() {
     .await;
     assert_eq!(r.status(), 200);
     let v: Value = r.json().await.unwrap();
-    assert_eq!(v["total"], 2);
+    assert_eq!(
+        (&v["total_users_count"], &v["skip"], &v["take"]),
+        (&json!(2), &json!(0), &json!(100))
+    );
     assert_eq!(emails_in(&v["users"]), [ANN, JOANN]);
+    // `id` is the membership, `user_id` the user the removal takes.
+    let membership = aitronos::membership_id("org_acme", "usr_ann");
+    assert!(membership.starts_with("orguser_") && membership.len() == 20);
     assert_eq!(
         v["users"][0],
-        json!({"user_id": "usr_ann", "email": ANN, "full_name": "Ann", "role": "member"})
+        json!({
+            "id": membership,
+            "user_id": "usr_ann",
+            "organization_id": "org_acme",
+            "email": ANN,
+            "full_name": "Ann",
+            "username": "ann",
+            "role": {"id": "role_member", "name": "Member", "is_owner": false},
+            "status": {"id": "active", "name": "Active"},
+            "joined_at": created_at("usr_ann"),
+        })
     );
     assert_eq!(v["users"][1]["user_id"], "usr_joann");
+    assert_eq!(
+        v["users"][1]["id"],
+        aitronos::membership_id("org_acme", "usr_joann")
+    );
+    assert_ne!(v["users"][0]["id"], v["users"][1]["id"]);
 
     // Paging: skip/take, total counts every match.
     let r = aitronos_search(
@@ -1093,7 +1119,8 @@ async fn aitronos_search_is_partial_case_insensitive_and_paged() {
     )
     .await;
     let v: Value = r.json().await.unwrap();
-    assert_eq!(v["total"], 3);
+    assert_eq!(v["total_users_count"], 3);
+    assert_eq!((&v["skip"], &v["take"]), (&json!(1), &json!(1)));
     assert_eq!(emails_in(&v["users"]), [BOB]);
     let v: Value = aitronos_search(
         &sb,
@@ -1106,7 +1133,10 @@ async fn aitronos_search_is_partial_case_insensitive_and_paged() {
     .await
     .unwrap();
     assert_eq!(
-        (v["total"].as_u64(), emails_in(&v["users"]).len()),
+        (
+            v["total_users_count"].as_u64(),
+            emails_in(&v["users"]).len()
+        ),
         (Some(3), 0)
     );
 
@@ -1116,13 +1146,15 @@ async fn aitronos_search_is_partial_case_insensitive_and_paged() {
         .json()
         .await
         .unwrap();
-    assert_eq!(v["total"], 5);
+    assert_eq!(v["total_users_count"], 5);
+    assert_eq!(v["take"], 10, "take defaults to 10");
     let users = v["users"].as_array().unwrap();
+    assert_eq!(users.len(), 5);
     let owner = users
         .iter()
         .find(|u| u["user_id"] == OWNER_AITRONOS)
         .unwrap();
-    assert_eq!(owner["role"], "owner");
+    assert_eq!(owner["role"]["id"], "role_owner");
     assert_eq!(owner["email"], "usr_owner1@members.example");
 
     let r = aitronos_search(
@@ -1155,7 +1187,7 @@ async fn aitronos_search_is_partial_case_insensitive_and_paged() {
         .await
         .unwrap();
     assert_eq!(
-        (v["total"].as_u64(), emails_in(&v["users"])),
+        (v["total_users_count"].as_u64(), emails_in(&v["users"])),
         (Some(1), vec![ANN.to_owned()])
     );
 
@@ -1279,7 +1311,10 @@ async fn aerospike_lists_every_member() {
     assert_eq!(r.status(), 200);
     assert!(r.headers().contains_key("x-request-id"));
     let v: Value = r.json().await.unwrap();
-    let emails = emails_in(&v);
+    // Paging is "currently disabled": the full set, and meta says so.
+    assert_eq!(v["count"], 5);
+    assert_eq!(v["meta"], json!({"total": 5, "limit": 5, "offset": 0}));
+    let emails = emails_in(&v["members"]);
     assert_eq!(emails.len(), 5);
     // No server-side filter: "ann" matches several, the client must match exactly.
     let ann: Vec<_> = emails
@@ -1287,26 +1322,29 @@ async fn aerospike_lists_every_member() {
         .filter(|e| e.to_lowercase().contains("ann"))
         .collect();
     assert_eq!(ann, [ANN, JOANN]);
-    let by_email = |e: &str| {
-        v.as_array()
-            .unwrap()
-            .iter()
-            .find(|m| m["email"] == e)
-            .cloned()
-    };
+    let members = v["members"].as_array().unwrap();
+    let joann = user_of(ProviderKind::Aerospike, JOANN);
     assert_eq!(
-        by_email(JOANN),
-        Some(
-            json!({"id": user_of(ProviderKind::Aerospike, JOANN), "email": JOANN, "role": "member"})
-        )
+        members.iter().find(|m| m["email"] == JOANN),
+        Some(&json!({
+            "id": joann,
+            "email": JOANN,
+            "role": "member",
+            "firstName": "JoAnn",
+            "lastName": "",
+            "createdAt": created_at(joann),
+        }))
     );
-    let owner = v
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|m| m["id"] == OWNER_UUID)
-        .unwrap();
+    let owner = members.iter().find(|m| m["id"] == OWNER_UUID).unwrap();
     assert_eq!(owner["role"], "owner");
+    // limit and offset are ignored while paging is disabled.
+    let v: Value = aerospike_list_q(&sb, &token, &[("limit", "2"), ("offset", "1")])
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(v["count"], 5);
+    assert_eq!(v["meta"], json!({"total": 5, "limit": 5, "offset": 0}));
 
     let bob = user_of(ProviderKind::Aerospike, BOB);
     assert_eq!(
@@ -1316,12 +1354,14 @@ async fn aerospike_lists_every_member() {
         204
     );
     let v: Value = aerospike_list(&sb, &token).await.json().await.unwrap();
-    assert_eq!(emails_in(&v).len(), 4);
-    assert!(!emails_in(&v).contains(&BOB.to_owned()));
+    assert_eq!(emails_in(&v["members"]).len(), 4);
+    assert!(!emails_in(&v["members"]).contains(&BOB.to_owned()));
+    assert_eq!((&v["count"], &v["meta"]["total"]), (&json!(4), &json!(4)));
 
     assert_eq!(
         lookups(&sb),
         [
+            (ProviderKind::Aerospike, String::new(), 200),
             (ProviderKind::Aerospike, String::new(), 200),
             (ProviderKind::Aerospike, String::new(), 200),
         ]
@@ -1465,4 +1505,509 @@ async fn lookups_are_rate_limited_but_never_faulted() {
     )
     .await;
     assert_eq!(r.status(), 429);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Documented shapes beyond the removal: the other search shape, paging, unknown URLs, forbidden
+// tenants, and organizations of realistic size.
+
+#[tokio::test]
+async fn aitronos_search_answers_the_other_pages_shape_when_asked() {
+    let mut opts = SandboxOptions::plain(seed_listed());
+    opts.aitronos_search = AitronosSearchShape::Members;
+    let sb = Sandbox::start(opts).await.unwrap();
+    let key = env(&sb, "SANDBOX_AITRONOS_API_KEY");
+    let r = aitronos_search(
+        &sb,
+        "org_acme",
+        json!({"search_term": "ann", "take": 1, "skip": 1}),
+        &key,
+    )
+    .await;
+    assert_eq!(r.status(), 200);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(
+        (&v["total"], &v["skip"], &v["limit"]),
+        (&json!(2), &json!(1), &json!(1))
+    );
+    assert!(v.get("users").is_none() && v.get("total_users_count").is_none());
+    assert_eq!(emails_in(&v["members"]), [JOANN]);
+    assert_eq!(v["members"][0]["user_id"], "usr_joann");
+    assert!(
+        v["members"][0]["id"]
+            .as_str()
+            .unwrap()
+            .starts_with("orguser_")
+    );
+}
+
+#[tokio::test]
+async fn aerospike_honours_limit_and_offset_when_paging_is_on() {
+    let mut opts = SandboxOptions::plain(seed_listed());
+    opts.aerospike_page_size = Some(2);
+    let sb = Sandbox::start(opts).await.unwrap();
+    let token = aerospike_token(&sb).await;
+    let list = async |query: &[(&str, &str)]| -> (u16, Value) {
+        let r = aerospike_list_q(&sb, &token, query).await;
+        (r.status().as_u16(), r.json().await.unwrap())
+    };
+
+    let (status, v) = list(&[]).await;
+    assert_eq!(status, 200);
+    assert_eq!(v["count"], 2);
+    assert_eq!(v["meta"], json!({"total": 5, "limit": 2, "offset": 0}));
+    // Above the page size: clamped, and meta says so.
+    let (_, v) = list(&[("limit", "1000")]).await;
+    assert_eq!(v["meta"], json!({"total": 5, "limit": 2, "offset": 0}));
+    let (_, v) = list(&[("limit", "1"), ("offset", "4")]).await;
+    assert_eq!(v["count"], 1);
+    assert_eq!(v["meta"], json!({"total": 5, "limit": 1, "offset": 4}));
+    let (_, v) = list(&[("offset", "9")]).await;
+    assert_eq!((&v["count"], &v["members"]), (&json!(0), &json!([])));
+
+    // Following meta reaches every member once.
+    let mut seen = Vec::new();
+    let mut offset = 0;
+    loop {
+        let o = offset.to_string();
+        let (_, v) = list(&[("offset", &o)]).await;
+        seen.extend(emails_in(&v["members"]));
+        offset += v["count"].as_u64().unwrap() as usize;
+        if offset >= v["meta"]["total"].as_u64().unwrap() as usize {
+            break;
+        }
+    }
+    assert_eq!(seen.len(), 5);
+    assert_eq!(seen.iter().collect::<HashSet<_>>().len(), 5);
+
+    for bad in [("limit", "0"), ("limit", "ten"), ("offset", "-1")] {
+        let (status, v) = list(&[bad]).await;
+        assert_eq!(status, 400, "{bad:?}");
+        assert_eq!(v["type"], "urn:aerospike:errors:request:invalid");
+    }
+}
+
+#[tokio::test]
+async fn unknown_urls_answer_each_providers_own_404() {
+    let sb = plain(seed_one_each()).await;
+    let telnyx = sb.base_url(ProviderKind::Telnyx);
+    let token = env(&sb, "SANDBOX_TELNYX_TOKEN");
+    let id = "6a09cdc3-8948-47f0-aa62-74ac943d6c58";
+    // A base URL that already ends in /v2, as Telnyx documents its server.
+    for r in [
+        client()
+            .post(format!(
+                "{telnyx}/v2/v2/organizations/users/{id}/actions/remove"
+            ))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap(),
+        client()
+            .get(format!("{telnyx}/v2/v2/organizations/users"))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .unwrap(),
+    ] {
+        assert_eq!(r.status(), 404);
+        let v: Value = r.json().await.unwrap();
+        let e = &v["errors"][0];
+        assert_eq!(e["code"], "10005");
+        assert_eq!(e["title"], "Resource not found");
+        assert_eq!(
+            e["detail"],
+            "The requested resource or URL could not be found."
+        );
+    }
+
+    let factory = sb.base_url(ProviderKind::Factory);
+    let r = client()
+        .delete(format!(
+            "{factory}/api/v0/api/v0/organization/users?email=ann.lee@acme.example"
+        ))
+        .bearer_auth(env(&sb, "SANDBOX_FACTORY_TOKEN"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    assert_eq!(
+        r.json::<Value>().await.unwrap(),
+        json!({"detail": "Not Found"})
+    );
+
+    // Aerospike's base URL without /v1: its generic error, not a problem document.
+    let aerospike = sb.base_url(ProviderKind::Aerospike);
+    let origin = aerospike.trim_end_matches("/v1");
+    let r = client()
+        .delete(format!(
+            "{origin}/organization/members/b0658b67-8ea3-46de-a3b8-18c3f5347def"
+        ))
+        .bearer_auth(aerospike_token(&sb).await)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    assert!(r.headers().contains_key("x-request-id"));
+    let v: Value = r.json().await.unwrap();
+    let keys: HashSet<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
+    assert_eq!(keys, HashSet::from(["code", "message"]));
+
+    let cognee = sb.base_url(ProviderKind::Cognee);
+    let r = client()
+        .delete(format!(
+            "{cognee}/api/v1/api/v1/permissions/tenants/{TENANT}/users/7b09cdc3-8948-47f0-aa62-74ac943d6c59"
+        ))
+        .header("X-Api-Key", env(&sb, "SANDBOX_COGNEE_API_KEY"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    assert_eq!(
+        r.json::<Value>().await.unwrap(),
+        json!({"detail": "Not Found"})
+    );
+
+    assert!(sb.log().is_empty(), "unknown URLs reach no endpoint");
+    for (kind, org, user) in one_each() {
+        assert!(sb.is_member(kind, org, user), "{kind}: nothing removed");
+    }
+}
+
+async fn factory_list(sb: &Sandbox, query: &[(&str, &str)], token: &str) -> reqwest::Response {
+    client()
+        .get(format!(
+            "{}/api/v0/organization/users",
+            sb.base_url(ProviderKind::Factory)
+        ))
+        .query(query)
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn factory_lists_with_a_working_cursor() {
+    let seed = Seed::default().many(ProviderKind::Factory, None, 45).owner(
+        ProviderKind::Factory,
+        None,
+        "boss@acme.example",
+    );
+    let sb = plain(seed).await;
+    let token = env(&sb, "SANDBOX_FACTORY_TOKEN");
+
+    let r = factory_list(&sb, &[], "fk-wrong").await;
+    assert_eq!(r.status(), 401);
+
+    // Default page of 20, then follow the cursor.
+    let mut emails = Vec::new();
+    let mut ids = HashSet::new();
+    let mut cursor: Option<String> = None;
+    let mut pages = 0;
+    loop {
+        let mut q = Vec::new();
+        if let Some(c) = &cursor {
+            q.push(("cursor", c.as_str()));
+        }
+        let r = factory_list(&sb, &q, &token).await;
+        assert_eq!(r.status(), 200);
+        let v: Value = r.json().await.unwrap();
+        pages += 1;
+        let users = v["users"].as_array().unwrap();
+        for u in users {
+            assert!(ids.insert(u["id"].as_str().unwrap().to_owned()), "{u}");
+        }
+        emails.extend(emails_in(&v["users"]));
+        let p = &v["pagination"];
+        if p["hasMore"] == false {
+            assert_eq!(p["nextCursor"], Value::Null);
+            break;
+        }
+        assert_eq!(users.len(), 20);
+        cursor = Some(p["nextCursor"].as_str().unwrap().to_owned());
+    }
+    assert_eq!(pages, 3);
+    assert_eq!(emails.len(), 46);
+    assert_eq!(emails.iter().collect::<HashSet<_>>().len(), 46);
+    assert!(emails.contains(&"boss@acme.example".to_owned()));
+
+    let v: Value = factory_list(&sb, &[("limit", "100")], &token)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(v["users"].as_array().unwrap().len(), 46);
+    assert_eq!(
+        v["pagination"],
+        json!({"hasMore": false, "nextCursor": null})
+    );
+
+    // The cursor survives the removal of the member it points after.
+    let v: Value = factory_list(&sb, &[("limit", "2")], &token)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let page1 = emails_in(&v["users"]);
+    let c = v["pagination"]["nextCursor"].as_str().unwrap().to_owned();
+    let r = remove(&sb, ProviderKind::Factory, None, &page1[1]).await;
+    assert_eq!(r.status(), 204);
+    let v: Value = factory_list(&sb, &[("limit", "2"), ("cursor", &c)], &token)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(emails_in(&v["users"]), emails[2..4]);
+
+    for bad in [
+        ("limit", "0"),
+        ("limit", "101"),
+        ("limit", "ten"),
+        ("cursor", "not-a-cursor"),
+    ] {
+        let r = factory_list(&sb, &[bad], &token).await;
+        assert_eq!(r.status(), 400, "{bad:?}");
+        let v: Value = r.json().await.unwrap();
+        assert_eq!(
+            (&v["status"], &v["title"]),
+            (&json!(400), &json!("Bad Request"))
+        );
+    }
+    let statuses: Vec<u16> = lookups(&sb).iter().map(|l| l.2).collect();
+    assert_eq!(statuses, [200, 200, 200, 200, 200, 200, 400, 400, 400, 400]);
+}
+
+#[tokio::test]
+async fn telnyx_list_marks_the_owner_and_adds_groups_when_asked() {
+    let sb = plain(seed_listed()).await;
+    let token = env(&sb, "SANDBOX_TELNYX_TOKEN");
+    let v: Value = telnyx_list(&sb, &[], &token).await.json().await.unwrap();
+    let data = v["data"].as_array().unwrap();
+    let owner = data.iter().find(|u| u["id"] == OWNER_UUID).unwrap();
+    assert_eq!(owner["record_type"], "organization_owner");
+    assert!(
+        data.iter()
+            .filter(|u| u["id"] != OWNER_UUID)
+            .all(|u| u["record_type"] == "organization_sub_user")
+    );
+    assert!(data.iter().all(|u| u.get("groups").is_none()));
+    let v: Value = telnyx_list(&sb, &[("include_groups", "true")], &token)
+        .await
+        .json()
+        .await
+        .unwrap();
+    for u in v["data"].as_array().unwrap() {
+        let g = &u["groups"][0];
+        assert!(g["id"].is_string() && g["name"].is_string(), "{u}");
+    }
+}
+
+#[tokio::test]
+async fn cognee_forbidden_tenant_answers_403_to_everything_in_it() {
+    let unknown = "55555555-6666-4777-8888-999999999999";
+    let mut opts = SandboxOptions::plain(seed_listed());
+    opts.cognee_forbidden_tenants = vec![TENANT.to_uppercase(), unknown.to_owned()];
+    let sb = Sandbox::start(opts).await.unwrap();
+    let key = env(&sb, "SANDBOX_COGNEE_API_KEY");
+    let denied = json!({
+        "detail": "User does not have permission to manage users in the tenant. [PermissionDeniedError]"
+    });
+
+    let r = cognee_list(&sb, TENANT, &key).await;
+    assert_eq!(r.status(), 403);
+    assert_eq!(r.json::<Value>().await.unwrap(), denied);
+    let joann = user_of(ProviderKind::Cognee, JOANN);
+    // A member, the owner (permission comes before the owner check) and a stranger alike.
+    for user in [joann, OWNER_UUID, "44444444-5555-4666-8777-888888888888"] {
+        let r = remove(&sb, ProviderKind::Cognee, Some(TENANT), user).await;
+        assert_eq!(r.status(), 403, "{user}");
+        assert_eq!(r.json::<Value>().await.unwrap(), denied);
+    }
+    assert!(sb.is_member(ProviderKind::Cognee, Some(TENANT), joann));
+
+    // The tenant check comes first; other tenants are unaffected.
+    let r = remove(&sb, ProviderKind::Cognee, Some(unknown), joann).await;
+    assert_eq!(r.status(), 404);
+    assert_eq!(
+        r.json::<Value>().await.unwrap(),
+        json!({"detail": "Tenant not found. [TenantNotFoundError]"})
+    );
+    assert_eq!(cognee_list(&sb, unknown, &key).await.status(), 404);
+    assert_eq!(cognee_list(&sb, OTHER_TENANT, &key).await.status(), 200);
+    let r = remove(
+        &sb,
+        ProviderKind::Cognee,
+        Some(OTHER_TENANT),
+        "f6f6f6f6-0000-4000-8000-000000000001",
+    )
+    .await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        r.json::<Value>().await.unwrap(),
+        json!({"message": "User removed from tenant"})
+    );
+    let statuses: Vec<u16> = sb.log().iter().map(|l| l.status).collect();
+    assert_eq!(statuses, [403, 403, 403, 403, 404, 404, 200, 200]);
+}
+
+#[test]
+fn generated_members_are_deterministic_and_apart_from_the_demo() {
+    assert_eq!(Seed::many_email(3), "person3@bulk.example");
+    assert_eq!(
+        Seed::many_user(ProviderKind::Factory, 3),
+        "person3@bulk.example"
+    );
+    let demo_users: HashSet<String> = Seed::demo()
+        .entries()
+        .iter()
+        .filter_map(|e| e.user.as_deref().map(key))
+        .collect();
+    for kind in ProviderKind::ALL {
+        let users: Vec<String> = (0..500).map(|i| Seed::many_user(kind, i)).collect();
+        assert_eq!(
+            users,
+            (0..500)
+                .map(|i| Seed::many_user(kind, i))
+                .collect::<Vec<_>>()
+        );
+        assert_eq!(users.iter().collect::<HashSet<_>>().len(), 500, "{kind}");
+        assert!(
+            users.iter().all(|u| !demo_users.contains(&key(u))),
+            "{kind}"
+        );
+        let u = &users[7];
+        match kind {
+            ProviderKind::Factory => assert!(u.contains('@')),
+            ProviderKind::Aitronos => assert!(u.starts_with("usr_") && u.len() == 16, "{u}"),
+            _ => assert!(uuid::Uuid::try_parse(u).is_ok(), "{u}"),
+        }
+    }
+}
+
+/// The organization of each kind that [`big_seed`] fills.
+fn big_org(kind: ProviderKind) -> Option<&'static str> {
+    match kind {
+        ProviderKind::Aitronos => Some("org_big"),
+        ProviderKind::Cognee => Some(TENANT),
+        _ => None,
+    }
+}
+
+const BIG: usize = 20_000;
+
+fn big_seed() -> Seed {
+    ProviderKind::ALL
+        .iter()
+        .fold(Seed::default(), |s, k| s.many(*k, big_org(*k), BIG))
+}
+
+#[tokio::test]
+async fn twenty_thousand_members_per_organization_are_cheap_indexed_and_restorable() {
+    let started = std::time::Instant::now();
+    let sb = plain(big_seed()).await;
+    // Generous for a debug build on a busy machine; a quadratic seed would take minutes.
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "{:?}",
+        started.elapsed()
+    );
+    let i = 12_345;
+    for kind in ProviderKind::ALL {
+        let org = big_org(kind);
+        let user = Seed::many_user(kind, i);
+        let email = Seed::many_email(i);
+        assert_eq!(sb.member_count(kind, org), BIG, "{kind}");
+        assert!(sb.is_member(kind, org, &user), "{kind}");
+        assert!(
+            sb.is_member(kind, org, &email.to_uppercase()),
+            "{kind}: by email"
+        );
+        assert_eq!(
+            sb.email_of(kind, org, &user).as_deref(),
+            Some(email.as_str())
+        );
+        assert!(
+            !sb.restore(kind, org, &user),
+            "{kind}: nothing to restore yet"
+        );
+
+        let r = remove(&sb, kind, org, &user).await;
+        assert!(r.status().is_success(), "{kind}: {}", r.status());
+        assert!(!sb.is_member(kind, org, &user));
+        assert!(!sb.is_member(kind, org, &email));
+        assert_eq!(sb.member_count(kind, org), BIG - 1);
+        assert_eq!(
+            sb.email_of(kind, org, &user).as_deref(),
+            Some(email.as_str())
+        );
+
+        assert!(sb.restore(kind, org, &email), "{kind}: by email");
+        assert!(sb.is_member(kind, org, &user));
+        assert_eq!(sb.member_count(kind, org), BIG);
+        assert!(!sb.restore(kind, org, &user), "{kind}: already back");
+        // Restored members are ordinary members: removable again.
+        let r = remove(&sb, kind, org, &user).await;
+        assert!(r.status().is_success(), "{kind}: again {}", r.status());
+        assert!(sb.restore(kind, org, &user));
+    }
+    assert!(!sb.restore(ProviderKind::Aitronos, Some("org_nope"), "usr_x"));
+
+    // Searches: an exact email finds one, a prefix of it eleven (person1234, person12340..9).
+    let key = env(&sb, "SANDBOX_AITRONOS_API_KEY");
+    let v: Value = aitronos_search(
+        &sb,
+        "org_big",
+        json!({"search_term": "Person12345@bulk.example", "take": 100}),
+        &key,
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    assert_eq!(v["total_users_count"], 1);
+    assert_eq!(
+        v["users"][0]["user_id"],
+        Seed::many_user(ProviderKind::Aitronos, i)
+    );
+    let v: Value = aitronos_search(&sb, "org_big", json!({"search_term": "person1234"}), &key)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(v["total_users_count"], 11);
+    assert_eq!(v["users"].as_array().unwrap().len(), 10);
+
+    let token = env(&sb, "SANDBOX_TELNYX_TOKEN");
+    let v: Value = telnyx_list(&sb, &[("filter[email]", "person19999@")], &token)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(v["meta"]["total_results"], 1);
+    let v: Value = telnyx_list(
+        &sb,
+        &[("page[size]", "250"), ("page[number]", "80")],
+        &token,
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    assert_eq!(v["data"].as_array().unwrap().len(), 250);
+    assert_eq!(v["meta"]["total_pages"], 80);
+
+    // Whole lists are megabytes, as real ones are.
+    let r = aerospike_list(&sb, &aerospike_token(&sb).await).await;
+    let body = r.bytes().await.unwrap();
+    assert!(body.len() > 2_000_000, "{} bytes", body.len());
+    let v: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(v["count"], BIG);
+    assert_eq!(v["meta"], json!({"total": BIG, "limit": BIG, "offset": 0}));
+    let r = cognee_list(&sb, TENANT, &env(&sb, "SANDBOX_COGNEE_API_KEY")).await;
+    let body = r.bytes().await.unwrap();
+    assert!(body.len() > 1_000_000, "{} bytes", body.len());
+    let v: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(v.as_array().unwrap().len(), BIG);
+    sb.shutdown().await;
 }

@@ -8,5 +8,6 @@ mod lookups;
 mod prom;
 mod support;
 mod tokens;
+mod transport;
 mod truth;
 mod worker;
