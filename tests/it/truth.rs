@@ -266,3 +266,122 @@ aitronos,usr_ann,org_acme
         "8c1ad4e2-9f3b-4c6d-8e7f-5a6b7c8d9e0f"
     ));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn email_rows_in_organizations_of_twenty_thousand_are_all_removed() {
+    const N: usize = 20_000;
+    let kinds = [
+        (ProviderKind::Aitronos, Some(ORG)),
+        (ProviderKind::Telnyx, None),
+        (ProviderKind::Aerospike, None),
+        (ProviderKind::Cognee, Some(TENANT)),
+    ];
+    let mut seed = Seed::default();
+    for (kind, org) in kinds {
+        seed = seed.many(kind, org, N);
+    }
+    let sandbox = Sandbox::start(SandboxOptions::plain(seed)).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let config = write(
+        dir.path(),
+        "offboard.toml",
+        &config_for(&sandbox, &HashMap::new(), ""),
+    );
+    // People spread over each list, the last member included: a list cut anywhere would miss some.
+    let picks = [0, 1, 777, 5_000, 12_345, 19_998, N - 1];
+    let mut rows = String::from("provider,user,organization\n");
+    for (kind, org) in kinds {
+        for i in picks {
+            rows.push_str(&format!(
+                "{kind},{},{}\n",
+                Seed::many_email(i),
+                org.unwrap_or("")
+            ));
+        }
+    }
+    let csv = write(dir.path(), "rows.csv", &rows);
+    let report = dir.path().join("report.jsonl");
+    let out = run_csv(&sandbox.env(), &csv, &config, &report).await;
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines = report_lines(&report);
+    assert_eq!(lines.len(), kinds.len() * picks.len());
+    for l in &lines {
+        assert_eq!(l["outcome"], "removed", "{l}");
+    }
+    for (kind, org) in kinds {
+        for i in picks {
+            let id = Seed::many_user(kind, i);
+            assert!(
+                !sandbox.is_member(kind, org, &id),
+                "{kind} person {i} removed"
+            );
+            let l = lines
+                .iter()
+                .find(|l| l["provider"] == kind.as_str() && l["user"] == Seed::many_email(i))
+                .unwrap();
+            assert_eq!(
+                l["resolved_user"].as_str().unwrap().to_lowercase(),
+                id.to_lowercase(),
+                "{l}"
+            );
+        }
+        assert_eq!(sandbox.member_count(kind, org), N - picks.len(), "{kind}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_forbidding_cognee_tenant_stops_only_its_own_rows() {
+    const OTHER: &str = "1c8f7a4b-63d2-4e9f-8a21-3b4c5d6e7f80";
+    let seed = seed()
+        .member(ProviderKind::Cognee, Some(OTHER), AEROSPIKE_USER)
+        .member(ProviderKind::Cognee, Some(OTHER), TELNYX_USER);
+    let mut opts = SandboxOptions::plain(seed);
+    opts.cognee_forbidden_tenants = vec![OTHER.to_owned()];
+    let sandbox = Sandbox::start(opts).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let config = write(
+        dir.path(),
+        "offboard.toml",
+        &config_for(&sandbox, &HashMap::new(), ""),
+    );
+    let rows = format!(
+        "provider,user,organization
+cognee,{AEROSPIKE_USER},{OTHER}
+cognee,{COGNEE_USER},{TENANT}
+cognee,{TELNYX_USER},{OTHER}
+"
+    );
+    let csv = write(dir.path(), "rows.csv", &rows);
+    let report = dir.path().join("report.jsonl");
+    let out = run_csv(&sandbox.env(), &csv, &config, &report).await;
+    assert_eq!(out.status.code(), Some(1));
+    let lines = report_lines(&report);
+    for l in &lines {
+        if l["organization"] == OTHER {
+            assert_eq!(l["outcome"], "not_attempted", "{l}");
+            assert_eq!(l["reason"], "preflight_failed", "{l}");
+            let message = l["error"]["message"].as_str().unwrap();
+            assert!(
+                message.contains(OTHER) && message.contains("403"),
+                "the tenant and the answer are named: {message}"
+            );
+        } else {
+            assert_eq!(l["outcome"], "removed", "{l}");
+        }
+    }
+    assert!(!sandbox.is_member(ProviderKind::Cognee, Some(TENANT), COGNEE_USER));
+    assert!(sandbox.is_member(ProviderKind::Cognee, Some(OTHER), AEROSPIKE_USER));
+    assert!(
+        sandbox
+            .log()
+            .iter()
+            .filter(|r| r.operation == "remove")
+            .all(|r| r.organization.as_deref() != Some(OTHER)),
+        "nothing sent to the forbidding tenant"
+    );
+}
