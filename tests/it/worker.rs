@@ -393,10 +393,10 @@ async fn two_workers_keep_each_rate_and_the_standby_takes_over() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn dlq_replay_moves_dead_letters_back_after_a_fix() {
+async fn a_lane_whose_preflight_fails_stays_queued_and_dlq_replay_moves_dead_letters_back() {
     let rig = Rig::new(Faults::none(), HashMap::new()).await;
-    // A worker with a revoked Telnyx token: its jobs fail and are dead-lettered (a few), then its
-    // circuit opens and the rest stay queued.
+    // A worker with a revoked Telnyx token: its preflight is refused, so the Telnyx lane consumes
+    // nothing and its messages stay queued; the other lanes run.
     let mut bad_env = rig.env.clone();
     for (k, v) in bad_env.iter_mut() {
         if *k == "SANDBOX_TELNYX_TOKEN" {
@@ -404,6 +404,12 @@ async fn dlq_replay_moves_dead_letters_back_after_a_fix() {
         }
     }
     assert_eq!(rig.enqueue().await.status.code(), Some(1));
+    let queued_telnyx = rig
+        .broker
+        .queue_messages("offboard.jobs.telnyx")
+        .await
+        .unwrap();
+    assert!(queued_telnyx > 50, "{queued_telnyx}");
     let mut worker = spawn_worker(
         &bad_env,
         &rig.broker.url(),
@@ -412,46 +418,55 @@ async fn dlq_replay_moves_dead_letters_back_after_a_fix() {
         &rig.log,
     );
     wait_until(
-        Duration::from_secs(60),
-        "telnyx failures dead-lettered",
+        Duration::from_secs(90),
+        "the healthy lanes drained",
         async || {
-            rig.broker
-                .queue_messages("offboard.dead")
-                .await
-                .unwrap_or(0)
-                >= 4
+            for kind in ProviderKind::ALL {
+                if kind == ProviderKind::Telnyx {
+                    continue;
+                }
+                let q = format!("offboard.jobs.{kind}");
+                if rig.broker.queue_messages(&q).await != Some(0) {
+                    return false;
+                }
+            }
+            true
         },
     )
     .await;
+    assert!(
+        rig.worker_log().contains("preflight failed"),
+        "{}",
+        rig.worker_log()
+    );
+    assert_eq!(
+        rig.broker.queue_messages("offboard.jobs.telnyx").await,
+        Some(queued_telnyx),
+        "nothing taken from the unproven lane"
+    );
+    assert!(
+        rig.sandbox
+            .log()
+            .iter()
+            .all(|r| r.kind != ProviderKind::Telnyx || r.operation != "remove"),
+        "no removal sent with the refused credential"
+    );
     terminate(&worker);
     worker.wait().await.unwrap();
+    // The dead letters are the other providers' failures: the Cognee tenant owner's refusal.
     let listed = rig.dlq(&["list", "--json"]).await;
     let letters: Vec<serde_json::Value> = listed
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
-    let telnyx = letters.iter().filter(|l| l["provider"] == "telnyx").count();
-    let unauthorized = letters
-        .iter()
-        .filter(|l| l["provider"] == "telnyx" && l["reason"] == "unauthorized")
-        .count();
     assert!(
-        unauthorized >= 3,
-        "the refusals that opened the circuit: {listed}"
+        letters.iter().all(|l| l["provider"] != "telnyx"),
+        "{listed}"
     );
-    let others = letters.len() - telnyx;
+    let cognee = letters.iter().filter(|l| l["provider"] == "cognee").count();
+    assert!(cognee >= 1, "{listed}");
 
-    // The fix: the right token. Replay telnyx's dead letters only; the worker removes them.
-    let moved = rig.dlq(&["replay", "--provider", "telnyx"]).await;
-    assert_eq!(
-        moved.trim(),
-        format!("Moved {telnyx} dead letter(s) back to their queues.")
-    );
-    assert_eq!(
-        rig.broker.queue_messages("offboard.dead").await,
-        Some(others as u64),
-        "the other providers' dead letters stay"
-    );
+    // The fix: the right token. The new worker proves the lane and removes every Telnyx member.
     let mut worker = rig.worker();
     let telnyx_removed = || {
         report_lines(&rig.report)
@@ -461,7 +476,7 @@ async fn dlq_replay_moves_dead_letters_back_after_a_fix() {
     };
     wait_until(
         Duration::from_secs(90),
-        "every telnyx member removed after the replay",
+        "every telnyx member removed after the fix",
         async || telnyx_removed() == 58,
     )
     .await;
@@ -469,6 +484,22 @@ async fn dlq_replay_moves_dead_letters_back_after_a_fix() {
         rig.broker.queue_messages("offboard.jobs.telnyx").await,
         Some(0)
     );
+    // Replay moves the Cognee dead letters back; the owner is refused again and dead-lettered
+    // again, with a second report line.
+    let before = report_count(&rig.report);
+    let moved = rig.dlq(&["replay", "--provider", "cognee"]).await;
+    assert_eq!(
+        moved.trim(),
+        format!("Moved {cognee} dead letter(s) back to their queues.")
+    );
+    rig.wait_for_report(before + cognee, Duration::from_secs(60))
+        .await;
+    wait_until(
+        Duration::from_secs(30),
+        "the refused owner dead-lettered again",
+        async || rig.broker.queue_messages("offboard.dead").await == Some(letters.len() as u64),
+    )
+    .await;
     terminate(&worker);
     worker.wait().await.unwrap();
 }
