@@ -439,8 +439,7 @@ impl Lane {
         record
     }
 
-    /// Whether this lane's kind names the organization in each job (Aitronos, Cognee) rather than
-    /// letting the key pick it.
+    /// The key of an organization in the lane's maps: "" where the API key picks it.
     fn org_key(&self, organization: Option<&str>) -> String {
         organization.unwrap_or("").to_ascii_lowercase()
     }
@@ -915,16 +914,7 @@ impl Lane {
                     Some(&result),
                 ),
                 Decision::AlreadyAbsent => {
-                    let mut r = self.finished(
-                        job,
-                        started,
-                        attempts,
-                        Outcome::AlreadyAbsent,
-                        None,
-                        Some(&result),
-                    );
-                    r.absence = Some(Absence::Provider404);
-                    r
+                    self.absent(job, started, attempts, &result, Absence::Provider404)
                 }
                 Decision::AbsentUnconfirmed => {
                     self.confirm_absent(job, target, started, attempts, (result, answered))
@@ -962,16 +952,7 @@ impl Lane {
         let user = target.user();
         match list {
             Ok(members) if !members.iter().any(|m| m.id.eq_ignore_ascii_case(&user)) => {
-                let mut r = self.finished(
-                    job,
-                    started,
-                    attempts,
-                    Outcome::AlreadyAbsent,
-                    None,
-                    Some(&result),
-                );
-                r.absence = Some(Absence::MemberList);
-                r
+                self.absent(job, started, attempts, &result, Absence::MemberList)
             }
             Ok(_) => {
                 let mut r = self.finished(
@@ -1132,6 +1113,27 @@ impl Lane {
             Some(f.reason.as_str()),
             f.last.as_ref(),
         )
+    }
+
+    /// The record of a person found absent, with the evidence.
+    fn absent(
+        &self,
+        job: &Job,
+        started: Timestamp,
+        attempts: u32,
+        result: &Result<Answer, Transport>,
+        evidence: Absence,
+    ) -> Record {
+        let mut r = self.finished(
+            job,
+            started,
+            attempts,
+            Outcome::AlreadyAbsent,
+            None,
+            Some(result),
+        );
+        r.absence = Some(evidence);
+        r
     }
 
     /// A record for a job that ended before (or without) a removal request.

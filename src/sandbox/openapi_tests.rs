@@ -12,26 +12,11 @@ use std::path::Path;
 
 use serde_json::{Map, Value, json};
 
+use super::tests::{client, env};
 use super::*;
 
 const TENANT: &str = "0b7e6f3a-52c1-4d8e-9f10-2a3b4c5d6e7f";
 
-fn client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .no_proxy()
-        .build()
-        .expect("client")
-}
-
-fn env(sb: &Sandbox, name: &str) -> String {
-    sb.env()
-        .into_iter()
-        .find(|(n, _)| *n == name)
-        .map(|(_, v)| v)
-        .unwrap_or_else(|| panic!("no {name}"))
-}
-
-/// The OpenAPI document of a provider page: its fenced ```` ```yaml ```` block, as JSON.
 fn openapi(page: &str) -> Value {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../shared/providers")

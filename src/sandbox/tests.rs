@@ -12,14 +12,14 @@ use crate::job::{Directory, RawJob};
 const TENANT: &str = "0b7e6f3a-52c1-4d8e-9f10-2a3b4c5d6e7f";
 const OTHER_TENANT: &str = "1c8f7a4b-63d2-4e9f-8a21-3b4c5d6e7f80";
 
-fn client() -> reqwest::Client {
+pub(super) fn client() -> reqwest::Client {
     reqwest::Client::builder()
         .no_proxy()
         .build()
         .expect("client")
 }
 
-fn env(sb: &Sandbox, name: &str) -> String {
+pub(super) fn env(sb: &Sandbox, name: &str) -> String {
     sb.env()
         .into_iter()
         .find(|(n, _)| *n == name)

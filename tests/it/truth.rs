@@ -62,6 +62,27 @@ fn write(dir: &Path, name: &str, text: &str) -> std::path::PathBuf {
     p
 }
 
+/// `offboard run` over `rows` with `config` (a config text) in a fresh directory: its output and
+/// its report's lines.
+async fn run_rows(
+    sandbox: &Sandbox,
+    config: &str,
+    rows: &str,
+) -> (std::process::Output, Vec<serde_json::Value>) {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write(dir.path(), "offboard.toml", config);
+    let csv = write(dir.path(), "rows.csv", rows);
+    let report = dir.path().join("report.jsonl");
+    let out = run_csv(&sandbox.env(), &csv, &config, &report).await;
+    let lines = report_lines(&report);
+    (out, lines)
+}
+
+/// The sandbox's config with every entry at its right base URL.
+fn config(sandbox: &Sandbox) -> String {
+    config_for(sandbox, &HashMap::new(), "")
+}
+
 /// The base URL one segment off, as a user pasting the provider's documented server would get it.
 fn one_segment_off(sandbox: &Sandbox, kind: ProviderKind) -> String {
     let base = sandbox.base_url(kind);
@@ -80,19 +101,11 @@ fn one_segment_off(sandbox: &Sandbox, kind: ProviderKind) -> String {
 async fn a_wrong_base_url_sends_no_removal_and_claims_no_absence() {
     for kind in ProviderKind::ALL {
         let sandbox = Sandbox::start(SandboxOptions::plain(seed())).await.unwrap();
-        let dir = tempfile::tempdir().unwrap();
-        let good = config_for(&sandbox, &HashMap::new(), "");
+        let good = config(&sandbox);
         let right = format!("base_url = \"{}\"\n", sandbox.base_url(kind));
         let wrong = format!("base_url = \"{}\"\n", one_segment_off(&sandbox, kind));
         assert!(good.contains(&right), "{good}");
-        let config = write(
-            dir.path(),
-            "offboard.toml",
-            &good.replacen(&right, &wrong, 1),
-        );
-        let csv = write(dir.path(), "rows.csv", ROWS);
-        let report = dir.path().join("report.jsonl");
-        let out = run_csv(&sandbox.env(), &csv, &config, &report).await;
+        let (out, lines) = run_rows(&sandbox, &good.replacen(&right, &wrong, 1), ROWS).await;
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(1), "{kind}: {stderr}");
         assert!(
@@ -105,7 +118,7 @@ async fn a_wrong_base_url_sends_no_removal_and_claims_no_absence() {
                 .all(|r| r.kind != kind || r.operation != "remove"),
             "{kind}: no removal was sent: {log:?}"
         );
-        for l in report_lines(&report) {
+        for l in lines {
             if l["provider"] != kind.as_str() {
                 continue;
             }
@@ -136,23 +149,14 @@ async fn a_wrong_base_url_sends_no_removal_and_claims_no_absence() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_absence_names_its_evidence() {
     let sandbox = Sandbox::start(SandboxOptions::plain(seed())).await.unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let config = write(
-        dir.path(),
-        "offboard.toml",
-        &config_for(&sandbox, &HashMap::new(), ""),
-    );
     let rows = format!("{ROWS}telnyx,nobody@corp.example,\n");
-    let csv = write(dir.path(), "rows.csv", &rows);
-    let report = dir.path().join("report.jsonl");
-    let out = run_csv(&sandbox.env(), &csv, &config, &report).await;
+    let (out, lines) = run_rows(&sandbox, &config(&sandbox), &rows).await;
     assert_eq!(
         out.status.code(),
         Some(0),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let lines = report_lines(&report);
     let by_user = |u: &str| {
         lines
             .iter()
@@ -203,14 +207,8 @@ async fn protected_people_stay_whichever_way_a_row_names_them() {
             "svc-backup@corp.example",
         );
     let sandbox = Sandbox::start(SandboxOptions::plain(seed)).await.unwrap();
-    let dir = tempfile::tempdir().unwrap();
     let safety =
         "[safety]\nprotected = [\"usr_owner?\", \"Pat@corp.example\", \"svc-*@corp.example\"]\n";
-    let config = write(
-        dir.path(),
-        "offboard.toml",
-        &format!("{safety}{}", config_for(&sandbox, &HashMap::new(), "")),
-    );
     // The owner by email (protected by id), Pat and the service account by id (protected by
     // email: a plain address at a searching API, a glob at a listing one), and one person
     // nobody protects.
@@ -220,16 +218,13 @@ telnyx,7b09cdc3-8948-47f0-aa62-74ac943d6c59,
 cognee,8c1ad4e2-9f3b-4c6d-8e7f-5a6b7c8d9e0f,0b7e6f3a-52c1-4d8e-9f10-2a3b4c5d6e7f
 aitronos,usr_ann,org_acme
 ";
-    let csv = write(dir.path(), "rows.csv", rows);
-    let report = dir.path().join("report.jsonl");
-    let out = run_csv(&sandbox.env(), &csv, &config, &report).await;
+    let (out, lines) = run_rows(&sandbox, &format!("{safety}{}", config(&sandbox)), rows).await;
     assert_eq!(
         out.status.code(),
         Some(1),
         "protected rows are not done: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let lines = report_lines(&report);
     let outcome = |u: &str| {
         lines
             .iter()
@@ -281,12 +276,6 @@ async fn email_rows_in_organizations_of_twenty_thousand_are_all_removed() {
         seed = seed.many(kind, org, N);
     }
     let sandbox = Sandbox::start(SandboxOptions::plain(seed)).await.unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let config = write(
-        dir.path(),
-        "offboard.toml",
-        &config_for(&sandbox, &HashMap::new(), ""),
-    );
     // People spread over each list, the last member included: a list cut anywhere would miss some.
     let picks = [0, 1, 777, 5_000, 12_345, 19_998, N - 1];
     let mut rows = String::from("provider,user,organization\n");
@@ -299,16 +288,13 @@ async fn email_rows_in_organizations_of_twenty_thousand_are_all_removed() {
             ));
         }
     }
-    let csv = write(dir.path(), "rows.csv", &rows);
-    let report = dir.path().join("report.jsonl");
-    let out = run_csv(&sandbox.env(), &csv, &config, &report).await;
+    let (out, lines) = run_rows(&sandbox, &config(&sandbox), &rows).await;
     assert_eq!(
         out.status.code(),
         Some(0),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let lines = report_lines(&report);
     assert_eq!(lines.len(), kinds.len() * picks.len());
     for l in &lines {
         assert_eq!(l["outcome"], "removed", "{l}");
@@ -343,12 +329,6 @@ async fn one_forbidding_cognee_tenant_stops_only_its_own_rows() {
     let mut opts = SandboxOptions::plain(seed);
     opts.cognee_forbidden_tenants = vec![OTHER.to_owned()];
     let sandbox = Sandbox::start(opts).await.unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let config = write(
-        dir.path(),
-        "offboard.toml",
-        &config_for(&sandbox, &HashMap::new(), ""),
-    );
     let rows = format!(
         "provider,user,organization
 cognee,{AEROSPIKE_USER},{OTHER}
@@ -356,11 +336,8 @@ cognee,{COGNEE_USER},{TENANT}
 cognee,{TELNYX_USER},{OTHER}
 "
     );
-    let csv = write(dir.path(), "rows.csv", &rows);
-    let report = dir.path().join("report.jsonl");
-    let out = run_csv(&sandbox.env(), &csv, &config, &report).await;
+    let (out, lines) = run_rows(&sandbox, &config(&sandbox), &rows).await;
     assert_eq!(out.status.code(), Some(1));
-    let lines = report_lines(&report);
     for l in &lines {
         if l["organization"] == OTHER {
             assert_eq!(l["outcome"], "not_attempted", "{l}");
