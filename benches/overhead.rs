@@ -315,6 +315,7 @@ fn main() {
             &[
                 "run",
                 "--dry-run",
+                "--offline",
                 "--csv",
                 &path(&csv),
                 "--config",
@@ -331,9 +332,20 @@ fn main() {
     }
 }
 
-/// The sandbox's members: the people of every run's rows, and `wrk`'s people for every round.
+/// The sandbox's members: the people of every run's rows, and `wrk`'s people for every round when
+/// `wrk` is installed. (Each run's preflight reads the Aerospike and Cognee member lists whole, so
+/// `wrk`'s people make every run start with lists of `(rows + 100,000) × reps` members.)
 fn seed(rows: usize, reps: usize) -> offboard::sandbox::Seed {
     let mut seed = seed_rows(0..rows * reps);
+    let wrk = std::process::Command::new("wrk")
+        .arg("--version")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok();
+    if !wrk {
+        return seed;
+    }
     for i in WRK_FIRST..WRK_FIRST + reps * WRK_PEOPLE {
         for kind in ProviderKind::ALL {
             let (org, user) = person(kind, i);

@@ -205,6 +205,7 @@ fn preflight_words(f: &ReadFailure) -> String {
             f.reason.as_str(),
             words(a)
         ),
+        Some(Err(t @ Transport::TooLarge(_))) => t.to_string(),
         Some(Err(t)) => format!("cannot reach the provider ({}): {t}", f.reason.as_str()),
         None => f.reason.as_str().to_owned(),
     }

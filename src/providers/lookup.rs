@@ -75,23 +75,32 @@ pub(super) enum IdField {
 }
 
 /// A member in any of the pages' shapes. Both id fields are read, so a record holding both (as
-/// Aitronos' documented search answer does) is not refused as a duplicate field.
+/// Aitronos' documented search answer does) is not refused as a duplicate field; every other field
+/// (names, roles, dates) is skipped without being kept.
 #[derive(Deserialize)]
 pub(super) struct AnyMember {
     #[serde(default)]
-    id: Option<serde_json::Value>,
+    id: Option<IdText>,
     #[serde(default)]
-    user_id: Option<serde_json::Value>,
+    user_id: Option<IdText>,
     #[serde(default)]
     email: Option<String>,
 }
 
-/// An id as text: a string, or a number written as one.
-fn id_text(v: Option<serde_json::Value>) -> Option<String> {
+/// An id as the pages write it: a string, or a number.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum IdText {
+    Text(String),
+    Number(serde_json::Number),
+}
+
+/// An id as text, when it is one.
+fn id_text(v: Option<IdText>) -> Option<String> {
     match v? {
-        serde_json::Value::String(s) if !s.trim().is_empty() => Some(s),
-        serde_json::Value::Number(n) => Some(n.to_string()),
-        _ => None,
+        IdText::Text(s) if !s.trim().is_empty() => Some(s),
+        IdText::Text(_) => None,
+        IdText::Number(n) => Some(n.to_string()),
     }
 }
 
@@ -115,8 +124,6 @@ pub(super) fn members(list: Vec<AnyMember>, field: IdField) -> Option<Vec<Member
 /// A list answer: a bare array, or an object holding it under `members`, `users` or `data`, with
 /// whatever paging fields the page documents. Fields are kept apart (no serde aliases), so a body
 /// that carries two of them is still read.
-#[derive(Deserialize)]
-#[serde(untagged)]
 pub(super) enum AnyList {
     Bare(Vec<AnyMember>),
     Wrapped(Wrapped),
@@ -163,8 +170,14 @@ pub(super) struct Pagination {
 }
 
 impl AnyList {
+    /// Reads the body by its first character, typed all the way down: an untagged enum would
+    /// first copy the whole answer (megabytes for a large organization) into a generic tree.
     pub(super) fn read(body: &[u8]) -> Option<AnyList> {
-        serde_json::from_slice(body).ok()
+        match body.iter().find(|b| !b.is_ascii_whitespace())? {
+            b'[' => serde_json::from_slice(body).ok().map(AnyList::Bare),
+            b'{' => serde_json::from_slice(body).ok().map(AnyList::Wrapped),
+            _ => None,
+        }
     }
 
     /// The list and the paging fields around it. None when the object holds no list at all.
