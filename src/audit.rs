@@ -66,7 +66,7 @@ impl Audit {
     pub fn open(path: &Path) -> io::Result<(Audit, std::thread::JoinHandle<io::Result<()>>)> {
         // A record torn by a crash was never confirmed; the next one starts on a line of its own.
         crate::report::trim_torn_tail(path)?;
-        let file = File::options().create(true).append(true).open(path)?;
+        let file = crate::report::private(File::options().create(true).append(true)).open(path)?;
         let (tx, mut rx) = mpsc::channel::<Line>(8192);
         let thread = std::thread::Builder::new()
             .name("audit-writer".into())

@@ -387,6 +387,9 @@ impl Lane {
         self.metrics
             .circuit_open
             .set(self.halted().is_some() as i64);
+        self.metrics
+            .held
+            .set(self.hold().is_some_and(|h| h.is_held()) as i64);
     }
 
     /// Starts from an empty burst allowance: see [`Pacer::drain`].

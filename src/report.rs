@@ -292,18 +292,28 @@ pub(crate) fn next_batch<T>(rx: &mut mpsc::Receiver<T>, max: usize, batch: &mut 
     true
 }
 
+/// Options that create a file readable and writable by its owner only (mode 0600): the report and
+/// the audit log name the people being let go, which is nobody else's business on a shared host.
+/// A file that already exists keeps its mode.
+pub fn private(options: &mut std::fs::OpenOptions) -> &mut std::fs::OpenOptions {
+    use std::os::unix::fs::OpenOptionsExt;
+    options.mode(0o600)
+}
+
 impl Writer {
     /// Creates (or appends to, when `append`) the report at `path` and starts its writer thread.
     pub fn start(path: &Path, append: bool) -> io::Result<(Writer, Sink)> {
         if append {
             trim_torn_tail(path)?;
         }
-        let file = File::options()
-            .create(true)
-            .append(append)
-            .write(true)
-            .truncate(!append)
-            .open(path)?;
+        let file = private(
+            File::options()
+                .create(true)
+                .append(append)
+                .write(true)
+                .truncate(!append),
+        )
+        .open(path)?;
         let (tx, mut rx) = mpsc::channel::<Msg>(4096);
         let live = Arc::new(Live::default());
         let broken = Arc::new(AtomicBool::new(false));
@@ -487,6 +497,21 @@ pub fn final_job_ids(path: &Path) -> io::Result<std::collections::HashSet<String
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_new_report_is_readable_by_its_owner_only() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.jsonl");
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        rt.block_on(async {
+            let (writer, sink) = Writer::start(&path, true).unwrap();
+            drop(sink);
+            writer.finish().await.unwrap();
+        });
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "{mode:o}");
+    }
 
     #[test]
     fn a_batch_takes_what_is_queued_up_to_its_size_and_ends_when_senders_are_gone() {

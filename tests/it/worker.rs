@@ -736,12 +736,36 @@ async fn prometheus_scrapes_the_worker_and_its_counts_match_the_report() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lane_past_its_window_holds_until_released_and_loses_nothing() {
     let rig = Rig::new(Faults::none(), HashMap::new()).await;
-    let config = std::fs::read_to_string(&rig.config).unwrap();
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let config = std::fs::read_to_string(&rig.config).unwrap().replace(
+        METRICS_ANY_PORT,
+        &format!("[metrics]\nlisten = \"127.0.0.1:{port}\"\n"),
+    );
     std::fs::write(
         &rig.config,
         format!("[safety]\nmax_removals_per_window = 50\nwindow = \"1h\"\n{config}"),
     )
     .unwrap();
+    // `offboard_lane_held{provider}` as the worker serves it.
+    let held = async |kind: ProviderKind| {
+        let text = reqwest::Client::new()
+            .get(format!("http://127.0.0.1:{port}/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let name = format!("offboard_lane_held{{provider=\"{kind}\"}} ");
+        text.lines()
+            .find_map(|l| l.strip_prefix(name.as_str()))
+            .unwrap_or_else(|| panic!("no {name} in\n{text}"))
+            .trim()
+            .to_owned()
+    };
     let mut worker = rig.worker();
     assert_eq!(rig.enqueue().await.status.code(), Some(1));
     // Five lanes of about 59 jobs each, 50 removals allowed per window: each lane holds at 50.
@@ -792,11 +816,17 @@ async fn a_lane_past_its_window_holds_until_released_and_loses_nothing() {
         );
     }
     for kind in ProviderKind::ALL {
+        assert_eq!(held(kind).await, "1", "{kind} held");
+    }
+    for kind in ProviderKind::ALL {
         let said = hold(vec!["release", kind.as_str()]).await;
         assert!(said.contains(&format!("Released `{kind}`")), "{said}");
     }
     rig.wait_for_report(PUBLISHED, Duration::from_secs(60))
         .await;
+    for kind in ProviderKind::ALL {
+        assert_eq!(held(kind).await, "0", "{kind} released");
+    }
     rig.assert_each_job_once();
     terminate(&worker);
     worker.wait().await.unwrap();
