@@ -9,9 +9,10 @@ use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 use tokio_util::sync::CancellationToken;
 
+use crate::admin::{self, Health};
 use crate::config::Settings;
 use crate::job::ProviderKind;
-use crate::metrics::{self, Health, Metrics};
+use crate::metrics::Metrics;
 use crate::run::{self, Lanes};
 use crate::sandbox::{Sandbox, SandboxOptions};
 use std::sync::Arc;
@@ -68,6 +69,28 @@ pub enum Command {
         #[arg(long, env = "OFFBOARD_CONFIG", global = true)]
         config: Option<PathBuf>,
     },
+    /// Ask each provider, read-only, whether the people a report says are gone are still members.
+    Verify(VerifyArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct VerifyArgs {
+    /// The JSON Lines report of `offboard run` (or of the worker). The last line of each job
+    /// counts; every job that ended removed or already_absent is checked.
+    #[arg(long)]
+    pub report: PathBuf,
+    /// The configuration file the run used [default: config/offboard.toml; with --sandbox, the
+    /// embedded one].
+    #[arg(long, env = "OFFBOARD_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Check against the five providers simulated on loopback. The sandbox starts afresh with
+    /// the demo's members, so people an earlier `run --sandbox` removed show as still members.
+    #[arg(long)]
+    pub sandbox: bool,
+    /// Where to write the evidence, one JSON line per person checked [default: beside the
+    /// report, <report stem>.verify.jsonl].
+    #[arg(long)]
+    pub evidence: Option<PathBuf>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -190,6 +213,7 @@ pub async fn main(cli: Cli) -> ExitCode {
             command: AuditCommand::Verify { file },
         } => audit_verify(&file),
         Command::Hold { command, config } => hold_command(command, config).await,
+        Command::Verify(args) => verify_command(args).await,
     };
     match result {
         Ok(code) => code,
@@ -250,7 +274,7 @@ async fn worker_command(args: WorkerArgs) -> anyhow::Result<ExitCode> {
         tracing::warn!("stopping: no new jobs; jobs in flight finish within the grace period");
         on_signal.cancel();
     });
-    let bound = metrics::serve(
+    let bound = admin::serve(
         settings.metrics.listen,
         metrics.clone(),
         lanes.lanes.clone(),
@@ -423,8 +447,20 @@ async fn dlq_command(command: DlqCommand, config: Option<PathBuf>) -> anyhow::Re
     Ok(ExitCode::SUCCESS)
 }
 
-async fn run_command(args: RunArgs) -> anyhow::Result<ExitCode> {
-    let (config_name, mut settings) = match (&args.config, args.sandbox) {
+/// What a command that talks to providers starts from: the settings, the lanes, their metrics,
+/// and the embedded sandbox when asked for (every entry pointed at it, its credentials in place
+/// of the environment's).
+struct Ready {
+    settings: Settings,
+    lanes: Lanes,
+    metrics: Arc<Metrics>,
+    sandbox: Option<Sandbox>,
+}
+
+/// Loads the config (`config`, else the built-in sandbox one with `sandbox`, else the default
+/// path), starts the sandbox if asked (saying `note`), resolves credentials, builds the lanes.
+async fn ready(config: Option<&PathBuf>, sandbox: bool, note: &str) -> anyhow::Result<Ready> {
+    let (config_name, mut settings) = match (config, sandbox) {
         (Some(path), _) => (path.display().to_string(), Settings::load(path)?),
         (None, true) => (
             "sandbox.toml (built in)".to_owned(),
@@ -440,8 +476,7 @@ async fn run_command(args: RunArgs) -> anyhow::Result<ExitCode> {
             (path.display().to_string(), Settings::load(&path)?)
         }
     };
-
-    let sandbox = if args.sandbox {
+    let sandbox = if sandbox {
         let sandbox = Sandbox::start(SandboxOptions::demo())
             .await
             .context("starting the sandbox")?;
@@ -451,9 +486,7 @@ async fn run_command(args: RunArgs) -> anyhow::Result<ExitCode> {
                 entry.token_url = Some(sandbox.token_url());
             }
         }
-        crate::console::say(format_args!(
-            "Sandbox: the five providers simulated on 127.0.0.1; nothing leaves this machine."
-        ));
+        crate::console::say(format_args!("{note}"));
         Some(sandbox)
     } else {
         None
@@ -469,6 +502,26 @@ async fn run_command(args: RunArgs) -> anyhow::Result<ExitCode> {
     let resolved = settings.resolve(&config_name, &env)?;
     let metrics = Arc::new(Metrics::new());
     let lanes = Lanes::build(&settings, &resolved, &metrics)?;
+    Ok(Ready {
+        settings,
+        lanes,
+        metrics,
+        sandbox,
+    })
+}
+
+async fn run_command(args: RunArgs) -> anyhow::Result<ExitCode> {
+    let Ready {
+        settings,
+        lanes,
+        metrics,
+        sandbox,
+    } = ready(
+        args.config.as_ref(),
+        args.sandbox,
+        "Sandbox: the five providers simulated on 127.0.0.1; nothing leaves this machine.",
+    )
+    .await?;
 
     let (plan, shown) = run::plan(&args.csv, &lanes, 50).await?;
     let guard = crate::safety::check(&settings, &plan, args.allow_removals);
@@ -559,7 +612,7 @@ async fn run_command(args: RunArgs) -> anyhow::Result<ExitCode> {
     });
     let serving = CancellationToken::new();
     if let Some(addr) = args.metrics_listen {
-        let bound = metrics::serve(
+        let bound = admin::serve(
             addr,
             metrics.clone(),
             lanes.lanes.clone(),
@@ -586,6 +639,51 @@ async fn run_command(args: RunArgs) -> anyhow::Result<ExitCode> {
         s.shutdown().await;
     }
     Ok(ExitCode::from(if finished.success() {
+        0
+    } else {
+        EXIT_INCOMPLETE
+    }))
+}
+
+/// `offboard verify`: exit 0 when every person checked is confirmed gone, 1 when anyone is still a
+/// member or could not be checked, 2 for bad input (nothing asked then). Sends no removal.
+async fn verify_command(args: VerifyArgs) -> anyhow::Result<ExitCode> {
+    use crate::verify;
+    let evidence = args
+        .evidence
+        .clone()
+        .unwrap_or_else(|| verify::default_evidence_path(&args.report));
+    // The whole report is read before anything is asked: a bad line ends here, nothing sent.
+    let people = verify::read(&args.report).await?;
+
+    let Ready { lanes, sandbox, .. } = ready(
+        args.config.as_ref(),
+        args.sandbox,
+        "Sandbox: the five providers simulated on 127.0.0.1, started afresh with the demo's members; nothing leaves this machine.",
+    )
+    .await?;
+    verify::check_providers(&args.report, &people, &lanes)?;
+    let file = {
+        let (path, report) = (evidence.clone(), args.report.clone());
+        tokio::task::spawn_blocking(move || verify::EvidenceFile::create(&path, &report))
+            .await
+            .expect("creating a file does not panic")?
+    };
+
+    crate::console::say(format_args!(
+        "Checking {} person(s) from {} (read-only: list and search requests only).",
+        people.len(),
+        args.report.display()
+    ));
+    let mut verified = verify::verify(&lanes, people, file).await;
+    print!("{}", verify::table(&args.report, &verified));
+    if let Some(s) = sandbox {
+        s.shutdown().await;
+    }
+    if let Some(e) = verified.evidence_error.take() {
+        return Err(e.into());
+    }
+    Ok(ExitCode::from(if verified.success() {
         0
     } else {
         EXIT_INCOMPLETE

@@ -379,17 +379,7 @@ pub enum Source {
     File(PathBuf),
 }
 
-/// A credential, read.
-pub enum Credential {
-    Bearer(SecretString),
-    ApiKey(SecretString),
-    OAuth {
-        token_url: String,
-        client_id: SecretString,
-        client_secret: SecretString,
-        body: TokenBody,
-    },
-}
+pub use crate::providers::auth::Credential;
 
 impl Settings {
     /// Reads a TOML file and the `OFFBOARD__*` environment overrides, then checks every value.
@@ -757,6 +747,23 @@ impl Entry {
                     "no credential: set token_env or token_file".into(),
                 )),
             },
+        }
+    }
+
+    /// What the provider adapter needs of this entry: kind, base URL, credential, and the shared
+    /// HTTP settings with this entry's timeout. Providers never read the config.
+    pub fn provider_spec(
+        &self,
+        credential: Credential,
+        http: &crate::providers::HttpSpec,
+    ) -> crate::providers::ProviderSpec {
+        let mut http = http.clone();
+        http.timeout = Duration::from_millis(self.timeout_ms);
+        crate::providers::ProviderSpec {
+            kind: self.kind,
+            base_url: self.base_url(),
+            credential,
+            http,
         }
     }
 

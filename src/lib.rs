@@ -9,6 +9,8 @@
 //! - [`config`]: the TOML configuration with environment overrides.
 //! - [`run`]: `offboard run`, the CSV path end to end.
 //! - [`sandbox`]: the five providers simulated on loopback.
+//! - [`verify`]: `offboard verify`, read-only proof that the people a report says are gone are gone.
+pub mod admin;
 pub mod audit;
 pub mod cli;
 pub mod config;
@@ -26,4 +28,5 @@ pub mod retry;
 pub mod run;
 pub mod safety;
 pub mod sandbox;
+pub mod verify;
 pub mod worker;

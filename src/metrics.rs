@@ -1,27 +1,17 @@
-//! Prometheus metrics on an explicit registry, with typed handles per lane, and the small HTTP
-//! server for `/metrics`, `/healthz` and `/readyz`.
+//! Prometheus metrics on an explicit registry, with typed handles per lane. [`crate::admin`] serves
+//! them.
 //!
 //! Labels are bounded sets only: the configured entry names, outcomes, reasons and status codes;
 //! never a user, email, job id or credential.
 
-use std::net::SocketAddr;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use axum::Router;
-use axum::extract::State;
-use axum::http::StatusCode;
-use axum::routing::get;
+use crate::report::Record;
+use crate::retry::RetryReason;
 use prometheus::{
     Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
     Registry, TextEncoder,
 };
-use tokio_util::sync::CancellationToken;
-
-use crate::lane::Lane;
-use crate::report::Record;
-use crate::retry::RetryReason;
 
 /// Buckets for provider API calls: 5 ms to 30 s.
 const REQUEST_BUCKETS: [f64; 13] = [
@@ -197,11 +187,9 @@ impl Metrics {
             .inc();
     }
 
-    /// The text exposition of every metric, with lane gauges brought up to date first.
-    pub fn render(&self, lanes: &[Arc<Lane>]) -> String {
-        for lane in lanes {
-            lane.refresh_gauges();
-        }
+    /// The text exposition of every metric. Lane gauges are brought up to date by their owner
+    /// first (see [`crate::admin::render`]).
+    pub fn render(&self) -> String {
         TextEncoder::new()
             .encode_to_string(&self.registry.gather())
             .unwrap_or_default()
@@ -247,167 +235,25 @@ impl LaneMetrics {
 }
 
 /// What `/readyz` reports.
-#[derive(Default)]
-pub struct Health {
-    /// Whether readiness needs a broker (the worker) and whether it is connected with its topology.
-    pub needs_broker: bool,
-    pub broker_ready: AtomicBool,
-}
-
-struct Served {
-    metrics: Arc<Metrics>,
-    lanes: Vec<Arc<Lane>>,
-    health: Arc<Health>,
-}
-
-/// Serves `/metrics`, `/healthz` and `/readyz` on `addr` until `stop`. Returns the bound address.
-pub async fn serve(
-    addr: SocketAddr,
-    metrics: Arc<Metrics>,
-    lanes: Vec<Arc<Lane>>,
-    health: Arc<Health>,
-    stop: CancellationToken,
-) -> std::io::Result<SocketAddr> {
-    let listener = tokio::net::TcpListener::bind(addr).await?;
-    let bound = listener.local_addr()?;
-    let state = Arc::new(Served {
-        metrics,
-        lanes,
-        health,
-    });
-    let app = Router::new()
-        .route(
-            "/metrics",
-            get(|State(s): State<Arc<Served>>| async move {
-                (
-                    [("content-type", "text/plain; version=0.0.4")],
-                    s.metrics.render(&s.lanes),
-                )
-            }),
-        )
-        .route("/healthz", get(|| async { "ok\n" }))
-        .route("/readyz", get(ready))
-        .with_state(state);
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, app)
-            .with_graceful_shutdown(stop.cancelled_owned())
-            .await;
-    });
-    Ok(bound)
-}
-
-/// 200 when the broker is connected (if one is needed) and no lane halted; 503 otherwise. The
-/// body says which.
-async fn ready(State(s): State<Arc<Served>>) -> (StatusCode, String) {
-    let mut body = String::new();
-    let mut ok = true;
-    if s.health.needs_broker {
-        if s.health.broker_ready.load(Ordering::Relaxed) {
-            body.push_str("broker: connected, topology declared\n");
-        } else {
-            ok = false;
-            body.push_str("broker: not connected\n");
-        }
-    }
-    for lane in &s.lanes {
-        if let Some(reason) = lane.halted() {
-            ok = false;
-            body.push_str(&format!("lane {}: halted: {reason}\n", lane.name));
-        }
-        if let Some(h) = lane.hold().filter(|h| h.is_held()) {
-            ok = false;
-            let s = h.state(&lane.name);
-            body.push_str(&format!(
-                "lane {}: held after {} removals within {} s: release with `offboard hold release {}`\n",
-                lane.name, s.removals_in_window, s.window_s, lane.name
-            ));
-        }
-    }
-    if ok {
-        body.push_str("ready\n");
-    }
-    (
-        if ok {
-            StatusCode::OK
-        } else {
-            StatusCode::SERVICE_UNAVAILABLE
-        },
-        body,
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::job::{LaneId, ProviderKind};
-    use crate::lane::LaneSettings;
-    use crate::providers::{Auth, Provider, adapter, client};
     use crate::report::{Outcome, Timestamp};
-    use crate::retry::{OnConflict, Policy};
-
-    fn lane(m: &Metrics) -> Arc<Lane> {
-        let provider = Provider::new(
-            adapter(ProviderKind::Factory, "http://127.0.0.1:9"),
-            Auth::bearer(&"t".to_owned().into()).unwrap(),
-            client(Duration::from_secs(1)).unwrap(),
-        );
-        let policy = Policy {
-            max_attempts: 1,
-            base_delay: Duration::from_millis(1),
-            max_delay: Duration::from_millis(1),
-            max_elapsed: Duration::from_secs(1),
-            on_conflict: OnConflict::Fail,
-            max_conflict_retries: 0,
-            max_rate_limit_wait: Duration::from_secs(1),
-        };
-        let s = LaneSettings {
-            rate_per_second: 1.0,
-            burst: 1,
-            max_in_flight: 1,
-            circuit_after: 1,
-            policy,
-            protected: Default::default(),
-        };
-        Arc::new(Lane::new(
-            LaneId(0),
-            "factory".into(),
-            provider,
-            s,
-            m.lane("factory"),
-        ))
-    }
 
     fn has(text: &str, line: &str) -> bool {
         text.lines().any(|l| l == line)
     }
 
     #[test]
-    fn gauges_follow_the_lane_and_labels_stay_bounded() {
+    fn labels_stay_bounded() {
         let m = Metrics::new();
-        let l = lane(&m);
-        let text = m.render(std::slice::from_ref(&l));
-        assert!(
-            has(&text, "offboard_lane_paused{provider=\"factory\"} 0"),
-            "{text}"
-        );
         assert!(has(
-            &text,
+            &m.render(),
             &format!(
                 "offboard_build_info{{version=\"{}\"}} 1",
                 env!("CARGO_PKG_VERSION")
             )
         ));
-        l.pause_for(Duration::from_secs(60));
-        let text = m.render(std::slice::from_ref(&l));
-        assert!(
-            has(&text, "offboard_lane_paused{provider=\"factory\"} 1"),
-            "{text}"
-        );
-        assert!(has(
-            &text,
-            "offboard_lane_circuit_open{provider=\"factory\"} 0"
-        ));
-
         let record = |provider: &str, outcome| Record {
             job_id: "j".into(),
             line: None,
@@ -430,7 +276,7 @@ mod tests {
         m.job(&record("slack", Outcome::Invalid), configured);
         m.invalid("csv");
         m.dead_lettered("factory", "refused");
-        let text = m.render(&[]);
+        let text = m.render();
         assert!(
             has(
                 &text,

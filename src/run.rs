@@ -74,7 +74,8 @@ impl Lanes {
                 .get(name)
                 .ok_or_else(|| provider_err("no credential was resolved".into()))?;
             let provider =
-                crate::providers::build(entry, credential, &resolved.http).map_err(provider_err)?;
+                crate::providers::build(&entry.provider_spec(credential.clone(), &resolved.http))
+                    .map_err(provider_err)?;
             let (id, shared_name, _) = directory.lookup(name).expect("built from the same entries");
             debug_assert_eq!(id, LaneId(i));
             lanes.push(Arc::new(Lane::new(

@@ -23,11 +23,12 @@ use lapin::{BasicProperties, Channel};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::admin::Health;
 use crate::config::Settings;
 use crate::doors::amqp::{self, AmqpError, Event, JobMessage, header};
 use crate::job::{Directory, Invalid, ProviderKind, RawJob};
 use crate::lane::Lane;
-use crate::metrics::{Health, Metrics};
+use crate::metrics::Metrics;
 use crate::report::{ErrorField, Outcome, Record, Sink, Timestamp, Writer};
 use crate::run::Lanes;
 

@@ -12,6 +12,19 @@ use serde::Deserialize;
 use super::client::{Client, RequestBuilder};
 use super::http::{self, Answer, Hint, ProviderError, Transport};
 
+/// A credential, read from where the config said (it never prints).
+#[derive(Clone)]
+pub enum Credential {
+    Bearer(SecretString),
+    ApiKey(SecretString),
+    OAuth {
+        token_url: String,
+        client_id: SecretString,
+        client_secret: SecretString,
+        body: TokenBody,
+    },
+}
+
 /// How a provider entry proves who it is.
 pub enum Auth {
     /// A fixed header: `Authorization: Bearer …`, `X-API-Key: …`. The value is marked sensitive, so

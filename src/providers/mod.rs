@@ -259,17 +259,20 @@ pub fn client(timeout: Duration) -> Result<Client, client::BuildError> {
     Client::new(timeout)
 }
 
-/// Builds a provider entry's adapter, credentials and client from its configuration.
-pub fn build(
-    entry: &crate::config::Entry,
-    credential: &crate::config::Credential,
-    http: &client::HttpSpec,
-) -> Result<Provider, String> {
-    use crate::config::Credential;
-    let mut spec = http.clone();
-    spec.timeout = Duration::from_millis(entry.timeout_ms);
-    let http = Client::with(&spec).map_err(|e| e.to_string())?;
-    let auth = match credential {
+/// What one provider entry needs, as the config produces it.
+pub struct ProviderSpec {
+    pub kind: ProviderKind,
+    pub base_url: String,
+    pub credential: auth::Credential,
+    /// Its own timeout included.
+    pub http: HttpSpec,
+}
+
+/// Builds a provider entry's adapter, credentials and client.
+pub fn build(spec: &ProviderSpec) -> Result<Provider, String> {
+    use auth::Credential;
+    let http = Client::with(&spec.http).map_err(|e| e.to_string())?;
+    let auth = match &spec.credential {
         Credential::Bearer(token) => Auth::bearer(token)?,
         // Aitronos spells it X-API-Key, Cognee X-Api-Key: header names are case-insensitive.
         Credential::ApiKey(key) => Auth::header("x-api-key", "", key)?,
@@ -287,7 +290,7 @@ pub fn build(
         ))),
     };
     Ok(Provider::new(
-        adapter(entry.kind, &entry.base_url()),
+        adapter(spec.kind, &spec.base_url),
         auth,
         http,
     ))

@@ -1266,7 +1266,7 @@ async fn lane_retries_a_503_then_records_the_removal_for_every_adapter() {
         assert_eq!(record.outcome, Outcome::Removed, "{kind}: {record:?}");
         assert_eq!(record.attempts, 2, "{kind}");
         // Each event moved its metric: one 503, one success, one retry, two waits, none in flight.
-        let text = metrics.render(&[]);
+        let text = metrics.render();
         let ok = if matches!(kind, Telnyx | Cognee) {
             200
         } else {

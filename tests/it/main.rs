@@ -10,4 +10,5 @@ mod support;
 mod tokens;
 mod transport;
 mod truth;
+mod verify;
 mod worker;
