@@ -470,33 +470,140 @@ pub fn summarize(path: &Path) -> io::Result<Summary> {
     Ok(summary)
 }
 
-/// The job ids an existing report already holds a settled outcome for (see [`Outcome::settled`]),
-/// `failed` aside: in the worker a failed job sits in the dead-letter queue, and a replay after a
-/// fix must run again. A torn last line, left by a crash mid-write, is ignored.
-pub fn final_job_ids(path: &Path) -> io::Result<std::collections::HashSet<String>> {
-    #[derive(serde::Deserialize)]
-    struct Line {
-        job_id: String,
-        outcome: Outcome,
-        #[serde(default)]
-        reason: Option<String>,
+/// The job ids a report holds a settled outcome for (see [`Outcome::settled`]), `failed` aside: in
+/// the worker a failed job sits in the dead-letter queue, and a replay after a fix must run again.
+///
+/// Kept in memory by the worker: read once at start, told of every outcome the worker records,
+/// and caught up from the report's new lines only (another process appending to the same report,
+/// a standby's predecessor) when a redelivered job is not in it. Bounded: past `cap` ids the oldest
+/// are forgotten; such a job, redelivered, runs again and reads `already_absent`, the truth.
+pub struct SettledIndex {
+    ids: std::collections::HashSet<String>,
+    order: std::collections::VecDeque<String>,
+    cap: usize,
+    path: std::path::PathBuf,
+    /// Where the last complete line read ends.
+    offset: u64,
+}
+
+/// Job ids the worker remembers as settled, by default.
+pub const SETTLED_INDEX_CAP: usize = 1_000_000;
+
+impl SettledIndex {
+    /// Reads the report at `path` (none yet is an empty index).
+    pub fn load(path: &Path, cap: usize) -> io::Result<SettledIndex> {
+        let mut index = SettledIndex {
+            ids: Default::default(),
+            order: Default::default(),
+            cap: cap.max(1),
+            path: path.to_owned(),
+            offset: 0,
+        };
+        index.catch_up()?;
+        Ok(index)
     }
-    let text = match std::fs::read_to_string(path) {
-        Ok(t) => t,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Default::default()),
-        Err(e) => return Err(e),
-    };
-    Ok(text
-        .lines()
-        .filter_map(|l| serde_json::from_str::<Line>(l).ok())
-        .filter(|l| l.outcome.settled(l.reason.as_deref()) && l.outcome != Outcome::Failed)
-        .map(|l| l.job_id)
-        .collect())
+
+    pub fn contains(&self, job_id: &str) -> bool {
+        self.ids.contains(job_id)
+    }
+
+    pub fn len(&self) -> usize {
+        self.ids.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ids.is_empty()
+    }
+
+    /// Remembers `job_id` as settled, forgetting the oldest past the cap.
+    pub fn insert(&mut self, job_id: String) {
+        if self.ids.contains(&job_id) {
+            return;
+        }
+        self.order.push_back(job_id.clone());
+        self.ids.insert(job_id);
+        while self.order.len() > self.cap {
+            if let Some(old) = self.order.pop_front() {
+                self.ids.remove(&old);
+            }
+        }
+    }
+
+    /// Reads the lines appended to the report since the last read (a torn last line waits for
+    /// the next catch-up). Blocking IO: call it off the async runtime.
+    pub fn catch_up(&mut self) -> io::Result<()> {
+        use std::io::{BufRead, Seek, SeekFrom};
+        #[derive(serde::Deserialize)]
+        struct Line {
+            job_id: String,
+            outcome: Outcome,
+            #[serde(default)]
+            reason: Option<String>,
+        }
+        let file = match File::open(&self.path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        let mut reader = io::BufReader::new(file);
+        reader.seek(SeekFrom::Start(self.offset))?;
+        let mut line = Vec::new();
+        loop {
+            line.clear();
+            let n = reader.read_until(b'\n', &mut line)?;
+            if n == 0 || line.last() != Some(&b'\n') {
+                return Ok(());
+            }
+            self.offset += n as u64;
+            if let Ok(l) = serde_json::from_slice::<Line>(&line) {
+                if l.outcome.settled(l.reason.as_deref()) && l.outcome != Outcome::Failed {
+                    self.insert(l.job_id);
+                }
+            }
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_settled_index_loads_once_catches_up_and_stays_bounded() {
+        use std::io::Write;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.jsonl");
+        let line = |id: &str, outcome: &str, reason: &str| {
+            format!("{{\"job_id\":\"{id}\",\"outcome\":\"{outcome}\",\"reason\":{reason}}}\n")
+        };
+        std::fs::write(
+            &path,
+            line("a", "removed", "null") + &line("b", "failed", "\"refused\""),
+        )
+        .unwrap();
+        let mut index = SettledIndex::load(&path, 2).unwrap();
+        assert!(index.contains("a"));
+        assert!(
+            !index.contains("b"),
+            "a failed job runs again when replayed"
+        );
+        // Another process appends; a torn last line waits.
+        let mut f = File::options().append(true).open(&path).unwrap();
+        f.write_all(line("c", "already_absent", "null").as_bytes())
+            .unwrap();
+        f.write_all(b"{\"job_id\":\"d\",\"outc").unwrap();
+        assert!(!index.contains("c"));
+        index.catch_up().unwrap();
+        assert!(index.contains("c") && !index.contains("d"));
+        f.write_all(b"ome\":\"skipped_protected\"}\n").unwrap();
+        index.catch_up().unwrap();
+        assert!(index.contains("d"));
+        // Bounded: the oldest are forgotten.
+        assert_eq!(index.len(), 2);
+        assert!(!index.contains("a"));
+        index.insert("e".into());
+        assert!(index.contains("e") && !index.contains("c"));
+    }
 
     #[test]
     fn a_new_report_is_readable_by_its_owner_only() {
@@ -576,7 +683,7 @@ mod tests {
                 .iter()
                 .all(|l| serde_json::from_str::<serde_json::Value>(l).is_ok())
         );
-        assert!(final_job_ids(&path).unwrap().contains("a"));
+        assert!(SettledIndex::load(&path, 10).unwrap().contains("a"));
     }
 
     #[tokio::test]

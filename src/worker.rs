@@ -7,7 +7,6 @@
 //! leaves its messages in its queue. A redelivered job whose outcome the report already holds is
 //! acknowledged without running again, so a crash between writing and acknowledging records it once.
 
-use std::collections::HashSet;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
@@ -29,7 +28,9 @@ use crate::doors::amqp::{self, AmqpError, Event, JobMessage, header};
 use crate::job::{Directory, Invalid, ProviderKind, RawJob};
 use crate::lane::Lane;
 use crate::metrics::Metrics;
-use crate::report::{ErrorField, Outcome, Record, Sink, Timestamp, Writer};
+use crate::report::{
+    ErrorField, Outcome, Record, SETTLED_INDEX_CAP, SettledIndex, Sink, Timestamp, Writer,
+};
 use crate::run::Lanes;
 
 #[derive(Debug, thiserror::Error)]
@@ -50,11 +51,10 @@ struct Ctx {
     sink: Sink,
     metrics: Arc<Metrics>,
     health: Arc<Health>,
-    report: std::path::PathBuf,
     /// Memberships asked for within `safety.window`, for duplicate detection.
     recent: Recent,
-    /// Job ids whose outcome is settled in the report (see [`crate::report::final_job_ids`]).
-    done: Mutex<HashSet<String>>,
+    /// Job ids whose outcome is settled in the report.
+    done: Arc<Mutex<SettledIndex>>,
     grace: Duration,
 }
 
@@ -123,7 +123,7 @@ pub async fn run(
         path: report.display().to_string(),
         source,
     };
-    let done = crate::report::final_job_ids(report).map_err(report_err)?;
+    let done = SettledIndex::load(report, SETTLED_INDEX_CAP).map_err(report_err)?;
     let (writer, sink) = Writer::start(report, true).map_err(report_err)?;
     let sink = sink.observed_by(lanes.job_counter(metrics.clone()));
     let ctx = Arc::new(Ctx {
@@ -133,8 +133,7 @@ pub async fn run(
         metrics,
         health,
         recent: Recent::new(settings.safety.window()),
-        report: report.to_owned(),
-        done: Mutex::new(done),
+        done: Arc::new(Mutex::new(done)),
         grace: Duration::from_secs(settings.worker.grace_period_s),
     });
     for lane in &lanes.lanes {
@@ -565,12 +564,14 @@ async fn handle_job(ctx: &Ctx, lane: &Lane, channel: &Channel, queue: &str, deli
     drop(raw);
     if delivery.redelivered && !ctx.done.lock().expect("done lock").contains(&job_id) {
         // A redelivery after another process died (a standby taking over) may be a job that
-        // process recorded but could not acknowledge: read the report again before running it.
-        let report = ctx.report.clone();
-        if let Ok(Ok(ids)) =
-            tokio::task::spawn_blocking(move || crate::report::final_job_ids(&report)).await
-        {
-            ctx.done.lock().expect("done lock").extend(ids);
+        // process recorded but could not acknowledge: read what the report gained since.
+        let done = ctx.done.clone();
+        let caught_up =
+            tokio::task::spawn_blocking(move || done.lock().expect("done lock").catch_up())
+                .await
+                .expect("catching up does not panic");
+        if let Err(e) = caught_up {
+            tracing::warn!(error = %e, "cannot read the report's new lines");
         }
     }
     if ctx.done.lock().expect("done lock").contains(&job_id) {

@@ -832,6 +832,57 @@ async fn a_lane_past_its_window_holds_until_released_and_loses_nothing() {
     worker.wait().await.unwrap();
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_already_in_the_report_is_acknowledged_without_a_request_even_after_a_restart() {
+    let seed = Seed::default().member(ProviderKind::Factory, None, "ann@corp.example");
+    let rig = Rig::with_seed(seed, Faults::none(), HashMap::new()).await;
+    let job =
+        serde_json::json!({"job_id": "again-7", "provider": "factory", "user": "ann@corp.example"});
+    let conn = offboard::doors::amqp::connect(&rig.broker.url(), "test")
+        .await
+        .unwrap();
+    let publisher = offboard::doors::amqp::Publisher::new(&conn).await.unwrap();
+    let mut worker = rig.worker();
+    wait_until(
+        Duration::from_secs(30),
+        "the factory queue declared",
+        async || {
+            rig.broker
+                .queue_messages("offboard.jobs.factory")
+                .await
+                .is_some()
+        },
+    )
+    .await;
+    publish_json(&publisher, "offboard.jobs", "factory", &job).await;
+    rig.wait_for_report(1, Duration::from_secs(30)).await;
+    assert_eq!(report_lines(&rig.report)[0]["outcome"], "removed");
+    terminate(&worker);
+    worker.wait().await.unwrap();
+
+    // A new worker learns the report once, at start; the same job again is acknowledged unrun.
+    let removals = || {
+        rig.sandbox
+            .log()
+            .iter()
+            .filter(|r| r.operation == "remove")
+            .count()
+    };
+    assert_eq!(removals(), 1);
+    worker = rig.worker();
+    publish_json(&publisher, "offboard.jobs", "factory", &job).await;
+    wait_until(
+        Duration::from_secs(30),
+        "the copy acknowledged",
+        async || rig.queues_empty().await && rig.worker_log().contains("already recorded"),
+    )
+    .await;
+    assert_eq!(removals(), 1, "no request for a job the report settled");
+    assert_eq!(report_count(&rig.report), 1, "and no second line");
+    terminate(&worker);
+    worker.wait().await.unwrap();
+}
+
 /// Publishes `body` as a persistent JSON message and waits for the broker's confirm.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn protected_people_stay_in_the_worker_whichever_way_a_message_names_them() {
