@@ -523,7 +523,7 @@ async fn run_command(args: RunArgs) -> anyhow::Result<ExitCode> {
     )
     .await?;
 
-    let (plan, shown) = run::plan(&args.csv, &lanes, 50).await?;
+    let (csv, plan, shown) = run::plan(&args.csv, &lanes, 50).await?;
     let guard = crate::safety::check(&settings, &plan, args.allow_removals);
     if args.dry_run {
         println!(
@@ -632,7 +632,7 @@ async fn run_command(args: RunArgs) -> anyhow::Result<ExitCode> {
             ));
         }
     }
-    let finished = run::run(&args.csv, &report, &lanes, metrics, stop).await?;
+    let finished = run::run(&csv, &plan, &report, &lanes, metrics, stop).await?;
     serving.cancel();
     print!("{}", run::closing(&finished, &lanes));
     if let Some(s) = sandbox {

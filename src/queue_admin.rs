@@ -67,6 +67,8 @@ pub async fn enqueue(
     };
     // The blast-radius guard, before the broker is even contacted.
     guard(&plan).map_err(QueueError::Refused)?;
+    // What is published is what the guard approved: the same open file, unmodified.
+    csv.unchanged()?;
     let connection = amqp::connect(&url, "offboard-enqueue").await?;
     let publisher = Publisher::new(&connection).await?;
     let names: Vec<&str> = settings.providers.keys().map(String::as_str).collect();

@@ -197,26 +197,29 @@ pub async fn preflight(lanes: &Lanes, plan: &Plan) -> Vec<Preflight> {
     all
 }
 
-/// Validates the file without sending anything: the plan, and up to `show` invalid rows.
+/// Opens the file and validates it without sending anything: the open file (which the run then
+/// reads, and no other), the plan, and up to `show` invalid rows.
 pub async fn plan(
     csv_path: &Path,
     lanes: &Lanes,
     show: usize,
-) -> Result<(Plan, Vec<InvalidRow>), RunError> {
+) -> Result<(CsvFile, Plan, Vec<InvalidRow>), RunError> {
     let csv = open(csv_path).await?;
     let directory = lanes.directory.clone();
     let n = lanes.lanes.len();
-    tokio::task::spawn_blocking(move || {
+    let scanned = csv.clone();
+    let (plan, shown) = tokio::task::spawn_blocking(move || {
         let mut shown = Vec::new();
-        let plan = csv::scan(&csv, &directory, n, |r| {
+        let plan = csv::scan(&scanned, &directory, n, |r| {
             if shown.len() < show {
                 shown.push(r)
             }
         })?;
-        Ok((plan, shown))
+        Ok::<_, RunError>((plan, shown))
     })
     .await
-    .expect("scan does not panic")
+    .expect("scan does not panic")?;
+    Ok((csv, plan, shown))
 }
 
 async fn open(path: &Path) -> Result<CsvFile, RunError> {
@@ -226,16 +229,20 @@ async fn open(path: &Path) -> Result<CsvFile, RunError> {
         .expect("open does not panic")?)
 }
 
-/// Runs every job of the CSV file and writes the report. `stop` ends the run early: no new job
-/// starts, jobs in flight finish and are recorded.
+/// Runs every job of the CSV file, as opened and planned by [`plan`] and approved (`approved`),
+/// and writes the report. Refuses to send anything if the file was modified since, or if its rows
+/// now plan differently. `stop` ends the run early: no new job starts, jobs in flight finish and
+/// are recorded.
 pub async fn run(
-    csv_path: &Path,
+    csv: &CsvFile,
+    approved: &Plan,
     report: &Path,
     lanes: &Lanes,
     metrics: Arc<Metrics>,
     stop: CancellationToken,
 ) -> Result<Finished, RunError> {
-    let csv = open(csv_path).await?;
+    let csv = csv.clone();
+    csv.unchanged()?;
     let report_err = |source| RunError::Report {
         path: report.to_owned(),
         source,
@@ -291,6 +298,17 @@ pub async fn run(
         .await
         .expect("scan does not panic")
     };
+    // What is about to be sent must be what was approved: the same open file, unmodified, planning
+    // the same jobs.
+    let scanned = scanned.and_then(|plan| {
+        csv.unchanged()?;
+        if plan.per_lane != approved.per_lane || plan.duplicates != approved.duplicates {
+            return Err(CsvError::Changed {
+                path: csv.path().to_owned(),
+            });
+        }
+        Ok(plan)
+    });
     let plan = match scanned {
         Ok(plan) => plan,
         Err(e) => {
@@ -347,9 +365,14 @@ pub async fn run(
     if let Some(e) = feed_error {
         tracing::error!(error = %e, "reading the CSV failed part-way: jobs after the failure were not started");
     }
+    if let Err(e) = csv.unchanged() {
+        crate::console::error(format_args!(
+            "{e} (during the run: the report says what was sent)"
+        ));
+    }
     let planned = plan.removable() + plan.invalid + plan.protected;
     Ok(Finished {
-        csv: csv_path.to_owned(),
+        csv: csv.path().to_owned(),
         unrecorded: planned.saturating_sub(recorded + settled.len() as u64),
         interrupted: stop.is_cancelled(),
         plan,

@@ -29,6 +29,10 @@ pub enum CsvError {
     },
     #[error("{path}: {reason}")]
     Header { path: PathBuf, reason: String },
+    #[error(
+        "{path} changed while it was being read (its size or modification time differ from when it was planned): nothing more is sent from it; run again on a file nobody is editing"
+    )]
+    Changed { path: PathBuf },
 }
 
 /// The columns a row may have, in the order `enqueue` and the demo write them; others are ignored.
@@ -50,6 +54,16 @@ pub struct CsvFile {
     headers: StringRecord,
     /// Where the `provider` column is, to skip other lanes' rows before deserializing them.
     provider_column: usize,
+    /// Size and modification time when opened. Every pass reads this one handle, so a file
+    /// replaced meanwhile changes nothing; one modified in place is caught by
+    /// [`CsvFile::unchanged`].
+    stamp: (u64, Option<std::time::SystemTime>),
+}
+
+/// A file's size and modification time, from its open handle.
+fn stamp(file: &File) -> io::Result<(u64, Option<std::time::SystemTime>)> {
+    let m = file.metadata()?;
+    Ok((m.len(), m.modified().ok()))
 }
 
 /// A reader at its own offset of the shared handle (`pread`), so passes do not disturb each other.
@@ -78,6 +92,7 @@ impl CsvFile {
             source,
         };
         let file = Arc::new(File::open(path).map_err(io_err)?);
+        let stamp = stamp(&file).map_err(io_err)?;
         let mut reader = Self::builder().from_reader(At {
             file: file.clone(),
             pos: 0,
@@ -119,7 +134,24 @@ impl CsvFile {
             file,
             headers,
             provider_column,
+            stamp,
         })
+    }
+
+    /// Refuses to go on when the file was modified in place since it was opened: what the guard
+    /// approved must be what is sent.
+    pub fn unchanged(&self) -> Result<(), CsvError> {
+        let now = stamp(&self.file).map_err(|source| CsvError::Io {
+            path: self.path.clone(),
+            source,
+        })?;
+        if now == self.stamp {
+            Ok(())
+        } else {
+            Err(CsvError::Changed {
+                path: self.path.clone(),
+            })
+        }
     }
 
     pub fn path(&self) -> &Path {
@@ -457,6 +489,34 @@ pub fn feed(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_file_modified_in_place_after_it_was_opened_is_refused() {
+        use std::io::Write;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("rows.csv");
+        std::fs::write(&path, "provider,user\nfactory,a@b.co\n").unwrap();
+        let csv = CsvFile::open(&path).unwrap();
+        assert!(csv.unchanged().is_ok());
+        // Replaced under its name: the open handle still reads what was planned.
+        std::fs::write(dir.path().join("other.csv"), "provider,user\n").unwrap();
+        std::fs::rename(dir.path().join("other.csv"), &path).unwrap();
+        assert!(csv.unchanged().is_ok());
+        let mut n = 0;
+        csv.for_each(|_| n += 1).unwrap();
+        assert_eq!(n, 1, "the planned rows");
+        // Modified in place: refused, naming the file.
+        let csv = CsvFile::open(&path).unwrap();
+        std::fs::File::options()
+            .append(true)
+            .open(&path)
+            .unwrap()
+            .write_all(b"factory,c@d.co\n")
+            .unwrap();
+        let e = csv.unchanged().unwrap_err();
+        assert!(matches!(e, CsvError::Changed { .. }), "{e}");
+        assert!(e.to_string().contains("rows.csv"), "{e}");
+    }
     use crate::job::ProviderKind;
     use std::io::Write;
 

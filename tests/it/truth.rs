@@ -362,3 +362,53 @@ cognee,{TELNYX_USER},{OTHER}
         "nothing sent to the forbidding tenant"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_changed_between_plan_and_send_sends_nothing() {
+    use offboard::config::Settings;
+    use offboard::metrics::Metrics;
+    use offboard::run::{self, Lanes};
+    let sandbox = Sandbox::start(SandboxOptions::plain(seed())).await.unwrap();
+    let settings = Settings::from_toml(&config(&sandbox), "test.toml").unwrap();
+    let env: HashMap<&str, String> = sandbox.env().into_iter().collect();
+    let resolved = settings
+        .resolve("test.toml", &|k| env.get(k).cloned())
+        .unwrap();
+    let metrics = std::sync::Arc::new(Metrics::new());
+    let lanes = Lanes::build(&settings, &resolved, &metrics).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let csv_path = write(
+        dir.path(),
+        "rows.csv",
+        "provider,user,organization\naitronos,usr_ann,org_acme\n",
+    );
+    let (csv, plan, _) = run::plan(&csv_path, &lanes, 10).await.unwrap();
+    assert_eq!(plan.removable(), 1);
+    // Someone adds a row after the guard approved one removal.
+    std::fs::write(
+        &csv_path,
+        "provider,user,organization\naitronos,usr_ann,org_acme\ntelnyx,6a09cdc3-8948-47f0-aa62-74ac943d6c58,\n",
+    )
+    .unwrap();
+    let report = dir.path().join("report.jsonl");
+    let e = run::run(
+        &csv,
+        &plan,
+        &report,
+        &lanes,
+        metrics,
+        tokio_util::sync::CancellationToken::new(),
+    )
+    .await
+    .err()
+    .expect("refused");
+    assert!(
+        e.to_string().contains("changed while it was being read"),
+        "{e}"
+    );
+    assert!(
+        sandbox.log().iter().all(|r| r.operation != "remove"),
+        "nothing sent"
+    );
+    assert!(sandbox.is_member(ProviderKind::Aitronos, Some(ORG), "usr_ann"));
+}
