@@ -306,11 +306,11 @@ async fn consume_lane(
             if let Some(reason) = lane.halted() {
                 // Stop consuming; this message and any prefetched ones go back to the queue.
                 tracing::error!(provider = %lane.name, reason, "lane halted: consumption stopped, messages stay in the queue");
-                requeue(&delivery).await;
+                hand_back(&channel, &queue, &delivery).await;
                 break Ok(());
             }
             if lane.hold().is_some_and(|h| h.is_held()) {
-                requeue(&delivery).await;
+                hand_back(&channel, &queue, &delivery).await;
                 break Ok(());
             }
             let (ctx, lane, channel, queue) =
@@ -324,7 +324,7 @@ async fn consume_lane(
             // Deliveries prefetched before the cancel would stay unacknowledged on this channel
             // for the whole hold: hand them back to the queue now.
             while let Some(Ok(d)) = consumer.next().await {
-                requeue(&d).await;
+                hand_back(&channel, &queue, &d).await;
             }
         }
         let Some(hold) = lane
@@ -449,6 +449,33 @@ async fn ack(delivery: &Delivery) {
             tracing::warn!("ack not sent (channel closed): the message will be redelivered")
         }
         Err(e) => tracing::warn!(error = %e, "ack failed: the message will be redelivered"),
+    }
+}
+
+/// Hands a message the lane will not run now (it holds or halted) back to the end of its queue:
+/// republished with the same body and properties (publisher confirm), then the original
+/// acknowledged. Unlike `basic.nack` with requeue, this never counts toward the queue's delivery
+/// limit, which RabbitMQ before 4.3 increments on every return: a message held more times than
+/// `amqp.delivery_limit` would otherwise be dead-lettered unrun. If the republish is not
+/// confirmed, the message is returned with a nack instead (nothing is lost either way).
+async fn hand_back(channel: &Channel, queue: &str, delivery: &Delivery) {
+    let mut props = delivery.properties.clone();
+    if let Some(headers) = props.headers().as_ref() {
+        // The count of the delivery being handed back: the new message starts from zero.
+        let kept: std::collections::BTreeMap<_, _> = headers
+            .inner()
+            .iter()
+            .filter(|(k, _)| k.as_str() != "x-delivery-count")
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        props = props.with_headers(kept.into());
+    }
+    match amqp::confirm_publish(channel, "", queue, &delivery.data, props).await {
+        Ok(()) => ack(delivery).await,
+        Err(e) => {
+            tracing::warn!(error = %e, queue, "handing a message back failed: returning it with a nack");
+            requeue(delivery).await;
+        }
     }
 }
 
@@ -594,7 +621,7 @@ async fn handle_job(ctx: &Ctx, lane: &Lane, channel: &Channel, queue: &str, deli
     if let Some(hold) = lane.hold() {
         if !hold.try_take() {
             // Past the window's limit: the lane holds; this message waits in its queue.
-            return requeue(&delivery).await;
+            return hand_back(channel, queue, &delivery).await;
         }
     }
     let rec = lane.execute(&job).await;
@@ -605,7 +632,9 @@ async fn handle_job(ctx: &Ctx, lane: &Lane, channel: &Channel, queue: &str, deli
     match rec.outcome {
         // The lane halted: leave it in the queue. (A job kept from one organization only, whose
         // preflight failed or which refused us, is recorded and dead-lettered below.)
-        Outcome::NotAttempted if lane.halted().is_some() => requeue(&delivery).await,
+        Outcome::NotAttempted if lane.halted().is_some() => {
+            hand_back(channel, queue, &delivery).await
+        }
         // A protected person found by lookup: recorded, nothing sent, nothing to retry.
         Outcome::Removed | Outcome::AlreadyAbsent | Outcome::SkippedProtected => {
             if record(ctx, rec).await {

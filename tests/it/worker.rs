@@ -883,6 +883,83 @@ async fn a_job_already_in_the_report_is_acknowledged_without_a_request_even_afte
     worker.wait().await.unwrap();
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_held_more_times_than_the_delivery_limit_is_still_run_after_release() {
+    const JOBS: usize = 5;
+    let mut seed = Seed::default();
+    for i in 0..JOBS {
+        seed = seed.member(ProviderKind::Factory, None, &format!("p{i}@corp.example"));
+    }
+    let rig = Rig::with_seed(seed, Faults::none(), HashMap::new()).await;
+    // One removal a window, and a delivery limit of 2: the last job is handed back four times.
+    let config = std::fs::read_to_string(&rig.config).unwrap();
+    std::fs::write(
+        &rig.config,
+        format!(
+            "[safety]\nmax_removals_per_window = 1\nwindow = \"1h\"\n[amqp]\ndelivery_limit = 2\n{config}"
+        ),
+    )
+    .unwrap();
+    let conn = offboard::doors::amqp::connect(&rig.broker.url(), "test")
+        .await
+        .unwrap();
+    let publisher = offboard::doors::amqp::Publisher::new(&conn).await.unwrap();
+    let mut worker = rig.worker();
+    wait_until(
+        Duration::from_secs(30),
+        "the factory queue declared",
+        async || {
+            rig.broker
+                .queue_messages("offboard.jobs.factory")
+                .await
+                .is_some()
+        },
+    )
+    .await;
+    for i in 0..JOBS {
+        let job = serde_json::json!({"job_id": format!("w-{i}"), "provider": "factory", "user": format!("p{i}@corp.example")});
+        publish_json(&publisher, "offboard.jobs", "factory", &job).await;
+    }
+    let (config, env) = (rig.config.to_str().unwrap().to_owned(), rig.env.clone());
+    let hold = |args: &'static [&'static str]| {
+        let (config, env) = (config.clone(), env.clone());
+        async move {
+            let mut all = vec!["hold"];
+            all.extend(args);
+            all.extend(["--config", config.as_str()]);
+            String::from_utf8_lossy(&offboard(&env, &all).await.stdout).into_owned()
+        }
+    };
+    for round in 1..=JOBS {
+        rig.wait_for_report(round, Duration::from_secs(30)).await;
+        if round == JOBS {
+            break;
+        }
+        wait_until(
+            Duration::from_secs(30),
+            "the factory lane held",
+            async || {
+                hold(&["list"])
+                    .await
+                    .lines()
+                    .any(|l| l.contains("factory") && l.contains("yes"))
+            },
+        )
+        .await;
+        assert!(hold(&["release", "factory"]).await.contains("Released"));
+    }
+    let lines = report_lines(&rig.report);
+    assert_eq!(lines.len(), JOBS);
+    assert!(lines.iter().all(|l| l["outcome"] == "removed"), "{lines:?}");
+    assert_eq!(
+        rig.broker.queue_messages("offboard.dead").await,
+        Some(0),
+        "nothing dead-lettered by the delivery limit"
+    );
+    terminate(&worker);
+    worker.wait().await.unwrap();
+}
+
 /// Publishes `body` as a persistent JSON message and waits for the broker's confirm.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn protected_people_stay_in_the_worker_whichever_way_a_message_names_them() {
