@@ -412,3 +412,71 @@ async fn a_file_changed_between_plan_and_send_sends_nothing() {
     );
     assert!(sandbox.is_member(ProviderKind::Aitronos, Some(ORG), "usr_ann"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resumed_run_retries_the_rows_that_failed_for_a_transient_reason() {
+    // Every third person's first removal answers 503, and a job may try once: those rows fail
+    // (`retries_exhausted`); a resumed run tries them again, and only them.
+    let mut seed = Seed::default();
+    let mut rows = String::from("provider,user,organization\n");
+    for i in 0..12 {
+        let email = format!("r{i}@corp.example");
+        seed = seed.member(ProviderKind::Factory, None, &email);
+        rows.push_str(&format!("factory,{email},\n"));
+    }
+    let mut opts = SandboxOptions::plain(seed);
+    opts.faults = offboard::sandbox::Faults {
+        unavailable_every: 3,
+        ..Default::default()
+    };
+    let sandbox = Sandbox::start(opts).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let config = write(
+        dir.path(),
+        "offboard.toml",
+        &config_for(&sandbox, &HashMap::new(), "max_attempts = 1"),
+    );
+    let csv = write(dir.path(), "rows.csv", &rows);
+    let report = dir.path().join("report.jsonl");
+    let first = run_csv(&sandbox.env(), &csv, &config, &report).await;
+    assert_eq!(first.status.code(), Some(1));
+    let lines = report_lines(&report);
+    let failed: Vec<String> = lines
+        .iter()
+        .filter(|l| l["outcome"] == "failed")
+        .map(|l| {
+            assert_eq!(l["reason"], "retries_exhausted", "{l}");
+            l["user"].as_str().unwrap().to_owned()
+        })
+        .collect();
+    assert!(!failed.is_empty() && failed.len() < 12, "{lines:?}");
+
+    let again = run_csv(&sandbox.env(), &csv, &config, &report).await;
+    assert_eq!(
+        again.status.code(),
+        Some(0),
+        "every row now ends removed: {}",
+        String::from_utf8_lossy(&again.stdout)
+    );
+    let lines = report_lines(&report);
+    assert_eq!(
+        lines.len(),
+        12 + failed.len(),
+        "one new line per failed row"
+    );
+    for l in &lines[12..] {
+        assert!(
+            failed.contains(&l["user"].as_str().unwrap().to_owned()),
+            "{l}"
+        );
+        assert_eq!(l["outcome"], "removed", "{l}");
+    }
+    for i in 0..12 {
+        let email = format!("r{i}@corp.example");
+        assert_eq!(
+            crate::support::successful_removals(&sandbox.log(), ProviderKind::Factory, &email),
+            1,
+            "{email} removed once"
+        );
+    }
+}
