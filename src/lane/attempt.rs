@@ -1,0 +1,514 @@
+//! The attempt loop: one job from its preflight and lookup to its final record, every answer
+//! classified once, retries within the budgets, absence confirmed where the page is silent.
+
+use std::borrow::Cow;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use crate::job::{Job, Subject, Target};
+use crate::providers::{Answer, Generation, Transport};
+use crate::report::{Absence, ErrorField, Outcome, Record, Timestamp};
+use crate::retry::{Decision, FailReason, OnConflict, RetryReason, classify};
+
+use super::Lane;
+use super::members::ReadFailure;
+
+/// The retry budgets of one request sequence (a job's removal, one page of a list).
+pub(super) struct Budget {
+    first: Instant,
+    /// The backoff schedule, made at the first backoff: most jobs never need one.
+    schedule: Option<Box<dyn Iterator<Item = Duration> + Send>>,
+    transient: u32,
+    conflicts: u32,
+    rate_waited: Duration,
+    /// New tokens fetched for this sequence after 401s.
+    refreshes: u32,
+}
+
+impl Budget {
+    pub(super) fn new() -> Budget {
+        Budget {
+            first: Instant::now(),
+            schedule: None,
+            transient: 0,
+            conflicts: 0,
+            rate_waited: Duration::ZERO,
+            refreshes: 0,
+        }
+    }
+}
+
+/// How many new tokens one request sequence may fetch after 401s. A token that expires or is
+/// revoked mid-run costs one; a fresh token refused again and again is a credential problem.
+const MAX_TOKEN_REFRESHES: u32 = 4;
+
+/// After one answer: wait and try again, or the final decision.
+pub(super) enum Verdict {
+    Retry(Duration),
+    Final(Decision),
+}
+
+/// The status label of a request's metric: the HTTP code, or why none came.
+pub(super) fn status_label<'a>(result: &Result<&'a Answer, &Transport>) -> &'a str {
+    match result {
+        Ok(a) => a.status.as_str(),
+        Err(Transport::Timeout(_)) => "timeout",
+        Err(Transport::Connect(_)) => "connect",
+        Err(Transport::Other(_)) => "error",
+        Err(Transport::Tls(_)) => "tls",
+        Err(Transport::TooLarge(_)) => "too_large",
+    }
+}
+
+impl Lane {
+    /// Runs one job to its final record: preflight, lookup, pacing, the request, classification,
+    /// retries.
+    pub async fn execute(&self, job: &Job) -> Record {
+        self.metrics.in_flight.inc();
+        let record = self.attempts(job).await;
+        self.metrics.in_flight.dec();
+        // The outcome is on disk in the audit log before anyone can acknowledge the job.
+        if let Some(audit) = self.audit.get() {
+            if let Err(e) = audit.outcome(&record, Some(job)).await {
+                tracing::error!(error = %e, job_id = %job.id, "cannot write the audit log");
+                self.audit_failed.store(true, Ordering::Relaxed);
+            }
+        }
+        record
+    }
+
+    pub(super) async fn attempts(&self, job: &Job) -> Record {
+        let started = Timestamp::now();
+        let mut attempts = 0u32;
+        let org = job.subject.organization();
+        let org = org.as_deref();
+        let protected = match self.proof(org).await {
+            Ok(p) => p,
+            // The reason names the entry, and the organization when only that one failed.
+            Err(reason) => {
+                return self.not_sent(
+                    job,
+                    started,
+                    Outcome::NotAttempted,
+                    "preflight_failed",
+                    reason,
+                );
+            }
+        };
+        if let Some(reason) = self.organization_refused(org) {
+            return self.not_sent(
+                job,
+                started,
+                Outcome::NotAttempted,
+                "organization_refused",
+                reason,
+            );
+        }
+        let target: Cow<'_, Target> = match &job.subject {
+            Subject::Known(t) => Cow::Borrowed(t),
+            Subject::ByEmail { email, .. } => {
+                match self
+                    .look_up(job, email.as_str(), started, &mut attempts)
+                    .await
+                {
+                    Ok(t) => Cow::Owned(t),
+                    Err(record) => return *record,
+                }
+            }
+        };
+        let user = target.user();
+        let pattern = self
+            .protected
+            .matches(&user)
+            .map(str::to_owned)
+            .or_else(|| protected.get(&user.to_ascii_lowercase()).cloned());
+        if let Some(pattern) = pattern {
+            tracing::warn!(job_id = %job.id, provider = %self.name, "protected account: skipped");
+            let mut r = self.not_sent(
+                job,
+                started,
+                Outcome::SkippedProtected,
+                "protected",
+                format!(
+                    "protected account (matches `{pattern}` in safety.protected): never removed"
+                ),
+            );
+            r.attempts = attempts;
+            r.resolved_user = matches!(job.subject, Subject::ByEmail { .. }).then_some(user);
+            return r;
+        }
+        let mut record = self.remove(job, &target, org, started, attempts).await;
+        if matches!(job.subject, Subject::ByEmail { .. }) {
+            record.resolved_user = Some(user);
+        }
+        record
+    }
+
+    /// The removal, retried within the budgets, to its final record.
+    pub(super) async fn remove(
+        &self,
+        job: &Job,
+        target: &Target,
+        org: Option<&str>,
+        started: Timestamp,
+        mut attempts: u32,
+    ) -> Record {
+        let mut budget = Budget::new();
+        let mut last: Option<Result<Answer, Transport>> = None;
+        loop {
+            if let Some(reason) = self.organization_refused(org) {
+                return self.halted_record(
+                    job,
+                    started,
+                    attempts,
+                    last.as_ref(),
+                    "organization_refused",
+                    reason,
+                );
+            }
+            let (result, generation) = match self.provider.prepare(target).await {
+                Ok(p) => {
+                    // Admission is the last step before the wire, so requests leave at the pace
+                    // the limiter allows.
+                    self.admit().await;
+                    if let Some((code, reason)) = self.halt() {
+                        return self.halted_record(
+                            job,
+                            started,
+                            attempts,
+                            last.as_ref(),
+                            code,
+                            reason,
+                        );
+                    }
+                    attempts += 1;
+                    self.stats.requests.fetch_add(1, Ordering::Relaxed);
+                    let start = Instant::now();
+                    let result = self.provider.send(p.request).await;
+                    self.metrics
+                        .request("remove", status_label(&result.as_ref()), start.elapsed());
+                    if let Some(audit) = self.audit.get() {
+                        let (code, id) = match &result {
+                            Ok(a) => (Some(a.status.as_u16()), a.request_id.as_deref()),
+                            Err(_) => (None, None),
+                        };
+                        audit.request(job, attempts, code, id).await;
+                    }
+                    (result, p.generation)
+                }
+                // The token endpoint refused or was silent: nothing went to the removal endpoint.
+                Err(result) => (result, 0),
+            };
+            let decision = match self.judge(&mut budget, &result, generation, org, Some(&job.id)) {
+                Verdict::Retry(wait) => {
+                    if !wait.is_zero() {
+                        tokio::time::sleep(wait).await;
+                    }
+                    last = Some(result);
+                    continue;
+                }
+                Verdict::Final(d) => d,
+            };
+            let answered = Instant::now();
+            return match decision {
+                Decision::Removed => self.finished(
+                    job,
+                    started,
+                    attempts,
+                    Outcome::Removed,
+                    None,
+                    Some(&result),
+                ),
+                Decision::AlreadyAbsent => {
+                    self.absent(job, started, attempts, &result, Absence::Provider404)
+                }
+                Decision::AbsentUnconfirmed => {
+                    self.confirm_absent(job, target, started, attempts, (result, answered))
+                        .await
+                }
+                Decision::Fail { reason } => self.finished(
+                    job,
+                    started,
+                    attempts,
+                    Outcome::Failed,
+                    Some(reason.as_str()),
+                    Some(&result),
+                ),
+                Decision::Retry { .. } => unreachable!("judge turns retries into waits"),
+            };
+        }
+    }
+
+    /// A 404 the page does not document: believed only if the member list, read after it, no
+    /// longer shows the member. Otherwise the job failed, with the provider's words.
+    /// `answer`: the 404 and when it came.
+    pub(super) async fn confirm_absent(
+        &self,
+        job: &Job,
+        target: &Target,
+        started: Timestamp,
+        mut attempts: u32,
+        answer: (Result<Answer, Transport>, Instant),
+    ) -> Record {
+        let (result, answered) = answer;
+        let org = target.organization();
+        let list = self
+            .whole_list(org.as_deref(), Some(answered), &mut attempts)
+            .await;
+        let user = target.user();
+        match list {
+            Ok(members) if !members.iter().any(|m| m.id.eq_ignore_ascii_case(&user)) => {
+                self.absent(job, started, attempts, &result, Absence::MemberList)
+            }
+            Ok(_) => {
+                let mut r = self.finished(
+                    job,
+                    started,
+                    attempts,
+                    Outcome::Failed,
+                    Some("not_found_but_listed"),
+                    Some(&result),
+                );
+                let words = r.error.take().map(|e| e.message).unwrap_or_default();
+                r.error = Some(ErrorField {
+                    code: "not_found_but_listed".into(),
+                    message: format!(
+                        "the removal answered 404 ({words}), but the member list still shows this member: check base_url"
+                    ),
+                });
+                r
+            }
+            Err(f) => {
+                let mut r = self.read_failed(job, started, attempts, f);
+                let words = r.error.take().map(|e| e.message).unwrap_or_default();
+                r.error = Some(ErrorField {
+                    code: r.reason.unwrap_or("failed").to_owned(),
+                    message: format!(
+                        "the removal answered 404, which this provider does not document, and the member list that would confirm it could not be read: {words}"
+                    ),
+                });
+                r
+            }
+        }
+    }
+
+    /// Classifies one answer and applies the budgets: how long to wait before the next attempt,
+    /// or the final decision. Credential failures count toward the entry's circuit; a refusal
+    /// scoped to `org` closes that organization only.
+    pub(super) fn judge(
+        &self,
+        budget: &mut Budget,
+        result: &Result<Answer, Transport>,
+        generation: Generation,
+        org: Option<&str>,
+        job_id: Option<&str>,
+    ) -> Verdict {
+        let decision = classify(
+            result,
+            self.provider.refreshable() && budget.refreshes < MAX_TOKEN_REFRESHES,
+        );
+        let (reason, after) = match decision {
+            Decision::Removed | Decision::AlreadyAbsent | Decision::AbsentUnconfirmed => {
+                self.circuit.ok();
+                return Verdict::Final(decision);
+            }
+            Decision::Fail { reason } => {
+                if reason.is_credential() {
+                    let status = result.as_ref().map(|a| a.status.as_u16()).unwrap_or(0);
+                    self.circuit
+                        .credential_failure(&format!("{status} {}", reason.as_str()));
+                } else if reason == FailReason::OrganizationForbidden {
+                    self.refuse_organization(org, result);
+                }
+                return Verdict::Final(decision);
+            }
+            Decision::Retry { reason, after } => (reason, after),
+        };
+        let fail = |reason| Verdict::Final(Decision::Fail { reason });
+        let step = |b: &mut Budget| {
+            after.unwrap_or_else(|| {
+                b.schedule
+                    .get_or_insert_with(|| Box::new(self.policy.schedule()))
+                    .next()
+                    .unwrap_or(self.policy.max_delay)
+            })
+        };
+        let wait = match reason {
+            RetryReason::RateLimited => {
+                self.stats.rate_limited.fetch_add(1, Ordering::Relaxed);
+                let d = step(budget);
+                budget.rate_waited += d;
+                if budget.rate_waited > self.policy.max_rate_limit_wait {
+                    return fail(FailReason::RateLimitWaitExceeded);
+                }
+                self.pause_for(d);
+                Duration::ZERO // admit() waits out the lane's pause
+            }
+            RetryReason::TokenRefresh => {
+                budget.refreshes += 1;
+                self.provider.invalidate_token(generation);
+                Duration::ZERO
+            }
+            RetryReason::Conflict => {
+                budget.conflicts += 1;
+                if self.policy.on_conflict == OnConflict::Fail
+                    || budget.conflicts > self.policy.max_conflict_retries
+                {
+                    return fail(FailReason::Conflict);
+                }
+                step(budget)
+            }
+            RetryReason::ServerError | RetryReason::Timeout | RetryReason::Connection => {
+                budget.transient += 1;
+                let d = step(budget);
+                if budget.transient >= self.policy.max_attempts
+                    || budget.first.elapsed() + d > self.policy.max_elapsed
+                {
+                    return fail(FailReason::RetriesExhausted);
+                }
+                d
+            }
+        };
+        self.stats.retries.fetch_add(1, Ordering::Relaxed);
+        self.metrics.retry(reason);
+        tracing::info!(job_id = job_id.unwrap_or(""), provider = %self.name, reason = reason.as_str(), wait_ms = wait.as_millis() as u64, "retry");
+        Verdict::Retry(wait)
+    }
+
+    /// The record of a job a read could not serve.
+    pub(super) fn read_failed(
+        &self,
+        job: &Job,
+        started: Timestamp,
+        attempts: u32,
+        f: ReadFailure,
+    ) -> Record {
+        if let Some(reason) = f.halted {
+            let code = self.halt().map_or("circuit_open", |(c, _)| c);
+            return self.halted_record(job, started, attempts, f.last.as_ref(), code, reason);
+        }
+        self.finished(
+            job,
+            started,
+            attempts,
+            Outcome::Failed,
+            Some(f.reason.as_str()),
+            f.last.as_ref(),
+        )
+    }
+
+    /// The record of a person found absent, with the evidence.
+    pub(super) fn absent(
+        &self,
+        job: &Job,
+        started: Timestamp,
+        attempts: u32,
+        result: &Result<Answer, Transport>,
+        evidence: Absence,
+    ) -> Record {
+        let mut r = self.finished(
+            job,
+            started,
+            attempts,
+            Outcome::AlreadyAbsent,
+            None,
+            Some(result),
+        );
+        r.absence = Some(evidence);
+        r
+    }
+
+    /// A record for a job that ended before (or without) a removal request.
+    pub(super) fn not_sent(
+        &self,
+        job: &Job,
+        started: Timestamp,
+        outcome: Outcome,
+        code: &'static str,
+        message: String,
+    ) -> Record {
+        let mut r = self.finished(job, started, 0, outcome, Some(code), None);
+        r.error = Some(ErrorField {
+            code: code.to_owned(),
+            message,
+        });
+        r
+    }
+
+    pub(super) fn halted_record(
+        &self,
+        job: &Job,
+        started: Timestamp,
+        attempts: u32,
+        last: Option<&Result<Answer, Transport>>,
+        code: &'static str,
+        reason: String,
+    ) -> Record {
+        let (outcome, code) = if attempts == 0 {
+            (Outcome::NotAttempted, code)
+        } else {
+            (Outcome::Failed, FailReason::LaneHalted.as_str())
+        };
+        let mut r = self.finished(job, started, attempts, outcome, Some(code), last);
+        r.error = Some(ErrorField {
+            code: code.to_owned(),
+            message: reason,
+        });
+        r
+    }
+
+    pub(super) fn finished(
+        &self,
+        job: &Job,
+        started: Timestamp,
+        attempts: u32,
+        outcome: Outcome,
+        reason: Option<&'static str>,
+        result: Option<&Result<Answer, Transport>>,
+    ) -> Record {
+        let (http_status, provider_request_id, error) = match result {
+            Some(Ok(a)) => (
+                Some(a.status.as_u16()),
+                a.request_id.clone(),
+                a.error
+                    .as_ref()
+                    .filter(|_| !outcome.is_done() || outcome == Outcome::AlreadyAbsent)
+                    .map(|e| ErrorField {
+                        code: e
+                            .code
+                            .clone()
+                            .or_else(|| reason.map(str::to_owned))
+                            .unwrap_or_else(|| a.status.as_u16().to_string()),
+                        message: e.message.clone(),
+                    }),
+            ),
+            Some(Err(t)) => (
+                None,
+                None,
+                Some(ErrorField {
+                    code: reason.unwrap_or("transport").to_owned(),
+                    message: t.to_string(),
+                }),
+            ),
+            None => (None, None, None),
+        };
+        tracing::info!(job_id = %job.id, provider = %self.name, outcome = outcome.as_str(), reason = reason.unwrap_or(""), attempts, "job finished");
+        Record {
+            job_id: job.id.to_string(),
+            line: job.line,
+            provider: Some(self.name.to_string()),
+            organization: job.subject.organization(),
+            user: Some(job.subject.user()),
+            resolved_user: None,
+            outcome,
+            reason,
+            absence: None,
+            http_status,
+            attempts,
+            provider_request_id,
+            error,
+            started_at: Some(started),
+            finished_at: Timestamp::now(),
+        }
+    }
+}

@@ -1,0 +1,305 @@
+//! A lane per provider entry: its pacing (limiter and pause), its in-flight bound, its circuit,
+//! its preflight and member lists, and the attempt loop that takes one job from first request to
+//! final record.
+//!
+//! - [`pacer`]: the limiter behind a type of our own.
+//! - `circuit`: consecutive credential refusals halt the lane.
+//! - `members`: preflight, protected ids, email lookups, whole lists, refused organizations.
+//! - `attempt`: the attempt loop, classification and budgets, the job's record.
+//!
+//! Lanes share nothing, so a provider that is slow, rate-limited or down never slows another.
+
+mod attempt;
+mod circuit;
+mod members;
+pub mod pacer;
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::audit::Audit;
+use crate::hold::Hold;
+use crate::job::{Job, LaneId, Protected, ProviderKind};
+use crate::metrics::LaneMetrics;
+use crate::providers::Provider;
+use crate::report::{Sink, Timestamp};
+use crate::retry::Policy;
+
+use circuit::Circuit;
+use members::CachedList;
+pub use members::LIST_CACHE_TTL;
+pub use pacer::Pacer;
+
+/// What the preflight of one organization (or of the entry, where the key picks it) found.
+#[derive(Clone)]
+enum Proof {
+    /// The base URL, credential and permission work. `protected`: ids of protected accounts
+    /// found there (lowercase id -> the pattern they matched).
+    Proven {
+        protected: Arc<HashMap<String, String>>,
+    },
+    /// Nothing may be sent there, and why.
+    Failed(String),
+}
+
+/// Counters a lane keeps for its summary.
+#[derive(Debug, Default)]
+pub struct LaneStats {
+    pub requests: AtomicU64,
+    pub rate_limited: AtomicU64,
+    pub retries: AtomicU64,
+}
+
+pub struct Lane {
+    pub id: LaneId,
+    pub name: Arc<str>,
+    provider: Provider,
+    pacer: Pacer,
+    max_in_flight: u32,
+    paused_until: Mutex<Option<Instant>>,
+    circuit: Circuit,
+    policy: Policy,
+    pub stats: LaneStats,
+    metrics: LaneMetrics,
+    audit: OnceLock<Audit>,
+    audit_failed: std::sync::atomic::AtomicBool,
+    hold: OnceLock<Hold>,
+    /// `safety.protected`, matched again against ids found by lookup.
+    protected: Arc<Protected>,
+    /// The preflight of each organization ("" where the key picks it): run once, by the first
+    /// job (or caller) that needs it; every other waits for its result.
+    proofs: Mutex<HashMap<String, Arc<tokio::sync::OnceCell<Proof>>>>,
+    /// Why the whole entry may not be used (its preflight failed), if so.
+    entry_failed: Mutex<Option<String>>,
+    /// Organizations that refused us (a 403 scoped to them): their jobs are not sent.
+    refused: Mutex<HashMap<String, String>>,
+    /// Whole member lists by organization, for lookups and absence checks.
+    lists: Mutex<HashMap<String, CachedList>>,
+    /// Held while one job reads a whole list, so the others wait for it instead of each reading.
+    list_read: tokio::sync::Mutex<()>,
+}
+
+/// What a lane needs besides its provider.
+pub struct LaneSettings {
+    pub rate_per_second: f64,
+    pub burst: u32,
+    pub max_in_flight: u32,
+    pub circuit_after: u32,
+    pub policy: Policy,
+    /// `safety.protected`: checked again against every id a lookup finds, and resolved to ids at
+    /// preflight so that a row naming a protected person by id is refused too.
+    pub protected: Arc<Protected>,
+}
+
+impl Lane {
+    pub fn new(
+        id: LaneId,
+        name: Arc<str>,
+        provider: Provider,
+        s: LaneSettings,
+        metrics: LaneMetrics,
+    ) -> Lane {
+        Lane {
+            id,
+            name,
+            provider,
+            pacer: Pacer::new(s.rate_per_second, s.burst),
+            max_in_flight: s.max_in_flight,
+            paused_until: Mutex::new(None),
+            circuit: Circuit {
+                threshold: s.circuit_after.max(1),
+                consecutive: AtomicU32::new(0),
+                open: OnceLock::new(),
+            },
+            policy: s.policy,
+            stats: LaneStats::default(),
+            metrics,
+            audit: OnceLock::new(),
+            audit_failed: Default::default(),
+            hold: OnceLock::new(),
+            protected: s.protected,
+            proofs: Default::default(),
+            entry_failed: Mutex::new(None),
+            refused: Default::default(),
+            lists: Default::default(),
+            list_read: Default::default(),
+        }
+    }
+
+    pub fn kind(&self) -> ProviderKind {
+        self.provider.kind()
+    }
+
+    /// Requests this lane may have outstanding at once (the queue prefetch in worker mode).
+    pub fn max_in_flight(&self) -> u32 {
+        self.max_in_flight
+    }
+
+    /// Why the lane stopped sending, if it did: its circuit opened, or its preflight failed.
+    pub fn halted(&self) -> Option<String> {
+        self.halt().map(|(_, reason)| reason)
+    }
+
+    /// Marks the whole entry unusable (its own organization's preflight failed in the worker):
+    /// nothing more is sent, and readiness says why.
+    pub fn fail_entry(&self, reason: String) {
+        self.entry_failed
+            .lock()
+            .expect("entry_failed lock")
+            .get_or_insert(reason);
+    }
+
+    /// Forgets every preflight result, so the next job (or [`Lane::preflight`]) proves the entry
+    /// again: for a worker that reconnected, perhaps after the provider or its config was fixed.
+    /// An open circuit stays open.
+    pub fn reprove(&self) {
+        self.proofs.lock().expect("proofs lock").clear();
+        *self.entry_failed.lock().expect("entry_failed lock") = None;
+    }
+
+    /// The report code and reason of a halt.
+    fn halt(&self) -> Option<(&'static str, String)> {
+        if let Some(r) = self.entry_failed.lock().expect("entry_failed lock").clone() {
+            return Some(("preflight_failed", r));
+        }
+        self.circuit
+            .reason()
+            .map(|r| ("circuit_open", r.to_owned()))
+    }
+
+    fn paused_until(&self) -> Option<Instant> {
+        let until = *self.paused_until.lock().expect("pause lock");
+        until.filter(|u| *u > Instant::now())
+    }
+
+    /// From now on, every request and final outcome of this lane goes to the audit log.
+    pub fn attach_audit(&self, audit: Audit) {
+        let _ = self.audit.set(audit);
+    }
+
+    /// From now on, removals count against a rolling window (worker mode).
+    pub fn attach_hold(&self, hold: Hold) {
+        let _ = self.hold.set(hold);
+    }
+
+    pub fn hold(&self) -> Option<&Hold> {
+        self.hold.get()
+    }
+
+    /// False once an outcome could not be made durable in the audit log: a door must not
+    /// acknowledge, and no further removal should be sent.
+    pub fn audit_ok(&self) -> bool {
+        !self.audit_failed.load(Ordering::Relaxed)
+    }
+
+    /// Brings the pause and circuit gauges up to date (called before each scrape).
+    pub fn refresh_gauges(&self) {
+        self.metrics
+            .paused
+            .set(self.paused_until().is_some() as i64);
+        self.metrics
+            .circuit_open
+            .set(self.halted().is_some() as i64);
+        self.metrics
+            .held
+            .set(self.hold().is_some_and(|h| h.is_held()) as i64);
+    }
+
+    /// Starts from an empty burst allowance: see [`Pacer::drain`].
+    pub fn start_cold(&self) {
+        self.pacer.drain();
+    }
+
+    /// Holds every request of this lane for `d` (a 429 speaks for the whole lane, not one job).
+    pub fn pause_for(&self, d: Duration) {
+        let until = Instant::now() + d;
+        let mut p = self.paused_until.lock().expect("pause lock");
+        if p.is_none_or(|cur| cur < until) {
+            *p = Some(until);
+        }
+    }
+
+    /// Waits out any pause, then for the limiter's next cell.
+    async fn admit(&self) {
+        let start = Instant::now();
+        self.admit_inner().await;
+        self.metrics.waited(start.elapsed());
+    }
+
+    async fn admit_inner(&self) {
+        loop {
+            if let Some(until) = self.paused_until() {
+                tokio::time::sleep_until(until.into()).await;
+                continue;
+            }
+            self.pacer.ready().await;
+            // A 429 may have paused the lane while we waited for the cell; the cell is forfeit.
+            if self.paused_until().is_none() {
+                return;
+            }
+        }
+    }
+
+    /// Takes jobs from `jobs` until it closes or `stop` fires, at most `max_in_flight` at a time,
+    /// and records each. Jobs already started finish and are recorded after `stop`.
+    ///
+    /// `max_in_flight` workers share the queue, each taking the next job once its last is
+    /// recorded: no task spawned and no permit taken per job. Jobs come in chunks so that a
+    /// feeder on a blocking thread wakes once a chunk rather than once a job when the lane is the
+    /// bottleneck.
+    pub async fn drive(
+        self: Arc<Self>,
+        jobs: mpsc::Receiver<Vec<Job>>,
+        sink: Sink,
+        stop: CancellationToken,
+    ) {
+        let queue = Arc::new(tokio::sync::Mutex::new((jobs, VecDeque::new())));
+        let mut workers = tokio::task::JoinSet::new();
+        for _ in 0..self.max_in_flight.max(1) {
+            let (lane, sink, stop, queue) =
+                (self.clone(), sink.clone(), stop.clone(), queue.clone());
+            workers.spawn(async move {
+                while let Some(job) = next_job(&queue, &stop).await {
+                    if stop.is_cancelled() || sink.is_broken() || !lane.audit_ok() {
+                        return;
+                    }
+                    let record = match lane.halt() {
+                        // Nothing will be sent.
+                        Some((code, reason)) => {
+                            lane.halted_record(&job, Timestamp::now(), 0, None, code, reason)
+                        }
+                        None => lane.execute(&job).await,
+                    };
+                    sink.record(record).await;
+                }
+            });
+        }
+        while workers.join_next().await.is_some() {}
+    }
+}
+
+/// A lane's queue: the feed's chunks, and what is left of the last one.
+type Queue = tokio::sync::Mutex<(mpsc::Receiver<Vec<Job>>, VecDeque<Job>)>;
+
+/// The next job in the queue, waiting for the feed's next chunk if needed; None once the feed is
+/// done or `stop` fires.
+async fn next_job(queue: &Queue, stop: &CancellationToken) -> Option<Job> {
+    let mut guard = queue.lock().await;
+    let (jobs, pending) = &mut *guard;
+    loop {
+        if let Some(job) = pending.pop_front() {
+            return Some(job);
+        }
+        let chunk = tokio::select! {
+            biased;
+            _ = stop.cancelled() => return None,
+            chunk = jobs.recv() => chunk?,
+        };
+        pending.extend(chunk);
+    }
+}
