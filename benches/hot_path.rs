@@ -34,11 +34,12 @@ use http::header::{HeaderMap, HeaderValue, RETRY_AFTER};
 
 use offboard::audit::{Audit, Entry};
 use offboard::doors::csv::{COLUMNS, CsvFile, scan};
-use offboard::job::{Directory, Job, Protected, ProviderKind, RawJob};
+use offboard::job::{Directory, Job, ProviderKind, RawJob};
 use offboard::providers::http::retry_after;
 use offboard::providers::{Answer, Hint, ProviderError, Transport};
 use offboard::report::{ErrorField, Outcome, Record, Timestamp, Writer};
 use offboard::retry::{self, OnConflict, Policy, classify};
+use offboard::safety::Protected;
 
 const TENANT: &str = "7b09cdc3-8948-47f0-aa62-74ac943d6c59";
 const PERSON: &str = "6a09cdc3-8948-47f0-aa62-74ac943d6c58";

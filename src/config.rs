@@ -518,7 +518,7 @@ impl Settings {
     /// The directory validation looks entries up in, protecting `safety.protected`.
     pub fn directory(&self) -> crate::job::Directory {
         let protected =
-            crate::job::Protected::new(&self.safety.protected).expect("checked at load");
+            crate::safety::Protected::new(&self.safety.protected).expect("checked at load");
         let mut d =
             crate::job::Directory::new(self.providers.iter().map(|(n, e)| (n.as_str(), e.kind)))
                 .protecting(protected);

@@ -61,7 +61,7 @@ impl Lanes {
     ) -> Result<Lanes, RunError> {
         let directory = settings.directory();
         let protected = Arc::new(
-            crate::job::Protected::new(&settings.safety.protected).expect("checked at load"),
+            crate::safety::Protected::new(&settings.safety.protected).expect("checked at load"),
         );
         let mut lanes = Vec::with_capacity(settings.providers.len());
         for (i, (name, entry)) in settings.providers.iter().enumerate() {

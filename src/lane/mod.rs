@@ -24,11 +24,12 @@ use tokio_util::sync::CancellationToken;
 
 use crate::audit::Audit;
 use crate::hold::Hold;
-use crate::job::{Job, LaneId, Protected, ProviderKind};
+use crate::job::{Job, LaneId, ProviderKind};
 use crate::metrics::LaneMetrics;
 use crate::providers::Provider;
 use crate::report::{Sink, Timestamp};
 use crate::retry::Policy;
+use crate::safety::Protected;
 
 use circuit::Circuit;
 use members::CachedList;

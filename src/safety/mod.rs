@@ -1,0 +1,11 @@
+//! Rails for a tool whose every action is hard to undo.
+//!
+//! - `guard`: the blast-radius guard, before anything is sent.
+//! - `protected`: accounts never removed (matched at validation, and again by the lanes against
+//!   the ids lookups and preflights find).
+
+mod guard;
+mod protected;
+
+pub use guard::*;
+pub use protected::Protected;
