@@ -1,15 +1,23 @@
 //! offboard: removes people from the organizations of SaaS providers, in bulk and on events.
 //!
-//! - [`job`]: raw jobs from the doors, validated jobs and their per-provider targets.
-//! - [`doors`]: where jobs come from (the CSV file).
-//! - [`lane`]: per-provider pacing, in-flight bound, pause, circuit, and the attempt loop.
+//! A job's way: door -> validation -> [`job::Job`] -> lane (preflight, lookup, pace, attempt,
+//! classify) -> record -> report, audit log, metrics -> acknowledgement.
+//!
+//! - [`doors`]: where jobs come from: the CSV file, RabbitMQ (topology, messages, publishing).
+//! - [`job`]: raw jobs, id formats, targets, and validation, the only way to a job.
+//! - [`safety`]: the blast-radius guard and protected accounts.
+//! - [`lane`]: per provider entry: pacer, circuit, preflight and member lists, the attempt loop.
 //! - [`retry`]: the one classification of answers, and the backoff schedule.
-//! - [`providers`]: one adapter per provider API page, credentials, the uniform answer.
-//! - [`report`]: the JSON Lines report writer.
-//! - [`config`]: the TOML configuration with environment overrides.
-//! - [`run`]: `offboard run`, the CSV path end to end.
-//! - [`sandbox`]: the five providers simulated on loopback.
-//! - [`verify`]: `offboard verify`, read-only proof that the people a report says are gone are gone.
+//! - [`providers`]: one adapter per provider API page, the HTTP client, credentials, the answer.
+//! - [`report`], [`audit`]: the JSON Lines report and the fsync'd audit log; what is settled.
+//! - [`metrics`]: the Prometheus registry; [`admin`]: `/metrics`, `/healthz`, `/readyz`.
+//! - [`run`]: `offboard run`; [`worker`]: `offboard worker`; [`queue_admin`]: enqueue, dlq;
+//!   [`hold`]: the worker's window hold; [`verify`]: `offboard verify`.
+//! - [`config`]: the TOML configuration with environment overrides, producing what the others take.
+//! - [`cli`], [`console`], [`progress`]: the command line, messages for people, the closing table.
+//! - [`sandbox`]: the five providers simulated on loopback, in their pages' shapes.
+#![forbid(unsafe_code)]
+
 pub mod admin;
 pub mod audit;
 pub mod cli;
