@@ -421,7 +421,9 @@ impl Want {
 
 struct Case {
     name: &'static str,
-    reply: ResponseTemplate,
+    /// Made when the case runs, so a reply that names a moment (an epoch reset, an HTTP date)
+    /// is always that far ahead, however long the cases before it took.
+    reply: Box<dyn Fn() -> ResponseTemplate>,
     want: Want,
     /// The error read from the body: code, and a part of the message.
     error: Option<(Option<&'static str>, &'static str)>,
@@ -429,9 +431,14 @@ struct Case {
 }
 
 fn case(name: &'static str, reply: ResponseTemplate, want: Want) -> Case {
+    timed(name, move || reply.clone(), want)
+}
+
+/// A case whose reply is made when it runs (see [`Case::reply`]).
+fn timed(name: &'static str, reply: impl Fn() -> ResponseTemplate + 'static, want: Want) -> Case {
     Case {
         name,
-        reply,
+        reply: Box::new(reply),
         want,
         error: None,
         request_id: None,
@@ -492,7 +499,7 @@ async fn run_cases(kind: ProviderKind, specific: Vec<Case>) {
     for c in specific.into_iter().chain(common_cases(kind)) {
         let rig = rig(kind).await;
         removal(kind)
-            .respond_with(c.reply)
+            .respond_with((c.reply)())
             .expect(1)
             .mount(&rig.server)
             .await;
@@ -589,11 +596,6 @@ async fn factory_answers() {
 #[tokio::test]
 async fn aitronos_answers() {
     let k = Aitronos;
-    let reset = SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-        + 5;
     run_cases(
         k,
         vec![
@@ -655,10 +657,17 @@ async fn aitronos_answers() {
                 error_body(k, 404, "ORGANIZATION_NOT_FOUND", "Organization not found."),
                 Want::Fail(FailReason::NotFound),
             ),
-            case(
+            timed(
                 "429 X-RateLimit-Reset (epoch)",
-                error_body(k, 429, "RATE_LIMIT_EXCEEDED", "Too many requests.")
-                    .insert_header("x-ratelimit-reset", reset.to_string()),
+                move || {
+                    let reset = SystemTime::now()
+                        .duration_since(SystemTime::UNIX_EPOCH)
+                        .unwrap()
+                        .as_secs()
+                        + 5;
+                    error_body(k, 429, "RATE_LIMIT_EXCEEDED", "Too many requests.")
+                        .insert_header("x-ratelimit-reset", reset.to_string())
+                },
                 Want::RetryAfter(RetryReason::RateLimited, secs(3.5), secs(5.0)),
             ),
             case(
@@ -742,7 +751,6 @@ async fn telnyx_answers() {
 #[tokio::test]
 async fn aerospike_answers() {
     let k = Aerospike;
-    let date = httpdate::fmt_http_date(SystemTime::now() + Duration::from_secs(5));
     run_cases(
         k,
         vec![
@@ -786,15 +794,18 @@ async fn aerospike_answers() {
                 error_body(k, 404, "not_found", "Member not found"),
                 Want::Unconfirmed,
             ),
-            case(
+            timed(
                 "429 problem with Retry-After as an HTTP date",
-                error_body(
-                    k,
-                    429,
-                    "urn:aerospike:errors:ratelimit:exceeded",
-                    "Rate limit exceeded",
-                )
-                .insert_header("retry-after", date.as_str()),
+                move || {
+                    let date = httpdate::fmt_http_date(SystemTime::now() + Duration::from_secs(5));
+                    error_body(
+                        k,
+                        429,
+                        "urn:aerospike:errors:ratelimit:exceeded",
+                        "Rate limit exceeded",
+                    )
+                    .insert_header("retry-after", date.as_str())
+                },
                 Want::RetryAfter(RetryReason::RateLimited, secs(3.5), secs(5.0)),
             )
             .error(
