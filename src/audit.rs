@@ -212,6 +212,25 @@ pub fn verify(path: &Path) -> io::Result<Verdict> {
     Ok(v)
 }
 
+/// The lanes tell the audit log of every removal request as it is answered.
+impl crate::lane::RequestLog for Audit {
+    fn request<'a>(
+        &'a self,
+        job: &'a Job,
+        attempt: u32,
+        http_status: Option<u16>,
+        provider_request_id: Option<&'a str>,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + 'a>> {
+        Box::pin(Audit::request(
+            self,
+            job,
+            attempt,
+            http_status,
+            provider_request_id,
+        ))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

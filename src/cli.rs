@@ -259,7 +259,7 @@ async fn worker_command(args: WorkerArgs) -> anyhow::Result<ExitCode> {
     let report = args
         .report
         .unwrap_or_else(|| settings.worker.report.clone());
-    open_audit(
+    let audit = open_audit(
         &settings.audit.path_for(args.audit.as_deref(), &report),
         &lanes,
     )?;
@@ -284,7 +284,7 @@ async fn worker_command(args: WorkerArgs) -> anyhow::Result<ExitCode> {
     .await
     .with_context(|| format!("serving metrics on {}", settings.metrics.listen))?;
     tracing::info!(%bound, "metrics, healthz and readyz served");
-    crate::worker::run(&settings, &lanes, &report, metrics, health, stop).await?;
+    crate::worker::run(&settings, &lanes, &report, audit, metrics, health, stop).await?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -401,13 +401,15 @@ fn audit_verify(file: &std::path::Path) -> anyhow::Result<ExitCode> {
 }
 
 /// Opens the audit log and attaches it to every lane.
-fn open_audit(path: &std::path::Path, lanes: &Lanes) -> anyhow::Result<()> {
+/// Opens the audit log: every lane tells it of each request it sends, and the outcome sink of
+/// each job's end.
+fn open_audit(path: &std::path::Path, lanes: &Lanes) -> anyhow::Result<crate::audit::Audit> {
     let (audit, _thread) = crate::audit::Audit::open(path)
         .with_context(|| format!("opening the audit log {}", path.display()))?;
     for lane in &lanes.lanes {
-        lane.attach_audit(audit.clone());
+        lane.log_requests(Arc::new(audit.clone()));
     }
-    Ok(())
+    Ok(audit)
 }
 
 async fn dlq_command(command: DlqCommand, config: Option<PathBuf>) -> anyhow::Result<ExitCode> {
@@ -596,7 +598,7 @@ async fn run_command(args: RunArgs) -> anyhow::Result<ExitCode> {
         .report
         .clone()
         .unwrap_or_else(|| run::default_report_path(&args.csv));
-    open_audit(
+    let audit = open_audit(
         &settings.audit.path_for(args.audit.as_deref(), &report),
         &lanes,
     )?;
@@ -632,7 +634,7 @@ async fn run_command(args: RunArgs) -> anyhow::Result<ExitCode> {
             ));
         }
     }
-    let finished = run::run(&csv, &plan, &report, &lanes, metrics, stop).await?;
+    let finished = run::run(&csv, &plan, &report, Some(audit), &lanes, metrics, stop).await?;
     serving.cancel();
     print!("{}", run::closing(&finished, &lanes));
     if let Some(s) = sandbox {

@@ -9,7 +9,8 @@
 //! - [`lane`]: per provider entry: pacer, circuit, preflight and member lists, the attempt loop.
 //! - [`retry`]: the one classification of answers, and the backoff schedule.
 //! - [`providers`]: one adapter per provider API page, the HTTP client, credentials, the answer.
-//! - [`report`], [`audit`]: the JSON Lines report and the fsync'd audit log; what is settled.
+//! - [`sink`]: the one outcome path: audit log, report, metrics, tally, then the door may ack;
+//!   [`report`], [`audit`]: the JSON Lines report and the fsync'd audit log; what is settled.
 //! - [`metrics`]: the Prometheus registry; [`admin`]: `/metrics`, `/healthz`, `/readyz`.
 //! - [`run`]: `offboard run`; [`worker`]: `offboard worker`; [`queue_admin`]: enqueue, dlq;
 //!   [`hold`]: the worker's window hold; [`verify`]: `offboard verify`.
@@ -36,5 +37,6 @@ pub mod retry;
 pub mod run;
 pub mod safety;
 pub mod sandbox;
+pub mod sink;
 pub mod verify;
 pub mod worker;

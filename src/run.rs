@@ -1,6 +1,6 @@
 //! `offboard run`: a CSV file through the lanes to the providers, with a report for the auditors.
 
-use std::collections::HashSet;
+use std::collections::{HashSet, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -8,13 +8,15 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use crate::audit::Audit;
 use crate::config::{Resolved, Settings};
 use crate::doors::csv::{self, CsvError, CsvFile, InvalidRow, Plan};
-use crate::job::{Directory, LaneId};
+use crate::job::{Directory, Job, LaneId};
 use crate::lane::{Lane, LaneSettings};
 use crate::metrics::Metrics;
 use crate::progress::{self, Progress};
 use crate::report::{ErrorField, Outcome, Record, Summary, Timestamp, Writer};
+use crate::sink::Outcomes;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
@@ -233,10 +235,12 @@ async fn open(path: &Path) -> Result<CsvFile, RunError> {
 /// and writes the report. Refuses to send anything if the file was modified since, or if its rows
 /// now plan differently. `stop` ends the run early: no new job starts, jobs in flight finish and
 /// are recorded.
+#[allow(clippy::too_many_arguments)]
 pub async fn run(
     csv: &CsvFile,
     approved: &Plan,
     report: &Path,
+    audit: Option<Audit>,
     lanes: &Lanes,
     metrics: Arc<Metrics>,
     stop: CancellationToken,
@@ -271,7 +275,7 @@ pub async fn run(
         ));
     }
     let (writer, sink) = Writer::start(report, true).map_err(report_err)?;
-    let sink = sink.observed_by(lanes.job_counter(metrics.clone()));
+    let sink = Outcomes::new(sink, audit).observed_by(lanes.job_counter(metrics.clone()));
     let total = Arc::new(AtomicU64::new(0));
     let progress = Progress::start(sink.live().clone(), total.clone());
 
@@ -339,7 +343,8 @@ pub async fn run(
             csv::feed(&csv, &directory, id, &skip, &tx)
         }));
         // On `stop` the lane stops taking jobs; its receiver drops, and the feed ends with it.
-        drives.push(tokio::spawn(lane.clone().drive(
+        drives.push(tokio::spawn(drive(
+            lane.clone(),
             rx,
             sink.clone(),
             stop.clone(),
@@ -449,4 +454,56 @@ pub fn closing(f: &Finished, lanes: &Lanes) -> String {
         ));
     }
     out
+}
+
+/// Takes one lane's jobs from `jobs` until it closes or `stop` fires, at most `max_in_flight` at
+/// a time, and hands each record to the outcome sink. Jobs already started finish and are
+/// recorded after `stop`.
+///
+/// `max_in_flight` workers share the queue, each taking the next job once its last is
+/// recorded: no task spawned and no permit taken per job. Jobs come in chunks so that a feeder
+/// on a blocking thread wakes once a chunk rather than once a job when the lane is the
+/// bottleneck.
+async fn drive(
+    lane: Arc<Lane>,
+    jobs: mpsc::Receiver<Vec<Job>>,
+    sink: Outcomes,
+    stop: CancellationToken,
+) {
+    let queue = Arc::new(tokio::sync::Mutex::new((jobs, VecDeque::new())));
+    let mut workers = tokio::task::JoinSet::new();
+    for _ in 0..lane.max_in_flight().max(1) {
+        let (lane, sink, stop, queue) = (lane.clone(), sink.clone(), stop.clone(), queue.clone());
+        workers.spawn(async move {
+            while let Some(job) = next_job(&queue, &stop).await {
+                if stop.is_cancelled() || sink.is_broken() {
+                    return;
+                }
+                let record = lane.execute(&job).await;
+                sink.record(record, Some(&job)).await;
+            }
+        });
+    }
+    while workers.join_next().await.is_some() {}
+}
+
+/// A lane's queue: the feed's chunks, and what is left of the last one.
+type Queue = tokio::sync::Mutex<(mpsc::Receiver<Vec<Job>>, VecDeque<Job>)>;
+
+/// The next job in the queue, waiting for the feed's next chunk if needed; None once the feed is
+/// done or `stop` fires.
+async fn next_job(queue: &Queue, stop: &CancellationToken) -> Option<Job> {
+    let mut guard = queue.lock().await;
+    let (jobs, pending) = &mut *guard;
+    loop {
+        if let Some(job) = pending.pop_front() {
+            return Some(job);
+        }
+        let chunk = tokio::select! {
+            biased;
+            _ = stop.cancelled() => return None,
+            chunk = jobs.recv() => chunk?,
+        };
+        pending.extend(chunk);
+    }
 }

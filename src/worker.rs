@@ -25,13 +25,14 @@ use tokio_util::task::TaskTracker;
 use crate::admin::Health;
 use crate::config::Settings;
 use crate::doors::amqp::{self, AmqpError, Event, JobMessage, header};
-use crate::job::{Directory, Invalid, ProviderKind, RawJob};
+use crate::job::{Directory, Invalid, Job, ProviderKind, RawJob};
 use crate::lane::Lane;
 use crate::metrics::Metrics;
 use crate::report::{
-    ErrorField, Outcome, Record, SETTLED_INDEX_CAP, SettledIndex, Sink, Timestamp, Writer,
+    ErrorField, Outcome, Record, SETTLED_INDEX_CAP, SettledIndex, Timestamp, Writer,
 };
 use crate::run::Lanes;
+use crate::sink::Outcomes;
 
 #[derive(Debug, thiserror::Error)]
 pub enum WorkerError {
@@ -48,7 +49,7 @@ pub enum WorkerError {
 struct Ctx {
     settings: Settings,
     directory: Directory,
-    sink: Sink,
+    sink: Outcomes,
     metrics: Arc<Metrics>,
     health: Arc<Health>,
     /// Memberships asked for within `safety.window`, for duplicate detection.
@@ -114,6 +115,7 @@ pub async fn run(
     settings: &Settings,
     lanes: &Lanes,
     report: &Path,
+    audit: crate::audit::Audit,
     metrics: Arc<Metrics>,
     health: Arc<Health>,
     stop: CancellationToken,
@@ -125,7 +127,7 @@ pub async fn run(
     };
     let done = SettledIndex::load(report, SETTLED_INDEX_CAP).map_err(report_err)?;
     let (writer, sink) = Writer::start(report, true).map_err(report_err)?;
-    let sink = sink.observed_by(lanes.job_counter(metrics.clone()));
+    let sink = Outcomes::new(sink, Some(audit)).observed_by(lanes.job_counter(metrics.clone()));
     let ctx = Arc::new(Ctx {
         settings: settings.clone(),
         directory: lanes.directory.clone(),
@@ -518,11 +520,14 @@ fn invalid_record(
 }
 
 /// Records an outcome durably and, when no rerun could change it, remembers its job as settled.
-async fn record(ctx: &Ctx, r: Record) -> bool {
+/// Records an outcome through the one outcome sink (audit log, report, metrics, tally) and waits
+/// until it is on disk; only then may the message be acknowledged. `job`: the job it ended, when
+/// there was one (its requester and reason go to the audit log).
+async fn record(ctx: &Ctx, r: Record, job: Option<&Job>) -> bool {
     // A failed job sits in the dead-letter queue: replayed after a fix, it must run again.
     let settled =
         (r.outcome.settled(r.reason) && r.outcome != Outcome::Failed).then(|| r.job_id.clone());
-    match ctx.sink.record_confirmed(r).await {
+    match ctx.sink.record_confirmed(r, job).await {
         Ok(()) => {
             if let Some(id) = settled {
                 ctx.done.lock().expect("done lock").insert(id);
@@ -611,6 +616,7 @@ async fn handle_job(ctx: &Ctx, lane: &Lane, channel: &Channel, queue: &str, deli
         if record(
             ctx,
             invalid_record(job_id, Some(lane.name.to_string()), user, &reason),
+            None,
         )
         .await
         {
@@ -625,10 +631,6 @@ async fn handle_job(ctx: &Ctx, lane: &Lane, channel: &Channel, queue: &str, deli
         }
     }
     let rec = lane.execute(&job).await;
-    if !lane.audit_ok() {
-        // The outcome is not durable in the audit log: leave the message for a later delivery.
-        return requeue(&delivery).await;
-    }
     match rec.outcome {
         // The lane halted: leave it in the queue. (A job kept from one organization only, whose
         // preflight failed or which refused us, is recorded and dead-lettered below.)
@@ -637,7 +639,7 @@ async fn handle_job(ctx: &Ctx, lane: &Lane, channel: &Channel, queue: &str, deli
         }
         // A protected person found by lookup: recorded, nothing sent, nothing to retry.
         Outcome::Removed | Outcome::AlreadyAbsent | Outcome::SkippedProtected => {
-            if record(ctx, rec).await {
+            if record(ctx, rec, Some(&job)).await {
                 ack(&delivery).await;
             }
         }
@@ -650,7 +652,7 @@ async fn handle_job(ctx: &Ctx, lane: &Lane, channel: &Channel, queue: &str, deli
                     .unwrap_or_default(),
                 rec.attempts,
             );
-            if !record(ctx, rec).await {
+            if !record(ctx, rec, Some(&job)).await {
                 return;
             }
             let why = Why {
@@ -693,7 +695,13 @@ async fn reject_invalid(
         );
         ctx.metrics.invalid("amqp");
     }
-    if !record(ctx, invalid_record(job_id, provider.clone(), user, reason)).await {
+    if !record(
+        ctx,
+        invalid_record(job_id, provider.clone(), user, reason),
+        None,
+    )
+    .await
+    {
         return requeue(delivery).await;
     }
     if protected {
@@ -889,6 +897,7 @@ async fn handle_event(ctx: &Ctx, channel: &Channel, queue: &str, delivery: Deliv
                         && !record(
                             ctx,
                             invalid_record(id, Some(provider), Some(target.user.clone()), &reason),
+                            None,
                         )
                         .await
                     {

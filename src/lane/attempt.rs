@@ -67,13 +67,6 @@ impl Lane {
         self.metrics.in_flight.inc();
         let record = self.attempts(job).await;
         self.metrics.in_flight.dec();
-        // The outcome is on disk in the audit log before anyone can acknowledge the job.
-        if let Some(audit) = self.audit.get() {
-            if let Err(e) = audit.outcome(&record, Some(job)).await {
-                tracing::error!(error = %e, job_id = %job.id, "cannot write the audit log");
-                self.audit_failed.store(true, Ordering::Relaxed);
-            }
-        }
         record
     }
 
@@ -187,12 +180,12 @@ impl Lane {
                     let result = self.provider.send(p.request).await;
                     self.metrics
                         .request("remove", status_label(&result.as_ref()), start.elapsed());
-                    if let Some(audit) = self.audit.get() {
+                    if let Some(log) = self.requests.get() {
                         let (code, id) = match &result {
                             Ok(a) => (Some(a.status.as_u16()), a.request_id.as_deref()),
                             Err(_) => (None, None),
                         };
-                        audit.request(job, attempts, code, id).await;
+                        log.request(job, attempts, code, id).await;
                     }
                     (result, p.generation)
                 }

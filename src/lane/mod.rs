@@ -7,27 +7,24 @@
 //! - `members`: preflight, protected ids, email lookups, whole lists, refused organizations.
 //! - `attempt`: the attempt loop, classification and budgets, the job's record.
 //!
-//! Lanes share nothing, so a provider that is slow, rate-limited or down never slows another.
+//! A lane takes a job and returns its record; it knows nothing of reports, audit files or
+//! acknowledgements (it tells a [`RequestLog`] of each request it sends). Lanes share nothing, so
+//! a provider that is slow, rate-limited or down never slows another.
 
 mod attempt;
 mod circuit;
 mod members;
 pub mod pacer;
 
-use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU32, AtomicU64};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use tokio::sync::mpsc;
-use tokio_util::sync::CancellationToken;
-
-use crate::audit::Audit;
 use crate::hold::Hold;
 use crate::job::{Job, LaneId, ProviderKind};
 use crate::metrics::LaneMetrics;
 use crate::providers::Provider;
-use crate::report::{Sink, Timestamp};
 use crate::retry::Policy;
 use crate::safety::Protected;
 
@@ -35,6 +32,19 @@ use circuit::Circuit;
 use members::CachedList;
 pub use members::LIST_CACHE_TTL;
 pub use pacer::Pacer;
+
+/// Told of every removal request a lane sends, as it is answered (the audit log implements it).
+pub trait RequestLog: Send + Sync {
+    /// Attempt `attempt` of `job` was answered `http_status` (None: no answer), with the
+    /// provider's request id.
+    fn request<'a>(
+        &'a self,
+        job: &'a Job,
+        attempt: u32,
+        http_status: Option<u16>,
+        provider_request_id: Option<&'a str>,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + 'a>>;
+}
 
 /// What the preflight of one organization (or of the entry, where the key picks it) found.
 #[derive(Clone)]
@@ -67,8 +77,8 @@ pub struct Lane {
     policy: Policy,
     pub stats: LaneStats,
     metrics: LaneMetrics,
-    audit: OnceLock<Audit>,
-    audit_failed: std::sync::atomic::AtomicBool,
+    /// Where each removal request is told as it is answered (the audit log).
+    requests: OnceLock<Arc<dyn RequestLog>>,
     hold: OnceLock<Hold>,
     /// `safety.protected`, matched again against ids found by lookup.
     protected: Arc<Protected>,
@@ -120,8 +130,7 @@ impl Lane {
             policy: s.policy,
             stats: LaneStats::default(),
             metrics,
-            audit: OnceLock::new(),
-            audit_failed: Default::default(),
+            requests: OnceLock::new(),
             hold: OnceLock::new(),
             protected: s.protected,
             proofs: Default::default(),
@@ -178,9 +187,9 @@ impl Lane {
         until.filter(|u| *u > Instant::now())
     }
 
-    /// From now on, every request and final outcome of this lane goes to the audit log.
-    pub fn attach_audit(&self, audit: Audit) {
-        let _ = self.audit.set(audit);
+    /// From now on, every removal request this lane sends is told to `log` as it is answered.
+    pub fn log_requests(&self, log: Arc<dyn RequestLog>) {
+        let _ = self.requests.set(log);
     }
 
     /// From now on, removals count against a rolling window (worker mode).
@@ -190,12 +199,6 @@ impl Lane {
 
     pub fn hold(&self) -> Option<&Hold> {
         self.hold.get()
-    }
-
-    /// False once an outcome could not be made durable in the audit log: a door must not
-    /// acknowledge, and no further removal should be sent.
-    pub fn audit_ok(&self) -> bool {
-        !self.audit_failed.load(Ordering::Relaxed)
     }
 
     /// Brings the pause and circuit gauges up to date (called before each scrape).
@@ -244,63 +247,5 @@ impl Lane {
                 return;
             }
         }
-    }
-
-    /// Takes jobs from `jobs` until it closes or `stop` fires, at most `max_in_flight` at a time,
-    /// and records each. Jobs already started finish and are recorded after `stop`.
-    ///
-    /// `max_in_flight` workers share the queue, each taking the next job once its last is
-    /// recorded: no task spawned and no permit taken per job. Jobs come in chunks so that a
-    /// feeder on a blocking thread wakes once a chunk rather than once a job when the lane is the
-    /// bottleneck.
-    pub async fn drive(
-        self: Arc<Self>,
-        jobs: mpsc::Receiver<Vec<Job>>,
-        sink: Sink,
-        stop: CancellationToken,
-    ) {
-        let queue = Arc::new(tokio::sync::Mutex::new((jobs, VecDeque::new())));
-        let mut workers = tokio::task::JoinSet::new();
-        for _ in 0..self.max_in_flight.max(1) {
-            let (lane, sink, stop, queue) =
-                (self.clone(), sink.clone(), stop.clone(), queue.clone());
-            workers.spawn(async move {
-                while let Some(job) = next_job(&queue, &stop).await {
-                    if stop.is_cancelled() || sink.is_broken() || !lane.audit_ok() {
-                        return;
-                    }
-                    let record = match lane.halt() {
-                        // Nothing will be sent.
-                        Some((code, reason)) => {
-                            lane.halted_record(&job, Timestamp::now(), 0, None, code, reason)
-                        }
-                        None => lane.execute(&job).await,
-                    };
-                    sink.record(record).await;
-                }
-            });
-        }
-        while workers.join_next().await.is_some() {}
-    }
-}
-
-/// A lane's queue: the feed's chunks, and what is left of the last one.
-type Queue = tokio::sync::Mutex<(mpsc::Receiver<Vec<Job>>, VecDeque<Job>)>;
-
-/// The next job in the queue, waiting for the feed's next chunk if needed; None once the feed is
-/// done or `stop` fires.
-async fn next_job(queue: &Queue, stop: &CancellationToken) -> Option<Job> {
-    let mut guard = queue.lock().await;
-    let (jobs, pending) = &mut *guard;
-    loop {
-        if let Some(job) = pending.pop_front() {
-            return Some(job);
-        }
-        let chunk = tokio::select! {
-            biased;
-            _ = stop.cancelled() => return None,
-            chunk = jobs.recv() => chunk?,
-        };
-        pending.extend(chunk);
     }
 }

@@ -395,6 +395,7 @@ async fn a_file_changed_between_plan_and_send_sends_nothing() {
         &csv,
         &plan,
         &report,
+        None,
         &lanes,
         metrics,
         tokio_util::sync::CancellationToken::new(),

@@ -1042,13 +1042,24 @@ async fn publish_json(
     routing_key: &str,
     body: &serde_json::Value,
 ) {
-    publisher
-        .publish(
-            exchange,
-            routing_key,
-            &serde_json::to_vec(body).unwrap(),
-            lapin::BasicProperties::default().with_delivery_mode(2),
-        )
-        .await
-        .unwrap();
+    // A queue is declared a moment before it is bound: a publish routed nowhere comes back
+    // unconfirmed (it is mandatory), and is tried again.
+    for _ in 0..50 {
+        match publisher
+            .publish(
+                exchange,
+                routing_key,
+                &serde_json::to_vec(body).unwrap(),
+                lapin::BasicProperties::default().with_delivery_mode(2),
+            )
+            .await
+        {
+            Ok(()) => return,
+            Err(offboard::doors::amqp::AmqpError::NotConfirmed(_)) => {
+                tokio::time::sleep(Duration::from_millis(200)).await
+            }
+            Err(e) => panic!("publish: {e}"),
+        }
+    }
+    panic!("{exchange}/{routing_key}: no queue bound after 10 s");
 }

@@ -1,0 +1,87 @@
+//! One outcome path. What happened to a job goes to the audit log first (on disk before anything
+//! else), then to the report, the metrics and the live tally (the report sink and its observers),
+//! in that order; only then may a door acknowledge it. Lanes and doors hand records here and know
+//! nothing of the files.
+
+use std::io;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use crate::audit::Audit;
+use crate::job::Job;
+use crate::report::{self, Live, Observer, Record};
+
+/// Where every outcome goes. Cheap to clone: clones share the files and the tally.
+#[derive(Clone)]
+pub struct Outcomes {
+    report: report::Sink,
+    audit: Option<Audit>,
+    /// Set once an outcome could not be made durable in the audit log.
+    audit_failed: Arc<AtomicBool>,
+}
+
+impl Outcomes {
+    /// The report's sink, and the audit log when there is one.
+    pub fn new(report: report::Sink, audit: Option<Audit>) -> Outcomes {
+        Outcomes {
+            report,
+            audit,
+            audit_failed: Default::default(),
+        }
+    }
+
+    /// The same, telling `observer` (the metrics) of every record.
+    pub fn observed_by(mut self, observer: Observer) -> Outcomes {
+        self.report = self.report.observed_by(observer);
+        self
+    }
+
+    pub fn live(&self) -> &Arc<Live> {
+        self.report.live()
+    }
+
+    /// Whether an outcome could not be recorded: no further removal should be sent.
+    pub fn is_broken(&self) -> bool {
+        self.report.is_broken() || self.audit_failed.load(Ordering::Relaxed)
+    }
+
+    /// The audit line of `r`, on disk. False when it could not be written (said once, loudly).
+    async fn audit(&self, r: &Record, job: Option<&Job>) -> bool {
+        let Some(audit) = &self.audit else {
+            return true;
+        };
+        match audit.outcome(r, job).await {
+            Ok(()) => true,
+            Err(e) => {
+                if !self.audit_failed.swap(true, Ordering::Relaxed) {
+                    tracing::error!(error = %e, job_id = %r.job_id, "cannot write the audit log: no further removal is sent");
+                }
+                false
+            }
+        }
+    }
+
+    /// Records a job's outcome: the audit line on disk, then the report line queued (the CSV
+    /// run, which acknowledges nothing). False when the audit line could not be written; the
+    /// report line is written all the same.
+    pub async fn record(&self, r: Record, job: Option<&Job>) -> bool {
+        let audited = self.audit(&r, job).await;
+        self.report.record(r).await;
+        audited
+    }
+
+    /// Records a job's outcome and returns once both lines are on disk: what a door waits for
+    /// before it acknowledges (the worker).
+    pub async fn record_confirmed(&self, r: Record, job: Option<&Job>) -> io::Result<()> {
+        if !self.audit(&r, job).await {
+            return Err(io::Error::other("the audit log could not be written"));
+        }
+        self.report.record_confirmed(r).await
+    }
+
+    /// From a blocking thread (the CSV scan): a row that could not be a job, so nothing was sent
+    /// for it. Report only: the audit log records what was sent and how each sent job ended.
+    pub fn record_blocking(&self, r: Record) {
+        self.report.record_blocking(r);
+    }
+}
