@@ -9,22 +9,21 @@
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use futures_util::StreamExt;
 use lapin::message::Delivery;
 use lapin::options::{
-    BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions,
-    ConfirmSelectOptions,
+    BasicCancelOptions, BasicConsumeOptions, BasicQosOptions, ConfirmSelectOptions,
 };
-use lapin::types::{AMQPValue, FieldTable};
+use lapin::types::FieldTable;
 use lapin::{BasicProperties, Channel};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::admin::Health;
 use crate::config::Settings;
-use crate::doors::amqp::{self, AmqpError, Event, JobMessage, header};
+use crate::doors::amqp::{self, AmqpError, Event, JobMessage, Why, ack, hand_back, requeue};
 use crate::job::{Directory, Invalid, Job, ProviderKind, RawJob};
 use crate::lane::Lane;
 use crate::metrics::Metrics;
@@ -358,139 +357,6 @@ async fn consume_lane(
     result
 }
 
-fn now_secs() -> i64 {
-    SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
-}
-
-/// Why a message is dead-lettered, for its headers.
-struct Why<'a> {
-    provider: Option<&'a str>,
-    reason: &'a str,
-    message: &'a str,
-    attempts: u32,
-}
-
-/// A dead letter: the original body, its headers, and why.
-async fn dead_letter(
-    ctx: &Ctx,
-    channel: &Channel,
-    delivery: &Delivery,
-    source_queue: &str,
-    why: Why<'_>,
-) -> Result<(), AmqpError> {
-    let Why {
-        provider,
-        reason,
-        message,
-        attempts,
-    } = why;
-    let mut headers = delivery.properties.headers().clone().unwrap_or_default();
-    let now = now_secs();
-    let first = amqp::header_str(&delivery.properties, header::FIRST_FAILURE)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(now);
-    headers.insert(header::REASON.into(), AMQPValue::LongString(reason.into()));
-    headers.insert(
-        header::MESSAGE.into(),
-        AMQPValue::LongString(
-            message
-                .chars()
-                .take(500)
-                .collect::<String>()
-                .as_str()
-                .into(),
-        ),
-    );
-    if let Some(p) = provider {
-        headers.insert(header::PROVIDER.into(), AMQPValue::LongString(p.into()));
-    }
-    headers.insert(
-        header::ATTEMPTS.into(),
-        AMQPValue::LongLongInt(attempts as i64),
-    );
-    headers.insert(header::FIRST_FAILURE.into(), AMQPValue::LongLongInt(first));
-    headers.insert(header::LAST_FAILURE.into(), AMQPValue::LongLongInt(now));
-    headers.insert(
-        header::SOURCE_QUEUE.into(),
-        AMQPValue::LongString(source_queue.into()),
-    );
-    let mut props = BasicProperties::default()
-        .with_delivery_mode(2)
-        .with_content_type(
-            delivery
-                .properties
-                .content_type()
-                .clone()
-                .unwrap_or_else(|| "application/json".into()),
-        )
-        .with_headers(headers);
-    if let Some(id) = delivery.properties.message_id() {
-        props = props.with_message_id(id.clone());
-    }
-    amqp::confirm_publish(
-        channel,
-        &ctx.settings.amqp.dead_letter_exchange,
-        source_queue,
-        &delivery.data,
-        props,
-    )
-    .await?;
-    let provider = provider
-        .filter(|p| ctx.directory.lookup(p).is_some())
-        .unwrap_or("unknown");
-    ctx.metrics.dead_lettered(provider, reason);
-    Ok(())
-}
-
-async fn ack(delivery: &Delivery) {
-    match delivery.acker.ack(BasicAckOptions::default()).await {
-        Ok(true) => {}
-        Ok(false) => {
-            tracing::warn!("ack not sent (channel closed): the message will be redelivered")
-        }
-        Err(e) => tracing::warn!(error = %e, "ack failed: the message will be redelivered"),
-    }
-}
-
-/// Hands a message the lane will not run now (it holds or halted) back to the end of its queue:
-/// republished with the same body and properties (publisher confirm), then the original
-/// acknowledged. Unlike `basic.nack` with requeue, this never counts toward the queue's delivery
-/// limit, which RabbitMQ before 4.3 increments on every return: a message held more times than
-/// `amqp.delivery_limit` would otherwise be dead-lettered unrun. If the republish is not
-/// confirmed, the message is returned with a nack instead (nothing is lost either way).
-async fn hand_back(channel: &Channel, queue: &str, delivery: &Delivery) {
-    let mut props = delivery.properties.clone();
-    if let Some(headers) = props.headers().as_ref() {
-        // The count of the delivery being handed back: the new message starts from zero.
-        let kept: std::collections::BTreeMap<_, _> = headers
-            .inner()
-            .iter()
-            .filter(|(k, _)| k.as_str() != "x-delivery-count")
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
-        props = props.with_headers(kept.into());
-    }
-    match amqp::confirm_publish(channel, "", queue, &delivery.data, props).await {
-        Ok(()) => ack(delivery).await,
-        Err(e) => {
-            tracing::warn!(error = %e, queue, "handing a message back failed: returning it with a nack");
-            requeue(delivery).await;
-        }
-    }
-}
-
-async fn requeue(delivery: &Delivery) {
-    let _ = delivery
-        .acker
-        .nack(BasicNackOptions {
-            requeue: true,
-            ..Default::default()
-        })
-        .await;
-}
-
 fn invalid_record(
     job_id: String,
     provider: Option<String>,
@@ -539,6 +405,30 @@ async fn record(ctx: &Ctx, r: Record, job: Option<&Job>) -> bool {
             false
         }
     }
+}
+
+/// Dead-letters a message (the door builds the headers) and counts it.
+async fn dead_letter(
+    ctx: &Ctx,
+    channel: &Channel,
+    delivery: &Delivery,
+    source_queue: &str,
+    why: Why<'_>,
+) -> Result<(), AmqpError> {
+    let (provider, reason) = (why.provider, why.reason);
+    amqp::dead_letter(
+        channel,
+        &ctx.settings.amqp.dead_letter_exchange,
+        delivery,
+        source_queue,
+        why,
+    )
+    .await?;
+    let provider = provider
+        .filter(|p| ctx.directory.lookup(p).is_some())
+        .unwrap_or("unknown");
+    ctx.metrics.dead_lettered(provider, reason);
+    Ok(())
 }
 
 async fn handle_job(ctx: &Ctx, lane: &Lane, channel: &Channel, queue: &str, delivery: Delivery) {

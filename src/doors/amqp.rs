@@ -5,9 +5,10 @@
 //! exchange and its queue (`offboard.dead`), with `x-delivery-limit` so a message that keeps killing
 //! the worker ends there instead of looping. Person-level events arrive on an intake queue.
 
+use lapin::message::Delivery;
 use lapin::options::{
-    BasicPublishOptions, ConfirmSelectOptions, ExchangeDeclareOptions, QueueBindOptions,
-    QueueDeclareOptions,
+    BasicAckOptions, BasicNackOptions, BasicPublishOptions, ConfirmSelectOptions,
+    ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions,
 };
 use lapin::types::{AMQPValue, FieldTable, ShortString};
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind};
@@ -338,6 +339,131 @@ pub fn header_str(props: &BasicProperties, name: &str) -> Option<String> {
         AMQPValue::Timestamp(n) => Some(n.to_string()),
         _ => None,
     }
+}
+
+/// Why a message is dead-lettered, for its headers.
+pub struct Why<'a> {
+    pub provider: Option<&'a str>,
+    pub reason: &'a str,
+    pub message: &'a str,
+    pub attempts: u32,
+}
+
+/// Publishes a dead letter to `exchange` (publisher confirm): the original body, its headers, and
+/// why, with the first and last failure times.
+pub async fn dead_letter(
+    channel: &Channel,
+    exchange: &str,
+    delivery: &Delivery,
+    source_queue: &str,
+    why: Why<'_>,
+) -> Result<(), AmqpError> {
+    let Why {
+        provider,
+        reason,
+        message,
+        attempts,
+    } = why;
+    let mut headers = delivery.properties.headers().clone().unwrap_or_default();
+    let now = now_secs();
+    let first = header_str(&delivery.properties, header::FIRST_FAILURE)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(now);
+    headers.insert(header::REASON.into(), AMQPValue::LongString(reason.into()));
+    headers.insert(
+        header::MESSAGE.into(),
+        AMQPValue::LongString(
+            message
+                .chars()
+                .take(500)
+                .collect::<String>()
+                .as_str()
+                .into(),
+        ),
+    );
+    if let Some(p) = provider {
+        headers.insert(header::PROVIDER.into(), AMQPValue::LongString(p.into()));
+    }
+    headers.insert(
+        header::ATTEMPTS.into(),
+        AMQPValue::LongLongInt(attempts as i64),
+    );
+    headers.insert(header::FIRST_FAILURE.into(), AMQPValue::LongLongInt(first));
+    headers.insert(header::LAST_FAILURE.into(), AMQPValue::LongLongInt(now));
+    headers.insert(
+        header::SOURCE_QUEUE.into(),
+        AMQPValue::LongString(source_queue.into()),
+    );
+    let mut props = BasicProperties::default()
+        .with_delivery_mode(2)
+        .with_content_type(
+            delivery
+                .properties
+                .content_type()
+                .clone()
+                .unwrap_or_else(|| "application/json".into()),
+        )
+        .with_headers(headers);
+    if let Some(id) = delivery.properties.message_id() {
+        props = props.with_message_id(id.clone());
+    }
+    confirm_publish(channel, exchange, source_queue, &delivery.data, props).await
+}
+
+/// Acknowledges a message whose outcome is recorded.
+pub async fn ack(delivery: &Delivery) {
+    match delivery.acker.ack(BasicAckOptions::default()).await {
+        Ok(true) => {}
+        Ok(false) => {
+            tracing::warn!("ack not sent (channel closed): the message will be redelivered")
+        }
+        Err(e) => tracing::warn!(error = %e, "ack failed: the message will be redelivered"),
+    }
+}
+
+/// Hands a message the lane will not run now (it holds or halted) back to the end of its queue:
+/// republished with the same body and properties (publisher confirm), then the original
+/// acknowledged. Unlike `basic.nack` with requeue, this never counts toward the queue's delivery
+/// limit, which RabbitMQ before 4.3 increments on every return: a message held more times than
+/// `amqp.delivery_limit` would otherwise be dead-lettered unrun. If the republish is not
+/// confirmed, the message is returned with a nack instead (nothing is lost either way).
+pub async fn hand_back(channel: &Channel, queue: &str, delivery: &Delivery) {
+    let mut props = delivery.properties.clone();
+    if let Some(headers) = props.headers().as_ref() {
+        // The count of the delivery being handed back: the new message starts from zero.
+        let kept: std::collections::BTreeMap<_, _> = headers
+            .inner()
+            .iter()
+            .filter(|(k, _)| k.as_str() != "x-delivery-count")
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        props = props.with_headers(kept.into());
+    }
+    match confirm_publish(channel, "", queue, &delivery.data, props).await {
+        Ok(()) => ack(delivery).await,
+        Err(e) => {
+            tracing::warn!(error = %e, queue, "handing a message back failed: returning it with a nack");
+            requeue(delivery).await;
+        }
+    }
+}
+
+/// Returns a message to its queue with `basic.nack` (counted toward the delivery limit): for one
+/// whose outcome could not be recorded.
+pub async fn requeue(delivery: &Delivery) {
+    let _ = delivery
+        .acker
+        .nack(BasicNackOptions {
+            requeue: true,
+            ..Default::default()
+        })
+        .await;
+}
+
+fn now_secs() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
 }
 
 #[cfg(test)]
