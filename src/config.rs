@@ -234,12 +234,10 @@ impl Default for Worker {
 }
 
 impl Amqp {
-    /// The broker URL: `OFFBOARD_AMQP_URL`, else `amqp.url`.
+    /// The broker URL: `OFFBOARD_AMQP_URL` (read with the other overrides when the config is
+    /// loaded), else `amqp.url`.
     pub fn url(&self) -> Option<String> {
-        std::env::var("OFFBOARD_AMQP_URL")
-            .ok()
-            .filter(|u| !u.is_empty())
-            .or_else(|| self.url.clone())
+        self.url.clone().filter(|u| !u.is_empty())
     }
 
     pub fn queue(&self, entry: &str) -> String {
@@ -396,8 +394,15 @@ impl Settings {
     }
 
     fn figment(f: Figment, file: &str) -> Result<Settings, ConfigError> {
+        // OFFBOARD_AMQP_URL, the broker's URL (it may hold a password, so it is kept out of the
+        // file), is `amqp.url`, over the file and over OFFBOARD__AMQP__URL.
         let settings: Settings = f
             .merge(Env::prefixed(ENV_PREFIX).split("__"))
+            .merge(
+                Env::raw()
+                    .only(&["OFFBOARD_AMQP_URL"])
+                    .map(|_| "amqp.url".into()),
+            )
             .extract()
             .map_err(|e| ConfigError::Parse {
                 file: file.to_owned(),
@@ -669,16 +674,9 @@ fn check_url(url: &str) -> Result<(), String> {
 
 impl Entry {
     pub fn base_url(&self) -> String {
-        self.base_url.clone().unwrap_or_else(|| {
-            match self.kind {
-                ProviderKind::Factory => "https://api.factory.ai",
-                ProviderKind::Aitronos => "https://api.aitronos.com",
-                ProviderKind::Telnyx => "https://api.telnyx.com",
-                ProviderKind::Aerospike => "https://api.aerospike.com/v1",
-                ProviderKind::Cognee => "http://localhost:8000",
-            }
-            .to_owned()
-        })
+        self.base_url
+            .clone()
+            .unwrap_or_else(|| crate::providers::default_base_url(self.kind).to_owned())
     }
 
     /// Which credential keys this kind takes, and exactly one way of giving it.
@@ -982,6 +980,19 @@ mod tests {
             let s = Settings::from_toml(GOOD, "test.toml").map_err(|e| e.to_string())?;
             assert_eq!(s.providers["factory"].rate_per_second, 12.5);
             assert_eq!(s.providers["factory"].on_conflict, OnConflict::Fail);
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn the_broker_url_comes_from_offboard_amqp_url_over_the_file() {
+        let text = format!("[amqp]\nurl = \"amqp://file:5672/%2f\"\n{GOOD}");
+        figment::Jail::expect_with(|jail| {
+            let s = Settings::from_toml(&text, "test.toml").map_err(|e| e.to_string())?;
+            assert_eq!(s.amqp.url().as_deref(), Some("amqp://file:5672/%2f"));
+            jail.set_env("OFFBOARD_AMQP_URL", "amqp://env:5672/%2f");
+            let s = Settings::from_toml(&text, "test.toml").map_err(|e| e.to_string())?;
+            assert_eq!(s.amqp.url().as_deref(), Some("amqp://env:5672/%2f"));
             Ok(())
         });
     }

@@ -57,6 +57,18 @@ pub trait Adapter: Send + Sync + 'static {
     fn whole_list(&self) -> bool;
 }
 
+/// The provider's public API, where an entry names no `base_url` (each page's server; Cognee's
+/// self-hosted default, since its cloud URL names the tenant).
+pub fn default_base_url(kind: ProviderKind) -> &'static str {
+    match kind {
+        ProviderKind::Factory => "https://api.factory.ai",
+        ProviderKind::Aitronos => "https://api.aitronos.com",
+        ProviderKind::Telnyx => "https://api.telnyx.com",
+        ProviderKind::Aerospike => "https://api.aerospike.com/v1",
+        ProviderKind::Cognee => "http://localhost:8000",
+    }
+}
+
 /// Builds the adapter for a provider kind with its base URL (no trailing slash).
 pub fn adapter(kind: ProviderKind, base_url: &str) -> Box<dyn Adapter> {
     let base = base_url.trim_end_matches('/').to_owned();
