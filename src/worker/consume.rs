@@ -1,0 +1,364 @@
+//! One lane's queue: prefetch = its in-flight bound, each delivery validated, run through the lane,
+//! recorded, then acknowledged or dead-lettered; holds and halts hand messages back.
+
+use std::sync::Arc;
+
+use futures_util::StreamExt;
+use lapin::Channel;
+use lapin::message::Delivery;
+use lapin::options::{
+    BasicCancelOptions, BasicConsumeOptions, BasicQosOptions, ConfirmSelectOptions,
+};
+use lapin::types::FieldTable;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::doors::amqp::{self, AmqpError, Why, ack, hand_back, requeue};
+use crate::job::{Invalid, ProviderKind, RawJob};
+use crate::lane::Lane;
+use crate::report::Outcome;
+
+use super::{Ctx, invalid_record, record};
+
+/// Starts consuming `queue` with at most `prefetch` unacknowledged deliveries, on a channel in
+/// confirm mode (for dead letters and split events).
+pub(super) async fn open_consumer(
+    channel: &Channel,
+    queue: &str,
+    tag: &str,
+    prefetch: u16,
+) -> Result<lapin::Consumer, AmqpError> {
+    channel
+        .confirm_select(ConfirmSelectOptions::default())
+        .await?;
+    channel
+        .basic_qos(prefetch, BasicQosOptions::default())
+        .await?;
+    Ok(channel
+        .basic_consume(
+            queue.into(),
+            tag.into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await?)
+}
+
+/// The next delivery; `Ok(None)` when the session ends or the consumer is cancelled, `Err` when
+/// the connection failed.
+pub(super) async fn next_delivery(
+    consumer: &mut lapin::Consumer,
+    session: &CancellationToken,
+) -> Result<Option<Delivery>, AmqpError> {
+    tokio::select! {
+        biased;
+        _ = session.cancelled() => Ok(None),
+        next = consumer.next() => next.transpose().map_err(AmqpError::from),
+    }
+}
+
+/// Consumes one lane's queue with prefetch = its in-flight bound, until stopped or halted.
+pub(super) async fn consume_lane(
+    ctx: Arc<Ctx>,
+    lane: Arc<Lane>,
+    channel: Channel,
+    session: CancellationToken,
+) -> Result<(), AmqpError> {
+    let queue = ctx.settings.amqp.queue(&lane.name);
+    let tag = format!("offboard-{}-{}", lane.name, std::process::id());
+    let tracker = TaskTracker::new();
+    let mut active = false;
+    // Prove the entry before consuming anything: a wrong base URL or credential leaves the queue
+    // untouched, and /readyz says why (the lane reports itself halted).
+    let entry = ctx.settings.providers.get(&*lane.name);
+    let org = entry.and_then(|e| e.organization.clone());
+    let names_orgs = matches!(lane.kind(), ProviderKind::Aitronos | ProviderKind::Cognee);
+    // Each session (the first, and every one after a reconnect) proves the entry again.
+    lane.reprove();
+    if !names_orgs || org.is_some() {
+        if let Err(reason) = lane.preflight(org.as_deref()).await {
+            tracing::error!(provider = %lane.name, reason, "preflight failed: this lane's queue is not consumed");
+            lane.fail_entry(reason);
+            return Ok(());
+        }
+    }
+    let result = 'consuming: loop {
+        let mut consumer =
+            open_consumer(&channel, &queue, &tag, lane.max_in_flight() as u16).await?;
+        let ended = loop {
+            let delivery = match next_delivery(&mut consumer, &session).await {
+                Ok(Some(d)) => d,
+                Ok(None) => break Ok(()),
+                Err(e) => break Err(e),
+            };
+            if !active {
+                // The first delivery: with single active consumer, we may be a standby taking over
+                // from a replica whose last requests the provider still counts.
+                active = true;
+                lane.start_cold();
+            }
+            if let Some(reason) = lane.halted() {
+                // Stop consuming; this message and any prefetched ones go back to the queue.
+                tracing::error!(provider = %lane.name, reason, "lane halted: consumption stopped, messages stay in the queue");
+                hand_back(&channel, &queue, &delivery).await;
+                break Ok(());
+            }
+            if lane.hold().is_some_and(|h| h.is_held()) {
+                hand_back(&channel, &queue, &delivery).await;
+                break Ok(());
+            }
+            let (ctx, lane, channel, queue) =
+                (ctx.clone(), lane.clone(), channel.clone(), queue.clone());
+            tracker.spawn(async move { handle_job(&ctx, &lane, &channel, &queue, delivery).await });
+        };
+        let _ = channel
+            .basic_cancel(tag.as_str().into(), BasicCancelOptions::default())
+            .await;
+        if lane.hold().is_some_and(|h| h.is_held()) {
+            // Deliveries prefetched before the cancel would stay unacknowledged on this channel
+            // for the whole hold: hand them back to the queue now.
+            while let Some(Ok(d)) = consumer.next().await {
+                hand_back(&channel, &queue, &d).await;
+            }
+        }
+        let Some(hold) = lane
+            .hold()
+            .filter(|h| h.is_held() && ended.is_ok() && !session.is_cancelled())
+        else {
+            break 'consuming ended;
+        };
+        tracing::error!(
+            provider = %lane.name,
+            "lane held: {} removals within safety.window; consumption stopped, messages stay queued; release with `offboard hold release {}`",
+            ctx.settings.safety.max_removals_per_window,
+            lane.name
+        );
+        tokio::select! {
+            _ = session.cancelled() => break 'consuming Ok(()),
+            _ = hold.released() => tracing::warn!(provider = %lane.name, "hold released: consuming again"),
+        }
+    };
+    tracker.close();
+    if tokio::time::timeout(ctx.grace, tracker.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!(provider = %lane.name, "grace period over: unfinished jobs stay unacknowledged and will be redelivered");
+    }
+    // Closing the channel returns every unacknowledged message to the queue.
+    let _ = channel.close(200, "done".into()).await;
+    result
+}
+
+pub(super) async fn handle_job(
+    ctx: &Ctx,
+    lane: &Lane,
+    channel: &Channel,
+    queue: &str,
+    delivery: Delivery,
+) {
+    let fallback_id = amqp::stable_id(&delivery.properties, &delivery.data);
+    let parsed = serde_json::from_slice::<RawJob<'_>>(&delivery.data);
+    let mut raw = match parsed {
+        Ok(raw) => raw,
+        Err(e) => {
+            let reason = Invalid::Unreadable(format!("not a job message: {e}"));
+            return reject_invalid(
+                ctx,
+                channel,
+                queue,
+                &delivery,
+                fallback_id,
+                Some(lane.name.to_string()),
+                None,
+                &reason,
+            )
+            .await;
+        }
+    };
+    if raw.job_id.as_deref().is_none_or(|s| s.trim().is_empty()) {
+        raw.job_id = Some(fallback_id.into());
+    }
+    let job_id = raw.job_id.as_deref().unwrap_or_default().trim().to_owned();
+    let user = raw.user.as_deref().map(str::to_owned);
+    let job = match ctx.directory.validate(&raw, None) {
+        Ok(job) if job.lane == lane.id => job,
+        Ok(job) => {
+            let reason = Invalid::UnknownProvider(format!(
+                "{} (on the queue of {})",
+                job.provider, lane.name
+            ));
+            return reject_invalid(
+                ctx,
+                channel,
+                queue,
+                &delivery,
+                job_id,
+                Some(job.provider.to_string()),
+                user,
+                &reason,
+            )
+            .await;
+        }
+        Err(reason) => {
+            let provider = raw.provider.as_deref().map(str::to_owned);
+            return reject_invalid(
+                ctx, channel, queue, &delivery, job_id, provider, user, &reason,
+            )
+            .await;
+        }
+    };
+    drop(raw);
+    if delivery.redelivered && !ctx.done.lock().expect("done lock").contains(&job_id) {
+        // A redelivery after another process died (a standby taking over) may be a job that
+        // process recorded but could not acknowledge: read what the report gained since.
+        let done = ctx.done.clone();
+        let caught_up =
+            tokio::task::spawn_blocking(move || done.lock().expect("done lock").catch_up())
+                .await
+                .expect("catching up does not panic");
+        if let Err(e) = caught_up {
+            tracing::warn!(error = %e, "cannot read the report's new lines");
+        }
+    }
+    if ctx.done.lock().expect("done lock").contains(&job_id) {
+        tracing::info!(job_id, provider = %lane.name, "already recorded: acknowledging a redelivery without running it again");
+        return ack(&delivery).await;
+    }
+    // The same membership asked for again within the window, under another job id: sent once.
+    if let Some(first) = ctx.recent.first(job.identity(), &job_id) {
+        let reason = Invalid::DuplicateOf { job_id: first };
+        if record(
+            ctx,
+            invalid_record(job_id, Some(lane.name.to_string()), user, &reason),
+            None,
+        )
+        .await
+        {
+            ack(&delivery).await;
+        }
+        return;
+    }
+    if let Some(hold) = lane.hold() {
+        if !hold.try_take() {
+            // Past the window's limit: the lane holds; this message waits in its queue.
+            return hand_back(channel, queue, &delivery).await;
+        }
+    }
+    let rec = lane.execute(&job).await;
+    match rec.outcome {
+        // The lane halted: leave it in the queue. (A job kept from one organization only, whose
+        // preflight failed or which refused us, is recorded and dead-lettered below.)
+        Outcome::NotAttempted if lane.halted().is_some() => {
+            hand_back(channel, queue, &delivery).await
+        }
+        // A protected person found by lookup: recorded, nothing sent, nothing to retry.
+        Outcome::Removed | Outcome::AlreadyAbsent | Outcome::SkippedProtected => {
+            if record(ctx, rec, Some(&job)).await {
+                ack(&delivery).await;
+            }
+        }
+        _ => {
+            let (reason, message, attempts) = (
+                rec.reason.unwrap_or("failed").to_owned(),
+                rec.error
+                    .as_ref()
+                    .map(|e| e.message.clone())
+                    .unwrap_or_default(),
+                rec.attempts,
+            );
+            if !record(ctx, rec, Some(&job)).await {
+                return;
+            }
+            let why = Why {
+                provider: Some(&lane.name),
+                reason: &reason,
+                message: &message,
+                attempts,
+            };
+            match dead_letter(ctx, channel, &delivery, queue, why).await {
+                Ok(()) => ack(&delivery).await,
+                Err(e) => {
+                    tracing::error!(error = %e, job_id, "dead-lettering failed: the message goes back to its queue");
+                    requeue(&delivery).await;
+                }
+            }
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+pub(super) async fn reject_invalid(
+    ctx: &Ctx,
+    channel: &Channel,
+    queue: &str,
+    delivery: &Delivery,
+    job_id: String,
+    provider: Option<String>,
+    user: Option<String>,
+    reason: &Invalid,
+) {
+    let protected = matches!(reason, Invalid::Protected { .. });
+    if protected {
+        tracing::warn!(job_id, queue, "protected account: skipped");
+    } else {
+        tracing::warn!(
+            job_id,
+            reason = reason.code(),
+            queue,
+            "invalid message: dead-lettering it"
+        );
+        ctx.metrics.invalid("amqp");
+    }
+    if !record(
+        ctx,
+        invalid_record(job_id, provider.clone(), user, reason),
+        None,
+    )
+    .await
+    {
+        return requeue(delivery).await;
+    }
+    if protected {
+        // Not a failure: the account is never to be removed. Recorded, and done.
+        return ack(delivery).await;
+    }
+    let message = reason.to_string();
+    let why = Why {
+        provider: provider.as_deref(),
+        reason: reason.code(),
+        message: &message,
+        attempts: 0,
+    };
+    match dead_letter(ctx, channel, delivery, queue, why).await {
+        Ok(()) => ack(delivery).await,
+        Err(e) => {
+            tracing::error!(error = %e, "dead-lettering failed: the message goes back to its queue");
+            requeue(delivery).await;
+        }
+    }
+}
+
+/// Dead-letters a message (the door builds the headers) and counts it.
+pub(super) async fn dead_letter(
+    ctx: &Ctx,
+    channel: &Channel,
+    delivery: &Delivery,
+    source_queue: &str,
+    why: Why<'_>,
+) -> Result<(), AmqpError> {
+    let (provider, reason) = (why.provider, why.reason);
+    amqp::dead_letter(
+        channel,
+        &ctx.settings.amqp.dead_letter_exchange,
+        delivery,
+        source_queue,
+        why,
+    )
+    .await?;
+    let provider = provider
+        .filter(|p| ctx.directory.lookup(p).is_some())
+        .unwrap_or("unknown");
+    ctx.metrics.dead_lettered(provider, reason);
+    Ok(())
+}

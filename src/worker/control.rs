@@ -1,0 +1,105 @@
+//! The control queue: operator commands to every worker (`offboard hold list|release`).
+
+use std::sync::Arc;
+
+use lapin::options::BasicConsumeOptions;
+use lapin::types::FieldTable;
+use lapin::{BasicProperties, Channel};
+use tokio_util::sync::CancellationToken;
+
+use crate::doors::amqp::{self, AmqpError};
+use crate::lane::Lane;
+
+use super::consume::next_delivery;
+
+/// Answers operator commands from the control exchange: `list` and `release PROVIDER`.
+pub(super) async fn consume_control(
+    lanes: Vec<Arc<Lane>>,
+    channel: Channel,
+    exchange: String,
+    session: CancellationToken,
+) -> Result<(), AmqpError> {
+    use lapin::options::{QueueBindOptions, QueueDeclareOptions};
+    let q = channel
+        .queue_declare(
+            "".into(),
+            QueueDeclareOptions {
+                exclusive: true,
+                auto_delete: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await?;
+    channel
+        .queue_bind(
+            q.name().clone(),
+            exchange.as_str().into(),
+            "".into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await?;
+    let mut consumer = channel
+        .basic_consume(
+            q.name().clone(),
+            "".into(),
+            BasicConsumeOptions {
+                no_ack: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await?;
+    let me = format!("{}:{}", hostname(), std::process::id());
+    loop {
+        let delivery = match next_delivery(&mut consumer, &session).await {
+            Ok(Some(d)) => d,
+            Ok(None) => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        let Ok(command) = serde_json::from_slice::<amqp::Control>(&delivery.data) else {
+            tracing::warn!("ignoring a malformed control message");
+            continue;
+        };
+        let mut released = false;
+        if let amqp::Control::Release { provider } = &command {
+            if let Some(hold) = lanes
+                .iter()
+                .find(|l| *l.name == **provider)
+                .and_then(|l| l.hold())
+            {
+                released = hold.is_held();
+                hold.release();
+                tracing::warn!(provider, "hold released by an operator");
+            }
+        }
+        let Some(reply_to) = delivery.properties.reply_to().clone() else {
+            continue;
+        };
+        let reply = amqp::ControlReply {
+            worker: me.clone(),
+            released,
+            holds: lanes
+                .iter()
+                .filter_map(|l| l.hold().map(|h| h.state(&l.name)))
+                .collect(),
+        };
+        let body = serde_json::to_vec(&reply).expect("serializable");
+        let _ = channel
+            .basic_publish(
+                "".into(),
+                reply_to,
+                Default::default(),
+                &body,
+                BasicProperties::default(),
+            )
+            .await;
+    }
+}
+
+pub(super) fn hostname() -> String {
+    std::fs::read_to_string("/etc/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_else(|_| "worker".into())
+}

@@ -1,0 +1,235 @@
+//! `offboard worker`: consumes jobs from RabbitMQ through the same lanes, classification and
+//! adapters as `offboard run`, and never loses one.
+//!
+//! Rules: a job is acknowledged only once its outcome is written and flushed to the report;
+//! malformed messages and permanent failures are dead-lettered (published with the reason to the
+//! dead-letter exchange, confirmed, then acknowledged); a lane whose circuit opens stops consuming and
+//! leaves its messages in its queue. A redelivered job whose outcome the report already holds is
+//! acknowledged without running again, so a crash between writing and acknowledging records it once.
+
+//!
+//! - `consume`: one lane's queue, a delivery's way through the lane to its acknowledgement.
+//! - `intake`: person-level events split into per-provider jobs.
+//! - `control`: operator commands (holds).
+//! - `recent`: duplicates within the window.
+
+mod consume;
+mod control;
+mod intake;
+mod recent;
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::admin::Health;
+use crate::config::Settings;
+use crate::doors::amqp::{self, AmqpError};
+use crate::job::{Directory, Invalid, Job};
+use crate::metrics::Metrics;
+use crate::report::{
+    ErrorField, Outcome, Record, SETTLED_INDEX_CAP, SettledIndex, Timestamp, Writer,
+};
+use crate::run::Lanes;
+use crate::sink::Outcomes;
+
+use consume::consume_lane;
+use control::consume_control;
+use intake::consume_intake;
+use recent::Recent;
+
+#[derive(Debug, thiserror::Error)]
+pub enum WorkerError {
+    #[error(transparent)]
+    Amqp(#[from] AmqpError),
+    #[error("report {path}: {source}")]
+    Report {
+        path: String,
+        source: std::io::Error,
+    },
+}
+
+/// What every consumer task shares.
+struct Ctx {
+    settings: Settings,
+    directory: Directory,
+    sink: Outcomes,
+    metrics: Arc<Metrics>,
+    health: Arc<Health>,
+    /// Memberships asked for within `safety.window`, for duplicate detection.
+    recent: Recent,
+    /// Job ids whose outcome is settled in the report.
+    done: Arc<Mutex<SettledIndex>>,
+    grace: Duration,
+}
+
+/// Runs until `stop` fires: connects (and reconnects with backoff), declares the topology, and
+/// consumes every provider queue and the intake queue.
+pub async fn run(
+    settings: &Settings,
+    lanes: &Lanes,
+    report: &Path,
+    audit: crate::audit::Audit,
+    metrics: Arc<Metrics>,
+    health: Arc<Health>,
+    stop: CancellationToken,
+) -> Result<(), WorkerError> {
+    let url = settings.amqp.url().ok_or(AmqpError::NoUrl)?;
+    let report_err = |source| WorkerError::Report {
+        path: report.display().to_string(),
+        source,
+    };
+    let done = SettledIndex::load(report, SETTLED_INDEX_CAP).map_err(report_err)?;
+    let (writer, sink) = Writer::start(report, true).map_err(report_err)?;
+    let sink = Outcomes::new(sink, Some(audit)).observed_by(lanes.job_counter(metrics.clone()));
+    let ctx = Arc::new(Ctx {
+        settings: settings.clone(),
+        directory: lanes.directory.clone(),
+        sink,
+        metrics,
+        health,
+        recent: Recent::new(settings.safety.window()),
+        done: Arc::new(Mutex::new(done)),
+        grace: Duration::from_secs(settings.worker.grace_period_s),
+    });
+    for lane in &lanes.lanes {
+        lane.attach_hold(crate::hold::Hold::new(
+            settings.safety.max_removals_per_window,
+            settings.safety.window(),
+        ));
+    }
+    let mut delay = Duration::from_millis(200);
+    let max_delay = Duration::from_millis(settings.amqp.reconnect_max_delay_ms.max(200));
+    while !stop.is_cancelled() {
+        match session(&ctx, lanes, &url, &stop).await {
+            Ok(()) => break, // stopped on purpose
+            Err(e) => {
+                tracing::error!(error = %e, retry_in_ms = delay.as_millis() as u64, "broker session ended; reconnecting");
+                tokio::select! {
+                    _ = stop.cancelled() => break,
+                    _ = tokio::time::sleep(delay) => {}
+                }
+                delay = (delay * 2).min(max_delay);
+            }
+        }
+    }
+    drop(ctx);
+    writer.finish().await.map_err(report_err)?;
+    Ok(())
+}
+
+/// One connection's life: returns Ok when stopped, Err when the connection failed.
+async fn session(
+    ctx: &Arc<Ctx>,
+    lanes: &Lanes,
+    url: &str,
+    stop: &CancellationToken,
+) -> Result<(), AmqpError> {
+    let connection = amqp::connect(url, "offboard-worker").await?;
+    {
+        let ch = connection.create_channel().await?;
+        let names: Vec<&str> = lanes.lanes.iter().map(|l| &*l.name).collect();
+        amqp::declare(&ch, &ctx.settings.amqp, &names).await?;
+        let _ = ch.close(200, "declared".into()).await;
+    }
+    tracing::info!("connected; topology declared");
+    ctx.health
+        .broker_ready
+        .store(true, std::sync::atomic::Ordering::Relaxed);
+    // A session token: cancelled on stop, or when any consumer loses the connection.
+    let session = stop.child_token();
+    let mut tasks = tokio::task::JoinSet::new();
+    for lane in &lanes.lanes {
+        let (ctx, lane, session) = (ctx.clone(), lane.clone(), session.clone());
+        let channel = connection.create_channel().await?;
+        tasks.spawn(async move { consume_lane(ctx, lane, channel, session).await });
+    }
+    {
+        let (ctx, session) = (ctx.clone(), session.clone());
+        let channel = connection.create_channel().await?;
+        tasks.spawn(async move { consume_intake(ctx, channel, session).await });
+    }
+    {
+        let (lanes, session, exchange) = (
+            lanes.lanes.clone(),
+            session.clone(),
+            ctx.settings.amqp.control_exchange.clone(),
+        );
+        let channel = connection.create_channel().await?;
+        tasks.spawn(async move { consume_control(lanes, channel, exchange, session).await });
+    }
+    let mut failure = None;
+    while let Some(result) = tasks.join_next().await {
+        match result {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                failure.get_or_insert(e);
+                session.cancel();
+            }
+            Err(join) => {
+                tracing::error!(error = %join, "consumer task failed");
+                session.cancel();
+            }
+        }
+    }
+    ctx.health
+        .broker_ready
+        .store(false, std::sync::atomic::Ordering::Relaxed);
+    let _ = connection.close(200, "bye".into()).await;
+    match failure {
+        Some(e) if !stop.is_cancelled() => Err(e),
+        _ => Ok(()),
+    }
+}
+
+fn invalid_record(
+    job_id: String,
+    provider: Option<String>,
+    user: Option<String>,
+    reason: &Invalid,
+) -> Record {
+    Record {
+        job_id,
+        line: None,
+        provider,
+        organization: None,
+        user,
+        resolved_user: None,
+        absence: None,
+        outcome: reason.outcome(),
+        reason: Some(reason.code()),
+        http_status: None,
+        attempts: 0,
+        provider_request_id: None,
+        error: Some(ErrorField {
+            code: reason.code().to_owned(),
+            message: reason.to_string(),
+        }),
+        started_at: None,
+        finished_at: Timestamp::now(),
+    }
+}
+
+/// Records an outcome durably and, when no rerun could change it, remembers its job as settled.
+/// Records an outcome through the one outcome sink (audit log, report, metrics, tally) and waits
+/// until it is on disk; only then may the message be acknowledged. `job`: the job it ended, when
+/// there was one (its requester and reason go to the audit log).
+async fn record(ctx: &Ctx, r: Record, job: Option<&Job>) -> bool {
+    // A failed job sits in the dead-letter queue: replayed after a fix, it must run again.
+    let settled =
+        (r.outcome.settled(r.reason) && r.outcome != Outcome::Failed).then(|| r.job_id.clone());
+    match ctx.sink.record_confirmed(r, job).await {
+        Ok(()) => {
+            if let Some(id) = settled {
+                ctx.done.lock().expect("done lock").insert(id);
+            }
+            true
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "cannot record an outcome: the message stays unacknowledged");
+            false
+        }
+    }
+}
