@@ -292,7 +292,9 @@ async fn enqueue_command(args: EnqueueArgs) -> anyhow::Result<ExitCode> {
     let (_, settings) = load(args.config.as_ref())?;
     let directory = settings.directory();
     let allow = args.allow_removals;
-    let guard = |plan: &crate::doors::csv::Plan| crate::safety::check(&settings, plan, allow);
+    let limits = settings.limits();
+    let guard =
+        |plan: &crate::doors::csv::Plan| crate::safety::check(&limits, &plan.per_lane, allow);
     let done = match crate::queue_admin::enqueue(&settings, &directory, &args.csv, 50, guard).await
     {
         Err(crate::queue_admin::QueueError::Refused(refusal)) => {
@@ -526,7 +528,7 @@ async fn run_command(args: RunArgs) -> anyhow::Result<ExitCode> {
     .await?;
 
     let (csv, plan, shown) = run::plan(&args.csv, &lanes, 50).await?;
-    let guard = crate::safety::check(&settings, &plan, args.allow_removals);
+    let guard = crate::safety::check(&settings.limits(), &plan.per_lane, args.allow_removals);
     if args.dry_run {
         println!(
             "Plan for {} ({} rows), {} (--dry-run):",

@@ -520,6 +520,18 @@ impl Settings {
         Ok(())
     }
 
+    /// The blast-radius limits, for [`crate::safety::check`] (entries in lane order).
+    pub fn limits(&self) -> crate::safety::Limits {
+        crate::safety::Limits {
+            per_run: self.safety.max_removals_per_run,
+            per_entry: self
+                .providers
+                .iter()
+                .map(|(name, e)| (name.clone(), e.max_removals_per_run))
+                .collect(),
+        }
+    }
+
     /// The directory validation looks entries up in, protecting `safety.protected`.
     pub fn directory(&self) -> crate::job::Directory {
         let protected =

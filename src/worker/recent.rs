@@ -3,7 +3,6 @@
 use std::sync::Mutex;
 use std::time::Duration;
 
-
 /// The memberships asked for recently: identity hash -> (first job id, when).
 pub(super) struct Recent {
     window: Duration,
