@@ -4,7 +4,7 @@
 //! one, and [`Settings::resolve`] reads them into [`secrecy`] wrappers that never print.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use figment::Figment;
@@ -13,8 +13,12 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 
 use crate::job::ProviderKind;
-use crate::providers::auth::TokenBody;
-use crate::retry::{OnConflict, Policy};
+
+mod entry;
+mod sections;
+
+pub use entry::{CredentialSpec, Entry, Source};
+pub use sections::{Amqp, AuditSettings, HttpSettings, Metrics, Safety, Worker};
 
 /// Prefix of the environment variables that override keys: `OFFBOARD__` then the key path joined
 /// by `__`, e.g. `OFFBOARD__PROVIDERS__FACTORY__RATE_PER_SECOND=2.5`.
@@ -57,324 +61,12 @@ pub struct Settings {
     pub http: HttpSettings,
 }
 
-/// `[http]`: how requests reach the providers, for every entry.
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct HttpSettings {
-    /// An explicit proxy for every provider request (`http://proxy.corp.example:3128`), without
-    /// credentials in it. Unset: the standard `HTTPS_PROXY`, `HTTP_PROXY`, `ALL_PROXY` variables.
-    /// `NO_PROXY` is honoured either way.
-    pub proxy: Option<String>,
-    /// Environment variable holding the proxy's user name (Basic auth).
-    pub proxy_username_env: Option<String>,
-    /// Environment variable holding the proxy's password.
-    pub proxy_password_env: Option<String>,
-    /// File holding the proxy's password (first line).
-    pub proxy_password_file: Option<PathBuf>,
-    /// A PEM bundle of CA certificates trusted besides the system's (a private CA, a
-    /// TLS-inspecting proxy).
-    pub ca_file: Option<PathBuf>,
-    /// Bytes: the largest member list answer read (a 50,000-member organization is a few MB).
-    /// Default 268435456 (256 MiB). A larger answer fails the lookup with this key's name.
-    pub max_list_bytes: usize,
-}
-
-impl Default for HttpSettings {
-    fn default() -> Self {
-        HttpSettings {
-            proxy: None,
-            proxy_username_env: None,
-            proxy_password_env: None,
-            proxy_password_file: None,
-            ca_file: None,
-            max_list_bytes: crate::providers::client::DEFAULT_LIST_CAP,
-        }
-    }
-}
-
 /// What [`Settings::resolve`] read: every entry's credential, and the HTTP settings with the
 /// proxy's credentials.
 pub struct Resolved {
     pub credentials: BTreeMap<String, Credential>,
     /// Shared by every entry; each entry sets its own timeout.
     pub http: crate::providers::client::HttpSpec,
-}
-
-/// `[audit]`: the append-only audit log of every request and final outcome.
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct AuditSettings {
-    /// Default: beside the report, `<report name>.audit.jsonl`. `--audit` wins.
-    pub path: Option<PathBuf>,
-}
-
-impl AuditSettings {
-    /// The audit log's path for a report at `report`, unless one was given.
-    pub fn path_for(&self, given: Option<&Path>, report: &Path) -> PathBuf {
-        given
-            .map(Path::to_owned)
-            .or_else(|| self.path.clone())
-            .unwrap_or_else(|| report.with_extension("audit.jsonl"))
-    }
-}
-
-/// `[safety]`: rails for a tool whose every action is hard to undo.
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct Safety {
-    /// `run` and `enqueue` refuse a file with more removable jobs than this unless
-    /// `--allow-removals N` names the exact count. Default 500 (as Entra Connect's
-    /// accidental-deletion prevention).
-    pub max_removals_per_run: u64,
-    /// Accounts never removed: emails, ids, glob patterns (`svc-*@acme.example`), any provider,
-    /// without regard to case. Their jobs end `skipped_protected` before any request.
-    pub protected: Vec<String>,
-    /// The worker holds a provider's lane (stops consuming; messages stay queued) after this many
-    /// removals within `window`, until `offboard hold release PROVIDER`. Default 500.
-    pub max_removals_per_window: usize,
-    /// The rolling window, as `30m`, `1h`, `1d`. Default `1h`.
-    pub window: String,
-}
-
-impl Default for Safety {
-    fn default() -> Self {
-        Safety {
-            max_removals_per_run: 500,
-            protected: Vec::new(),
-            max_removals_per_window: 500,
-            window: "1h".into(),
-        }
-    }
-}
-
-impl Safety {
-    pub fn window(&self) -> Duration {
-        humantime::parse_duration(&self.window).expect("checked at load")
-    }
-}
-
-/// `[metrics]`: where `/metrics`, `/healthz` and `/readyz` are served.
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct Metrics {
-    /// Address for the worker (`offboard run` serves only with `--metrics-listen`). Default
-    /// 127.0.0.1:9464; in a container, 0.0.0.0:9464.
-    pub listen: std::net::SocketAddr,
-}
-
-impl Default for Metrics {
-    fn default() -> Self {
-        Metrics {
-            listen: std::net::SocketAddr::from(([127, 0, 0, 1], 9464)),
-        }
-    }
-}
-
-/// `[amqp]`: where the broker is and what the topology is called. Declared idempotently at start.
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct Amqp {
-    /// Broker URL; `OFFBOARD_AMQP_URL` takes precedence. May hold a password: never logged.
-    pub url: Option<String>,
-    /// Durable direct exchange that routes jobs by provider entry name.
-    pub exchange: String,
-    /// Each entry's quorum queue is this prefix plus the entry name.
-    pub queue_prefix: String,
-    /// Where failed and malformed messages go (a fanout exchange and its queue).
-    pub dead_letter_exchange: String,
-    pub dead_letter_queue: String,
-    /// Person-level events, split by the worker into per-provider jobs.
-    pub intake_queue: String,
-    /// Fanout exchange for operator commands to every worker (`offboard hold list|release`).
-    pub control_exchange: String,
-    /// Deliveries of one message before the broker dead-letters it (a message that keeps killing
-    /// the worker ends there instead of looping). Default 5.
-    pub delivery_limit: u32,
-    /// One active consumer per provider queue, so a provider's rate limit holds across replicas
-    /// and a standby takes over when the active one dies. Default true.
-    pub single_active_consumer: bool,
-    /// Milliseconds: the longest wait between reconnection attempts. Default 30000.
-    pub reconnect_max_delay_ms: u64,
-}
-
-impl Default for Amqp {
-    fn default() -> Self {
-        Amqp {
-            url: None,
-            exchange: "offboard.jobs".into(),
-            queue_prefix: "offboard.jobs.".into(),
-            dead_letter_exchange: "offboard.dead".into(),
-            dead_letter_queue: "offboard.dead".into(),
-            intake_queue: "offboard.intake".into(),
-            control_exchange: "offboard.control".into(),
-            delivery_limit: 5,
-            single_active_consumer: true,
-            reconnect_max_delay_ms: 30_000,
-        }
-    }
-}
-
-/// `[worker]`: the consumer's own settings.
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct Worker {
-    /// The JSON Lines report (appended to; jobs already in it are not run again). `--report` wins.
-    pub report: PathBuf,
-    /// Seconds jobs in flight may take to finish after SIGTERM/SIGINT. Default 30.
-    pub grace_period_s: u64,
-}
-
-impl Default for Worker {
-    fn default() -> Self {
-        Worker {
-            report: PathBuf::from("offboard-worker.report.jsonl"),
-            grace_period_s: 30,
-        }
-    }
-}
-
-impl Amqp {
-    /// The broker URL: `OFFBOARD_AMQP_URL` (read with the other overrides when the config is
-    /// loaded), else `amqp.url`.
-    pub fn url(&self) -> Option<String> {
-        self.url.clone().filter(|u| !u.is_empty())
-    }
-
-    pub fn queue(&self, entry: &str) -> String {
-        format!("{}{entry}", self.queue_prefix)
-    }
-}
-
-/// One provider entry: `[providers.NAME]`.
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct Entry {
-    pub kind: ProviderKind,
-    /// Default: the provider's public API (see the example config).
-    #[serde(default)]
-    pub base_url: Option<String>,
-
-    /// Environment variable holding a Bearer token (Factory, Telnyx; Aitronos and Cognee JWTs).
-    #[serde(default)]
-    pub token_env: Option<String>,
-    /// File holding a Bearer token (first line; surrounding white space ignored).
-    #[serde(default)]
-    pub token_file: Option<PathBuf>,
-    /// Environment variable holding an API key (Aitronos `X-API-Key`, Cognee `X-Api-Key`).
-    #[serde(default)]
-    pub api_key_env: Option<String>,
-    #[serde(default)]
-    pub api_key_file: Option<PathBuf>,
-    /// Aerospike: the OAuth2 token endpoint.
-    #[serde(default)]
-    pub token_url: Option<String>,
-    #[serde(default)]
-    pub client_id_env: Option<String>,
-    #[serde(default)]
-    pub client_secret_env: Option<String>,
-    /// Aerospike: `form` (OAuth2's encoding, default) or `json` (as Aerospike's docs show).
-    #[serde(default)]
-    pub token_body: TokenBody,
-
-    /// Requests per second, fractions allowed (0.5 = one every two seconds). Default 5.
-    #[serde(default = "d::rate")]
-    pub rate_per_second: f64,
-    /// Requests that may go at once after a quiet spell. Default 5.
-    #[serde(default = "d::burst")]
-    pub burst: u32,
-    /// Requests outstanding at once. Default 8.
-    #[serde(default = "d::in_flight")]
-    pub max_in_flight: u32,
-    /// Milliseconds before a request is abandoned (and retried as a timeout). Default 10000.
-    #[serde(default = "d::timeout_ms")]
-    pub timeout_ms: u64,
-
-    /// Attempts for transient failures (5xx, timeouts, connection errors), the first included. Default 5.
-    #[serde(default = "d::max_attempts")]
-    pub max_attempts: u32,
-    /// Milliseconds: first backoff step. Default 250.
-    #[serde(default = "d::base_delay_ms")]
-    pub base_delay_ms: u64,
-    /// Milliseconds: largest backoff step. Default 30000.
-    #[serde(default = "d::max_delay_ms")]
-    pub max_delay_ms: u64,
-    /// Seconds since a job's first attempt past which no retry is scheduled. Default 300.
-    #[serde(default = "d::max_elapsed_s")]
-    pub max_elapsed_s: u64,
-    /// `retry` (default) or `fail` on a 409.
-    #[serde(default)]
-    pub on_conflict: OnConflict,
-    /// Retries after 409s when `on_conflict = "retry"`. Default 3.
-    #[serde(default = "d::conflict_retries")]
-    pub max_conflict_retries: u32,
-    /// Seconds a job may spend waiting on 429s in all; not counted in `max_attempts`. Default 900.
-    #[serde(default = "d::rate_limit_wait_s")]
-    pub max_rate_limit_wait_s: u64,
-    /// Consecutive 401/403 answers that open the lane's circuit (stop sending). Default 3.
-    #[serde(default = "d::circuit_after")]
-    pub circuit_after: u32,
-    /// The organization (Aitronos `org_*`) or tenant (Cognee UUID) this entry manages: used for
-    /// rows that leave `organization` empty and for rows addressed to every provider (`*`).
-    #[serde(default)]
-    pub organization: Option<String>,
-    /// This entry's own blast-radius limit for `run` and `enqueue`, beside `safety.max_removals_per_run`.
-    #[serde(default)]
-    pub max_removals_per_run: Option<u64>,
-}
-
-mod d {
-    pub fn rate() -> f64 {
-        5.0
-    }
-    pub fn burst() -> u32 {
-        5
-    }
-    pub fn in_flight() -> u32 {
-        8
-    }
-    pub fn timeout_ms() -> u64 {
-        10_000
-    }
-    pub fn max_attempts() -> u32 {
-        5
-    }
-    pub fn base_delay_ms() -> u64 {
-        250
-    }
-    pub fn max_delay_ms() -> u64 {
-        30_000
-    }
-    pub fn max_elapsed_s() -> u64 {
-        300
-    }
-    pub fn conflict_retries() -> u32 {
-        3
-    }
-    pub fn rate_limit_wait_s() -> u64 {
-        900
-    }
-    pub fn circuit_after() -> u32 {
-        3
-    }
-}
-
-/// Where a credential comes from, checked against the entry's kind.
-#[derive(Debug, Clone)]
-pub enum CredentialSpec {
-    Bearer(Source),
-    ApiKey(Source),
-    OAuth {
-        token_url: String,
-        client_id: Source,
-        client_secret: Source,
-        body: TokenBody,
-    },
-}
-
-#[derive(Debug, Clone)]
-pub enum Source {
-    Env(String),
-    File(PathBuf),
 }
 
 pub use crate::providers::auth::Credential;
@@ -635,7 +327,7 @@ impl Settings {
                 })
             }
         };
-        let mut spec = HttpSpec::new(Duration::from_millis(d::timeout_ms()));
+        let mut spec = HttpSpec::new(Duration::from_millis(entry::d::timeout_ms()));
         spec.proxy = proxy;
         spec.ca_file = h.ca_file.clone();
         spec.max_list_bytes = h.max_list_bytes;
@@ -684,136 +376,12 @@ fn check_url(url: &str) -> Result<(), String> {
     }
 }
 
-impl Entry {
-    pub fn base_url(&self) -> String {
-        self.base_url
-            .clone()
-            .unwrap_or_else(|| crate::providers::default_base_url(self.kind).to_owned())
-    }
-
-    /// Which credential keys this kind takes, and exactly one way of giving it.
-    fn credential_spec(&self) -> Result<CredentialSpec, (&'static str, String)> {
-        let kind = self.kind;
-        let token = one("token", self.token_env.as_ref(), self.token_file.as_ref())?;
-        let api_key = one(
-            "api_key",
-            self.api_key_env.as_ref(),
-            self.api_key_file.as_ref(),
-        )?;
-        let oauth_keys = [
-            ("token_url", self.token_url.is_some()),
-            ("client_id_env", self.client_id_env.is_some()),
-            ("client_secret_env", self.client_secret_env.is_some()),
-        ];
-        let takes_api_key = matches!(kind, ProviderKind::Aitronos | ProviderKind::Cognee);
-        if kind != ProviderKind::Aerospike {
-            if let Some((k, _)) = oauth_keys.iter().find(|(_, set)| *set) {
-                return Err((k, format!("{kind} does not use OAuth client credentials")));
-            }
-        }
-        match kind {
-            ProviderKind::Aerospike => {
-                if token.is_some() || api_key.is_some() {
-                    return Err((
-                        if token.is_some() { "token_env" } else { "api_key_env" },
-                        "aerospike authenticates with token_url, client_id_env and client_secret_env".into(),
-                    ));
-                }
-                let missing = |k: &'static str| (k, format!("{k} is required for aerospike"));
-                Ok(CredentialSpec::OAuth {
-                    token_url: self.token_url.clone().ok_or_else(|| missing("token_url"))?,
-                    client_id: Source::Env(
-                        self.client_id_env
-                            .clone()
-                            .ok_or_else(|| missing("client_id_env"))?,
-                    ),
-                    client_secret: Source::Env(
-                        self.client_secret_env
-                            .clone()
-                            .ok_or_else(|| missing("client_secret_env"))?,
-                    ),
-                    body: self.token_body,
-                })
-            }
-            _ => match (token, api_key) {
-                (Some(_), Some(_)) => Err((
-                    "api_key_env",
-                    "give either a token or an API key, not both".into(),
-                )),
-                (Some(t), None) => Ok(CredentialSpec::Bearer(t)),
-                (None, Some(k)) if takes_api_key => Ok(CredentialSpec::ApiKey(k)),
-                (None, Some(_)) => Err((
-                    "api_key_env",
-                    format!(
-                        "{kind} takes a Bearer token (token_env or token_file), not an API key"
-                    ),
-                )),
-                (None, None) if takes_api_key => Err((
-                    "api_key_env",
-                    "no credential: set api_key_env, api_key_file, token_env or token_file".into(),
-                )),
-                (None, None) => Err((
-                    "token_env",
-                    "no credential: set token_env or token_file".into(),
-                )),
-            },
-        }
-    }
-
-    /// What the provider adapter needs of this entry: kind, base URL, credential, and the shared
-    /// HTTP settings with this entry's timeout. Providers never read the config.
-    pub fn provider_spec(
-        &self,
-        credential: Credential,
-        http: &crate::providers::HttpSpec,
-    ) -> crate::providers::ProviderSpec {
-        let mut http = http.clone();
-        http.timeout = Duration::from_millis(self.timeout_ms);
-        crate::providers::ProviderSpec {
-            kind: self.kind,
-            base_url: self.base_url(),
-            credential,
-            http,
-        }
-    }
-
-    pub fn policy(&self) -> Policy {
-        Policy {
-            max_attempts: self.max_attempts,
-            base_delay: Duration::from_millis(self.base_delay_ms),
-            max_delay: Duration::from_millis(self.max_delay_ms),
-            max_elapsed: Duration::from_secs(self.max_elapsed_s),
-            on_conflict: self.on_conflict,
-            max_conflict_retries: self.max_conflict_retries,
-            max_rate_limit_wait: Duration::from_secs(self.max_rate_limit_wait_s),
-        }
-    }
-}
-
-fn one(
-    stem: &'static str,
-    env: Option<&String>,
-    file: Option<&PathBuf>,
-) -> Result<Option<Source>, (&'static str, String)> {
-    match (env, file) {
-        (Some(_), Some(_)) => Err((
-            if stem == "token" {
-                "token_file"
-            } else {
-                "api_key_file"
-            },
-            format!("set {stem}_env or {stem}_file, not both"),
-        )),
-        (Some(v), None) => Ok(Some(Source::Env(v.clone()))),
-        (None, Some(p)) => Ok(Some(Source::File(p.clone()))),
-        (None, None) => Ok(None),
-    }
-}
-
 #[cfg(test)]
 #[allow(clippy::result_large_err)] // figment::Jail's closure signature
 mod tests {
     use super::*;
+    use crate::providers::auth::TokenBody;
+    use crate::retry::OnConflict;
 
     /// Loads inside figment's Jail, which serializes the tests that touch the environment.
     fn load(text: &str) -> Result<Settings, String> {

@@ -1,0 +1,187 @@
+//! The config's tables besides the provider entries: `[http]`, `[audit]`, `[safety]`,
+//! `[metrics]`, `[amqp]`, `[worker]`.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// `[http]`: how requests reach the providers, for every entry.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpSettings {
+    /// An explicit proxy for every provider request (`http://proxy.corp.example:3128`), without
+    /// credentials in it. Unset: the standard `HTTPS_PROXY`, `HTTP_PROXY`, `ALL_PROXY` variables.
+    /// `NO_PROXY` is honoured either way.
+    pub proxy: Option<String>,
+    /// Environment variable holding the proxy's user name (Basic auth).
+    pub proxy_username_env: Option<String>,
+    /// Environment variable holding the proxy's password.
+    pub proxy_password_env: Option<String>,
+    /// File holding the proxy's password (first line).
+    pub proxy_password_file: Option<PathBuf>,
+    /// A PEM bundle of CA certificates trusted besides the system's (a private CA, a
+    /// TLS-inspecting proxy).
+    pub ca_file: Option<PathBuf>,
+    /// Bytes: the largest member list answer read (a 50,000-member organization is a few MB).
+    /// Default 268435456 (256 MiB). A larger answer fails the lookup with this key's name.
+    pub max_list_bytes: usize,
+}
+
+impl Default for HttpSettings {
+    fn default() -> Self {
+        HttpSettings {
+            proxy: None,
+            proxy_username_env: None,
+            proxy_password_env: None,
+            proxy_password_file: None,
+            ca_file: None,
+            max_list_bytes: crate::providers::client::DEFAULT_LIST_CAP,
+        }
+    }
+}
+
+/// `[audit]`: the append-only audit log of every request and final outcome.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuditSettings {
+    /// Default: beside the report, `<report name>.audit.jsonl`. `--audit` wins.
+    pub path: Option<PathBuf>,
+}
+
+impl AuditSettings {
+    /// The audit log's path for a report at `report`, unless one was given.
+    pub fn path_for(&self, given: Option<&Path>, report: &Path) -> PathBuf {
+        given
+            .map(Path::to_owned)
+            .or_else(|| self.path.clone())
+            .unwrap_or_else(|| report.with_extension("audit.jsonl"))
+    }
+}
+
+/// `[safety]`: rails for a tool whose every action is hard to undo.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Safety {
+    /// `run` and `enqueue` refuse a file with more removable jobs than this unless
+    /// `--allow-removals N` names the exact count. Default 500 (as Entra Connect's
+    /// accidental-deletion prevention).
+    pub max_removals_per_run: u64,
+    /// Accounts never removed: emails, ids, glob patterns (`svc-*@acme.example`), any provider,
+    /// without regard to case. Their jobs end `skipped_protected` before any request.
+    pub protected: Vec<String>,
+    /// The worker holds a provider's lane (stops consuming; messages stay queued) after this many
+    /// removals within `window`, until `offboard hold release PROVIDER`. Default 500.
+    pub max_removals_per_window: usize,
+    /// The rolling window, as `30m`, `1h`, `1d`. Default `1h`.
+    pub window: String,
+}
+
+impl Default for Safety {
+    fn default() -> Self {
+        Safety {
+            max_removals_per_run: 500,
+            protected: Vec::new(),
+            max_removals_per_window: 500,
+            window: "1h".into(),
+        }
+    }
+}
+
+impl Safety {
+    pub fn window(&self) -> Duration {
+        humantime::parse_duration(&self.window).expect("checked at load")
+    }
+}
+
+/// `[metrics]`: where `/metrics`, `/healthz` and `/readyz` are served.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Metrics {
+    /// Address for the worker (`offboard run` serves only with `--metrics-listen`). Default
+    /// 127.0.0.1:9464; in a container, 0.0.0.0:9464.
+    pub listen: std::net::SocketAddr,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics {
+            listen: std::net::SocketAddr::from(([127, 0, 0, 1], 9464)),
+        }
+    }
+}
+
+/// `[amqp]`: where the broker is and what the topology is called. Declared idempotently at start.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Amqp {
+    /// Broker URL; `OFFBOARD_AMQP_URL` takes precedence. May hold a password: never logged.
+    pub url: Option<String>,
+    /// Durable direct exchange that routes jobs by provider entry name.
+    pub exchange: String,
+    /// Each entry's quorum queue is this prefix plus the entry name.
+    pub queue_prefix: String,
+    /// Where failed and malformed messages go (a fanout exchange and its queue).
+    pub dead_letter_exchange: String,
+    pub dead_letter_queue: String,
+    /// Person-level events, split by the worker into per-provider jobs.
+    pub intake_queue: String,
+    /// Fanout exchange for operator commands to every worker (`offboard hold list|release`).
+    pub control_exchange: String,
+    /// Deliveries of one message before the broker dead-letters it (a message that keeps killing
+    /// the worker ends there instead of looping). Default 5.
+    pub delivery_limit: u32,
+    /// One active consumer per provider queue, so a provider's rate limit holds across replicas
+    /// and a standby takes over when the active one dies. Default true.
+    pub single_active_consumer: bool,
+    /// Milliseconds: the longest wait between reconnection attempts. Default 30000.
+    pub reconnect_max_delay_ms: u64,
+}
+
+impl Default for Amqp {
+    fn default() -> Self {
+        Amqp {
+            url: None,
+            exchange: "offboard.jobs".into(),
+            queue_prefix: "offboard.jobs.".into(),
+            dead_letter_exchange: "offboard.dead".into(),
+            dead_letter_queue: "offboard.dead".into(),
+            intake_queue: "offboard.intake".into(),
+            control_exchange: "offboard.control".into(),
+            delivery_limit: 5,
+            single_active_consumer: true,
+            reconnect_max_delay_ms: 30_000,
+        }
+    }
+}
+
+impl Amqp {
+    /// The broker URL: `OFFBOARD_AMQP_URL` (read with the other overrides when the config is
+    /// loaded), else `amqp.url`.
+    pub fn url(&self) -> Option<String> {
+        self.url.clone().filter(|u| !u.is_empty())
+    }
+
+    pub fn queue(&self, entry: &str) -> String {
+        format!("{}{entry}", self.queue_prefix)
+    }
+}
+
+/// `[worker]`: the consumer's own settings.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Worker {
+    /// The JSON Lines report (appended to; jobs already in it are not run again). `--report` wins.
+    pub report: PathBuf,
+    /// Seconds jobs in flight may take to finish after SIGTERM/SIGINT. Default 30.
+    pub grace_period_s: u64,
+}
+
+impl Default for Worker {
+    fn default() -> Self {
+        Worker {
+            report: PathBuf::from("offboard-worker.report.jsonl"),
+            grace_period_s: 30,
+        }
+    }
+}
