@@ -368,10 +368,11 @@ fn report(c: &mut Criterion) {
                 for r in records {
                     sink.record_blocking(r);
                 }
+                let tally = sink.live().clone();
                 drop(sink);
-                let summary = rt.block_on(writer.finish()).unwrap();
+                rt.block_on(writer.finish()).unwrap();
                 total += start.elapsed();
-                assert_eq!(summary.total(Outcome::Removed), N as u64);
+                assert_eq!(tally.summary().total(Outcome::Removed), N as u64);
             }
             total
         })

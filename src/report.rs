@@ -161,10 +161,13 @@ enum Msg {
     Record(Record, Option<oneshot::Sender<io::Result<()>>>),
 }
 
-/// Live counts by outcome, for the progress display.
+/// The one tally of outcomes, kept as records reach the sink: by outcome for the progress
+/// display, by provider and outcome for the closing table. (`offboard_jobs_total` is the same
+/// count for Prometheus, fed from the same place.)
 #[derive(Debug, Default)]
 pub struct Live {
     counts: [AtomicU64; 6],
+    by_provider: std::sync::Mutex<BTreeMap<String, [u64; 6]>>,
 }
 
 impl Live {
@@ -173,6 +176,26 @@ impl Live {
     }
     pub fn total(&self) -> u64 {
         Outcome::ALL.iter().map(|o| self.get(*o)).sum()
+    }
+
+    fn add(&self, r: &Record) {
+        self.counts[r.outcome.index()].fetch_add(1, Ordering::Relaxed);
+        let mut by = self.by_provider.lock().expect("tally lock");
+        match by.get_mut(r.provider.as_deref().unwrap_or_default()) {
+            Some(c) => c[r.outcome.index()] += 1,
+            None => {
+                let mut c = [0; 6];
+                c[r.outcome.index()] = 1;
+                by.insert(r.provider.clone().unwrap_or_default(), c);
+            }
+        }
+    }
+
+    /// Counts per provider and outcome so far.
+    pub fn summary(&self) -> Summary {
+        Summary {
+            counts: self.by_provider.lock().expect("tally lock").clone(),
+        }
     }
 }
 
@@ -236,7 +259,7 @@ impl Sink {
     }
 
     fn count(&self, r: &Record) {
-        self.live.counts[r.outcome.index()].fetch_add(1, Ordering::Relaxed);
+        self.live.add(r);
         if let Some(o) = &self.observer {
             o(r);
         }
@@ -261,7 +284,7 @@ impl Sink {
 
 /// The writer thread; `finish` waits for it once every [`Sink`] is dropped.
 pub struct Writer {
-    thread: std::thread::JoinHandle<io::Result<Summary>>,
+    thread: std::thread::JoinHandle<io::Result<()>>,
 }
 
 /// The most records written between two flushes.
@@ -320,15 +343,12 @@ impl Writer {
         let flag = broken.clone();
         let thread = std::thread::Builder::new().name("report-writer".into()).spawn(move || {
             let mut out = BufWriter::with_capacity(64 * 1024, file);
-            let mut summary = Summary::default();
             let mut waiting = Vec::new();
             let mut first_error: Option<io::Error> = None;
             let mut batch = Vec::with_capacity(BATCH);
             while next_batch(&mut rx, BATCH, &mut batch) {
                 let mut result = Ok(());
                 for Msg::Record(r, done) in batch.drain(..) {
-                    let c = summary.counts.entry(r.provider.clone().unwrap_or_default()).or_default();
-                    c[r.outcome.index()] += 1;
                     if result.is_ok() {
                         result = serde_json::to_writer(&mut out, &r)
                             .map_err(io::Error::from)
@@ -352,7 +372,7 @@ impl Writer {
             }
             match first_error {
                 Some(e) => Err(e),
-                None => Ok(summary),
+                None => Ok(()),
             }
         })?;
         Ok((
@@ -366,8 +386,9 @@ impl Writer {
         ))
     }
 
-    /// Waits for the writer to drain (every [`Sink`] must be dropped first) and returns the counts.
-    pub async fn finish(self) -> io::Result<Summary> {
+    /// Waits for the writer to drain (every [`Sink`] must be dropped first). The counts are the
+    /// sink's tally ([`Live::summary`]).
+    pub async fn finish(self) -> io::Result<()> {
         tokio::task::spawn_blocking(move || {
             self.thread
                 .join()
@@ -702,8 +723,9 @@ mod tests {
         let text = std::fs::read_to_string(&path).unwrap();
         assert_eq!(text.lines().count(), 1001);
         assert_eq!(sink.live().total(), 1001);
+        let summary = sink.live().summary();
         drop(sink);
-        let summary = writer.finish().await.unwrap();
+        writer.finish().await.unwrap();
         assert_eq!(summary.get("a", Outcome::Removed), 500);
         assert_eq!(summary.get("a", Outcome::Failed), 1);
         assert!(!summary.all_done());

@@ -277,7 +277,8 @@ pub async fn run(
     let (writer, sink) = Writer::start(report, true).map_err(report_err)?;
     let sink = Outcomes::new(sink, audit).observed_by(lanes.job_counter(metrics.clone()));
     let total = Arc::new(AtomicU64::new(0));
-    let progress = Progress::start(sink.live().clone(), total.clone());
+    let tally = sink.live().clone();
+    let progress = Progress::start(tally.clone(), total.clone());
 
     // The scan records invalid rows as it finds them and counts the plan, before anything is sent.
     let scanned = {
@@ -361,7 +362,8 @@ pub async fn run(
         d.await.expect("lane does not panic");
     }
     progress.finish().await;
-    let mut summary = writer.finish().await.map_err(report_err)?;
+    writer.finish().await.map_err(report_err)?;
+    let mut summary = tally.summary();
     let recorded: u64 = Outcome::ALL.iter().map(|o| summary.total(*o)).sum();
     if !settled.is_empty() {
         // The closing table and the exit code speak for the whole file, earlier runs included.
