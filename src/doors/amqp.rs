@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::Amqp;
 use crate::job::{Job, RawJob};
+use crate::report::Record;
 
 /// Headers the worker sets on a dead letter.
 pub mod header {
@@ -466,9 +467,135 @@ fn now_secs() -> i64 {
         .map_or(0, |d| d.as_secs() as i64)
 }
 
+/// How one delivery goes back to the broker once its outcome is recorded: the door's half of the
+/// acknowledgement rules, so the worker never speaks the wire.
+pub struct Acker<'a> {
+    pub channel: &'a Channel,
+    /// The queue it came from (a hand-back goes to its end; a dead letter names it).
+    pub queue: &'a str,
+    pub dead_letter_exchange: &'a str,
+    pub delivery: &'a Delivery,
+}
+
+/// What the broker was told about a delivery.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Settled<'r> {
+    Acknowledged,
+    /// Published to the dead-letter exchange (confirmed), then acknowledged.
+    DeadLettered {
+        provider: Option<&'r str>,
+        reason: &'r str,
+    },
+    /// Dead-lettering failed: back to its queue, to be tried again.
+    Returned,
+}
+
+/// Whether a recorded outcome is simply acknowledged: the person is gone, protected, or the
+/// message was a copy of a job already run. Anything else is dead-lettered.
+fn needs_no_dead_letter(record: &Record) -> bool {
+    use crate::report::Outcome;
+    record.outcome.is_done()
+        || record.outcome == Outcome::SkippedProtected
+        || (record.outcome == Outcome::Invalid && record.reason == Some("duplicate"))
+}
+
+impl Acker<'_> {
+    /// Tells the broker what became of the delivery, once `record` is on disk: done (removed,
+    /// already absent, protected, a copy recorded as a duplicate) is acknowledged; anything else
+    /// (failed, invalid, a job not sent to its organization) is dead-lettered with its reason,
+    /// then acknowledged, so a replay after a fix runs it again.
+    pub async fn settled<'r>(&self, record: &'r Record) -> Settled<'r> {
+        if needs_no_dead_letter(record) {
+            ack(self.delivery).await;
+            return Settled::Acknowledged;
+        }
+        let reason = record.reason.unwrap_or("failed");
+        let why = Why {
+            provider: record.provider.as_deref(),
+            reason,
+            message: record.error.as_ref().map_or("", |e| e.message.as_str()),
+            attempts: record.attempts,
+        };
+        match dead_letter(
+            self.channel,
+            self.dead_letter_exchange,
+            self.delivery,
+            self.queue,
+            why,
+        )
+        .await
+        {
+            Ok(()) => {
+                ack(self.delivery).await;
+                Settled::DeadLettered {
+                    provider: record.provider.as_deref(),
+                    reason,
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, job_id = %record.job_id, "dead-lettering failed: the message goes back to its queue");
+                requeue(self.delivery).await;
+                Settled::Returned
+            }
+        }
+    }
+
+    /// Acknowledges without a new record (a redelivery of a job the report already settled).
+    pub async fn ack(&self) {
+        ack(self.delivery).await
+    }
+
+    /// See [`hand_back`].
+    pub async fn hand_back(&self) {
+        hand_back(self.channel, self.queue, self.delivery).await
+    }
+
+    /// See [`requeue`].
+    pub async fn requeue(&self) {
+        requeue(self.delivery).await
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn done_protected_and_copies_are_acknowledged_everything_else_dead_lettered() {
+        use crate::report::{Outcome, Timestamp};
+        let rec = |outcome, reason| Record {
+            job_id: "j".into(),
+            line: None,
+            provider: Some("factory".into()),
+            organization: None,
+            user: None,
+            resolved_user: None,
+            absence: None,
+            outcome,
+            reason,
+            http_status: None,
+            attempts: 0,
+            provider_request_id: None,
+            error: None,
+            started_at: None,
+            finished_at: Timestamp::now(),
+        };
+        for (outcome, reason, acked) in [
+            (Outcome::Removed, None, true),
+            (Outcome::AlreadyAbsent, None, true),
+            (Outcome::SkippedProtected, Some("protected"), true),
+            (Outcome::Invalid, Some("duplicate"), true),
+            (Outcome::Invalid, Some("bad_format"), false),
+            (Outcome::Failed, Some("refused"), false),
+            (Outcome::NotAttempted, Some("preflight_failed"), false),
+        ] {
+            assert_eq!(
+                needs_no_dead_letter(&rec(outcome, reason)),
+                acked,
+                "{outcome:?} {reason:?}"
+            );
+        }
+    }
 
     #[test]
     fn stable_id_prefers_message_id_and_else_hashes_the_body() {

@@ -13,10 +13,10 @@ use lapin::types::FieldTable;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::doors::amqp::{self, AmqpError, Why, ack, hand_back, requeue};
-use crate::job::{Invalid, ProviderKind, RawJob};
+use crate::doors::amqp::{self, Acker, AmqpError, Settled, hand_back};
+use crate::job::{Invalid, Job, ProviderKind, RawJob};
 use crate::lane::Lane;
-use crate::report::Outcome;
+use crate::report::{Outcome, Record};
 
 use super::{Ctx, invalid_record, record};
 
@@ -150,6 +150,8 @@ pub(super) async fn consume_lane(
     result
 }
 
+/// One delivery of a lane's queue: the door reads it as a job (or why it is not one), the lane
+/// runs it, the sink records it, and only then does the door tell the broker.
 pub(super) async fn handle_job(
     ctx: &Ctx,
     lane: &Lane,
@@ -157,23 +159,20 @@ pub(super) async fn handle_job(
     queue: &str,
     delivery: Delivery,
 ) {
+    let acker = Acker {
+        channel,
+        queue,
+        dead_letter_exchange: &ctx.settings.amqp.dead_letter_exchange,
+        delivery: &delivery,
+    };
     let fallback_id = amqp::stable_id(&delivery.properties, &delivery.data);
     let parsed = serde_json::from_slice::<RawJob<'_>>(&delivery.data);
     let mut raw = match parsed {
         Ok(raw) => raw,
         Err(e) => {
             let reason = Invalid::Unreadable(format!("not a job message: {e}"));
-            return reject_invalid(
-                ctx,
-                channel,
-                queue,
-                &delivery,
-                fallback_id,
-                Some(lane.name.to_string()),
-                None,
-                &reason,
-            )
-            .await;
+            let rec = invalid_record(fallback_id, Some(lane.name.to_string()), None, &reason);
+            return reject(ctx, &acker, rec, &reason).await;
         }
     };
     if raw.job_id.as_deref().is_none_or(|s| s.trim().is_empty()) {
@@ -188,24 +187,13 @@ pub(super) async fn handle_job(
                 "{} (on the queue of {})",
                 job.provider, lane.name
             ));
-            return reject_invalid(
-                ctx,
-                channel,
-                queue,
-                &delivery,
-                job_id,
-                Some(job.provider.to_string()),
-                user,
-                &reason,
-            )
-            .await;
+            let rec = invalid_record(job_id, Some(job.provider.to_string()), user, &reason);
+            return reject(ctx, &acker, rec, &reason).await;
         }
         Err(reason) => {
             let provider = raw.provider.as_deref().map(str::to_owned);
-            return reject_invalid(
-                ctx, channel, queue, &delivery, job_id, provider, user, &reason,
-            )
-            .await;
+            let rec = invalid_record(job_id, provider, user, &reason);
+            return reject(ctx, &acker, rec, &reason).await;
         }
     };
     drop(raw);
@@ -223,142 +211,60 @@ pub(super) async fn handle_job(
     }
     if ctx.done.lock().expect("done lock").contains(&job_id) {
         tracing::info!(job_id, provider = %lane.name, "already recorded: acknowledging a redelivery without running it again");
-        return ack(&delivery).await;
+        return acker.ack().await;
     }
     // The same membership asked for again within the window, under another job id: sent once.
     if let Some(first) = ctx.recent.first(job.identity(), &job_id) {
         let reason = Invalid::DuplicateOf { job_id: first };
-        if record(
-            ctx,
-            invalid_record(job_id, Some(lane.name.to_string()), user, &reason),
-            None,
-        )
-        .await
-        {
-            ack(&delivery).await;
-        }
-        return;
+        let rec = invalid_record(job_id, Some(lane.name.to_string()), user, &reason);
+        return settle(ctx, &acker, rec, None).await;
     }
     if let Some(hold) = lane.hold() {
         if !hold.try_take() {
             // Past the window's limit: the lane holds; this message waits in its queue.
-            return hand_back(channel, queue, &delivery).await;
+            return acker.hand_back().await;
         }
     }
     let rec = lane.execute(&job).await;
-    match rec.outcome {
+    if rec.outcome == Outcome::NotAttempted && lane.halted().is_some() {
         // The lane halted: leave it in the queue. (A job kept from one organization only, whose
-        // preflight failed or which refused us, is recorded and dead-lettered below.)
-        Outcome::NotAttempted if lane.halted().is_some() => {
-            hand_back(channel, queue, &delivery).await
-        }
-        // A protected person found by lookup: recorded, nothing sent, nothing to retry.
-        Outcome::Removed | Outcome::AlreadyAbsent | Outcome::SkippedProtected => {
-            if record(ctx, rec, Some(&job)).await {
-                ack(&delivery).await;
-            }
-        }
-        _ => {
-            let (reason, message, attempts) = (
-                rec.reason.unwrap_or("failed").to_owned(),
-                rec.error
-                    .as_ref()
-                    .map(|e| e.message.clone())
-                    .unwrap_or_default(),
-                rec.attempts,
-            );
-            if !record(ctx, rec, Some(&job)).await {
-                return;
-            }
-            let why = Why {
-                provider: Some(&lane.name),
-                reason: &reason,
-                message: &message,
-                attempts,
-            };
-            match dead_letter(ctx, channel, &delivery, queue, why).await {
-                Ok(()) => ack(&delivery).await,
-                Err(e) => {
-                    tracing::error!(error = %e, job_id, "dead-lettering failed: the message goes back to its queue");
-                    requeue(&delivery).await;
-                }
-            }
-        }
+        // preflight failed or which refused us, is recorded and dead-lettered.)
+        return acker.hand_back().await;
+    }
+    settle(ctx, &acker, rec, Some(&job)).await
+}
+
+/// Records `rec` through the sink and, once it is on disk, lets the door tell the broker (counting
+/// a dead letter). A record that could not be written leaves the message for a later delivery.
+pub(super) async fn settle(ctx: &Ctx, acker: &Acker<'_>, rec: Record, job: Option<&Job>) {
+    if !record(ctx, rec.clone(), job).await {
+        return acker.requeue().await;
+    }
+    if let Settled::DeadLettered { provider, reason } = acker.settled(&rec).await {
+        let provider = provider
+            .filter(|p| ctx.directory.lookup(p).is_some())
+            .unwrap_or("unknown");
+        ctx.metrics.dead_lettered(provider, reason);
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-pub(super) async fn reject_invalid(
-    ctx: &Ctx,
-    channel: &Channel,
-    queue: &str,
-    delivery: &Delivery,
-    job_id: String,
-    provider: Option<String>,
-    user: Option<String>,
-    reason: &Invalid,
-) {
-    let protected = matches!(reason, Invalid::Protected { .. });
-    if protected {
-        tracing::warn!(job_id, queue, "protected account: skipped");
+/// A message that could not be a job: said, counted (a protected person is not an error), then
+/// recorded and settled like any outcome (dead-lettered; a protected one acknowledged).
+pub(super) async fn reject(ctx: &Ctx, acker: &Acker<'_>, rec: Record, reason: &Invalid) {
+    if matches!(reason, Invalid::Protected { .. }) {
+        tracing::warn!(
+            job_id = rec.job_id,
+            queue = acker.queue,
+            "protected account: skipped"
+        );
     } else {
         tracing::warn!(
-            job_id,
+            job_id = rec.job_id,
             reason = reason.code(),
-            queue,
+            queue = acker.queue,
             "invalid message: dead-lettering it"
         );
         ctx.metrics.invalid("amqp");
     }
-    if !record(
-        ctx,
-        invalid_record(job_id, provider.clone(), user, reason),
-        None,
-    )
-    .await
-    {
-        return requeue(delivery).await;
-    }
-    if protected {
-        // Not a failure: the account is never to be removed. Recorded, and done.
-        return ack(delivery).await;
-    }
-    let message = reason.to_string();
-    let why = Why {
-        provider: provider.as_deref(),
-        reason: reason.code(),
-        message: &message,
-        attempts: 0,
-    };
-    match dead_letter(ctx, channel, delivery, queue, why).await {
-        Ok(()) => ack(delivery).await,
-        Err(e) => {
-            tracing::error!(error = %e, "dead-lettering failed: the message goes back to its queue");
-            requeue(delivery).await;
-        }
-    }
-}
-
-/// Dead-letters a message (the door builds the headers) and counts it.
-pub(super) async fn dead_letter(
-    ctx: &Ctx,
-    channel: &Channel,
-    delivery: &Delivery,
-    source_queue: &str,
-    why: Why<'_>,
-) -> Result<(), AmqpError> {
-    let (provider, reason) = (why.provider, why.reason);
-    amqp::dead_letter(
-        channel,
-        &ctx.settings.amqp.dead_letter_exchange,
-        delivery,
-        source_queue,
-        why,
-    )
-    .await?;
-    let provider = provider
-        .filter(|p| ctx.directory.lookup(p).is_some())
-        .unwrap_or("unknown");
-    ctx.metrics.dead_lettered(provider, reason);
-    Ok(())
+    settle(ctx, acker, rec, None).await
 }

@@ -8,10 +8,10 @@ use lapin::message::Delivery;
 use lapin::options::BasicCancelOptions;
 use tokio_util::sync::CancellationToken;
 
-use crate::doors::amqp::{self, AmqpError, Event, JobMessage, ack, requeue};
+use crate::doors::amqp::{self, AmqpError, Event, JobMessage};
 use crate::job::Invalid;
 
-use super::consume::{next_delivery, open_consumer, reject_invalid};
+use super::consume::{next_delivery, open_consumer, reject};
 use super::{Ctx, invalid_record, record};
 
 /// Consumes person-level events: splits each into per-provider jobs, publishes them with
@@ -39,22 +39,24 @@ pub(super) async fn consume_intake(
 }
 
 pub(super) async fn handle_event(ctx: &Ctx, channel: &Channel, queue: &str, delivery: Delivery) {
+    let acker = amqp::Acker {
+        channel,
+        queue,
+        dead_letter_exchange: &ctx.settings.amqp.dead_letter_exchange,
+        delivery: &delivery,
+    };
     let event_id = amqp::stable_id(&delivery.properties, &delivery.data);
     let event = match serde_json::from_slice::<Event>(&delivery.data) {
         Ok(e) if !e.targets.is_empty() => e,
         Ok(_) => {
             let reason = Invalid::Missing("targets");
-            return reject_invalid(
-                ctx, channel, queue, &delivery, event_id, None, None, &reason,
-            )
-            .await;
+            let rec = invalid_record(event_id, None, None, &reason);
+            return reject(ctx, &acker, rec, &reason).await;
         }
         Err(e) => {
             let reason = Invalid::Unreadable(format!("not an event: {e}"));
-            return reject_invalid(
-                ctx, channel, queue, &delivery, event_id, None, None, &reason,
-            )
-            .await;
+            let rec = invalid_record(event_id, None, None, &reason);
+            return reject(ctx, &acker, rec, &reason).await;
         }
     };
     let event_id = event
@@ -82,7 +84,7 @@ pub(super) async fn handle_event(ctx: &Ctx, channel: &Channel, queue: &str, deli
                     {
                         // Republishing the lot later is harmless: job ids are stable, so copies dedupe.
                         tracing::error!(error = %e, event_id, "publishing a job of the event failed: the event goes back to its queue");
-                        return requeue(&delivery).await;
+                        return acker.requeue().await;
                     }
                 }
                 Err(reason) => {
@@ -99,11 +101,11 @@ pub(super) async fn handle_event(ctx: &Ctx, channel: &Channel, queue: &str, deli
                         )
                         .await
                     {
-                        return requeue(&delivery).await;
+                        return acker.requeue().await;
                     }
                 }
             }
         }
     }
-    ack(&delivery).await;
+    acker.ack().await;
 }
