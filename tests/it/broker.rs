@@ -152,6 +152,26 @@ impl Broker {
         found
     }
 
+    /// Messages delivered and not yet acknowledged, per queue, from `rabbitmqctl list_queues`.
+    /// Its quorum-queue counts are statistics, emitted here every 100 ms
+    /// (`collect_statistics_interval`): a caller waiting for zero asks again.
+    pub async fn unacknowledged(&self) -> std::collections::HashMap<String, u64> {
+        self.ctl(&[
+            "list_queues",
+            "--quiet",
+            "--no-table-headers",
+            "name",
+            "messages_unacknowledged",
+        ])
+        .await
+        .lines()
+        .filter_map(|l| {
+            let (name, n) = l.split_once('\t')?;
+            Some((name.trim().to_owned(), n.trim().parse().ok()?))
+        })
+        .collect()
+    }
+
     /// Any rabbitmqctl command against this node, returning stdout (for tests that need more).
     /// Panics, with the command's output, if it fails.
     pub async fn ctl(&self, args: &[&str]) -> String {
@@ -200,7 +220,8 @@ impl Broker {
                 "loopback_users.guest = true\n\
                  disk_free_limit.absolute = 1MB\n\
                  log.console = false\n\
-                 log.file.level = info\n",
+                 log.file.level = info\n\
+                 collect_statistics_interval = 100\n",
             ),
             ("advanced.config", "[].\n"),
         ];

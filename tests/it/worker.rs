@@ -165,6 +165,7 @@ impl Rig {
         }
     }
 
+    /// Every provider queue drained: nothing ready, and nothing delivered but unacknowledged.
     async fn queues_empty(&self) -> bool {
         for kind in ProviderKind::ALL {
             if self
@@ -176,7 +177,12 @@ impl Rig {
                 return false;
             }
         }
-        true
+        let unacked = self.broker.unacknowledged().await;
+        ProviderKind::ALL.iter().all(|kind| {
+            unacked
+                .get(&format!("offboard.jobs.{kind}"))
+                .is_some_and(|n| *n == 0)
+        })
     }
 }
 
