@@ -139,9 +139,16 @@ impl Audit {
         let _ = self.tx.send((Self::line(&entry), None)).await;
     }
 
-    /// Records a job's final outcome and waits until it is on disk.
-    pub async fn outcome(&self, record: &Record, job: Option<&Job>) -> io::Result<()> {
-        let entry = Entry {
+    /// Records the outcome of a row that never became a job (nothing was sent for it), from a
+    /// blocking thread, without waiting for the disk: the next batch's sync carries it.
+    pub fn outcome_blocking(&self, record: &Record) {
+        let _ = self
+            .tx
+            .blocking_send((Self::line(&Self::outcome_entry(record, None)), None));
+    }
+
+    fn outcome_entry<'r>(record: &'r Record, job: Option<&'r Job>) -> Entry<'r> {
+        Entry {
             kind: "outcome".into(),
             time: time(),
             job_id: Cow::Borrowed(&record.job_id),
@@ -154,7 +161,12 @@ impl Audit {
             http_status: record.http_status,
             provider_request_id: borrowed(&record.provider_request_id),
             outcome: Some(Cow::Borrowed(record.outcome.as_str())),
-        };
+        }
+    }
+
+    /// Records a job's final outcome and waits until it is on disk.
+    pub async fn outcome(&self, record: &Record, job: Option<&Job>) -> io::Result<()> {
+        let entry = Self::outcome_entry(record, job);
         let (tx, rx) = oneshot::channel();
         self.tx
             .send((Self::line(&entry), Some(tx)))

@@ -80,8 +80,11 @@ impl Outcomes {
     }
 
     /// From a blocking thread (the CSV scan): a row that could not be a job, so nothing was sent
-    /// for it. Report only: the audit log records what was sent and how each sent job ended.
+    /// for it. Its audit line is not waited for (no door acknowledges it); the next sync carries it.
     pub fn record_blocking(&self, r: Record) {
+        if let Some(audit) = &self.audit {
+            audit.outcome_blocking(&r);
+        }
         self.report.record_blocking(r);
     }
 }

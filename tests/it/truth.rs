@@ -481,3 +481,31 @@ async fn a_resumed_run_retries_the_rows_that_failed_for_a_transient_reason() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_row_has_its_outcome_in_the_audit_log_invalid_ones_too() {
+    let sandbox = Sandbox::start(SandboxOptions::plain(seed())).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let config = write(dir.path(), "offboard.toml", &config(&sandbox));
+    let csv = write(
+        dir.path(),
+        "rows.csv",
+        "provider,user,organization\naitronos,usr_ann,org_acme\nslack,someone@corp.example,\n",
+    );
+    let report = dir.path().join("report.jsonl");
+    run_csv(&sandbox.env(), &csv, &config, &report).await;
+    let audit: Vec<serde_json::Value> =
+        std::fs::read_to_string(report.with_extension("audit.jsonl"))
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+    for l in report_lines(&report) {
+        assert!(
+            audit.iter().any(|a| a["kind"] == "outcome"
+                && a["job_id"] == l["job_id"]
+                && a["outcome"] == l["outcome"]),
+            "{l} in the audit log: {audit:?}"
+        );
+    }
+}
