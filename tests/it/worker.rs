@@ -94,6 +94,25 @@ impl Rig {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
+    /// A confirming publisher on the test broker, kept open with its connection.
+    async fn publisher(&self) -> (lapin::Connection, offboard::doors::amqp::Publisher) {
+        let conn = offboard::doors::amqp::connect(&self.broker.url(), "test")
+            .await
+            .unwrap();
+        let publisher = offboard::doors::amqp::Publisher::new(&conn).await.unwrap();
+        (conn, publisher)
+    }
+
+    /// Waits until the worker has declared `queue`.
+    async fn declared(&self, queue: &str) {
+        wait_until(
+            Duration::from_secs(30),
+            &format!("{queue} declared"),
+            async || self.broker.queue_messages(queue).await.is_some(),
+        )
+        .await;
+    }
+
     fn worker_log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
@@ -556,17 +575,9 @@ async fn a_person_level_event_fans_out_to_every_provider_it_names() {
             {"provider": "slack", "user": "ann.lee@acme.example"}
         ]
     });
-    let conn = offboard::doors::amqp::connect(&rig.broker.url(), "test")
-        .await
-        .unwrap();
-    let publisher = offboard::doors::amqp::Publisher::new(&conn).await.unwrap();
+    let (_conn, publisher) = rig.publisher().await;
     // The worker declares the topology; wait for the intake queue before publishing to it.
-    wait_until(
-        Duration::from_secs(30),
-        "intake queue declared",
-        async || rig.broker.queue_messages("offboard.intake").await.is_some(),
-    )
-    .await;
+    rig.declared("offboard.intake").await;
     publish_json(&publisher, "", "offboard.intake", &event).await;
     rig.wait_for_report(6, Duration::from_secs(60)).await;
     let lines = report_lines(&rig.report);
@@ -844,22 +855,9 @@ async fn a_job_already_in_the_report_is_acknowledged_without_a_request_even_afte
     let rig = Rig::with_seed(seed, Faults::none(), HashMap::new()).await;
     let job =
         serde_json::json!({"job_id": "again-7", "provider": "factory", "user": "ann@corp.example"});
-    let conn = offboard::doors::amqp::connect(&rig.broker.url(), "test")
-        .await
-        .unwrap();
-    let publisher = offboard::doors::amqp::Publisher::new(&conn).await.unwrap();
+    let (_conn, publisher) = rig.publisher().await;
     let mut worker = rig.worker();
-    wait_until(
-        Duration::from_secs(30),
-        "the factory queue declared",
-        async || {
-            rig.broker
-                .queue_messages("offboard.jobs.factory")
-                .await
-                .is_some()
-        },
-    )
-    .await;
+    rig.declared("offboard.jobs.factory").await;
     publish_json(&publisher, "offboard.jobs", "factory", &job).await;
     rig.wait_for_report(1, Duration::from_secs(30)).await;
     assert_eq!(report_lines(&rig.report)[0]["outcome"], "removed");
@@ -906,22 +904,9 @@ async fn a_message_held_more_times_than_the_delivery_limit_is_still_run_after_re
         ),
     )
     .unwrap();
-    let conn = offboard::doors::amqp::connect(&rig.broker.url(), "test")
-        .await
-        .unwrap();
-    let publisher = offboard::doors::amqp::Publisher::new(&conn).await.unwrap();
+    let (_conn, publisher) = rig.publisher().await;
     let mut worker = rig.worker();
-    wait_until(
-        Duration::from_secs(30),
-        "the factory queue declared",
-        async || {
-            rig.broker
-                .queue_messages("offboard.jobs.factory")
-                .await
-                .is_some()
-        },
-    )
-    .await;
+    rig.declared("offboard.jobs.factory").await;
     for i in 0..JOBS {
         let job = serde_json::json!({"job_id": format!("w-{i}"), "provider": "factory", "user": format!("p{i}@corp.example")});
         publish_json(&publisher, "offboard.jobs", "factory", &job).await;
@@ -992,16 +977,8 @@ async fn protected_people_stay_in_the_worker_whichever_way_a_message_names_them(
     )
     .unwrap();
     let mut worker = rig.worker();
-    let conn = offboard::doors::amqp::connect(&rig.broker.url(), "test")
-        .await
-        .unwrap();
-    let publisher = offboard::doors::amqp::Publisher::new(&conn).await.unwrap();
-    wait_until(
-        Duration::from_secs(30),
-        "intake queue declared",
-        async || rig.broker.queue_messages("offboard.intake").await.is_some(),
-    )
-    .await;
+    let (_conn, publisher) = rig.publisher().await;
+    rig.declared("offboard.intake").await;
     // The owner by email (protected by id), Pat by id (protected by email), Ann by email.
     let event = serde_json::json!({
         "event_id": "hr-9",
