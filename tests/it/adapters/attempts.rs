@@ -100,7 +100,8 @@ async fn lane_waits_out_retry_after_before_the_next_request() {
     assert_eq!(at.len(), 2);
     let gap = at[1] - at[0];
     assert!(
-        gap >= Duration::from_millis(950) && gap < Duration::from_millis(2500),
+        // At least the 1 s asked for; far less than a backoff cap or a second wait.
+        gap >= Duration::from_millis(950) && gap < Duration::from_secs(5),
         "second request {gap:?} after the first"
     );
     rig.server.verify().await;

@@ -20,7 +20,8 @@ async fn a_slow_provider_times_out_for_every_adapter() {
             matches!(result, Err(Transport::Timeout(_))),
             "{kind}: {result:?}"
         );
-        assert!(started.elapsed() < Duration::from_millis(1500), "{kind}");
+        // Before the answer the server holds back for 2 s: the client's own timeout ended it.
+        assert!(started.elapsed() < Duration::from_secs(2), "{kind}");
         assert!(matches!(
             classify(&result, true),
             Decision::Retry {
