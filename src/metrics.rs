@@ -232,6 +232,36 @@ impl LaneMetrics {
     pub fn waited(&self, d: Duration) {
         self.wait.observe(d.as_secs_f64());
     }
+
+    /// Requests this lane sent (every operation): the closing table's `requests`.
+    pub fn requests_sent(&self) -> u64 {
+        self.duration.get_sample_count()
+    }
+
+    /// Retries this lane scheduled: the closing table's `retries`.
+    pub fn retries_scheduled(&self) -> u64 {
+        self.retries.iter().map(|c| c.get()).sum()
+    }
+
+    /// Answers of 429 this lane got (every operation): the closing table's `429s`.
+    pub fn throttled(&self) -> u64 {
+        use prometheus::core::Collector;
+        self.requests
+            .collect()
+            .iter()
+            .flat_map(|family| family.get_metric())
+            .filter(|m| {
+                let label = |name: &str| {
+                    m.get_label()
+                        .iter()
+                        .find(|l| l.name() == name)
+                        .map(|l| l.value())
+                };
+                label("provider") == Some(self.provider.as_str()) && label("status") == Some("429")
+            })
+            .map(|m| m.get_counter().get_value() as u64)
+            .sum()
+    }
 }
 
 /// What `/readyz` reports.

@@ -113,7 +113,7 @@ pub fn table(summary: &Summary, lanes: &[Arc<Lane>]) -> String {
     for name in &names {
         let n = |o| summary.get(name, o);
         let lane = lanes.iter().find(|l| *l.name == **name);
-        let s = |f: fn(&Lane) -> &AtomicU64| lane.map_or(0, |l| f(l).load(Ordering::Relaxed));
+        let (requests, retries, throttled) = lane.map_or((0, 0, 0), |l| l.counts());
         let row = [
             n(Outcome::Removed),
             n(Outcome::AlreadyAbsent),
@@ -121,9 +121,9 @@ pub fn table(summary: &Summary, lanes: &[Arc<Lane>]) -> String {
             n(Outcome::Invalid),
             n(Outcome::NotAttempted),
             n(Outcome::SkippedProtected),
-            s(|l| &l.stats.requests),
-            s(|l| &l.stats.retries),
-            s(|l| &l.stats.rate_limited),
+            requests,
+            retries,
+            throttled,
         ];
         for (t, v) in totals.iter_mut().zip(row) {
             *t += v;

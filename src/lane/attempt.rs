@@ -2,7 +2,6 @@
 //! classified once, retries within the budgets, absence confirmed where the page is silent.
 
 use std::borrow::Cow;
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use crate::job::{Job, Subject, Target};
@@ -175,7 +174,6 @@ impl Lane {
                         );
                     }
                     attempts += 1;
-                    self.stats.requests.fetch_add(1, Ordering::Relaxed);
                     let start = Instant::now();
                     let result = self.provider.send(p.request).await;
                     self.metrics
@@ -328,7 +326,6 @@ impl Lane {
         };
         let wait = match reason {
             RetryReason::RateLimited => {
-                self.stats.rate_limited.fetch_add(1, Ordering::Relaxed);
                 let d = step(budget);
                 budget.rate_waited += d;
                 if budget.rate_waited > self.policy.max_rate_limit_wait {
@@ -362,7 +359,6 @@ impl Lane {
                 d
             }
         };
-        self.stats.retries.fetch_add(1, Ordering::Relaxed);
         self.metrics.retry(reason);
         tracing::info!(job_id = job_id.unwrap_or(""), provider = %self.name, reason = reason.as_str(), wait_ms = wait.as_millis() as u64, "retry");
         Verdict::Retry(wait)

@@ -4,7 +4,6 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use http::StatusCode;
@@ -300,7 +299,6 @@ impl Lane {
                 Ok(p) => {
                     self.admit().await;
                     *requests += 1;
-                    self.stats.requests.fetch_add(1, Ordering::Relaxed);
                     let start = Instant::now();
                     let sent = self.provider.send_list(p.request, &at).await;
                     self.metrics.request(

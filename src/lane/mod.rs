@@ -17,7 +17,7 @@ mod members;
 pub mod pacer;
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU32, AtomicU64};
+use std::sync::atomic::AtomicU32;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -58,14 +58,6 @@ enum Proof {
     Failed(String),
 }
 
-/// Counters a lane keeps for its summary.
-#[derive(Debug, Default)]
-pub struct LaneStats {
-    pub requests: AtomicU64,
-    pub rate_limited: AtomicU64,
-    pub retries: AtomicU64,
-}
-
 pub struct Lane {
     pub id: LaneId,
     pub name: Arc<str>,
@@ -75,7 +67,6 @@ pub struct Lane {
     paused_until: Mutex<Option<Instant>>,
     circuit: Circuit,
     policy: Policy,
-    pub stats: LaneStats,
     metrics: LaneMetrics,
     /// Where each removal request is told as it is answered (the audit log).
     requests: OnceLock<Arc<dyn RequestLog>>,
@@ -128,7 +119,6 @@ impl Lane {
                 open: OnceLock::new(),
             },
             policy: s.policy,
-            stats: LaneStats::default(),
             metrics,
             requests: OnceLock::new(),
             hold: OnceLock::new(),
@@ -199,6 +189,16 @@ impl Lane {
 
     pub fn hold(&self) -> Option<&Hold> {
         self.hold.get()
+    }
+
+    /// Requests sent, retries scheduled and 429s answered, for the closing table: read from the
+    /// lane's Prometheus counters, the one count of them.
+    pub fn counts(&self) -> (u64, u64, u64) {
+        (
+            self.metrics.requests_sent(),
+            self.metrics.retries_scheduled(),
+            self.metrics.throttled(),
+        )
     }
 
     /// Brings the pause and circuit gauges up to date (called before each scrape).

@@ -95,7 +95,7 @@ async fn lane_waits_out_retry_after_before_the_next_request() {
     let record = lane.execute(&job(Factory, 1)).await;
     assert_eq!(record.outcome, Outcome::Removed, "{record:?}");
     assert_eq!(record.attempts, 2);
-    assert_eq!(lane.stats.rate_limited.load(Ordering::Relaxed), 1);
+    assert_eq!(lane.counts().2, 1, "one 429 answered");
     let at = seq.arrivals();
     assert_eq!(at.len(), 2);
     let gap = at[1] - at[0];
