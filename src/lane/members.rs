@@ -309,9 +309,9 @@ impl Lane {
                     match sent {
                         Ok((answer, Some(page))) => {
                             self.circuit.ok();
-                            members.extend(page.members);
-                            match page.next {
-                                Some(next) if !probe && next.page < crate::providers::MAX_PAGES => {
+                            let next = crate::providers::lookup::extend(&mut members, page);
+                            match next {
+                                Some(next) if !probe => {
                                     at = next;
                                     budget = Budget::new();
                                     last = Some(Ok(answer));

@@ -104,11 +104,17 @@ impl Adapter for Aerospike {
             .as_deref()
             .and_then(|t| t.parse().ok())
             .unwrap_or(0);
-        let next = paging.meta.and_then(|meta| {
-            let reached = meta.offset.unwrap_or(asked) + got;
-            (got > 0 && meta.total.is_some_and(|t| reached < t))
-                .then(|| at.next(Some(reached.to_string())))
-        });
+        let next = match paging.meta {
+            Some(meta) => {
+                let reached = meta.offset.unwrap_or(asked) + got;
+                (got > 0 && meta.total.is_some_and(|t| reached < t))
+                    .then(|| at.next(Some(reached.to_string())))
+            }
+            // A bare array exactly as long as asked for may be the first page of more, if paging
+            // is ever enabled: read on (a page read again ends the read, see `lookup::extend`).
+            // A shorter one is the whole set.
+            None => (got == PAGE).then(|| at.next(Some((asked + got).to_string()))),
+        };
         Some(MemberPage { members, next })
     }
 

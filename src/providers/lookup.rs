@@ -38,6 +38,22 @@ pub struct MemberPage {
     pub next: Option<Cursor>,
 }
 
+/// The most pages one list read follows: a guard against an API that never says "last page".
+pub const MAX_PAGES: u32 = 100_000;
+
+/// Adds one page to the members read so far and says where to read next, if anywhere. A page
+/// whose first member was already read is the same page again (a server ignoring the paging it
+/// was asked for): it ends the read instead of looping or counting anyone twice.
+pub fn extend(members: &mut Vec<Member>, page: MemberPage) -> Option<Cursor> {
+    if let Some(first) = page.members.first() {
+        if members.iter().any(|m| m.id == first.id) {
+            return None;
+        }
+    }
+    members.extend(page.members);
+    page.next.filter(|n| n.page < MAX_PAGES)
+}
+
 /// What an email resolves to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Resolution {
@@ -201,6 +217,22 @@ mod tests {
             id: id.into(),
             email: email.into(),
         }
+    }
+
+    #[test]
+    fn a_page_read_again_ends_the_read() {
+        let page = |ids: &[&str], more: bool| MemberPage {
+            members: ids.iter().map(|i| m(i, &format!("{i}@x.z"))).collect(),
+            next: more.then(|| Cursor::default().next(None)),
+        };
+        let mut all = Vec::new();
+        assert!(extend(&mut all, page(&["a", "b"], true)).is_some());
+        assert!(extend(&mut all, page(&["c"], true)).is_some());
+        // The server ignored the offset: the first page again.
+        assert!(extend(&mut all, page(&["a", "b"], true)).is_none());
+        assert_eq!(all.len(), 3, "nobody counted twice");
+        assert!(extend(&mut all, page(&["d"], false)).is_none());
+        assert_eq!(all.len(), 4);
     }
 
     #[test]

@@ -235,10 +235,9 @@ impl Provider {
             let Some(page) = page else {
                 return Err(Ok(answer));
             };
-            members.extend(page.members);
-            match page.next {
-                Some(next) if next.page < MAX_PAGES => at = next,
-                _ => return Ok(members),
+            match lookup::extend(&mut members, page) {
+                Some(next) => at = next,
+                None => return Ok(members),
             }
         }
     }
@@ -262,8 +261,7 @@ impl Provider {
     }
 }
 
-/// The most pages one list read follows: a guard against an API that never says "last page".
-pub const MAX_PAGES: u32 = 100_000;
+pub use lookup::MAX_PAGES;
 
 /// The HTTP client of one provider entry with the defaults (see [`client`]): rustls, no
 /// redirects, proxies from the environment, our User-Agent, every exchange within `timeout`.
