@@ -482,7 +482,7 @@ async fn drive(
                     return;
                 }
                 let record = lane.execute(&job).await;
-                sink.record(record, Some(&job)).await;
+                sink.settle(record, Some(&job), csv::RowAck).await;
             }
         });
     }

@@ -4,12 +4,13 @@
 //! nothing of the files.
 
 use std::io;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 
 use crate::audit::Audit;
+use crate::doors::Ack;
 use crate::job::Job;
-use crate::report::{self, Live, Observer, Record};
+use crate::report::{self, Live, Observer, Outcome, Record, SettledIndex};
 
 /// Where every outcome goes. Cheap to clone: clones share the files and the tally.
 #[derive(Clone)]
@@ -18,6 +19,8 @@ pub struct Outcomes {
     audit: Option<Audit>,
     /// Set once an outcome could not be made durable in the audit log.
     audit_failed: Arc<AtomicBool>,
+    /// Job ids settled in the report, for a door that may deliver a job again (the worker).
+    settled: Option<Arc<Mutex<SettledIndex>>>,
 }
 
 impl Outcomes {
@@ -27,6 +30,67 @@ impl Outcomes {
             report,
             audit,
             audit_failed: Default::default(),
+            settled: None,
+        }
+    }
+
+    /// The same, keeping `index` told of every outcome it settles.
+    pub fn with_index(mut self, index: SettledIndex) -> Outcomes {
+        self.settled = Some(Arc::new(Mutex::new(index)));
+        self
+    }
+
+    /// Whether `job_id`'s outcome is settled in the report. `look_again` (a redelivery, which may
+    /// be a job another process recorded but could not acknowledge) reads what the report gained
+    /// since, on a blocking thread, before saying no.
+    pub async fn is_settled(&self, job_id: &str, look_again: bool) -> bool {
+        let Some(index) = &self.settled else {
+            return false;
+        };
+        if index.lock().expect("index lock").contains(job_id) {
+            return true;
+        }
+        if !look_again {
+            return false;
+        }
+        let index = index.clone();
+        let id = job_id.to_owned();
+        tokio::task::spawn_blocking(move || {
+            let mut index = index.lock().expect("index lock");
+            if let Err(e) = index.catch_up() {
+                tracing::warn!(error = %e, "cannot read the report's new lines");
+            }
+            index.contains(&id)
+        })
+        .await
+        .expect("catching up does not panic")
+    }
+
+    /// Records `rec`, then tells the door through `ack` (once `rec` is on disk when the door
+    /// waits for that): the one way an outcome leaves a lane or a door.
+    pub async fn settle<A: Ack>(&self, rec: Record, job: Option<&Job>, ack: A) -> A::Settled {
+        if !A::WAITS_FOR_DISK {
+            let copy = rec.clone();
+            self.record(rec, job).await;
+            return ack.settled(&copy).await;
+        }
+        // A failed job sits in the dead-letter queue: replayed after a fix, it must run again.
+        let index_it = rec.outcome.settled(rec.reason) && rec.outcome != Outcome::Failed;
+        let copy = rec.clone();
+        match self.record_confirmed(rec, job).await {
+            Ok(()) => {
+                if let (true, Some(index)) = (index_it, &self.settled) {
+                    index
+                        .lock()
+                        .expect("index lock")
+                        .insert(copy.job_id.clone());
+                }
+                ack.settled(&copy).await
+            }
+            Err(e) => {
+                tracing::error!(error = %e, job_id = %copy.job_id, "cannot record an outcome: the door keeps its input");
+                ack.unrecorded().await
+            }
         }
     }
 

@@ -479,14 +479,15 @@ pub struct Acker<'a> {
 
 /// What the broker was told about a delivery.
 #[derive(Debug, PartialEq, Eq)]
-pub enum Settled<'r> {
+pub enum Settled {
     Acknowledged,
     /// Published to the dead-letter exchange (confirmed), then acknowledged.
     DeadLettered {
-        provider: Option<&'r str>,
-        reason: &'r str,
+        provider: Option<String>,
+        reason: &'static str,
     },
-    /// Dead-lettering failed: back to its queue, to be tried again.
+    /// Dead-lettering failed, or the outcome could not be recorded: back to its queue, to be tried
+    /// again.
     Returned,
 }
 
@@ -504,7 +505,7 @@ impl Acker<'_> {
     /// already absent, protected, a copy recorded as a duplicate) is acknowledged; anything else
     /// (failed, invalid, a job not sent to its organization) is dead-lettered with its reason,
     /// then acknowledged, so a replay after a fix runs it again.
-    pub async fn settled<'r>(&self, record: &'r Record) -> Settled<'r> {
+    pub async fn settled(&self, record: &Record) -> Settled {
         if needs_no_dead_letter(record) {
             ack(self.delivery).await;
             return Settled::Acknowledged;
@@ -528,7 +529,7 @@ impl Acker<'_> {
             Ok(()) => {
                 ack(self.delivery).await;
                 Settled::DeadLettered {
-                    provider: record.provider.as_deref(),
+                    provider: record.provider.clone(),
                     reason,
                 }
             }
@@ -553,6 +554,38 @@ impl Acker<'_> {
     /// See [`requeue`].
     pub async fn requeue(&self) {
         requeue(self.delivery).await
+    }
+}
+
+/// One part of a message (a target of an intake event) recorded on its own; the message is
+/// acknowledged once all its parts are. Settles as whether the record is on disk.
+pub struct Part;
+
+impl super::Ack for Part {
+    type Settled = bool;
+    const WAITS_FOR_DISK: bool = true;
+
+    async fn settled(self, _: &Record) -> bool {
+        true
+    }
+
+    async fn unrecorded(self) -> bool {
+        false
+    }
+}
+
+/// A broker forgets what it was told to: it hears of an outcome only once that is on disk.
+impl super::Ack for &Acker<'_> {
+    type Settled = Settled;
+    const WAITS_FOR_DISK: bool = true;
+
+    async fn settled(self, record: &Record) -> Settled {
+        Acker::settled(self, record).await
+    }
+
+    async fn unrecorded(self) -> Settled {
+        self.requeue().await;
+        Settled::Returned
     }
 }
 

@@ -309,6 +309,19 @@ impl Plan {
 /// The false-positive rate of the duplicate filter: at 14.4 bits a row, 1.8 MB per million rows.
 const FILTER_FALSE_POSITIVES: f64 = 0.001;
 
+/// A row's acknowledgement: nothing to tell. The file stays as it is; its report line is what a
+/// resumed run reads to skip the row.
+pub struct RowAck;
+
+impl super::Ack for RowAck {
+    type Settled = ();
+    const WAITS_FOR_DISK: bool = false;
+
+    async fn settled(self, _: &crate::report::Record) {}
+
+    async fn unrecorded(self) {}
+}
+
 /// Validates every row, finds duplicates, counts the plan. Each invalid row goes to `on_invalid`
 /// as it is found; duplicates come last, from the resolve pass.
 ///

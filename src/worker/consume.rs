@@ -18,7 +18,7 @@ use crate::job::{Invalid, Job, ProviderKind, RawJob};
 use crate::lane::Lane;
 use crate::report::{Outcome, Record};
 
-use super::{Ctx, invalid_record, record};
+use super::{Ctx, invalid_record};
 
 /// Starts consuming `queue` with at most `prefetch` unacknowledged deliveries, on a channel in
 /// confirm mode (for dead letters and split events).
@@ -197,19 +197,9 @@ pub(super) async fn handle_job(
         }
     };
     drop(raw);
-    if delivery.redelivered && !ctx.done.lock().expect("done lock").contains(&job_id) {
-        // A redelivery after another process died (a standby taking over) may be a job that
-        // process recorded but could not acknowledge: read what the report gained since.
-        let done = ctx.done.clone();
-        let caught_up =
-            tokio::task::spawn_blocking(move || done.lock().expect("done lock").catch_up())
-                .await
-                .expect("catching up does not panic");
-        if let Err(e) = caught_up {
-            tracing::warn!(error = %e, "cannot read the report's new lines");
-        }
-    }
-    if ctx.done.lock().expect("done lock").contains(&job_id) {
+    // A redelivery after another process died (a standby taking over) may be a job that process
+    // recorded but could not acknowledge: the sink's index reads what the report gained since.
+    if ctx.sink.is_settled(&job_id, delivery.redelivered).await {
         tracing::info!(job_id, provider = %lane.name, "already recorded: acknowledging a redelivery without running it again");
         return acker.ack().await;
     }
@@ -234,14 +224,12 @@ pub(super) async fn handle_job(
     settle(ctx, &acker, rec, Some(&job)).await
 }
 
-/// Records `rec` through the sink and, once it is on disk, lets the door tell the broker (counting
-/// a dead letter). A record that could not be written leaves the message for a later delivery.
+/// Hands `rec` to the sink, which records it and then tells the broker through `acker`; a dead
+/// letter is counted.
 pub(super) async fn settle(ctx: &Ctx, acker: &Acker<'_>, rec: Record, job: Option<&Job>) {
-    if !record(ctx, rec.clone(), job).await {
-        return acker.requeue().await;
-    }
-    if let Settled::DeadLettered { provider, reason } = acker.settled(&rec).await {
+    if let Settled::DeadLettered { provider, reason } = ctx.sink.settle(rec, job, acker).await {
         let provider = provider
+            .as_deref()
             .filter(|p| ctx.directory.lookup(p).is_some())
             .unwrap_or("unknown");
         ctx.metrics.dead_lettered(provider, reason);

@@ -12,7 +12,7 @@ use crate::doors::amqp::{self, AmqpError, Event, JobMessage};
 use crate::job::Invalid;
 
 use super::consume::{next_delivery, open_consumer, reject};
-use super::{Ctx, invalid_record, record};
+use super::{Ctx, invalid_record};
 
 /// Consumes person-level events: splits each into per-provider jobs, publishes them with
 /// confirms, and only then acknowledges the event.
@@ -93,13 +93,20 @@ pub(super) async fn handle_event(ctx: &Ctx, channel: &Channel, queue: &str, deli
                         _ => format!("{event_id}:{i}"),
                     };
                     let provider = provider.unwrap_or_else(|| target.provider.clone());
-                    if !ctx.done.lock().expect("done lock").contains(&id)
-                        && !record(
-                            ctx,
-                            invalid_record(id, Some(provider), Some(target.user.clone()), &reason),
-                            None,
-                        )
-                        .await
+                    if !ctx.sink.is_settled(&id, false).await
+                        && !ctx
+                            .sink
+                            .settle(
+                                invalid_record(
+                                    id,
+                                    Some(provider),
+                                    Some(target.user.clone()),
+                                    &reason,
+                                ),
+                                None,
+                                amqp::Part,
+                            )
+                            .await
                     {
                         return acker.requeue().await;
                     }

@@ -19,7 +19,7 @@ mod intake;
 mod recent;
 
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
@@ -27,11 +27,9 @@ use tokio_util::sync::CancellationToken;
 use crate::admin::Health;
 use crate::config::Settings;
 use crate::doors::amqp::{self, AmqpError};
-use crate::job::{Directory, Invalid, Job};
+use crate::job::{Directory, Invalid};
 use crate::metrics::Metrics;
-use crate::report::{
-    ErrorField, Outcome, Record, SETTLED_INDEX_CAP, SettledIndex, Timestamp, Writer,
-};
+use crate::report::{ErrorField, Record, SETTLED_INDEX_CAP, SettledIndex, Timestamp, Writer};
 use crate::run::Lanes;
 use crate::sink::Outcomes;
 
@@ -60,8 +58,6 @@ struct Ctx {
     health: Arc<Health>,
     /// Memberships asked for within `safety.window`, for duplicate detection.
     recent: Recent,
-    /// Job ids whose outcome is settled in the report.
-    done: Arc<Mutex<SettledIndex>>,
     grace: Duration,
 }
 
@@ -83,7 +79,9 @@ pub async fn run(
     };
     let done = SettledIndex::load(report, SETTLED_INDEX_CAP).map_err(report_err)?;
     let (writer, sink) = Writer::start(report, true).map_err(report_err)?;
-    let sink = Outcomes::new(sink, Some(audit)).observed_by(lanes.job_counter(metrics.clone()));
+    let sink = Outcomes::new(sink, Some(audit))
+        .observed_by(lanes.job_counter(metrics.clone()))
+        .with_index(done);
     let ctx = Arc::new(Ctx {
         settings: settings.clone(),
         directory: lanes.directory.clone(),
@@ -91,7 +89,6 @@ pub async fn run(
         metrics,
         health,
         recent: Recent::new(settings.safety.window()),
-        done: Arc::new(Mutex::new(done)),
         grace: Duration::from_secs(settings.worker.grace_period_s),
     });
     for lane in &lanes.lanes {
@@ -209,27 +206,5 @@ fn invalid_record(
         }),
         started_at: None,
         finished_at: Timestamp::now(),
-    }
-}
-
-/// Records an outcome durably and, when no rerun could change it, remembers its job as settled.
-/// Records an outcome through the one outcome sink (audit log, report, metrics, tally) and waits
-/// until it is on disk; only then may the message be acknowledged. `job`: the job it ended, when
-/// there was one (its requester and reason go to the audit log).
-async fn record(ctx: &Ctx, r: Record, job: Option<&Job>) -> bool {
-    // A failed job sits in the dead-letter queue: replayed after a fix, it must run again.
-    let settled =
-        (r.outcome.settled(r.reason) && r.outcome != Outcome::Failed).then(|| r.job_id.clone());
-    match ctx.sink.record_confirmed(r, job).await {
-        Ok(()) => {
-            if let Some(id) = settled {
-                ctx.done.lock().expect("done lock").insert(id);
-            }
-            true
-        }
-        Err(e) => {
-            tracing::error!(error = %e, "cannot record an outcome: the message stays unacknowledged");
-            false
-        }
     }
 }
