@@ -248,7 +248,12 @@ impl Lane {
             .await;
         let user = target.user();
         match list {
-            Ok(members) if !members.iter().any(|m| m.id.eq_ignore_ascii_case(&user)) => {
+            // The removal's key is an id (Aitronos, Aerospike) or an email (Factory).
+            Ok(members)
+                if !members.iter().any(|m| {
+                    m.id.eq_ignore_ascii_case(&user) || m.email.eq_ignore_ascii_case(&user)
+                }) =>
+            {
                 self.absent(job, started, attempts, &result, Absence::MemberList)
             }
             Ok(_) => {

@@ -41,6 +41,14 @@ struct Inner {
     trace_id: Option<String>,
 }
 
+/// Where a page starts: the members the pages before it held (carried in the cursor).
+fn skip(at: &Cursor) -> u64 {
+    at.token
+        .as_deref()
+        .and_then(|t| t.parse().ok())
+        .unwrap_or(0)
+}
+
 impl Adapter for Aitronos {
     fn kind(&self) -> ProviderKind {
         ProviderKind::Aitronos
@@ -72,13 +80,14 @@ impl Adapter for Aitronos {
         let code = envelope.as_ref().map(|e| e.code.as_str()).unwrap_or("");
         let hint = match status {
             StatusCode::NO_CONTENT => Hint::Removed,
-            // The code for an unknown user is not documented (likely USER_NOT_FOUND): read the
-            // subject of the code rather than one exact spelling.
+            // The code for an unknown user is not documented (likely USER_NOT_FOUND), and a user
+            // id that exists nowhere (a typo) may answer the same: believed only once the member
+            // list read after it agrees.
             StatusCode::NOT_FOUND if code.contains("ORGANIZATION") || code.contains("ORG_") => {
                 Hint::NoSuchOrganization
             }
             StatusCode::NOT_FOUND if code.contains("USER") || code.contains("MEMBER") => {
-                Hint::NotAMember
+                Hint::NotAMemberUnconfirmed
             }
             StatusCode::NOT_FOUND => Hint::NoSuchOrganization,
             StatusCode::FORBIDDEN if code == "CANNOT_DELETE_OWNER" => Hint::TargetRefused,
@@ -120,7 +129,7 @@ impl Adapter for Aitronos {
         let body = serde_json::json!({
             "search_term": email.unwrap_or(""),
             "take": PAGE,
-            "skip": u64::from(at.page) * u64::from(PAGE),
+            "skip": skip(at),
         });
         http.post(self.members_url(organization)).json(&body)
     }
@@ -132,14 +141,17 @@ impl Adapter for Aitronos {
         let (list, paging) = AnyList::read(body)?.split()?;
         let got = list.len();
         let members = members(list, IdField::UserId)?;
-        let seen = (u64::from(at.page) + 1) * u64::from(PAGE);
-        let more = match paging.total_users_count.or(paging.total) {
-            Some(total) => seen < total,
-            None => got == PAGE as usize,
-        };
+        // The next page starts after what this one held, which may be fewer than asked for (a
+        // server capping `take`): skipping by the page size would pass members by unread.
+        let seen = skip(at) + got as u64;
+        let more = got > 0
+            && match paging.total_users_count.or(paging.total) {
+                Some(total) => seen < total,
+                None => got == PAGE as usize,
+            };
         Some(MemberPage {
             members,
-            next: more.then(|| at.next(None)),
+            next: more.then(|| at.next(Some(seen.to_string()))),
         })
     }
 

@@ -51,10 +51,11 @@ impl Adapter for Factory {
         let envelope = http::json::<Envelope>(body);
         let hint = match status {
             StatusCode::NO_CONTENT => Hint::Removed,
-            // The page's 404 carries its error envelope: no such member or invitation. A bare 404
-            // is a wrong URL, not an absent member.
+            // The page lists a 404 with its error envelope and says nothing of what it means:
+            // likely no such member or invitation, but believed only once the member list read
+            // after it agrees. A bare 404 is a wrong URL, not an absent member.
             StatusCode::NOT_FOUND if envelope.as_ref().is_some_and(Envelope::is_complete) => {
-                Hint::NotAMember
+                Hint::NotAMemberUnconfirmed
             }
             StatusCode::NOT_FOUND => Hint::NoSuchOrganization,
             _ => Hint::None,

@@ -230,3 +230,40 @@ async fn factorys_list_is_paged_by_cursor() {
     let emails: Vec<_> = members.iter().map(|m| m.email.as_str()).collect();
     assert_eq!(emails, ["ann@acme.example", "bob@acme.example"]);
 }
+
+/// A server that caps `take` below what was asked: the next page starts after what this one held,
+/// so nobody in between goes unread (a search missing them would claim `no_member`).
+#[tokio::test]
+async fn aitronos_pages_by_what_each_page_held_when_the_server_caps_take() {
+    let (server, p) = provider(ProviderKind::Aitronos).await;
+    let page = |from: usize, n: usize| -> Vec<serde_json::Value> {
+        (from..from + n)
+            .map(|i| json!({"user_id": format!("usr_f{i}"), "email": format!("x{i}ann@acme.example")}))
+            .collect()
+    };
+    for (skip, users) in [
+        (0, page(0, 50)),
+        (50, page(50, 50)),
+        (
+            100,
+            vec![json!({"user_id": "usr_ann", "email": "ann@acme.example"})],
+        ),
+    ] {
+        Mock::given(method("POST"))
+            .and(path("/v1/organizations/org_acme/users"))
+            .and(body_json(
+                json!({"search_term": "ann@acme.example", "take": 100, "skip": skip}),
+            ))
+            .respond_with(
+                ResponseTemplate::new(200)
+                    .set_body_json(json!({"users": users, "total_users_count": 101})),
+            )
+            .expect(1)
+            .mount(&server)
+            .await;
+    }
+    assert_eq!(
+        p.find(Some("org_acme"), "ann@acme.example").await.unwrap(),
+        Resolution::Found("usr_ann".into())
+    );
+}

@@ -509,3 +509,97 @@ async fn every_row_has_its_outcome_in_the_audit_log_invalid_ones_too() {
         );
     }
 }
+
+/// A 404 the page gives no meaning (Factory's, Aitronos's unknown user) is believed only once the
+/// member list read after it agrees: a person still listed is a failure with the provider's
+/// words, never `already_absent`. Stand-ins on wiremock, in the pages' shapes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_undocumented_404_for_someone_still_listed_is_a_failure_not_an_absence() {
+    use wiremock::matchers::{method, path, query_param};
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+    let server = MockServer::start().await;
+    let not_found = |code: &str| {
+        ResponseTemplate::new(404).set_body_json(serde_json::json!({
+            "error": {"code": code, "message": "User not found.", "system_message": "not found",
+                      "type": "client_error", "status": 404, "trace_id": "t-1", "timestamp": "2026-11-28T08:00:00Z"}
+        }))
+    };
+    // Aitronos: usr_kept is still in the organization, usr_gone is not.
+    Mock::given(method("POST"))
+        .and(path("/v1/organizations/org_acme/users"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(serde_json::json!({
+            "users": [{"id": "orguser_1", "user_id": "usr_kept", "email": "kept@corp.example"}],
+            "total_users_count": 1
+        })))
+        .mount(&server)
+        .await;
+    for user in ["usr_kept", "usr_gone"] {
+        Mock::given(method("DELETE"))
+            .and(path(format!("/v1/organizations/org_acme/users/{user}")))
+            .respond_with(not_found("USER_NOT_FOUND"))
+            .expect(1)
+            .mount(&server)
+            .await;
+    }
+    // Factory: kept@ is still listed, gone@ is not.
+    let factory = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/api/v0/organization/users"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(serde_json::json!({
+            "users": [{"id": "u-1", "email": "kept@corp.example", "role": "member"}],
+            "pagination": {"hasMore": false, "nextCursor": null}
+        })))
+        .mount(&factory)
+        .await;
+    for email in ["kept@corp.example", "gone@corp.example"] {
+        Mock::given(method("DELETE"))
+            .and(path("/api/v0/organization/users"))
+            .and(query_param("email", email))
+            .respond_with(ResponseTemplate::new(404).set_body_json(serde_json::json!({
+                "detail": "User not found", "status": 404, "title": "Not Found"
+            })))
+            .expect(1)
+            .mount(&factory)
+            .await;
+    }
+    let config = format!(
+        "[providers.aitronos]\nkind = \"aitronos\"\nbase_url = \"{}\"\napi_key_env = \"T_KEY\"\n\
+         [providers.factory]\nkind = \"factory\"\nbase_url = \"{}\"\ntoken_env = \"T_KEY\"\n",
+        server.uri(),
+        factory.uri()
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let config = write(dir.path(), "offboard.toml", &config);
+    let csv = write(
+        dir.path(),
+        "rows.csv",
+        "provider,user,organization\naitronos,usr_kept,org_acme\naitronos,usr_gone,org_acme\n\
+         factory,kept@corp.example,\nfactory,gone@corp.example,\n",
+    );
+    let report = dir.path().join("report.jsonl");
+    let out = run_csv(&[("T_KEY", "k".into())], &csv, &config, &report).await;
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines = report_lines(&report);
+    let by_user = |u: &str| {
+        lines
+            .iter()
+            .find(|l| l["user"] == u)
+            .unwrap_or_else(|| panic!("no line for {u}: {lines:#?}"))
+    };
+    for kept in ["usr_kept", "kept@corp.example"] {
+        let l = by_user(kept);
+        assert_eq!(l["outcome"], "failed", "{l}");
+        assert_eq!(l["reason"], "not_found_but_listed", "{l}");
+        assert!(l.get("absence").is_none(), "{l}");
+    }
+    for gone in ["usr_gone", "gone@corp.example"] {
+        let l = by_user(gone);
+        assert_eq!(l["outcome"], "already_absent", "{l}");
+        assert_eq!(l["absence"], "member_list", "{l}");
+    }
+}

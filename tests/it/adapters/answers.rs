@@ -187,9 +187,10 @@ async fn factory_answers() {
                 Want::Fail(FailReason::Forbidden),
             ),
             case(
+                // The page gives the 404 no meaning: absent only once the member list agrees.
                 "404 not a member",
                 error_body(k, 404, "Not Found", "User not found in organization"),
-                Want::Absent,
+                Want::Unconfirmed,
             )
             .error(Some("Not Found"), "User not found in organization")
             .request_id("req-404"),
@@ -263,9 +264,11 @@ async fn aitronos_answers() {
                 Want::Fail(FailReason::OrganizationForbidden),
             ),
             case(
+                // Not on the page (a typo'd id may answer the same): absent only once the member
+                // list agrees.
                 "404 USER_NOT_FOUND",
                 error_body(k, 404, "USER_NOT_FOUND", "User not found."),
-                Want::Absent,
+                Want::Unconfirmed,
             )
             .request_id("trace-404"),
             case(
