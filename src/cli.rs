@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
@@ -71,6 +72,28 @@ pub enum Command {
     },
     /// Ask each provider, read-only, whether the people a report says are gone are still members.
     Verify(VerifyArgs),
+    /// Serve the door identity systems push deprovisioning to (Okta Event Hooks, SCIM 2.0):
+    /// it publishes into the broker's intake queue and holds no provider credential.
+    Intake {
+        /// The configuration file, with an [intake] table [default: config/offboard.toml].
+        #[arg(long, env = "OFFBOARD_CONFIG")]
+        config: Option<PathBuf>,
+    },
+    /// Print the outcomes every worker publishes on the `offboard.outcomes` exchange, one JSON
+    /// line each, as they come.
+    Outcomes {
+        #[arg(long, env = "OFFBOARD_CONFIG")]
+        config: Option<PathBuf>,
+        /// Keep printing until interrupted (without it: until no outcome came for --idle-ms).
+        #[arg(long)]
+        follow: bool,
+        /// Milliseconds without an outcome after which a run without --follow ends.
+        #[arg(long, default_value_t = 2000)]
+        idle_ms: u64,
+        /// A topic binding: `<provider>.<outcome>` with `*` and `#` (e.g. `*.failed`).
+        #[arg(long, default_value = "#")]
+        binding: String,
+    },
 }
 
 #[derive(Debug, clap::Args)]
@@ -214,6 +237,13 @@ pub async fn main(cli: Cli) -> ExitCode {
         } => audit_verify(&file),
         Command::Hold { command, config } => hold_command(command, config).await,
         Command::Verify(args) => verify_command(args).await,
+        Command::Intake { config } => intake_command(config).await,
+        Command::Outcomes {
+            config,
+            follow,
+            idle_ms,
+            binding,
+        } => outcomes_command(config, follow, idle_ms, binding).await,
     };
     match result {
         Ok(code) => code,
@@ -284,7 +314,73 @@ async fn worker_command(args: WorkerArgs) -> anyhow::Result<ExitCode> {
     .await
     .with_context(|| format!("serving metrics on {}", settings.metrics.listen))?;
     tracing::info!(%bound, "metrics, healthz and readyz served");
+    if settings.intake.listen.is_some() {
+        let secrets = settings.intake_secrets(&name, &|v| std::env::var(v).ok())?;
+        crate::doors::intake::serve(
+            &settings,
+            secrets,
+            metrics.clone(),
+            stop.clone(),
+            Duration::from_secs(settings.worker.grace_period_s),
+        )
+        .await?;
+    }
     crate::worker::run(&settings, &lanes, &report, audit, metrics, health, stop).await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `offboard intake`: the HTTP door alone, with `/metrics` and `/healthz` on `[metrics] listen`.
+async fn intake_command(config: Option<PathBuf>) -> anyhow::Result<ExitCode> {
+    let (name, settings) = load(config.as_ref())?;
+    let secrets = settings.intake_secrets(&name, &|v| std::env::var(v).ok())?;
+    let metrics = Arc::new(Metrics::new());
+    let stop = CancellationToken::new();
+    let on_signal = stop.clone();
+    tokio::spawn(async move {
+        terminated().await;
+        tracing::warn!("stopping: requests in flight finish first");
+        on_signal.cancel();
+    });
+    let health = Arc::new(Health::default());
+    let bound = admin::serve(
+        settings.metrics.listen,
+        metrics.clone(),
+        vec![],
+        health,
+        stop.clone(),
+    )
+    .await
+    .with_context(|| format!("serving metrics on {}", settings.metrics.listen))?;
+    tracing::info!(%bound, "metrics and healthz served");
+    let running = crate::doors::intake::serve(
+        &settings,
+        secrets,
+        metrics,
+        stop,
+        Duration::from_secs(settings.worker.grace_period_s),
+    )
+    .await?;
+    crate::console::say(format_args!("intake listening on {}", running.addr));
+    running.done.await??;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `offboard outcomes`: a private queue bound to the outcomes exchange, printed line by line.
+async fn outcomes_command(
+    config: Option<PathBuf>,
+    follow: bool,
+    idle_ms: u64,
+    binding: String,
+) -> anyhow::Result<ExitCode> {
+    let (_, settings) = load(config.as_ref())?;
+    let idle = (!follow).then(|| Duration::from_millis(idle_ms));
+    let mut out = std::io::stdout().lock();
+    crate::doors::outcomes::follow(&settings.amqp, &binding, idle, |line| {
+        use std::io::Write;
+        let _ = writeln!(out, "{line}");
+        let _ = out.flush();
+    })
+    .await?;
     Ok(ExitCode::SUCCESS)
 }
 

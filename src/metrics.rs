@@ -36,6 +36,8 @@ pub struct Metrics {
     held: IntGaugeVec,
     dead_lettered: IntCounterVec,
     invalid: IntCounterVec,
+    intake_requests: IntCounterVec,
+    intake_events: IntCounterVec,
 }
 
 fn counter(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -137,8 +139,34 @@ impl Metrics {
                 "Rows or messages that could not be jobs.",
                 &["source"],
             ),
+            intake_requests: counter(
+                &r,
+                "offboard_intake_requests_total",
+                "HTTP requests to the intake, by door (okta, scim) and answer status.",
+                &["door", "status"],
+            ),
+            intake_events: counter(
+                &r,
+                "offboard_intake_events_total",
+                "What identity systems pushed, by door and what became of it (published, ignored, reactivated, no_person).",
+                &["door", "kind"],
+            ),
             registry: r,
         }
+    }
+
+    /// One answered intake request.
+    pub fn intake_request(&self, door: &str, status: u16) {
+        self.intake_requests
+            .with_label_values(&[door, &status.to_string()])
+            .inc();
+    }
+
+    /// Events (or SCIM changes) pushed to the intake, by what became of them.
+    pub fn intake_events(&self, door: &str, kind: &str, n: u64) {
+        self.intake_events
+            .with_label_values(&[door, kind])
+            .inc_by(n);
     }
 
     /// The handles of one lane, resolved once so the per-job path does no label lookups.

@@ -21,6 +21,8 @@ pub struct Outcomes {
     audit_failed: Arc<AtomicBool>,
     /// Job ids settled in the report, for a door that may deliver a job again (the worker).
     settled: Option<Arc<Mutex<SettledIndex>>>,
+    /// Told of each record once it is on disk (the worker's outcomes exchange).
+    after_disk: Option<Observer>,
 }
 
 impl Outcomes {
@@ -31,7 +33,15 @@ impl Outcomes {
             audit,
             audit_failed: Default::default(),
             settled: None,
+            after_disk: None,
         }
+    }
+
+    /// The same, telling `observer` of each record once it is on disk (records of a door that
+    /// waits for the disk: the worker's).
+    pub fn then(mut self, observer: Observer) -> Outcomes {
+        self.after_disk = Some(observer);
+        self
     }
 
     /// The same, keeping `index` told of every outcome it settles.
@@ -84,6 +94,9 @@ impl Outcomes {
                         .lock()
                         .expect("index lock")
                         .insert(copy.job_id.clone());
+                }
+                if let Some(after) = &self.after_disk {
+                    after(&copy);
                 }
                 ack.settled(&copy).await
             }

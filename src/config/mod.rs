@@ -15,9 +15,11 @@ use serde::{Deserialize, Serialize};
 use crate::job::ProviderKind;
 
 mod entry;
+mod intake;
 mod sections;
 
 pub use entry::{CredentialSpec, Entry, Source};
+pub use intake::{Intake, IntakeSecrets, IntakeTarget, OKTA_EVENT_TYPES, OktaHook, Scim};
 pub use sections::{Amqp, AuditSettings, HttpSettings, Metrics, Safety, Worker};
 
 /// Prefix of the environment variables that override keys: `OFFBOARD__` then the key path joined
@@ -59,6 +61,8 @@ pub struct Settings {
     pub audit: AuditSettings,
     #[serde(default)]
     pub http: HttpSettings,
+    #[serde(default)]
+    pub intake: Intake,
 }
 
 /// What [`Settings::resolve`] read: every entry's credential, and the HTTP settings with the
@@ -209,7 +213,35 @@ impl Settings {
                 check_url(token_url).map_err(|r| invalid(key("token_url"), r))?;
             }
         }
+        let entries: Vec<&str> = self.providers.keys().map(String::as_str).collect();
+        self.intake
+            .check(&entries)
+            .map_err(|(key, reason)| invalid(key, reason))?;
         Ok(())
+    }
+
+    /// Reads the intake's secrets (Okta's shared secret, the SCIM token) through `env`. No
+    /// provider credential is read: the intake needs none.
+    pub fn intake_secrets(
+        &self,
+        file: &str,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<IntakeSecrets, ConfigError> {
+        let (okta, scim) = self.intake.sources();
+        let read = |key: &str, s: Option<Source>| {
+            s.map(|s| {
+                read_source(&s, env).map_err(|reason| ConfigError::Invalid {
+                    file: file.to_owned(),
+                    key: format!("intake.{key}"),
+                    reason,
+                })
+            })
+            .transpose()
+        };
+        Ok(IntakeSecrets {
+            okta: read("okta.secret_env", okta)?,
+            scim: read("scim.token_env", scim)?,
+        })
     }
 
     /// The blast-radius limits, for [`crate::safety::check`] (entries in lane order).

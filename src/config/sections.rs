@@ -128,6 +128,9 @@ pub struct Amqp {
     pub intake_queue: String,
     /// Fanout exchange for operator commands to every worker (`offboard hold list|release`).
     pub control_exchange: String,
+    /// Durable topic exchange every worker publishes each finished job's report line to, with
+    /// routing key `<provider>.<outcome>` (`offboard outcomes --follow` prints them).
+    pub outcomes_exchange: String,
     /// Deliveries of one message before the broker dead-letters it (a message that keeps killing
     /// the worker ends there instead of looping). Default 5.
     pub delivery_limit: u32,
@@ -148,6 +151,7 @@ impl Default for Amqp {
             dead_letter_queue: "offboard.dead".into(),
             intake_queue: "offboard.intake".into(),
             control_exchange: "offboard.control".into(),
+            outcomes_exchange: "offboard.outcomes".into(),
             delivery_limit: 5,
             single_active_consumer: true,
             reconnect_max_delay_ms: 30_000,

@@ -143,6 +143,14 @@ pub async fn declare(channel: &Channel, amqp: &Amqp, entries: &[&str]) -> Result
             FieldTable::default(),
         )
         .await?;
+    channel
+        .exchange_declare(
+            amqp.outcomes_exchange.as_str().into(),
+            ExchangeKind::Topic,
+            durable,
+            FieldTable::default(),
+        )
+        .await?;
     Ok(())
 }
 

@@ -4,6 +4,8 @@
 //! ([`crate::sink::Outcomes::settle`]) records the outcome, then tells the door through it.
 pub mod amqp;
 pub mod csv;
+pub mod intake;
+pub mod outcomes;
 
 use std::future::Future;
 

@@ -79,9 +79,16 @@ pub async fn run(
     };
     let done = SettledIndex::load(report, SETTLED_INDEX_CAP).map_err(report_err)?;
     let (writer, sink) = Writer::start(report, true).map_err(report_err)?;
+    let grace = Duration::from_secs(settings.worker.grace_period_s);
     let sink = Outcomes::new(sink, Some(audit))
         .observed_by(lanes.job_counter(metrics.clone()))
-        .with_index(done);
+        .with_index(done)
+        .then(crate::doors::outcomes::start(
+            url.clone(),
+            settings.amqp.clone(),
+            stop.clone(),
+            grace,
+        ));
     let ctx = Arc::new(Ctx {
         settings: settings.clone(),
         directory: lanes.directory.clone(),

@@ -4,6 +4,7 @@ mod broker;
 mod csv_props;
 mod deploy;
 mod e2e;
+mod intake;
 mod lookups;
 mod prom;
 mod support;

@@ -13,19 +13,19 @@ use crate::support::{
     spawn_worker, successful_removals, terminate, wait_until,
 };
 
-const METRICS_ANY_PORT: &str = "[metrics]\nlisten = \"127.0.0.1:0\"\n";
+pub(crate) const METRICS_ANY_PORT: &str = "[metrics]\nlisten = \"127.0.0.1:0\"\n";
 
 /// Jobs the example CSV publishes (its valid, non-duplicate rows).
 const PUBLISHED: usize = 296;
 
-struct Rig {
-    broker: Broker,
-    sandbox: Sandbox,
+pub(crate) struct Rig {
+    pub(crate) broker: Broker,
+    pub(crate) sandbox: Sandbox,
     _dir: tempfile::TempDir,
-    config: PathBuf,
-    report: PathBuf,
+    pub(crate) config: PathBuf,
+    pub(crate) report: PathBuf,
     log: PathBuf,
-    env: Vec<(&'static str, String)>,
+    pub(crate) env: Vec<(&'static str, String)>,
 }
 
 impl Rig {
@@ -33,7 +33,11 @@ impl Rig {
         Rig::with_seed(Seed::demo(), faults, pacing).await
     }
 
-    async fn with_seed(seed: Seed, faults: Faults, pacing: HashMap<ProviderKind, Pacing>) -> Rig {
+    pub(crate) async fn with_seed(
+        seed: Seed,
+        faults: Faults,
+        pacing: HashMap<ProviderKind, Pacing>,
+    ) -> Rig {
         let broker = Broker::start().await;
         let mut opts = SandboxOptions::plain(seed);
         opts.faults = faults;
@@ -56,7 +60,7 @@ impl Rig {
         }
     }
 
-    fn worker(&self) -> tokio::process::Child {
+    pub(crate) fn worker(&self) -> tokio::process::Child {
         spawn_worker(
             &self.env,
             &self.broker.url(),
@@ -95,7 +99,7 @@ impl Rig {
     }
 
     /// A confirming publisher on the test broker, kept open with its connection.
-    async fn publisher(&self) -> (lapin::Connection, offboard::doors::amqp::Publisher) {
+    pub(crate) async fn publisher(&self) -> (lapin::Connection, offboard::doors::amqp::Publisher) {
         let conn = offboard::doors::amqp::connect(&self.broker.url(), "test")
             .await
             .unwrap();
@@ -104,7 +108,7 @@ impl Rig {
     }
 
     /// Waits until the worker has declared `queue`.
-    async fn declared(&self, queue: &str) {
+    pub(crate) async fn declared(&self, queue: &str) {
         wait_until(
             Duration::from_secs(30),
             &format!("{queue} declared"),
@@ -113,7 +117,7 @@ impl Rig {
         .await;
     }
 
-    fn worker_log(&self) -> String {
+    pub(crate) fn worker_log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
@@ -167,7 +171,7 @@ impl Rig {
         }
     }
 
-    async fn wait_for_report(&self, n: usize, limit: Duration) {
+    pub(crate) async fn wait_for_report(&self, n: usize, limit: Duration) {
         let report = self.report.clone();
         let start = std::time::Instant::now();
         while report_count(&report) < n {
@@ -185,7 +189,7 @@ impl Rig {
     }
 
     /// Every provider queue drained: nothing ready, and nothing delivered but unacknowledged.
-    async fn queues_empty(&self) -> bool {
+    pub(crate) async fn queues_empty(&self) -> bool {
         for kind in ProviderKind::ALL {
             if self
                 .broker

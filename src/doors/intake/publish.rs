@@ -1,0 +1,140 @@
+//! Publishing what identity systems push into the broker's intake queue, each message confirmed
+//! by the broker before the sender hears success. One connection and one confirm-mode channel,
+//! shared by every request and made anew after a failure.
+
+use std::time::Duration;
+
+use futures_util::future::try_join_all;
+use lapin::options::BasicPublishOptions;
+use lapin::{Channel, Connection};
+use thiserror::Error;
+
+use crate::config::{Amqp, IntakeTarget};
+use crate::doors::amqp::{self, AmqpError, Event, EventTarget, Publisher};
+
+#[derive(Debug, Error)]
+pub enum PublishError {
+    #[error("the broker did not confirm within {0:?}")]
+    Timeout(Duration),
+    #[error(transparent)]
+    Amqp(#[from] AmqpError),
+}
+
+/// The intake's way into the broker.
+pub struct IntakePublisher {
+    url: String,
+    amqp: Amqp,
+    entries: Vec<String>,
+    timeout: Duration,
+    link: tokio::sync::Mutex<Option<(Connection, Channel)>>,
+}
+
+impl IntakePublisher {
+    pub fn new(url: String, amqp: Amqp, entries: Vec<String>, timeout: Duration) -> Self {
+        IntakePublisher {
+            url,
+            amqp,
+            entries,
+            timeout,
+            link: Default::default(),
+        }
+    }
+
+    /// A connected confirm-mode channel, connecting (and declaring the topology) if needed.
+    async fn channel(&self) -> Result<Channel, AmqpError> {
+        let mut link = self.link.lock().await;
+        if let Some((conn, channel)) = link.as_ref() {
+            if conn.status().connected() && channel.status().connected() {
+                return Ok(channel.clone());
+            }
+        }
+        *link = None;
+        let conn = amqp::connect(&self.url, "offboard-intake").await?;
+        let publisher = Publisher::new(&conn).await?;
+        let names: Vec<&str> = self.entries.iter().map(String::as_str).collect();
+        amqp::declare(publisher.channel(), &self.amqp, &names).await?;
+        let channel = publisher.channel().clone();
+        *link = Some((conn, channel.clone()));
+        Ok(channel)
+    }
+
+    /// Forgets the connection after a failure, so the next request makes a new one.
+    async fn reset(&self) {
+        if let Some((conn, _)) = self.link.lock().await.take() {
+            let _ = conn.close(200, "reconnecting".into()).await;
+        }
+    }
+
+    /// Publishes every event to the intake queue, persistent, and returns once the broker
+    /// confirmed them all, or fails (after at most the publish timeout).
+    pub async fn publish(&self, events: &[Event]) -> Result<(), PublishError> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        let done = tokio::time::timeout(self.timeout, self.publish_all(events)).await;
+        let result = match done {
+            Ok(r) => r.map_err(PublishError::from),
+            Err(_) => Err(PublishError::Timeout(self.timeout)),
+        };
+        if result.is_err() {
+            self.reset().await;
+        }
+        result
+    }
+
+    async fn publish_all(&self, events: &[Event]) -> Result<(), AmqpError> {
+        let channel = self.channel().await?;
+        // Every message is sent before the first confirmation is awaited: a batch of hundreds
+        // costs about one round trip, not hundreds.
+        let mut confirms = Vec::with_capacity(events.len());
+        for event in events {
+            let body = serde_json::to_vec(event).expect("an event serializes");
+            let id = event.event_id.as_deref().unwrap_or_default();
+            let confirm = channel
+                .basic_publish(
+                    "".into(),
+                    self.amqp.intake_queue.as_str().into(),
+                    BasicPublishOptions {
+                        mandatory: true,
+                        ..Default::default()
+                    },
+                    &body,
+                    amqp::job_properties(id),
+                )
+                .await?;
+            confirms.push(confirm);
+        }
+        let confirmations = try_join_all(confirms).await?;
+        for c in confirmations {
+            if !c.is_ack() || c.take_message().is_some() {
+                return Err(AmqpError::NotConfirmed(self.amqp.intake_queue.clone()));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The intake message for one person: removed from every configured target, with a job id per
+/// target derived from `event_id` (so a redelivered event removes once).
+pub fn event(
+    targets: &[IntakeTarget],
+    person: &str,
+    event_id: String,
+    reason: String,
+    requested_by: String,
+) -> Event {
+    Event {
+        targets: targets
+            .iter()
+            .map(|t| EventTarget {
+                provider: t.provider.clone(),
+                user: person.to_owned(),
+                organization: t.organization.clone(),
+                transfer_to: None,
+            })
+            .collect(),
+        reason: Some(reason),
+        requested_by: Some(requested_by),
+        event_id: Some(event_id),
+    }
+}

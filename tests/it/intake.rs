@@ -1,0 +1,830 @@
+//! The intake (Okta Event Hooks, SCIM 2.0) against a real RabbitMQ node, real HTTP on loopback,
+//! the worker and the sandbox providers.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use offboard::config::Settings;
+use offboard::job::ProviderKind;
+use offboard::metrics::Metrics;
+use offboard::sandbox::{Faults, Seed};
+use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
+
+use crate::broker::Broker;
+use crate::support::{report_lines, successful_removals, terminate, wait_until};
+use crate::worker::Rig;
+
+const TENANT: &str = "7b09cdc3-8948-47f0-aa62-74ac943d6c59";
+const OKTA_SECRET: &str = "okta-shared-secret-for-tests";
+const SCIM_TOKEN: &str = "scim-bearer-token-for-tests";
+
+/// A person known by `email` at all five providers.
+fn everywhere(seed: Seed, email: &str, uuid: &str, aitronos_id: &str) -> Seed {
+    seed.member_with_email(ProviderKind::Factory, None, email, email)
+        .member_with_email(ProviderKind::Aitronos, Some("org_acme"), aitronos_id, email)
+        .member_with_email(ProviderKind::Telnyx, None, uuid, email)
+        .member_with_email(ProviderKind::Aerospike, None, uuid, email)
+        .member_with_email(ProviderKind::Cognee, Some(TENANT), uuid, email)
+}
+
+fn is_member_anywhere(rig: &Rig, email: &str, uuid: &str, aitronos_id: &str) -> Vec<ProviderKind> {
+    let s = &rig.sandbox;
+    [
+        (ProviderKind::Factory, None, email),
+        (ProviderKind::Aitronos, Some("org_acme"), aitronos_id),
+        (ProviderKind::Telnyx, None, uuid),
+        (ProviderKind::Aerospike, None, uuid),
+        (ProviderKind::Cognee, Some(TENANT), uuid),
+    ]
+    .into_iter()
+    .filter(|(k, o, u)| s.is_member(*k, *o, u))
+    .map(|(k, _, _)| k)
+    .collect()
+}
+
+fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().port()
+}
+
+/// A rig whose Aitronos and Cognee entries name their organization (targets by email to every
+/// provider need it), with `extra` appended to the config.
+async fn rig(seed: Seed, extra: &str) -> Rig {
+    let mut rig = Rig::with_seed(seed, Faults::none(), HashMap::new()).await;
+    let text = std::fs::read_to_string(&rig.config)
+        .unwrap()
+        .replace(
+            "[providers.aitronos]\n",
+            "[providers.aitronos]\norganization = \"org_acme\"\n",
+        )
+        .replace(
+            "[providers.cognee]\n",
+            &format!("[providers.cognee]\norganization = \"{TENANT}\"\n"),
+        )
+        + extra;
+    std::fs::write(&rig.config, text).unwrap();
+    rig.env.push(("TEST_OKTA_SECRET", OKTA_SECRET.into()));
+    rig.env.push(("TEST_SCIM_TOKEN", SCIM_TOKEN.into()));
+    rig
+}
+
+fn okta_event(uuid: &str, event_type: &str, email: &str) -> Value {
+    json!({
+        "uuid": uuid,
+        "published": "2026-11-28T08:00:00.000Z",
+        "eventType": event_type,
+        "version": "0",
+        "displayMessage": "Deactivate Okta user",
+        "severity": "INFO",
+        "actor": {"id": "00uadmin", "type": "User", "alternateId": "admin@acme.example", "displayName": "Admin"},
+        "target": [
+            {"id": "00u1", "type": "User", "alternateId": email, "displayName": "Someone"}
+        ]
+    })
+}
+
+fn okta_delivery(events: Vec<Value>) -> Value {
+    json!({
+        "eventType": "com.okta.event_hook",
+        "eventTypeVersion": "1.0",
+        "cloudEventsVersion": "0.1",
+        "source": "https://acme.okta.com/api/v1/eventHooks/who8x",
+        "eventId": "b5a188b9-5ece-4636-b041-482ffda96311",
+        "data": {"events": events},
+        "eventTime": "2026-11-28T08:00:01.000Z",
+        "contentType": "application/json"
+    })
+}
+
+/// A consumer of everything on the outcomes exchange.
+async fn outcomes_queue(broker: &Broker) -> (lapin::Connection, lapin::Consumer) {
+    let conn = offboard::doors::amqp::connect(&broker.url(), "test-outcomes")
+        .await
+        .unwrap();
+    let ch = conn.create_channel().await.unwrap();
+    let q = ch
+        .queue_declare(
+            "".into(),
+            lapin::options::QueueDeclareOptions {
+                exclusive: true,
+                ..Default::default()
+            },
+            Default::default(),
+        )
+        .await
+        .unwrap();
+    ch.queue_bind(
+        q.name().as_str().into(),
+        "offboard.outcomes".into(),
+        "#".into(),
+        Default::default(),
+        Default::default(),
+    )
+    .await
+    .unwrap();
+    let consumer = ch
+        .basic_consume(
+            q.name().as_str().into(),
+            "test".into(),
+            lapin::options::BasicConsumeOptions {
+                no_ack: true,
+                ..Default::default()
+            },
+            Default::default(),
+        )
+        .await
+        .unwrap();
+    (conn, consumer)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_okta_deactivation_removes_the_person_everywhere_once_and_says_so_on_the_outcomes_exchange()
+ {
+    let zoe = (
+        "zoe.zhang@acme.example",
+        "5b09cdc3-8948-47f0-aa62-74ac943d6c57",
+        "usr_zoe",
+    );
+    let ann = (
+        "ann.lee@acme.example",
+        "6a09cdc3-8948-47f0-aa62-74ac943d6c58",
+        "usr_ann",
+    );
+    let seed = everywhere(
+        everywhere(Seed::default(), zoe.0, zoe.1, zoe.2),
+        ann.0,
+        ann.1,
+        ann.2,
+    );
+    let port = free_port();
+    let rig = rig(
+        seed,
+        &format!(
+            "[intake]\nlisten = \"127.0.0.1:{port}\"\n[intake.okta]\nsecret_env = \"TEST_OKTA_SECRET\"\n"
+        ),
+    )
+    .await;
+    let mut worker = rig.worker();
+    let hook = format!("http://127.0.0.1:{port}/hooks/okta");
+    let http = reqwest::Client::new();
+    wait_until(
+        Duration::from_secs(30),
+        "the intake listening",
+        async || http.get(&hook).send().await.is_ok(),
+    )
+    .await;
+    rig.declared("offboard.intake").await;
+    let (_c, mut outcomes) = outcomes_queue(&rig.broker).await;
+
+    // Okta's one-time verification, with the secret; without it, nothing.
+    let v = http
+        .get(&hook)
+        .header("Authorization", OKTA_SECRET)
+        .header("X-Okta-Verification-Challenge", "chal-123")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(v.status(), 200);
+    assert_eq!(
+        v.json::<Value>().await.unwrap(),
+        json!({"verification": "chal-123"})
+    );
+    let v = http
+        .get(&hook)
+        .header("Authorization", "wrong")
+        .header("X-Okta-Verification-Challenge", "chal-123")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(v.status(), 401);
+    assert!(v.text().await.unwrap().is_empty(), "no detail");
+
+    // A bad secret publishes nothing.
+    let deliver = okta_delivery(vec![
+        okta_event("ev-zoe-1", "user.lifecycle.deactivate", zoe.0),
+        okta_event("ev-ann-1", "user.lifecycle.suspend", ann.0),
+        okta_event("ev-x", "user.session.start", ann.0),
+    ]);
+    let r = http
+        .post(&hook)
+        .header("Authorization", "Bearer guess")
+        .json(&deliver)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(report_lines(&rig.report).len(), 0, "nothing was published");
+
+    // The deactivation removes Zoe at all five; a suspension (not enabled) and a session event
+    // do nothing.
+    let r = http
+        .post(&hook)
+        .header("Authorization", OKTA_SECRET)
+        .json(&deliver)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    rig.wait_for_report(5, Duration::from_secs(60)).await;
+    let lines = report_lines(&rig.report);
+    for kind in ProviderKind::ALL {
+        let l = lines
+            .iter()
+            .find(|l| l["job_id"] == format!("okta:ev-zoe-1:0:{kind}"))
+            .unwrap_or_else(|| panic!("a job for {kind}: {lines:#?}"));
+        assert_eq!(l["outcome"], "removed", "{l}");
+    }
+    assert!(is_member_anywhere(&rig, zoe.0, zoe.1, zoe.2).is_empty());
+    assert_eq!(
+        is_member_anywhere(&rig, ann.0, ann.1, ann.2).len(),
+        5,
+        "a suspension does nothing unless enabled"
+    );
+
+    // Okta delivers the same events again: nobody is removed twice, nothing new is recorded.
+    let r = http
+        .post(&hook)
+        .header("Authorization", OKTA_SECRET)
+        .json(&deliver)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    wait_until(Duration::from_secs(30), "queues drained", async || {
+        rig.broker.queue_messages("offboard.intake").await == Some(0) && rig.queues_empty().await
+    })
+    .await;
+    let log = rig.sandbox.log();
+    for kind in ProviderKind::ALL {
+        let user = match kind {
+            ProviderKind::Factory => zoe.0,
+            ProviderKind::Aitronos => zoe.2,
+            _ => zoe.1,
+        };
+        assert_eq!(successful_removals(&log, kind, user), 1, "{kind}: once");
+    }
+    assert_eq!(
+        report_lines(&rig.report).len(),
+        5,
+        "a redelivery records nothing new"
+    );
+
+    // The outcomes exchange carried one message per finished job, keyed provider.outcome.
+    let mut seen = Vec::new();
+    while seen.len() < 5 {
+        let d = tokio::time::timeout(Duration::from_secs(30), outcomes.next())
+            .await
+            .expect("an outcome within 30 s")
+            .unwrap()
+            .unwrap();
+        let body: Value = serde_json::from_slice(&d.data).unwrap();
+        assert_eq!(
+            d.routing_key.as_str(),
+            format!("{}.removed", body["provider"].as_str().unwrap())
+        );
+        seen.push(body["job_id"].as_str().unwrap().to_owned());
+    }
+    seen.sort();
+    let mut want: Vec<String> = ProviderKind::ALL
+        .iter()
+        .map(|k| format!("okta:ev-zoe-1:0:{k}"))
+        .collect();
+    want.sort();
+    assert_eq!(seen, want);
+    assert!(
+        tokio::time::timeout(Duration::from_secs(1), outcomes.next())
+            .await
+            .is_err(),
+        "nothing more"
+    );
+    let log = rig.worker_log();
+    assert!(!log.contains(OKTA_SECRET), "the secret is never logged");
+    terminate(&worker);
+    worker.wait().await.unwrap();
+}
+
+/// The intake in this process, serving SCIM (and Okta) from `config`'s `[intake]`, publishing to
+/// the broker at `amqp_url`.
+async fn intake_in_process(config: &Path, amqp_url: &str, stop: &CancellationToken) -> SocketAddr {
+    let mut settings = Settings::load(config).unwrap();
+    settings.amqp.url = Some(amqp_url.to_owned());
+    let env = |v: &str| match v {
+        "TEST_OKTA_SECRET" => Some(OKTA_SECRET.to_owned()),
+        "TEST_SCIM_TOKEN" => Some(SCIM_TOKEN.to_owned()),
+        _ => None,
+    };
+    let secrets = settings.intake_secrets("test", &env).unwrap();
+    offboard::doors::intake::serve(
+        &settings,
+        secrets,
+        std::sync::Arc::new(Metrics::new()),
+        stop.clone(),
+        Duration::from_secs(1),
+    )
+    .await
+    .unwrap()
+    .addr
+}
+
+struct Scim {
+    http: reqwest::Client,
+    base: String,
+}
+
+impl Scim {
+    async fn send(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
+        let mut req = self
+            .http
+            .request(method, format!("{}{path}", self.base))
+            .bearer_auth(SCIM_TOKEN);
+        if let Some(b) = body {
+            req = req
+                .header("content-type", "application/scim+json")
+                .body(b.to_string());
+        }
+        let r = req.send().await.unwrap();
+        let status = r.status().as_u16();
+        let text = r.text().await.unwrap();
+        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+    async fn get(&self, path: &str) -> (u16, Value) {
+        self.send(reqwest::Method::GET, path, None).await
+    }
+    async fn post(&self, path: &str, body: Value) -> (u16, Value) {
+        self.send(reqwest::Method::POST, path, Some(body)).await
+    }
+    async fn patch(&self, path: &str, body: Value) -> (u16, Value) {
+        self.send(reqwest::Method::PATCH, path, Some(body)).await
+    }
+    async fn put(&self, path: &str, body: Value) -> (u16, Value) {
+        self.send(reqwest::Method::PUT, path, Some(body)).await
+    }
+    async fn delete(&self, path: &str) -> (u16, Value) {
+        self.send(reqwest::Method::DELETE, path, None).await
+    }
+    /// Creates a user the way Entra does and returns its id.
+    async fn create(&self, user_name: &str, email: &str) -> String {
+        let (status, body) = self
+            .post(
+                "/Users",
+                json!({
+                    "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User",
+                                "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"],
+                    "externalId": format!("ext-{user_name}"),
+                    "userName": user_name,
+                    "active": true,
+                    "displayName": "Someone",
+                    "emails": [{"primary": true, "type": "work", "value": email}],
+                    "name": {"formatted": "Some One", "familyName": "One", "givenName": "Some"},
+                    "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User": {"employeeNumber": "42"}
+                }),
+            )
+            .await;
+        assert_eq!(status, 201, "{body}");
+        body["id"].as_str().unwrap().to_owned()
+    }
+}
+
+fn patch_op(ops: Value) -> Value {
+    json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"], "Operations": ops})
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn entra_and_okta_scim_deprovisioning_removes_everywhere_and_reactivation_re_adds_nobody() {
+    let zoe = (
+        "zoe.zhang@acme.example",
+        "5b09cdc3-8948-47f0-aa62-74ac943d6c57",
+        "usr_zoe",
+    );
+    let ann = (
+        "ann.lee@acme.example",
+        "6a09cdc3-8948-47f0-aa62-74ac943d6c58",
+        "usr_ann",
+    );
+    let bob = (
+        "bob.ray@acme.example",
+        "4c09cdc3-8948-47f0-aa62-74ac943d6c56",
+        "usr_bob",
+    );
+    let cat = (
+        "cat.fox@acme.example",
+        "3d09cdc3-8948-47f0-aa62-74ac943d6c55",
+        "usr_cat",
+    );
+    let mut seed = Seed::default();
+    for p in [zoe, ann, bob, cat] {
+        seed = everywhere(seed, p.0, p.1, p.2);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("scim.sqlite");
+    let rig = rig(
+        seed,
+        &format!(
+            "[intake]\nlisten = \"127.0.0.1:0\"\n[intake.scim]\ntoken_env = \"TEST_SCIM_TOKEN\"\ndatabase = \"{}\"\n",
+            db.display()
+        ),
+    )
+    .await;
+    let mut worker = rig.worker();
+    rig.declared("offboard.intake").await;
+    let stop = CancellationToken::new();
+    let addr = intake_in_process(&rig.config, &rig.broker.url(), &stop).await;
+    let scim = Scim {
+        http: reqwest::Client::new(),
+        base: format!("http://{addr}/scim/v2"),
+    };
+    let ids: Vec<String> = {
+        let mut ids = vec![];
+        for p in [zoe, ann, bob, cat] {
+            // Entra's userName is the UPN; the email is the primary work address.
+            ids.push(scim.create(&format!("{}.upn", p.0), p.0).await);
+        }
+        ids
+    };
+    // Entra (without aadOptscim062020): Replace, path active, the string "False".
+    let (s, body) = scim
+        .patch(
+            &format!("/Users/{}", ids[0]),
+            patch_op(json!([{"op": "Replace", "path": "active", "value": "False"}])),
+        )
+        .await;
+    assert_eq!(s, 200, "{body}");
+    assert_eq!(body["active"], false);
+    // Okta: replace without a path.
+    let (s, body) = scim
+        .patch(
+            &format!("/Users/{}", ids[1]),
+            patch_op(json!([{"op": "replace", "value": {"active": false}}])),
+        )
+        .await;
+    assert_eq!(s, 200, "{body}");
+    // A PUT with active false.
+    let (s, mut user) = scim.get(&format!("/Users/{}", ids[2])).await;
+    assert_eq!(s, 200);
+    user["active"] = json!(false);
+    let (s, body) = scim.put(&format!("/Users/{}", ids[2]), user).await;
+    assert_eq!(s, 200, "{body}");
+    // DELETE.
+    let (s, _) = scim.delete(&format!("/Users/{}", ids[3])).await;
+    assert_eq!(s, 204);
+    let (s, body) = scim.get(&format!("/Users/{}", ids[3])).await;
+    assert_eq!(s, 404);
+    assert_eq!(
+        body["schemas"][0],
+        "urn:ietf:params:scim:api:messages:2.0:Error"
+    );
+
+    rig.wait_for_report(20, Duration::from_secs(90)).await;
+    for p in [zoe, ann, bob, cat] {
+        assert!(
+            is_member_anywhere(&rig, p.0, p.1, p.2).is_empty(),
+            "{} removed everywhere",
+            p.0
+        );
+    }
+    let lines = report_lines(&rig.report);
+    assert!(
+        lines.iter().all(|l| l["outcome"] == "removed"),
+        "{lines:#?}"
+    );
+    // Deactivated users are still returned, inactive.
+    let (_, body) = scim
+        .get(&format!(
+            "/Users?filter=userName%20eq%20%22{}.upn%22",
+            zoe.0
+        ))
+        .await;
+    assert_eq!(body["totalResults"], 1, "{body}");
+    assert_eq!(body["Resources"][0]["active"], false);
+
+    // Reactivation is answered and recorded, and re-adds nobody; a repeated deactivation of an
+    // inactive user publishes nothing.
+    let (s, body) = scim
+        .patch(
+            &format!("/Users/{}", ids[0]),
+            patch_op(json!([{"op": "Replace", "path": "active", "value": "True"}])),
+        )
+        .await;
+    assert_eq!(s, 200, "{body}");
+    assert_eq!(body["active"], true);
+    let (s, _) = scim
+        .patch(
+            &format!("/Users/{}", ids[1]),
+            patch_op(json!([{"op": "replace", "value": {"active": false}}])),
+        )
+        .await;
+    assert_eq!(s, 200);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    wait_until(Duration::from_secs(30), "queues drained", async || {
+        rig.broker.queue_messages("offboard.intake").await == Some(0) && rig.queues_empty().await
+    })
+    .await;
+    assert_eq!(report_lines(&rig.report).len(), 20, "nothing new");
+    assert!(is_member_anywhere(&rig, zoe.0, zoe.1, zoe.2).is_empty());
+    stop.cancel();
+    terminate(&worker);
+    worker.wait().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broker_outage_answers_503_and_loses_nothing() {
+    let zoe = (
+        "zoe.zhang@acme.example",
+        "5b09cdc3-8948-47f0-aa62-74ac943d6c57",
+        "usr_zoe",
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("scim.sqlite");
+    let mut rig = rig(
+        everywhere(Seed::default(), zoe.0, zoe.1, zoe.2),
+        &format!(
+            "[intake]\nlisten = \"127.0.0.1:0\"\npublish_timeout_ms = 1500\n[intake.okta]\nsecret_env = \"TEST_OKTA_SECRET\"\n[intake.scim]\ntoken_env = \"TEST_SCIM_TOKEN\"\ndatabase = \"{}\"\n",
+            db.display()
+        ),
+    )
+    .await;
+    let stop = CancellationToken::new();
+    let addr = intake_in_process(&rig.config, &rig.broker.url(), &stop).await;
+    let scim = Scim {
+        http: reqwest::Client::new(),
+        base: format!("http://{addr}/scim/v2"),
+    };
+    let id = scim.create("zoe.upn", zoe.0).await;
+    rig.broker.stop().await;
+    let deactivate = patch_op(json!([{"op": "Replace", "path": "active", "value": "False"}]));
+    let (s, body) = scim
+        .patch(&format!("/Users/{id}"), deactivate.clone())
+        .await;
+    assert_eq!(s, 503, "{body}");
+    assert_eq!(
+        body["schemas"][0],
+        "urn:ietf:params:scim:api:messages:2.0:Error"
+    );
+    let (_, user) = scim.get(&format!("/Users/{id}")).await;
+    assert_eq!(
+        user["active"], true,
+        "nothing stored before the broker confirmed"
+    );
+    let hook = format!("http://{addr}/hooks/okta");
+    let okta = okta_delivery(vec![okta_event("ev-1", "user.lifecycle.deactivate", zoe.0)]);
+    let r = scim
+        .http
+        .post(&hook)
+        .header("Authorization", OKTA_SECRET)
+        .json(&okta)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 503);
+
+    // The senders retry once the broker is back: both land in the intake queue.
+    rig.broker.restart().await;
+    let (s, body) = scim.patch(&format!("/Users/{id}"), deactivate).await;
+    assert_eq!(s, 200, "{body}");
+    let r = scim
+        .http
+        .post(&hook)
+        .header("Authorization", OKTA_SECRET)
+        .json(&okta)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(rig.broker.queue_messages("offboard.intake").await, Some(2));
+    // And the worker removes Zoe from all five.
+    let mut worker = rig.worker();
+    rig.wait_for_report(5, Duration::from_secs(90)).await;
+    assert!(is_member_anywhere(&rig, zoe.0, zoe.1, zoe.2).is_empty());
+    stop.cancel();
+    terminate(&worker);
+    worker.wait().await.unwrap();
+}
+
+/// The checks of Okta's SCIM 2.0 SPEC test and of Microsoft's SCIM validator's user tests, against
+/// the intake alone (no deprovisioning here: no broker is needed).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scim_conformance_as_okta_spec_test_and_microsoft_validator_check_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("offboard.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[providers.factory]\nkind = \"factory\"\ntoken_env = \"UNUSED\"\n\
+             [intake]\nlisten = \"127.0.0.1:0\"\n\
+             [intake.scim]\ntoken_env = \"TEST_SCIM_TOKEN\"\ndatabase = \"{}\"\n",
+            dir.path().join("scim.sqlite").display()
+        ),
+    )
+    .unwrap();
+    let stop = CancellationToken::new();
+    // No broker listens on port 1: only a deactivation would need one.
+    let addr = intake_in_process(&config, "amqp://127.0.0.1:1/%2f", &stop).await;
+    let scim = Scim {
+        http: reqwest::Client::new(),
+        base: format!("http://{addr}/scim/v2"),
+    };
+    const LIST: &str = "urn:ietf:params:scim:api:messages:2.0:ListResponse";
+    const ERROR: &str = "urn:ietf:params:scim:api:messages:2.0:Error";
+
+    // Discovery.
+    let (s, spc) = scim.get("/ServiceProviderConfig").await;
+    assert_eq!(s, 200);
+    assert_eq!(spc["patch"]["supported"], true);
+    assert_eq!(spc["filter"]["supported"], true);
+    let (s, types) = scim.get("/ResourceTypes").await;
+    assert_eq!(s, 200);
+    assert_eq!(types["Resources"][0]["endpoint"], "/Users");
+    let (s, schemas) = scim.get("/Schemas").await;
+    assert_eq!(s, 200);
+    assert_eq!(schemas["totalResults"], 2);
+
+    // 401 in the Error schema, without a token or with a wrong one.
+    let r = scim
+        .http
+        .get(format!("{}/Users", scim.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    assert_eq!(
+        r.headers()["content-type"].to_str().unwrap(),
+        "application/scim+json"
+    );
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["schemas"][0], ERROR);
+    assert_eq!(body["status"], "401");
+    let r = scim
+        .http
+        .get(format!("{}/Users", scim.base))
+        .bearer_auth("wrong")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+
+    // Create: 201 with an id, active, meta; the same userName again (any case): 409.
+    let id = scim
+        .create("Jane.Doe@acme.example", "jane@acme.example")
+        .await;
+    let (s, dup) = scim
+        .post(
+            "/Users",
+            json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": "jane.doe@ACME.example"}),
+        )
+        .await;
+    assert_eq!(s, 409, "{dup}");
+    assert_eq!(dup["schemas"][0], ERROR);
+    assert_eq!(dup["scimType"], "uniqueness");
+    let (s, bad) = scim
+        .post(
+            "/Users",
+            json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "displayName": "x"}),
+        )
+        .await;
+    assert_eq!(s, 400, "{bad}");
+    assert_eq!(bad["scimType"], "invalidValue");
+
+    // Get by id; list shape; filters with and without a match (Entra's Test Connection asks for
+    // a random GUID).
+    let (s, user) = scim.get(&format!("/Users/{id}")).await;
+    assert_eq!(s, 200);
+    assert_eq!(user["id"], id.as_str());
+    assert_eq!(user["userName"], "Jane.Doe@acme.example");
+    assert_eq!(user["active"], true);
+    assert_eq!(user["meta"]["resourceType"], "User");
+    assert_eq!(
+        user["urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"]["employeeNumber"],
+        "42"
+    );
+    let (s, list) = scim.get("/Users?startIndex=1&count=100").await;
+    assert_eq!(s, 200);
+    assert_eq!(list["schemas"][0], LIST);
+    assert_eq!(list["totalResults"], 1);
+    assert_eq!(list["startIndex"], 1);
+    assert_eq!(list["itemsPerPage"], 1);
+    assert_eq!(list["Resources"][0]["id"], id.as_str());
+    let (s, none) = scim
+        .get("/Users?filter=userName%20eq%20%22a3f2c1d0-0b1e-4f5e-9d3c-2b1a0f9e8d7c%22")
+        .await;
+    assert_eq!(s, 200);
+    assert_eq!(none["totalResults"], 0);
+    assert_eq!(none["Resources"], json!([]));
+    let (_, found) = scim
+        .get("/Users?filter=userName%20eq%20%22jane.doe%40acme.example%22")
+        .await;
+    assert_eq!(found["totalResults"], 1, "userName is not case-exact");
+    let (_, found) = scim
+        .get("/Users?filter=externalId%20eq%20%22ext-Jane.Doe%40acme.example%22%20and%20active%20eq%20true")
+        .await;
+    assert_eq!(found["totalResults"], 1, "{found}");
+    let (s, bad) = scim.get("/Users?filter=userName%20eq").await;
+    assert_eq!(s, 400);
+    assert_eq!(bad["scimType"], "invalidFilter");
+    let (s, missing) = scim
+        .get("/Users/00000000-0000-0000-0000-000000000000")
+        .await;
+    assert_eq!(s, 404);
+    assert_eq!(missing["schemas"][0], ERROR);
+    assert_eq!(missing["status"], "404");
+
+    // Microsoft's validator: replace and add attributes in every form Entra sends, remove one.
+    let (s, patched) = scim
+        .patch(
+            &format!("/Users/{id}"),
+            patch_op(json!([
+                {"op": "Replace", "path": "displayName", "value": "Jane D."},
+                {"op": "Replace", "path": "name.givenName", "value": "Janet"},
+                {"op": "Replace", "path": "emails[type eq \"work\"].value", "value": "janet@acme.example"},
+                {"op": "Add", "path": "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:department", "value": "Finance"},
+                {"op": "Add", "path": "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:manager", "value": "mgr-1"},
+                {"op": "Add", "value": {"nickName": "JJ", "title": "Controller"}}
+            ])),
+        )
+        .await;
+    assert_eq!(s, 200, "{patched}");
+    assert_eq!(patched["displayName"], "Jane D.");
+    assert_eq!(patched["name"]["givenName"], "Janet");
+    assert_eq!(
+        patched["name"]["familyName"], "One",
+        "the rest of name stays"
+    );
+    assert_eq!(patched["emails"][0]["value"], "janet@acme.example");
+    assert_eq!(patched["emails"].as_array().unwrap().len(), 1);
+    let ext = &patched["urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"];
+    assert_eq!(ext["department"], "Finance");
+    assert_eq!(ext["manager"]["value"], "mgr-1");
+    assert_eq!(ext["employeeNumber"], "42");
+    assert_eq!(patched["nickName"], "JJ");
+    let (s, patched) = scim
+        .patch(
+            &format!("/Users/{id}"),
+            patch_op(json!([
+                {"op": "Remove", "path": "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:manager"},
+                {"op": "Remove", "path": "title"}
+            ])),
+        )
+        .await;
+    assert_eq!(s, 200, "{patched}");
+    assert!(
+        patched["urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"]
+            .get("manager")
+            .is_none()
+    );
+    assert!(patched.get("title").is_none());
+    // What GET returns is what was stored.
+    let (_, again) = scim.get(&format!("/Users/{id}")).await;
+    assert_eq!(again["name"]["givenName"], "Janet");
+    // A PATCH that is not one: 400 in the Error schema, nothing changed.
+    let (s, bad) = scim
+        .patch(&format!("/Users/{id}"), json!({"Operations": []}))
+        .await;
+    assert_eq!(s, 400, "{bad}");
+    assert_eq!(bad["schemas"][0], ERROR);
+    // userName changes, and PUT replaces everything.
+    let (s, put) = scim
+        .put(
+            &format!("/Users/{id}"),
+            json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": "jane.new@acme.example", "active": true, "displayName": "J"}),
+        )
+        .await;
+    assert_eq!(s, 200, "{put}");
+    assert_eq!(put["userName"], "jane.new@acme.example");
+    assert!(put.get("nickName").is_none(), "PUT replaces");
+    let (s, _) = scim
+        .patch(
+            &format!("/Users/{}", "nobody"),
+            patch_op(json!([{"op": "replace", "path": "displayName", "value": "x"}])),
+        )
+        .await;
+    assert_eq!(s, 404);
+    // A user created inactive stays so, and publishes nothing (no broker listens).
+    let (s, inactive) = scim
+        .post(
+            "/Users",
+            json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": "never@acme.example", "active": false}),
+        )
+        .await;
+    assert_eq!(s, 201);
+    assert_eq!(inactive["active"], false);
+
+    // The store survives a restart of the intake.
+    stop.cancel();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let stop = CancellationToken::new();
+    let addr = intake_in_process(&config, "amqp://127.0.0.1:1/%2f", &stop).await;
+    let scim = Scim {
+        http: reqwest::Client::new(),
+        base: format!("http://{addr}/scim/v2"),
+    };
+    let (s, user) = scim.get(&format!("/Users/{id}")).await;
+    assert_eq!(s, 200);
+    assert_eq!(user["userName"], "jane.new@acme.example");
+    let (_, list) = scim.get("/Users").await;
+    assert_eq!(list["totalResults"], 2);
+    stop.cancel();
+}
