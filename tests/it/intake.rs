@@ -179,6 +179,37 @@ async fn an_okta_deactivation_removes_the_person_everywhere_once_and_says_so_on_
     .await;
     rig.declared("offboard.intake").await;
     let (_c, mut outcomes) = outcomes_queue(&rig.broker).await;
+    // `offboard outcomes` follows too, and ends 3 s after the last one.
+    let follower = tokio::process::Command::new(env!("CARGO_BIN_EXE_offboard"))
+        .args([
+            "outcomes",
+            "--config",
+            rig.config.to_str().unwrap(),
+            "--idle-ms",
+            "3000",
+            "--binding",
+            "*.removed",
+        ])
+        .envs(rig.env.iter().map(|(k, v)| (*k, v.as_str())))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    wait_until(
+        Duration::from_secs(30),
+        "two queues bound to the outcomes exchange",
+        async || {
+            rig.broker
+                .ctl(&["list_bindings", "source_name", "routing_key"])
+                .await
+                .lines()
+                .filter(|l| l.starts_with("offboard.outcomes"))
+                .count()
+                == 2
+        },
+    )
+    .await;
 
     // Okta's one-time verification, with the secret; without it, nothing.
     let v = http
@@ -302,6 +333,23 @@ async fn an_okta_deactivation_removes_the_person_everywhere_once_and_says_so_on_
             .is_err(),
         "nothing more"
     );
+    let followed = follower.wait_with_output().await.unwrap();
+    assert!(
+        followed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&followed.stderr)
+    );
+    let mut printed: Vec<String> = String::from_utf8_lossy(&followed.stdout)
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<Value>(l).unwrap()["job_id"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    printed.sort();
+    assert_eq!(printed, want, "offboard outcomes printed each one");
     let log = rig.worker_log();
     assert!(!log.contains(OKTA_SECRET), "the secret is never logged");
     terminate(&worker);
@@ -812,6 +860,59 @@ async fn scim_conformance_as_okta_spec_test_and_microsoft_validator_check_it() {
     assert_eq!(s, 201);
     assert_eq!(inactive["active"], false);
 
+    // Concurrent requests, as Entra sends them: distinct creates all land, the same userName
+    // created at once lands once, and concurrent PATCHes of one user all apply.
+    let creates = futures_util::future::join_all((0..32).map(|i| {
+        let scim = &scim;
+        async move {
+            scim.create(&format!("c{i}@acme.example"), &format!("c{i}@acme.example"))
+                .await
+        }
+    }))
+    .await;
+    assert_eq!(
+        creates
+            .iter()
+            .collect::<std::collections::HashSet<_>>()
+            .len(),
+        32
+    );
+    let same = futures_util::future::join_all((0..8).map(|_| {
+        scim.post(
+            "/Users",
+            json!({"schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"], "userName": "race@acme.example"}),
+        )
+    }))
+    .await;
+    assert_eq!(
+        same.iter().filter(|(s, _)| *s == 201).count(),
+        1,
+        "{same:?}"
+    );
+    assert_eq!(
+        same.iter().filter(|(s, _)| *s == 409).count(),
+        7,
+        "{same:?}"
+    );
+    let target = &creates[0];
+    let target_path = format!("/Users/{target}");
+    let patches = futures_util::future::join_all((0..16).map(|i| {
+        scim.patch(
+            &target_path,
+            patch_op(json!([{"op": "add", "path": "emails", "value": [{"value": format!("alias{i}@acme.example"), "type": "other"}]}])),
+        )
+    }))
+    .await;
+    assert!(patches.iter().all(|(s, _)| *s == 200), "{patches:?}");
+    let (_, user) = scim.get(&format!("/Users/{target}")).await;
+    assert_eq!(
+        user["emails"].as_array().unwrap().len(),
+        17,
+        "every concurrent add applied: {user}"
+    );
+    assert_eq!(user["meta"]["version"], "W/\"17\"");
+    let total_now = 2 + 32 + 1;
+
     // The store survives a restart of the intake.
     stop.cancel();
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -824,7 +925,83 @@ async fn scim_conformance_as_okta_spec_test_and_microsoft_validator_check_it() {
     let (s, user) = scim.get(&format!("/Users/{id}")).await;
     assert_eq!(s, 200);
     assert_eq!(user["userName"], "jane.new@acme.example");
-    let (_, list) = scim.get("/Users").await;
-    assert_eq!(list["totalResults"], 2);
+    let (_, list) = scim.get("/Users?count=10&startIndex=11").await;
+    assert_eq!(list["totalResults"], total_now);
+    assert_eq!(list["itemsPerPage"], 10);
+    assert_eq!(list["startIndex"], 11);
+    stop.cancel();
+}
+
+/// `tls_cert_file`/`tls_key_file`: the intake terminates TLS itself (rustls); a client trusting the
+/// CA is served, plain HTTP is not. Bodies past `max_body_bytes` are refused with 413.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_intake_terminates_tls_with_its_own_certificate_and_caps_bodies() {
+    let pki = crate::transport::Pki::new();
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    std::fs::write(&cert, &pki.cert_pem).unwrap();
+    std::fs::write(&key, &pki.key_pem).unwrap();
+    let config = dir.path().join("offboard.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[providers.factory]\nkind = \"factory\"\ntoken_env = \"UNUSED\"\n\
+             [intake]\nlisten = \"127.0.0.1:0\"\nmax_body_bytes = 4096\n\
+             tls_cert_file = \"{}\"\ntls_key_file = \"{}\"\n\
+             [intake.okta]\nsecret_env = \"TEST_OKTA_SECRET\"\n\
+             [intake.scim]\ntoken_env = \"TEST_SCIM_TOKEN\"\ndatabase = \"{}\"\n",
+            cert.display(),
+            key.display(),
+            dir.path().join("scim.sqlite").display()
+        ),
+    )
+    .unwrap();
+    let stop = CancellationToken::new();
+    let addr = intake_in_process(&config, "amqp://127.0.0.1:1/%2f", &stop).await;
+    let trusting = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(pki.ca_pem.as_bytes()).unwrap())
+        .build()
+        .unwrap();
+    let r = trusting
+        .get(format!(
+            "https://127.0.0.1:{}/scim/v2/ServiceProviderConfig",
+            addr.port()
+        ))
+        .bearer_auth(SCIM_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let r = trusting
+        .get(format!("https://127.0.0.1:{}/hooks/okta", addr.port()))
+        .header("Authorization", OKTA_SECRET)
+        .header("X-Okta-Verification-Challenge", "over-tls")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.json::<Value>().await.unwrap()["verification"], "over-tls");
+    // Too big a body: 413, whatever it holds.
+    let r = trusting
+        .post(format!("https://127.0.0.1:{}/hooks/okta", addr.port()))
+        .header("Authorization", OKTA_SECRET)
+        .body("x".repeat(10_000))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 413);
+    // Plain HTTP to the TLS port gets no answer; nor does a client not trusting the CA.
+    let plain = reqwest::Client::new()
+        .get(format!("http://{addr}/scim/v2/ServiceProviderConfig"))
+        .send()
+        .await;
+    assert!(plain.is_err() || plain.unwrap().status() != 200);
+    let untrusting = reqwest::Client::new()
+        .get(format!(
+            "https://127.0.0.1:{}/scim/v2/ServiceProviderConfig",
+            addr.port()
+        ))
+        .send()
+        .await;
+    assert!(untrusting.is_err(), "an unknown CA is refused");
     stop.cancel();
 }

@@ -684,15 +684,18 @@ fn base64_is_the_standard_one() {
 // ---------------------------------------------------------------------------------------------
 // A private CA, and an HTTPS front on loopback with a certificate it signed.
 
-struct Pki {
-    ca_pem: String,
+pub(crate) struct Pki {
+    pub(crate) ca_pem: String,
     cert: rustls::pki_types::CertificateDer<'static>,
     key_pkcs8: Vec<u8>,
+    /// The server's certificate and key as PEM files take them.
+    pub(crate) cert_pem: String,
+    pub(crate) key_pem: String,
 }
 
 impl Pki {
     /// A CA, and a server certificate it signed for `localhost` and `127.0.0.1`.
-    fn new() -> Pki {
+    pub(crate) fn new() -> Pki {
         use rcgen::{
             BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose,
             IsCa, KeyPair, KeyUsagePurpose,
@@ -720,6 +723,8 @@ impl Pki {
             ca_pem: ca.pem(),
             cert: cert.der().clone(),
             key_pkcs8: key.serialize_der(),
+            cert_pem: cert.pem(),
+            key_pem: key.serialize_pem(),
         }
     }
 
