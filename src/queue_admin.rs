@@ -273,39 +273,15 @@ pub async fn control(
     command: &amqp::Control,
     wait: std::time::Duration,
 ) -> Result<Vec<amqp::ControlReply>, QueueError> {
-    use lapin::options::{BasicConsumeOptions, QueueDeclareOptions};
     let url = settings.amqp.url().ok_or(AmqpError::NoUrl)?;
     let connection = amqp::connect(&url, "offboard-hold").await?;
     let publisher = Publisher::new(&connection).await?;
     let names: Vec<&str> = settings.providers.keys().map(String::as_str).collect();
     amqp::declare(publisher.channel(), &settings.amqp, &names).await?;
     let channel = connection.create_channel().await.map_err(AmqpError::from)?;
-    let replies = channel
-        .queue_declare(
-            "".into(),
-            QueueDeclareOptions {
-                exclusive: true,
-                auto_delete: true,
-                ..Default::default()
-            },
-            lapin::types::FieldTable::default(),
-        )
-        .await
-        .map_err(AmqpError::from)?;
-    let mut consumer = channel
-        .basic_consume(
-            replies.name().clone(),
-            "".into(),
-            BasicConsumeOptions {
-                no_ack: true,
-                ..Default::default()
-            },
-            lapin::types::FieldTable::default(),
-        )
-        .await
-        .map_err(AmqpError::from)?;
+    let (replies, mut consumer) = amqp::private_consumer(&channel, None).await?;
     let body = serde_json::to_vec(command).expect("serializable");
-    let props = lapin::BasicProperties::default().with_reply_to(replies.name().clone());
+    let props = lapin::BasicProperties::default().with_reply_to(replies);
     // Fanout: delivered to every worker's control queue, or to none (not an error: no worker).
     publisher
         .channel()

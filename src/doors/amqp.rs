@@ -154,6 +154,49 @@ pub async fn declare(channel: &Channel, amqp: &Amqp, entries: &[&str]) -> Result
     Ok(())
 }
 
+/// A queue of this connection's own (exclusive, gone with it), bound to `exchange` with `key`
+/// when given, and consumed without acknowledgements: for replies, commands and followers, where a
+/// message lost with the connection is no loss. Returns the queue's name and its consumer.
+pub async fn private_consumer(
+    channel: &Channel,
+    bind: Option<(&str, &str)>,
+) -> Result<(ShortString, lapin::Consumer), AmqpError> {
+    let q = channel
+        .queue_declare(
+            "".into(),
+            QueueDeclareOptions {
+                exclusive: true,
+                auto_delete: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await?;
+    if let Some((exchange, key)) = bind {
+        channel
+            .queue_bind(
+                q.name().clone(),
+                exchange.into(),
+                key.into(),
+                QueueBindOptions::default(),
+                FieldTable::default(),
+            )
+            .await?;
+    }
+    let consumer = channel
+        .basic_consume(
+            q.name().clone(),
+            "".into(),
+            lapin::options::BasicConsumeOptions {
+                no_ack: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await?;
+    Ok((q.name().clone(), consumer))
+}
+
 /// An operator's command to every worker, on the control exchange. Each worker answers on the
 /// message's `reply_to` queue with its hold states.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]

@@ -8,7 +8,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use lapin::options::{BasicConsumeOptions, QueueBindOptions, QueueDeclareOptions};
 use lapin::types::FieldTable;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -125,8 +124,13 @@ async fn publish_loop(
 async fn connect(url: &str, amqp: &Amqp) -> Result<(lapin::Connection, Publisher), AmqpError> {
     let conn = amqp::connect(url, "offboard-outcomes").await?;
     let publisher = Publisher::new(&conn).await?;
-    publisher
-        .channel()
+    declare_exchange(publisher.channel(), amqp).await?;
+    Ok((conn, publisher))
+}
+
+/// The outcomes exchange, as [`amqp::declare`] declares it.
+async fn declare_exchange(channel: &lapin::Channel, amqp: &Amqp) -> Result<(), AmqpError> {
+    channel
         .exchange_declare(
             amqp.outcomes_exchange.as_str().into(),
             lapin::ExchangeKind::Topic,
@@ -137,7 +141,7 @@ async fn connect(url: &str, amqp: &Amqp) -> Result<(lapin::Connection, Publisher
             FieldTable::default(),
         )
         .await?;
-    Ok((conn, publisher))
+    Ok(())
 }
 
 /// Prints every outcome published from now on (a private queue bound with `binding`), until
@@ -151,48 +155,9 @@ pub async fn follow(
     let url = amqp.url().ok_or(AmqpError::NoUrl)?;
     let conn = amqp::connect(&url, "offboard-outcomes-follow").await?;
     let channel = conn.create_channel().await?;
-    channel
-        .exchange_declare(
-            amqp.outcomes_exchange.as_str().into(),
-            lapin::ExchangeKind::Topic,
-            lapin::options::ExchangeDeclareOptions {
-                durable: true,
-                ..Default::default()
-            },
-            FieldTable::default(),
-        )
-        .await?;
-    let queue = channel
-        .queue_declare(
-            "".into(),
-            QueueDeclareOptions {
-                exclusive: true,
-                auto_delete: true,
-                ..Default::default()
-            },
-            FieldTable::default(),
-        )
-        .await?;
-    channel
-        .queue_bind(
-            queue.name().as_str().into(),
-            amqp.outcomes_exchange.as_str().into(),
-            binding.into(),
-            QueueBindOptions::default(),
-            FieldTable::default(),
-        )
-        .await?;
-    let mut consumer = channel
-        .basic_consume(
-            queue.name().as_str().into(),
-            "offboard-outcomes-follow".into(),
-            BasicConsumeOptions {
-                no_ack: true,
-                ..Default::default()
-            },
-            FieldTable::default(),
-        )
-        .await?;
+    declare_exchange(&channel, amqp).await?;
+    let (_, mut consumer) =
+        amqp::private_consumer(&channel, Some((&amqp.outcomes_exchange, binding))).await?;
     loop {
         let next = match idle {
             Some(idle) => match tokio::time::timeout(idle, consumer.next()).await {

@@ -2,8 +2,6 @@
 
 use std::sync::Arc;
 
-use lapin::options::BasicConsumeOptions;
-use lapin::types::FieldTable;
 use lapin::{BasicProperties, Channel};
 use tokio_util::sync::CancellationToken;
 
@@ -19,38 +17,8 @@ pub(super) async fn consume_control(
     exchange: String,
     session: CancellationToken,
 ) -> Result<(), AmqpError> {
-    use lapin::options::{QueueBindOptions, QueueDeclareOptions};
-    let q = channel
-        .queue_declare(
-            "".into(),
-            QueueDeclareOptions {
-                exclusive: true,
-                auto_delete: true,
-                ..Default::default()
-            },
-            FieldTable::default(),
-        )
-        .await?;
-    channel
-        .queue_bind(
-            q.name().clone(),
-            exchange.as_str().into(),
-            "".into(),
-            QueueBindOptions::default(),
-            FieldTable::default(),
-        )
-        .await?;
-    let mut consumer = channel
-        .basic_consume(
-            q.name().clone(),
-            "".into(),
-            BasicConsumeOptions {
-                no_ack: true,
-                ..Default::default()
-            },
-            FieldTable::default(),
-        )
-        .await?;
+    let (_, mut consumer) =
+        crate::doors::amqp::private_consumer(&channel, Some((exchange.as_str(), ""))).await?;
     let me = format!("{}:{}", hostname(), std::process::id());
     loop {
         let delivery = match next_delivery(&mut consumer, &session).await {

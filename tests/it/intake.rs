@@ -412,6 +412,10 @@ impl Scim {
     async fn put(&self, path: &str, body: Value) -> (u16, Value) {
         self.send(reqwest::Method::PUT, path, Some(body)).await
     }
+    /// PATCHes the user `id` with the PatchOp `ops`.
+    async fn patch_user(&self, id: &str, ops: Value) -> (u16, Value) {
+        self.patch(&format!("/Users/{id}"), patch_op(ops)).await
+    }
     async fn delete(&self, path: &str) -> (u16, Value) {
         self.send(reqwest::Method::DELETE, path, None).await
     }
@@ -496,18 +500,18 @@ async fn entra_and_okta_scim_deprovisioning_removes_everywhere_and_reactivation_
     };
     // Entra (without aadOptscim062020): Replace, path active, the string "False".
     let (s, body) = scim
-        .patch(
-            &format!("/Users/{}", ids[0]),
-            patch_op(json!([{"op": "Replace", "path": "active", "value": "False"}])),
+        .patch_user(
+            &ids[0],
+            json!([{"op": "Replace", "path": "active", "value": "False"}]),
         )
         .await;
     assert_eq!(s, 200, "{body}");
     assert_eq!(body["active"], false);
     // Okta: replace without a path.
     let (s, body) = scim
-        .patch(
-            &format!("/Users/{}", ids[1]),
-            patch_op(json!([{"op": "replace", "value": {"active": false}}])),
+        .patch_user(
+            &ids[1],
+            json!([{"op": "replace", "value": {"active": false}}]),
         )
         .await;
     assert_eq!(s, 200, "{body}");
@@ -553,17 +557,17 @@ async fn entra_and_okta_scim_deprovisioning_removes_everywhere_and_reactivation_
     // Reactivation is answered and recorded, and re-adds nobody; a repeated deactivation of an
     // inactive user publishes nothing.
     let (s, body) = scim
-        .patch(
-            &format!("/Users/{}", ids[0]),
-            patch_op(json!([{"op": "Replace", "path": "active", "value": "True"}])),
+        .patch_user(
+            &ids[0],
+            json!([{"op": "Replace", "path": "active", "value": "True"}]),
         )
         .await;
     assert_eq!(s, 200, "{body}");
     assert_eq!(body["active"], true);
     let (s, _) = scim
-        .patch(
-            &format!("/Users/{}", ids[1]),
-            patch_op(json!([{"op": "replace", "value": {"active": false}}])),
+        .patch_user(
+            &ids[1],
+            json!([{"op": "replace", "value": {"active": false}}]),
         )
         .await;
     assert_eq!(s, 200);

@@ -32,11 +32,27 @@ use store::{Deleted, Indexed, Store, StoredUser, Write};
 pub struct ScimDoor {
     token: SecretString,
     store: Store,
+    /// Writes to one user wait for each other (Entra sends concurrent requests); writes to
+    /// different users mostly do not. The store's version check still guards other processes.
+    stripes: Vec<tokio::sync::Mutex<()>>,
 }
+
+const STRIPES: usize = 64;
 
 impl ScimDoor {
     pub fn new(token: SecretString, store: Store) -> ScimDoor {
-        ScimDoor { token, store }
+        ScimDoor {
+            token,
+            store,
+            stripes: (0..STRIPES).map(|_| Default::default()).collect(),
+        }
+    }
+
+    async fn lock(&self, id: &str) -> tokio::sync::MutexGuard<'_, ()> {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        id.hash(&mut h);
+        self.stripes[h.finish() as usize % STRIPES].lock().await
     }
 }
 
@@ -358,6 +374,7 @@ async fn write(
     change: impl Fn(&StoredUser) -> Result<(Map<String, Value>, bool), ScimError>,
 ) -> Answer {
     let store = &door(s).store;
+    let _one_writer = door(s).lock(&id).await;
     for _ in 0..MAX_STALE_RETRIES {
         let Some(before) = store.get(id.clone()).await.map_err(ScimError::internal)? else {
             return Err(ScimError::not_found(&id));
@@ -418,6 +435,7 @@ async fn modify(State(s): State<Arc<Intake>>, Path(id): Path<String>, body: Byte
 
 async fn remove(State(s): State<Arc<Intake>>, Path(id): Path<String>) -> Answer {
     let store = &door(&s).store;
+    let _one_writer = door(&s).lock(&id).await;
     for _ in 0..MAX_STALE_RETRIES {
         let Some(before) = store.get(id.clone()).await.map_err(ScimError::internal)? else {
             return Err(ScimError::not_found(&id));
