@@ -138,7 +138,7 @@ mod tests {
             max_rate_limit_wait: Duration::from_secs(1),
         };
         let s = LaneSettings {
-            rate_per_second: 1.0,
+            pace: crate::lane::adapt::Start::Fixed(1.0),
             burst: 1,
             max_in_flight: 1,
             circuit_after: 1,

@@ -6,7 +6,8 @@
 //! - [`doors`]: where jobs come from: the CSV file, RabbitMQ (topology, messages, publishing).
 //! - [`job`]: raw jobs, id formats, targets, and validation, the only way to a job.
 //! - [`safety`]: the blast-radius guard and protected accounts.
-//! - [`lane`]: per provider entry: pacer, circuit, preflight and member lists, the attempt loop.
+//! - [`lane`]: per provider entry: pacer and adaptive pace, circuit, preflight and member lists,
+//!   the attempt loop; [`pace_file`]: the learned rates kept for the next start.
 //! - [`retry`]: the one classification of answers, and the backoff schedule.
 //! - [`providers`]: one adapter per provider API page, the HTTP client, credentials, the answer.
 //! - [`sink`]: the one outcome path: audit log, report, metrics, tally, then the door may ack;
@@ -29,6 +30,7 @@ pub mod hold;
 pub mod job;
 pub mod lane;
 pub mod metrics;
+pub mod pace_file;
 pub mod progress;
 pub mod providers;
 pub mod queue_admin;

@@ -34,6 +34,8 @@ pub struct Metrics {
     paused: IntGaugeVec,
     circuit_open: IntGaugeVec,
     held: IntGaugeVec,
+    rate: prometheus::GaugeVec,
+    rate_source: IntGaugeVec,
     dead_lettered: IntCounterVec,
     invalid: IntCounterVec,
     intake_requests: IntCounterVec,
@@ -127,6 +129,24 @@ impl Metrics {
                 "1 while the lane holds past safety.max_removals_per_window (worker).",
                 &["provider"],
             ),
+            rate: {
+                let g = prometheus::GaugeVec::new(
+                    Opts::new(
+                        "offboard_lane_rate_per_second",
+                        "The lane's pace now: the configured rate, or what it learned from the provider.",
+                    ),
+                    &["provider"],
+                )
+                .expect("valid metric");
+                r.register(Box::new(g.clone())).expect("registered once");
+                g
+            },
+            rate_source: gauge(
+                &r,
+                "offboard_lane_rate_source",
+                "1 for where the lane's pace comes from now: configured, remembered, slow_start, throttled, probing, provider.",
+                &["provider", "source"],
+            ),
             dead_lettered: counter(
                 &r,
                 "offboard_dead_lettered_total",
@@ -189,6 +209,8 @@ impl Metrics {
             paused: self.paused.with_label_values(&[provider]),
             circuit_open: self.circuit_open.with_label_values(&[provider]),
             held: self.held.with_label_values(&[provider]),
+            rate: self.rate.with_label_values(&[provider]),
+            rate_source: self.rate_source.clone(),
         }
     }
 
@@ -241,9 +263,18 @@ pub struct LaneMetrics {
     pub paused: IntGauge,
     pub circuit_open: IntGauge,
     pub held: IntGauge,
+    pub rate: prometheus::Gauge,
+    rate_source: IntGaugeVec,
 }
 
 impl LaneMetrics {
+    /// Whether the lane's pace comes from `source` now.
+    pub fn set_rate_source(&self, source: &str, now: bool) {
+        self.rate_source
+            .with_label_values(&[self.provider.as_str(), source])
+            .set(now as i64);
+    }
+
     /// One request's answer: its operation (`remove`, `lookup`), its status (`timeout` /
     /// `connect` / `error` when none came) and latency.
     pub fn request(&self, operation: &str, status: &str, took: Duration) {

@@ -66,6 +66,8 @@ impl Lanes {
             crate::safety::Protected::new(&settings.safety.protected).expect("checked at load"),
         );
         let mut lanes = Vec::with_capacity(settings.providers.len());
+        // A few hundred bytes, once at start.
+        let remembered = crate::pace_file::Remembered::load(settings.pacing.state_file.as_deref());
         for (i, (name, entry)) in settings.providers.iter().enumerate() {
             let provider_err = |reason| RunError::Provider {
                 name: name.clone(),
@@ -85,7 +87,12 @@ impl Lanes {
                 shared_name.clone(),
                 provider,
                 LaneSettings {
-                    rate_per_second: entry.rate_per_second,
+                    pace: match entry.rate_per_second {
+                        crate::config::Rate::Fixed(r) => crate::lane::adapt::Start::Fixed(r),
+                        crate::config::Rate::Auto => crate::lane::adapt::Start::Auto {
+                            remembered: remembered.rate(name, entry),
+                        },
+                    },
                     burst: entry.burst,
                     max_in_flight: entry.max_in_flight,
                     circuit_after: entry.circuit_after,
@@ -96,6 +103,47 @@ impl Lanes {
             )));
         }
         Ok(Lanes { directory, lanes })
+    }
+
+    /// Writes what every `"auto"` lane learned to the pacing state file (on a blocking thread),
+    /// keeping what other entries learned before.
+    pub async fn remember(&self, settings: &Settings) {
+        let Some(path) = settings.pacing.state_file.clone() else {
+            return;
+        };
+        let mut learned = Vec::new();
+        for lane in &self.lanes {
+            let Some(entry) = settings.providers.get(&*lane.name) else {
+                continue;
+            };
+            if entry.rate_per_second != crate::config::Rate::Auto {
+                continue;
+            }
+            let (rate, source) = lane.pace();
+            learned.push((
+                lane.name.to_string(),
+                crate::pace_file::Learned {
+                    kind: entry.kind.to_string(),
+                    base_url: entry.base_url(),
+                    rate,
+                    source: source.as_str().into(),
+                    at: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
+                },
+            ));
+        }
+        if learned.is_empty() {
+            return;
+        }
+        let saved = tokio::task::spawn_blocking(move || {
+            let mut r = crate::pace_file::Remembered::load(Some(&path));
+            r.entries.extend(learned);
+            r.save(&path).map_err(|e| (path, e))
+        })
+        .await
+        .expect("saving does not panic");
+        if let Err((path, e)) = saved {
+            tracing::warn!(file = %path.display(), error = %e, "cannot write the pacing state file");
+        }
     }
 }
 

@@ -43,9 +43,11 @@ pub struct Entry {
     #[serde(default)]
     pub token_body: TokenBody,
 
-    /// Requests per second, fractions allowed (0.5 = one every two seconds). Default 5.
+    /// Requests per second, fractions allowed (0.5 = one every two seconds): a ceiling the lane
+    /// starts at and never passes, slowing down under it when throttled. `"auto"`: the lane finds
+    /// the provider's rate from its answers. Default 5.
     #[serde(default = "d::rate")]
-    pub rate_per_second: f64,
+    pub rate_per_second: Rate,
     /// Requests that may go at once after a quiet spell. Default 5.
     #[serde(default = "d::burst")]
     pub burst: u32,
@@ -89,9 +91,50 @@ pub struct Entry {
     pub max_removals_per_run: Option<u64>,
 }
 
+/// `rate_per_second`: a number, or `"auto"`.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(try_from = "RateText", into = "RateText")]
+pub enum Rate {
+    Fixed(f64),
+    Auto,
+}
+
+/// How `rate_per_second` is written: a number, or text (`"auto"`, or a number from the
+/// environment).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum RateText {
+    Number(f64),
+    Text(String),
+}
+
+impl TryFrom<RateText> for Rate {
+    type Error = String;
+    fn try_from(t: RateText) -> Result<Rate, String> {
+        match t {
+            RateText::Number(n) => Ok(Rate::Fixed(n)),
+            RateText::Text(s) if s.trim().eq_ignore_ascii_case("auto") => Ok(Rate::Auto),
+            RateText::Text(s) => s
+                .trim()
+                .parse()
+                .map(Rate::Fixed)
+                .map_err(|_| format!("`{s}` is neither a number nor \"auto\"")),
+        }
+    }
+}
+
+impl From<Rate> for RateText {
+    fn from(r: Rate) -> RateText {
+        match r {
+            Rate::Fixed(n) => RateText::Number(n),
+            Rate::Auto => RateText::Text("auto".into()),
+        }
+    }
+}
+
 pub(super) mod d {
-    pub fn rate() -> f64 {
-        5.0
+    pub fn rate() -> super::Rate {
+        super::Rate::Fixed(5.0)
     }
     pub fn burst() -> u32 {
         5

@@ -18,9 +18,9 @@ mod entry;
 mod intake;
 mod sections;
 
-pub use entry::{CredentialSpec, Entry, Source};
+pub use entry::{CredentialSpec, Entry, Rate, Source};
 pub use intake::{Intake, IntakeSecrets, IntakeTarget, OKTA_EVENT_TYPES, OktaHook, Scim};
-pub use sections::{Amqp, AuditSettings, HttpSettings, Metrics, Safety, Worker};
+pub use sections::{Amqp, AuditSettings, HttpSettings, Metrics, Pacing, Safety, Worker};
 
 /// Prefix of the environment variables that override keys: `OFFBOARD__` then the key path joined
 /// by `__`, e.g. `OFFBOARD__PROVIDERS__FACTORY__RATE_PER_SECOND=2.5`.
@@ -63,6 +63,8 @@ pub struct Settings {
     pub http: HttpSettings,
     #[serde(default)]
     pub intake: Intake,
+    #[serde(default)]
+    pub pacing: Pacing,
 }
 
 /// What [`Settings::resolve`] read: every entry's credential, and the HTTP settings with the
@@ -163,11 +165,13 @@ impl Settings {
                     "entry names use lowercase letters, digits, `_` and `-` (they appear in CSV rows, metrics and queue names)".into(),
                 ));
             }
-            if !(e.rate_per_second.is_finite() && e.rate_per_second > 0.0) {
-                return Err(invalid(
-                    key("rate_per_second"),
-                    format!("must be a number above 0, got {}", e.rate_per_second),
-                ));
+            if let Rate::Fixed(r) = e.rate_per_second {
+                if !(r.is_finite() && r > 0.0) {
+                    return Err(invalid(
+                        key("rate_per_second"),
+                        format!("must be a number above 0 or \"auto\", got {r}"),
+                    ));
+                }
             }
             let positive = [
                 ("burst", e.burst as u64),
@@ -448,7 +452,7 @@ mod tests {
     fn a_good_file_loads_with_defaults() {
         let s = load(GOOD).unwrap();
         let f = &s.providers["factory"];
-        assert_eq!(f.rate_per_second, 0.5);
+        assert_eq!(f.rate_per_second, Rate::Fixed(0.5));
         assert_eq!(f.burst, 5);
         assert_eq!(f.base_url(), "https://api.factory.ai");
         assert_eq!(s.providers["telnyx-eu"].base_url(), "https://api.telnyx.eu");
@@ -590,7 +594,7 @@ mod tests {
             jail.set_env("OFFBOARD__PROVIDERS__FACTORY__RATE_PER_SECOND", "12.5");
             jail.set_env("OFFBOARD__PROVIDERS__FACTORY__ON_CONFLICT", "fail");
             let s = Settings::from_toml(GOOD, "test.toml").map_err(|e| e.to_string())?;
-            assert_eq!(s.providers["factory"].rate_per_second, 12.5);
+            assert_eq!(s.providers["factory"].rate_per_second, Rate::Fixed(12.5));
             assert_eq!(s.providers["factory"].on_conflict, OnConflict::Fail);
             Ok(())
         });

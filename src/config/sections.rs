@@ -94,6 +94,24 @@ impl Safety {
     }
 }
 
+/// `[pacing]`: what the lanes learned of each provider's rate, kept for the next start.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Pacing {
+    /// The learned rate of every `"auto"` entry, written at the end of a run and every 30 s by
+    /// the worker; the next run or worker start begins near it. Empty: nothing is kept.
+    /// Default `offboard-pacing.json` in the working directory.
+    pub state_file: Option<PathBuf>,
+}
+
+impl Default for Pacing {
+    fn default() -> Self {
+        Pacing {
+            state_file: Some(PathBuf::from("offboard-pacing.json")),
+        }
+    }
+}
+
 /// `[metrics]`: where `/metrics`, `/healthz` and `/readyz` are served.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]

@@ -12,6 +12,10 @@ use crate::retry::{Decision, FailReason, OnConflict, RetryReason, classify};
 use super::Lane;
 use super::members::ReadFailure;
 
+/// A 429's wait above this holds the whole lane (the provider stopping the key); one this short
+/// or shorter is the throttled request's own, while the cut pace spaces the others.
+pub const LANE_PAUSE_ABOVE: Duration = Duration::from_secs(1);
+
 /// The retry budgets of one request sequence (a job's removal, one page of a list).
 pub(super) struct Budget {
     first: Instant,
@@ -175,7 +179,11 @@ impl Lane {
                     }
                     attempts += 1;
                     let start = Instant::now();
-                    let result = self.provider.send(p.request).await;
+                    let result = {
+                        let _flying = self.fly();
+                        self.provider.send(p.request).await
+                    };
+                    self.observed(start, result.as_ref().ok());
                     self.metrics
                         .request("remove", status_label(&result.as_ref()), start.elapsed());
                     if let Some(log) = self.requests.get() {
@@ -336,8 +344,15 @@ impl Lane {
                 if budget.rate_waited > self.policy.max_rate_limit_wait {
                     return fail(FailReason::RateLimitWaitExceeded);
                 }
-                self.pause_for(d);
-                Duration::ZERO // admit() waits out the lane's pause
+                // The pace was cut already (`observed`). A short wait is this request's: the
+                // others go on at the cut pace. A long one is the provider stopping the key, and
+                // holds the whole lane.
+                if d > LANE_PAUSE_ABOVE {
+                    self.pause_for(d);
+                    Duration::ZERO // admit() waits out the lane's pause
+                } else {
+                    d
+                }
             }
             RetryReason::TokenRefresh => {
                 budget.refreshes += 1;

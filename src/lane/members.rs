@@ -300,7 +300,11 @@ impl Lane {
                     self.admit().await;
                     *requests += 1;
                     let start = Instant::now();
-                    let sent = self.provider.send_list(p.request, &at).await;
+                    let sent = {
+                        let _flying = self.fly();
+                        self.provider.send_list(p.request, &at).await
+                    };
+                    self.observed(start, sent.as_ref().ok().map(|(a, _)| a));
                     self.metrics.request(
                         operation,
                         status_label(&sent.as_ref().map(|(a, _)| a)),

@@ -3,6 +3,7 @@
 //! final record.
 //!
 //! - [`pacer`]: the limiter behind a type of our own.
+//! - [`adapt`]: the pace found from the provider's answers (its headers, else its 429s).
 //! - `circuit`: consecutive credential refusals halt the lane.
 //! - `members`: preflight, protected ids, email lookups, whole lists, refused organizations.
 //! - `attempt`: the attempt loop, classification and budgets, the job's record.
@@ -11,6 +12,7 @@
 //! acknowledgements (it tells a [`RequestLog`] of each request it sends). Lanes share nothing, so
 //! a provider that is slow, rate-limited or down never slows another.
 
+pub mod adapt;
 mod attempt;
 mod circuit;
 mod members;
@@ -63,6 +65,10 @@ pub struct Lane {
     pub name: Arc<str>,
     provider: Provider,
     pacer: Pacer,
+    /// What the pacer's rate should be, from the provider's answers.
+    pace: Mutex<adapt::Controller>,
+    /// Requests sent and not yet answered.
+    flying: AtomicU32,
     max_in_flight: u32,
     paused_until: Mutex<Option<Instant>>,
     circuit: Circuit,
@@ -88,7 +94,8 @@ pub struct Lane {
 
 /// What a lane needs besides its provider.
 pub struct LaneSettings {
-    pub rate_per_second: f64,
+    /// The configured rate (a ceiling) or `"auto"` with what was learned before.
+    pub pace: adapt::Start,
     pub burst: u32,
     pub max_in_flight: u32,
     pub circuit_after: u32,
@@ -110,7 +117,15 @@ impl Lane {
             id,
             name,
             provider,
-            pacer: Pacer::new(s.rate_per_second, s.burst),
+            pacer: Pacer::new(
+                match s.pace {
+                    adapt::Start::Fixed(r) => r,
+                    adapt::Start::Auto { remembered } => remembered.unwrap_or(adapt::INITIAL),
+                },
+                s.burst,
+            ),
+            pace: Mutex::new(adapt::Controller::new(s.pace, Instant::now())),
+            flying: AtomicU32::new(0),
             max_in_flight: s.max_in_flight,
             paused_until: Mutex::new(None),
             circuit: Circuit {
@@ -201,8 +216,62 @@ impl Lane {
         )
     }
 
+    /// The pace now (requests per second) and where it comes from.
+    pub fn pace(&self) -> (f64, adapt::Source) {
+        let mut c = self.pace.lock().expect("pace lock");
+        (c.rate(Instant::now()), c.source())
+    }
+
+    /// Moves the pacer to the controller's pace (when it moved enough to matter).
+    fn follow_pace(&self) {
+        let rate = self.pace.lock().expect("pace lock").rate(Instant::now());
+        if self.pacer.follow(rate) {
+            self.metrics.rate.set(rate);
+        }
+    }
+
+    /// Tells the pace what a request sent at `sent` was answered: every answer counts, a 429
+    /// cuts the pace, and rate-limit headers rule it while the provider gives them. A window
+    /// spent to nothing pauses the lane until its reset.
+    fn observed(&self, sent: Instant, answer: Option<&crate::providers::http::Answer>) {
+        let Some(answer) = answer else {
+            return;
+        };
+        let now = Instant::now();
+        let pause = {
+            let mut c = self.pace.lock().expect("pace lock");
+            if answer.status == http::StatusCode::TOO_MANY_REQUESTS {
+                c.throttled(now, sent);
+            } else {
+                c.answered(now);
+            }
+            answer.quota.as_ref().and_then(|q| {
+                c.quota(
+                    now,
+                    q,
+                    self.flying.load(std::sync::atomic::Ordering::Relaxed),
+                )
+            })
+        };
+        if let Some(d) = pause {
+            self.pause_for(d);
+        }
+    }
+
+    /// Counts a request in flight until the guard drops.
+    fn fly(&self) -> Flying<'_> {
+        self.flying
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Flying(&self.flying)
+    }
+
     /// Brings the pause and circuit gauges up to date (called before each scrape).
     pub fn refresh_gauges(&self) {
+        let (rate, source) = self.pace();
+        self.metrics.rate.set(rate);
+        for s in adapt::Source::ALL {
+            self.metrics.set_rate_source(s.as_str(), s == source);
+        }
         self.metrics
             .paused
             .set(self.paused_until().is_some() as i64);
@@ -241,11 +310,21 @@ impl Lane {
                 tokio::time::sleep_until(until.into()).await;
                 continue;
             }
+            self.follow_pace();
             self.pacer.ready().await;
             // A 429 may have paused the lane while we waited for the cell; the cell is forfeit.
             if self.paused_until().is_none() {
                 return;
             }
         }
+    }
+}
+
+/// A request in flight, counted until dropped.
+struct Flying<'a>(&'a AtomicU32);
+
+impl Drop for Flying<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
     }
 }

@@ -7,8 +7,8 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 
-/// The rate limiter behind a type of our own, so that the rate can change while jobs flow (pacing
-/// will adapt to the provider's answers) without the lane knowing how.
+/// The rate limiter behind a type of our own, so that the rate can change while jobs flow (the
+/// lane's pace adapts to the provider's answers, see `adapt`) without the lane knowing how.
 ///
 /// It never runs at the provider's exact limit: a request's trip to the provider varies by some
 /// milliseconds, and a limiter pacing at exactly the provider's rate and burst has no room left for
@@ -18,6 +18,9 @@ use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 /// within the provider's limits even when requests arrive up to half a burst out of step.
 pub struct Pacer {
     limiter: ArcSwap<DefaultDirectRateLimiter>,
+    /// The rate the limiter was made for (f64 bits).
+    rate: std::sync::atomic::AtomicU64,
+    burst: u32,
 }
 
 /// The share of the configured rate left unused, to absorb jitter between requests.
@@ -28,7 +31,27 @@ impl Pacer {
     pub fn new(rate: f64, burst: u32) -> Pacer {
         Pacer {
             limiter: ArcSwap::from_pointee(Self::limiter(rate, burst)),
+            rate: rate.to_bits().into(),
+            burst,
         }
+    }
+
+    /// The rate it paces at now.
+    pub fn rate(&self) -> f64 {
+        f64::from_bits(self.rate.load(std::sync::atomic::Ordering::Relaxed))
+    }
+
+    /// Moves to `rate` when it differs from the current one by more than 2%, with no burst
+    /// allowance (a new limiter starts with a full one, which would send a burst at every move).
+    /// True when it moved.
+    pub fn follow(&self, rate: f64) -> bool {
+        let now = self.rate();
+        if (rate - now).abs() <= now * 0.02 {
+            return false;
+        }
+        self.set_rate(rate, self.burst);
+        self.drain();
+        true
     }
 
     /// The burst the pacer itself allows: half the provider's, at least one.
@@ -57,6 +80,8 @@ impl Pacer {
     /// Changes the rate from now on.
     pub fn set_rate(&self, rate: f64, burst: u32) {
         self.limiter.store(Arc::new(Self::limiter(rate, burst)));
+        self.rate
+            .store(rate.to_bits(), std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Waits for the next request's turn.

@@ -61,6 +61,8 @@ pub struct Answer {
     pub request_id: Option<String>,
     /// How long the provider asks us to wait (Retry-After, or its own reset header).
     pub wait: Option<Duration>,
+    /// What the headers say of the rate limit (limit, remaining, reset), for the lane's pacing.
+    pub quota: Option<super::quota::Quota>,
 }
 
 impl Answer {
@@ -72,6 +74,7 @@ impl Answer {
             error: None,
             request_id: None,
             wait: None,
+            quota: None,
         }
     }
 }

@@ -12,6 +12,7 @@ pub mod cognee;
 pub mod factory;
 pub mod http;
 pub mod lookup;
+pub mod quota;
 pub mod telnyx;
 
 use std::time::Duration;
@@ -163,7 +164,14 @@ impl Provider {
     /// Sends a prepared removal and reads its answer. `Err` only when no answer came back.
     pub async fn send(&self, request: RequestBuilder) -> Result<Answer, Transport> {
         let (status, headers, body) = request.send().await?;
-        Ok(self.adapter.read(status, &headers, &body))
+        Ok(self.read(status, &headers, &body))
+    }
+
+    /// The adapter's reading of an answer, with what its headers say of the rate limit.
+    fn read(&self, status: StatusCode, headers: &HeaderMap, body: &[u8]) -> Answer {
+        let mut answer = self.adapter.read(status, headers, body);
+        answer.quota = quota::read(headers, std::time::SystemTime::now());
+        answer
     }
 
     /// One page of the member list or search, with its credentials.
@@ -195,7 +203,7 @@ impl Provider {
         at: &lookup::Cursor,
     ) -> Result<(Answer, Option<lookup::MemberPage>), Transport> {
         let (status, headers, body) = request.list().send().await?;
-        let mut answer = self.adapter.read(status, &headers, &body);
+        let mut answer = self.read(status, &headers, &body);
         // A list is not a removal: a not-a-member or owner reading means nothing here (a 404 to
         // a list is a wrong URL or organization). What concerns the credential or the
         // organization still does.

@@ -136,7 +136,7 @@ async fn run(jobs: u32, in_flight: usize, fault_every: usize) -> (Vec<Outcome>, 
         provider,
         LaneSettings {
             // Fast enough that each token serves a few hundred requests, then expires under them.
-            rate_per_second: 800.0,
+            pace: offboard::lane::adapt::Start::Fixed(800.0),
             burst: 16,
             max_in_flight: in_flight as u32,
             circuit_after: 3,

@@ -331,7 +331,7 @@ fn lane_with_metrics(provider: Provider, policy: Policy, metrics: &Metrics) -> L
         name,
         provider,
         LaneSettings {
-            rate_per_second: 1000.0,
+            pace: offboard::lane::adapt::Start::Fixed(1000.0),
             burst: 100,
             max_in_flight: 10,
             circuit_after: 3,
