@@ -733,6 +733,7 @@ async fn run_command(args: RunArgs) -> anyhow::Result<ExitCode> {
         }
     }
     let finished = run::run(&csv, &plan, &report, Some(audit), &lanes, metrics, stop).await?;
+    lanes.remember(&settings).await;
     serving.cancel();
     print!("{}", run::closing(&finished, &lanes));
     if let Some(s) = sandbox {

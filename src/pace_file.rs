@@ -33,7 +33,7 @@ impl Remembered {
     /// The file at `path`; nothing when there is none. A file that cannot be read is said and
     /// ignored: the lanes start afresh, which is slower, never wrong.
     pub fn load(path: Option<&Path>) -> Remembered {
-        let Some(path) = path else {
+        let Some(path) = path.filter(|p| !p.as_os_str().is_empty()) else {
             return Remembered::default();
         };
         match std::fs::read(path) {

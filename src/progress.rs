@@ -29,9 +29,19 @@ fn counts(live: &Live) -> String {
     )
 }
 
+/// Each busy lane's pace: `factory 20.0/s · telnyx 9.7/s`.
+fn paces(lanes: &[Arc<Lane>]) -> String {
+    lanes
+        .iter()
+        .filter(|l| l.counts().0 > 0)
+        .map(|l| format!("{} {:.1}/s", l.name, l.pace().0))
+        .collect::<Vec<_>>()
+        .join(" · ")
+}
+
 impl Progress {
     /// Starts showing progress; `total` may be set once the plan is known (0 = not yet).
-    pub fn start(live: Arc<Live>, total: Arc<AtomicU64>) -> Progress {
+    pub fn start(live: Arc<Live>, total: Arc<AtomicU64>, lanes: Vec<Arc<Lane>>) -> Progress {
         let stop = CancellationToken::new();
         let token = stop.clone();
         let task = tokio::spawn(async move {
@@ -50,7 +60,7 @@ impl Progress {
                         bar.set_length(t);
                     }
                     bar.set_position(live.total());
-                    bar.set_message(counts(&live));
+                    bar.set_message(format!("{}\npace: {}", counts(&live), paces(&lanes)));
                     tokio::select! {
                         _ = token.cancelled() => break,
                         _ = tokio::time::sleep(Duration::from_millis(200)) => {}
@@ -67,9 +77,10 @@ impl Progress {
                     let done = live.total();
                     let rate = done as f64 / started.elapsed().as_secs_f64();
                     crate::console::say(format_args!(
-                        "progress: {done}/{} jobs ({rate:.1}/s): {}",
+                        "progress: {done}/{} jobs ({rate:.1}/s): {}; pace: {}",
                         total.load(Ordering::Relaxed),
-                        counts(&live)
+                        counts(&live),
+                        paces(&lanes)
                     ));
                 }
             }
@@ -83,7 +94,8 @@ impl Progress {
     }
 }
 
-/// The closing table: provider by outcome, with each lane's requests, retries and 429s.
+/// The closing table: provider by outcome, with each lane's requests, retries and 429s, and its
+/// pace at the end (what it learned, for `"auto"`) with where that came from.
 pub fn table(summary: &Summary, lanes: &[Arc<Lane>]) -> String {
     use std::fmt::Write;
     let mut names: Vec<String> = summary.counts.keys().cloned().collect();
@@ -97,7 +109,7 @@ pub fn table(summary: &Summary, lanes: &[Arc<Lane>]) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "{:<width$}  {:>8} {:>14} {:>7} {:>8} {:>13} {:>9}  {:>8} {:>7} {:>5}",
+        "{:<width$}  {:>8} {:>14} {:>7} {:>8} {:>13} {:>9}  {:>8} {:>7} {:>5}  pace",
         "provider",
         "removed",
         "already_absent",
@@ -130,6 +142,11 @@ pub fn table(summary: &Summary, lanes: &[Arc<Lane>]) -> String {
         }
         let label = if name.is_empty() { "(none)" } else { name };
         write_row(&mut out, label, &row, width);
+        if let Some(l) = lane {
+            let (rate, source) = l.pace();
+            out.pop();
+            let _ = writeln!(out, "  {rate:.1}/s {}", source.as_str());
+        }
         if let Some(reason) = lane.and_then(|l| l.halted()) {
             let _ = writeln!(out, "{:<width$}  ! halted: {reason}", "");
         }

@@ -42,6 +42,7 @@ pub enum RunError {
 }
 
 /// The lanes of every configured entry, and the directory validation looks names up in.
+#[derive(Clone)]
 pub struct Lanes {
     pub directory: Directory,
     pub lanes: Vec<Arc<Lane>>,
@@ -108,7 +109,12 @@ impl Lanes {
     /// Writes what every `"auto"` lane learned to the pacing state file (on a blocking thread),
     /// keeping what other entries learned before.
     pub async fn remember(&self, settings: &Settings) {
-        let Some(path) = settings.pacing.state_file.clone() else {
+        let Some(path) = settings
+            .pacing
+            .state_file
+            .clone()
+            .filter(|p| !p.as_os_str().is_empty())
+        else {
             return;
         };
         let mut learned = Vec::new();
@@ -326,7 +332,7 @@ pub async fn run(
     let sink = Outcomes::new(sink, audit).observed_by(lanes.job_counter(metrics.clone()));
     let total = Arc::new(AtomicU64::new(0));
     let tally = sink.live().clone();
-    let progress = Progress::start(tally.clone(), total.clone());
+    let progress = Progress::start(tally.clone(), total.clone(), lanes.lanes.clone());
 
     // The scan records invalid rows as it finds them and counts the plan, before anything is sent.
     let scanned = {

@@ -472,6 +472,19 @@ mod tests {
             e.contains("providers.f.rate_per_second") && e.contains("above 0"),
             "{e}"
         );
+        let s = load(
+            "[providers.f]\nkind = \"factory\"\ntoken_env = \"X\"\nrate_per_second = \"auto\"\n",
+        )
+        .unwrap();
+        assert_eq!(s.providers["f"].rate_per_second, Rate::Auto);
+        let e = load(
+            "[providers.f]\nkind = \"factory\"\ntoken_env = \"X\"\nrate_per_second = \"fast\"\n",
+        )
+        .unwrap_err();
+        assert!(
+            e.contains("rate_per_second") && e.contains("`fast` is neither a number nor \"auto\""),
+            "{e}"
+        );
         let e =
             load("[providers.f]\nkind = \"factory\"\ntoken_env = \"X\"\nburst = -1\n").unwrap_err();
         assert!(e.contains("burst"), "{e}");

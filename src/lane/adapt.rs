@@ -112,6 +112,8 @@ pub struct Controller {
     /// The best rate known to have been accepted (the last `w_max`, the start).
     known_good: f64,
     answered: VecDeque<Instant>,
+    /// The first answer: before a whole second of them, the accepted rate is over what there is.
+    first_answer: Option<Instant>,
 }
 
 impl Controller {
@@ -143,6 +145,7 @@ impl Controller {
             last_cut: None,
             known_good,
             answered: VecDeque::new(),
+            first_answer: None,
         }
     }
 
@@ -156,9 +159,14 @@ impl Controller {
         }
     }
 
-    /// Requests answered (not 429) over the last second.
-    fn accepted(&self) -> f64 {
-        self.answered.len() as f64 / MEASURE.as_secs_f64()
+    /// Requests answered (not 429) per second over the last second, or since the first answer
+    /// when that is more recent (a tenth of a second at least).
+    fn accepted(&self, now: Instant) -> f64 {
+        let span = self.first_answer.map_or(MEASURE, |f| {
+            now.saturating_duration_since(f)
+                .clamp(MEASURE / 10, MEASURE)
+        });
+        self.answered.len() as f64 / span.as_secs_f64()
     }
 
     /// The pace now, in requests per second.
@@ -189,7 +197,7 @@ impl Controller {
             Mode::Provider { rate, .. } => rate,
         };
         // Never far from what is actually flowing (the slack lets a slow start leave the ground).
-        let cap = (2.0 * self.accepted()).max(self.known_good) + 2.0 * INITIAL;
+        let cap = (2.0 * self.accepted(now)).max(self.known_good) + 2.0 * INITIAL;
         wanted.min(cap).clamp(FLOOR, self.ceiling)
     }
 
@@ -199,6 +207,7 @@ impl Controller {
 
     /// An answer that was not a 429.
     pub fn answered(&mut self, now: Instant) {
+        self.first_answer.get_or_insert(now);
         self.answered.push_back(now);
         self.prune(now);
         if let Mode::SlowStart { rate } = &mut self.mode {
@@ -213,7 +222,7 @@ impl Controller {
             return false;
         }
         let pace = self.rate(now);
-        let accepted = self.accepted();
+        let accepted = self.accepted(now);
         let w_max = if accepted > 0.0 {
             accepted.min(pace)
         } else {

@@ -13,8 +13,10 @@ use super::Lane;
 use super::members::ReadFailure;
 
 /// A 429's wait above this holds the whole lane (the provider stopping the key); one this short
-/// or shorter is the throttled request's own, while the cut pace spaces the others.
-pub const LANE_PAUSE_ABOVE: Duration = Duration::from_secs(1);
+/// or shorter is the throttled request's own, while the cut pace spaces the others. A token
+/// bucket's `Retry-After` is a fraction of a second rounded up to one, and an HTTP date adds up
+/// to a second more.
+pub const LANE_PAUSE_ABOVE: Duration = Duration::from_secs(2);
 
 /// The retry budgets of one request sequence (a job's removal, one page of a list).
 pub(super) struct Budget {

@@ -224,9 +224,13 @@ impl Lane {
 
     /// Moves the pacer to the controller's pace (when it moved enough to matter).
     fn follow_pace(&self) {
-        let rate = self.pace.lock().expect("pace lock").rate(Instant::now());
+        let (rate, source) = {
+            let mut c = self.pace.lock().expect("pace lock");
+            (c.rate(Instant::now()), c.source())
+        };
         if self.pacer.follow(rate) {
             self.metrics.rate.set(rate);
+            tracing::debug!(provider = %self.name, rate, source = source.as_str(), "pace");
         }
     }
 
@@ -241,7 +245,8 @@ impl Lane {
         let pause = {
             let mut c = self.pace.lock().expect("pace lock");
             if answer.status == http::StatusCode::TOO_MANY_REQUESTS {
-                c.throttled(now, sent);
+                let cut = c.throttled(now, sent);
+                tracing::debug!(provider = %self.name, cut, "429");
             } else {
                 c.answered(now);
             }

@@ -21,7 +21,13 @@ pub struct Pacer {
     /// The rate the limiter was made for (f64 bits).
     rate: std::sync::atomic::AtomicU64,
     burst: u32,
+    /// When the limiter was last re-made for a higher rate.
+    raised: std::sync::Mutex<std::time::Instant>,
 }
+
+/// The shortest time between two raises of the rate: each re-made limiter starts its schedule
+/// anew, so raising on every answer would cost more than the raise gives.
+const RAISE_EVERY: Duration = Duration::from_millis(250);
 
 /// The share of the configured rate left unused, to absorb jitter between requests.
 const HEADROOM: f64 = 0.01;
@@ -33,6 +39,7 @@ impl Pacer {
             limiter: ArcSwap::from_pointee(Self::limiter(rate, burst)),
             rate: rate.to_bits().into(),
             burst,
+            raised: std::sync::Mutex::new(std::time::Instant::now()),
         }
     }
 
@@ -41,13 +48,20 @@ impl Pacer {
         f64::from_bits(self.rate.load(std::sync::atomic::Ordering::Relaxed))
     }
 
-    /// Moves to `rate` when it differs from the current one by more than 2%, with no burst
-    /// allowance (a new limiter starts with a full one, which would send a burst at every move).
-    /// True when it moved.
+    /// Moves to `rate` when it differs from the current one by more than 2%: down at once, up at
+    /// most every [`RAISE_EVERY`]. The new limiter starts with no burst allowance (a fresh one has
+    /// a full one, which would send a burst at every move). True when it moved.
     pub fn follow(&self, rate: f64) -> bool {
-        let now = self.rate();
-        if (rate - now).abs() <= now * 0.02 {
+        let current = self.rate();
+        if (rate - current).abs() <= current * 0.02 {
             return false;
+        }
+        if rate > current {
+            let mut raised = self.raised.lock().expect("raised lock");
+            if raised.elapsed() < RAISE_EVERY {
+                return false;
+            }
+            *raised = std::time::Instant::now();
         }
         self.set_rate(rate, self.burst);
         self.drain();
@@ -84,9 +98,16 @@ impl Pacer {
             .store(rate.to_bits(), std::sync::atomic::Ordering::Relaxed);
     }
 
-    /// Waits for the next request's turn.
+    /// Waits for the next request's turn. A wait that began on a limiter since replaced (the
+    /// rate moved) waits again on the new one: one schedule at a time, never two side by side.
     pub async fn ready(&self) {
-        self.limiter.load_full().until_ready().await;
+        loop {
+            let limiter = self.limiter.load_full();
+            limiter.until_ready().await;
+            if Arc::ptr_eq(&limiter, &self.limiter.load()) {
+                return;
+            }
+        }
     }
 }
 

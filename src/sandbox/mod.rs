@@ -45,6 +45,10 @@ pub struct SandboxOptions {
     pub seed: Seed,
     /// Per kind: Some((rate_per_second, burst)) enforced by the server with 429s, None = unlimited.
     pub limits: HashMap<ProviderKind, (f64, u32)>,
+    /// Per kind (Telnyx): a fixed window of `n` requests per `window` instead, told on every
+    /// answer in `x-ratelimit-limit/-remaining/-reset` (seconds until the window resets), 429
+    /// once spent. Takes precedence over `limits`.
+    pub windows: HashMap<ProviderKind, (u32, Duration)>,
     pub faults: Faults,
     /// Per kind: an outage that answers every removal attempt the same way (isolation benches).
     pub outages: HashMap<ProviderKind, Outage>,
@@ -96,6 +100,7 @@ impl SandboxOptions {
         SandboxOptions {
             seed: Seed::demo(),
             limits,
+            windows: HashMap::new(),
             faults: Faults::demo(),
             outages: HashMap::new(),
             token_ttl: Duration::from_secs(4),
@@ -110,6 +115,7 @@ impl SandboxOptions {
         SandboxOptions {
             seed,
             limits: HashMap::new(),
+            windows: HashMap::new(),
             faults: Faults::none(),
             outages: HashMap::new(),
             token_ttl: Duration::from_secs(300),
@@ -293,6 +299,14 @@ impl Sandbox {
     /// Every request that reached a removal or list/search endpoint (after auth), in arrival order.
     pub fn log(&self) -> Vec<Logged> {
         lock(&self.log).clone()
+    }
+
+    /// Changes the rate limit `kind` enforces, from now on (a provider lowering its limit
+    /// mid-run). Nothing changes for a kind without one.
+    pub fn set_limit(&self, kind: ProviderKind, rate: f64, burst: u32) {
+        if let Some(g) = self.servers.get(&kind).and_then(|s| s.limiter.as_ref()) {
+            g.set(rate, burst);
+        }
     }
 
     /// Every request logged so far, leaving the log empty (benches measuring one run at a time).
@@ -546,6 +560,7 @@ struct Server {
     aitronos_search: AitronosSearchShape,
     aerospike_page_size: Option<usize>,
     limiter: Option<Gcra>,
+    window: Option<Window>,
     faults: Faults,
     outage: Option<Fault>,
     attempted: Mutex<HashSet<(Option<String>, String)>>,
@@ -585,7 +600,13 @@ impl Server {
             limiter: opts
                 .limits
                 .get(&kind)
-                .map(|&(rate, burst)| Gcra::new(rate, burst)),
+                .map(|&(rate, burst)| Gcra::new(rate, burst))
+                .filter(|_| !opts.windows.contains_key(&kind)),
+            window: opts.windows.get(&kind).map(|&(limit, length)| Window {
+                limit,
+                length,
+                state: Mutex::new((Instant::now(), 0)),
+            }),
             faults: opts.faults,
             outage: opts.outages.get(&kind).map(|o| match *o {
                 Outage::Unavailable => Fault::Unavailable,
@@ -601,14 +622,32 @@ impl Server {
 
     /// `Some(wait)` when this request is over the server's rate limit.
     fn over_limit(&self) -> Option<Duration> {
+        if let Some(w) = &self.window {
+            return w.check();
+        }
         self.limiter.as_ref().and_then(Gcra::check)
     }
 
-    /// The requests per second the limiter allows, for headers that name a limit.
+    /// The requests the limiter allows (a second's, or a window's), for headers that name a limit.
     fn limit_per_second(&self) -> u32 {
+        if let Some(w) = &self.window {
+            return w.limit;
+        }
         self.limiter
             .as_ref()
-            .map_or(100, |g| g.rate.ceil().max(1.0) as u32)
+            .map_or(100, |g| g.rate().ceil().max(1.0) as u32)
+    }
+
+    /// The window's `x-ratelimit-*` headers, on every answer when there is a window.
+    fn window_headers(&self, r: &mut Response) {
+        let Some(w) = &self.window else {
+            return;
+        };
+        let (remaining, reset) = w.left();
+        let h = r.headers_mut();
+        h.insert("x-ratelimit-limit", w.limit.into());
+        h.insert("x-ratelimit-remaining", remaining.into());
+        h.insert("x-ratelimit-reset", ceil_secs(reset).into());
     }
 
     /// The outage, on every attempt; else the injected fault for this target, on its first
@@ -720,35 +759,89 @@ fn seeded(kind: ProviderKind, seed: &Seed) -> (HashMap<Option<String>, Org>, Has
     (orgs, known)
 }
 
-/// Generic cell rate algorithm: `rate` per second with bursts of `burst`.
+/// A fixed window: `limit` requests per `length`, renewed at each window's end.
+struct Window {
+    limit: u32,
+    length: Duration,
+    /// The current window's start, and the requests counted in it.
+    state: Mutex<(Instant, u32)>,
+}
+
+impl Window {
+    fn roll(&self, now: Instant) -> MutexGuard<'_, (Instant, u32)> {
+        let mut st = lock(&self.state);
+        while now.duration_since(st.0) >= self.length {
+            st.0 += self.length;
+            st.1 = 0;
+        }
+        st
+    }
+
+    /// `None` when allowed (and counted), `Some(wait)` until the window renews.
+    fn check(&self) -> Option<Duration> {
+        let now = Instant::now();
+        let mut st = self.roll(now);
+        if st.1 < self.limit {
+            st.1 += 1;
+            None
+        } else {
+            Some(st.0 + self.length - now)
+        }
+    }
+
+    /// What is left of this window, and until when.
+    fn left(&self) -> (u32, Duration) {
+        let now = Instant::now();
+        let st = self.roll(now);
+        (self.limit - st.1, st.0 + self.length - now)
+    }
+}
+
+/// Generic cell rate algorithm: `rate` per second with bursts of `burst`; the limit may change
+/// while it runs (a provider lowering it mid-run).
 struct Gcra {
-    rate: f64,
-    interval: Duration,
-    tolerance: Duration,
-    tat: Mutex<Option<Instant>>,
+    rate: Mutex<f64>,
+    /// (interval, tolerance, the theoretical arrival time).
+    state: Mutex<(Duration, Duration, Option<Instant>)>,
 }
 
 impl Gcra {
-    fn new(rate: f64, burst: u32) -> Gcra {
+    fn params(rate: f64, burst: u32) -> (Duration, Duration) {
         let interval = Duration::from_secs_f64(1.0 / rate.max(1e-6));
+        (interval, interval * burst.max(1).saturating_sub(1))
+    }
+
+    fn new(rate: f64, burst: u32) -> Gcra {
+        let (interval, tolerance) = Self::params(rate, burst);
         Gcra {
-            rate,
-            interval,
-            tolerance: interval * burst.max(1).saturating_sub(1),
-            tat: Mutex::new(None),
+            rate: Mutex::new(rate),
+            state: Mutex::new((interval, tolerance, None)),
         }
+    }
+
+    fn set(&self, rate: f64, burst: u32) {
+        let (interval, tolerance) = Self::params(rate, burst);
+        *lock(&self.rate) = rate;
+        let mut st = lock(&self.state);
+        st.0 = interval;
+        st.1 = tolerance;
+    }
+
+    fn rate(&self) -> f64 {
+        *lock(&self.rate)
     }
 
     /// `None` when allowed (and counted), `Some(wait)` when over the limit.
     fn check(&self) -> Option<Duration> {
         let now = Instant::now();
-        let mut tat = lock(&self.tat);
+        let mut st = lock(&self.state);
+        let (interval, tolerance, tat) = *st;
         let current = tat.map_or(now, |t| t.max(now));
         let ahead = current - now;
-        if ahead > self.tolerance {
-            Some(ahead - self.tolerance)
+        if ahead > tolerance {
+            Some(ahead - tolerance)
         } else {
-            *tat = Some(current + self.interval);
+            st.2 = Some(current + interval);
             None
         }
     }

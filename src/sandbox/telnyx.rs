@@ -135,7 +135,8 @@ async fn remove(
     if let Some(refused) = unauthorized(&s, &headers) {
         return refused;
     }
-    let resp = answer(&s, &id);
+    let mut resp = answer(&s, &id);
+    s.window_headers(&mut resp);
     s.record(None, &id, resp)
 }
 
@@ -187,7 +188,8 @@ async fn list(
         return refused;
     }
     let filter = query.get("filter[email]").cloned().unwrap_or_default();
-    let resp = list_answer(&s, &query, &filter);
+    let mut resp = list_answer(&s, &query, &filter);
+    s.window_headers(&mut resp);
     s.record_lookup(None, &filter, resp)
 }
 

@@ -104,6 +104,20 @@ pub async fn run(
             settings.safety.window(),
         ));
     }
+    // What the lanes learn of each provider's rate, kept every 30 s for the next start.
+    let remembering = {
+        let (lanes, settings, stop) = (lanes.clone(), settings.clone(), stop.clone());
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(REMEMBER_EVERY);
+            every.tick().await;
+            loop {
+                tokio::select! {
+                    _ = stop.cancelled() => break,
+                    _ = every.tick() => lanes.remember(&settings).await,
+                }
+            }
+        })
+    };
     let mut delay = Duration::from_millis(200);
     let max_delay = Duration::from_millis(settings.amqp.reconnect_max_delay_ms.max(200));
     while !stop.is_cancelled() {
@@ -120,9 +134,14 @@ pub async fn run(
         }
     }
     drop(ctx);
+    let _ = remembering.await;
+    lanes.remember(settings).await;
     writer.finish().await.map_err(report_err)?;
     Ok(())
 }
+
+/// How often the worker writes the pacing state file.
+const REMEMBER_EVERY: Duration = Duration::from_secs(30);
 
 /// One connection's life: returns Ok when stopped, Err when the connection failed.
 async fn session(
