@@ -126,6 +126,15 @@ impl Lanes {
                 continue;
             }
             let (rate, source) = lane.pace();
+            // Only what the provider taught: a slow start that met no limit, or a remembered
+            // rate never tested, says nothing new.
+            use crate::lane::adapt::Source;
+            if !matches!(
+                source,
+                Source::Throttled | Source::Probing | Source::Provider
+            ) {
+                continue;
+            }
             learned.push((
                 lane.name.to_string(),
                 crate::pace_file::Learned {

@@ -7,8 +7,10 @@
 //!    the rate the provider accepted over the last second and cuts the pace to `β·w_max`
 //!    (β = 0.9); the pace then climbs back along `w_max·(1 + c·(t−K)³)`, flat near `w_max`
 //!    (where the limit was) and steeper beyond it (to find a raised limit), with K = 4 s the time
-//!    back to `w_max`. One cut per round trip: a 429 to a request sent before the last cut is
-//!    news already acted on. Before the first 429 (no remembered rate) a slow start doubles the
+//!    back to `w_max`. One cut per round trip: a 429 to a request sent before the last cut is news
+//!    already acted on. Within a second of a cut (it takes that long to show in the accepted
+//!    rate) another 429 cuts again only when a fifth of the answers since are 429s (the limit
+//!    dropped), from the rate accepted since; so a sporadic 429 costs a dip, not a slide. Before the first 429 (no remembered rate) a slow start doubles the
 //!    pace about every half second of answered requests.
 //! 3. A configured number is a ceiling the pace never passes, and where it starts.
 //!
@@ -114,6 +116,8 @@ pub struct Controller {
     answered: VecDeque<Instant>,
     /// The first answer: before a whole second of them, the accepted rate is over what there is.
     first_answer: Option<Instant>,
+    /// Answers and 429s since the last cut.
+    since_cut: (u32, u32),
 }
 
 impl Controller {
@@ -146,6 +150,7 @@ impl Controller {
             known_good,
             answered: VecDeque::new(),
             first_answer: None,
+            since_cut: (0, 0),
         }
     }
 
@@ -209,20 +214,36 @@ impl Controller {
     pub fn answered(&mut self, now: Instant) {
         self.first_answer.get_or_insert(now);
         self.answered.push_back(now);
+        self.since_cut.0 += 1;
         self.prune(now);
         if let Mode::SlowStart { rate } = &mut self.mode {
             *rate = (*rate + SLOW_START_STEP).min(self.ceiling);
         }
     }
 
-    /// A 429 to a request sent at `sent`. True when it cut the pace (the first 429 of a round
-    /// trip); false when an earlier cut already answered it.
+    /// A 429 to a request sent at `sent`. True when it cut the pace; false when an earlier cut
+    /// already answers it: the request left before that cut, or the cut is under a second old
+    /// (it takes that long to show in the accepted rate) and few answers since were 429s. A cut
+    /// that plainly did not suffice (a fifth of the answers since are 429s: the limit dropped) is
+    /// followed by another at once, from the rate accepted since the last one.
     pub fn throttled(&mut self, now: Instant, sent: Instant) -> bool {
-        if self.last_cut.is_some_and(|cut| sent < cut) {
-            return false;
+        let mut since_cut = None;
+        if let Some(cut) = self.last_cut {
+            if sent < cut {
+                return false;
+            }
+            self.since_cut.1 += 1;
+            let elapsed = now.saturating_duration_since(cut);
+            if elapsed < MEASURE {
+                let (ok, throttled) = self.since_cut;
+                if throttled < 3 || throttled * 5 < ok + throttled {
+                    return false;
+                }
+                since_cut = Some(f64::from(ok) / elapsed.max(MEASURE / 10).as_secs_f64());
+            }
         }
         let pace = self.rate(now);
-        let accepted = self.accepted(now);
+        let accepted = since_cut.unwrap_or_else(|| self.accepted(now));
         let w_max = if accepted > 0.0 {
             accepted.min(pace)
         } else {
@@ -232,6 +253,7 @@ impl Controller {
         self.mode = Mode::Cubic { w_max, since: now };
         self.source = Source::Throttled;
         self.last_cut = Some(now);
+        self.since_cut = (0, 0);
         self.known_good = w_max * BETA;
         true
     }
@@ -330,9 +352,23 @@ mod tests {
         // Requests sent before the cut come back 429 too: no second cut (the curve barely moved).
         assert!(!c.throttled(at(t0, 1.01), at(t0, 0.99)));
         assert!((c.rate(at(t0, 1.01)) - once).abs() < once * 0.01);
-        // One sent after the cut: the cut did not suffice, cut again.
-        assert!(c.throttled(at(t0, 1.2), at(t0, 1.1)));
-        assert!(c.rate(at(t0, 1.2)) < once);
+        // One sent after the cut, within the second the cut takes to show, among answers that
+        // are mostly not 429s: a sporadic 429, no cut.
+        answer(&mut c, t0, 1.0, 0.2, 18);
+        assert!(!c.throttled(at(t0, 1.2), at(t0, 1.1)));
+        // A second later the cut did not suffice: cut again.
+        answer(&mut c, t0, 1.2, 0.8, 60);
+        assert!(c.throttled(at(t0, 2.1), at(t0, 2.05)));
+        let twice = c.rate(at(t0, 2.1));
+        assert!(twice < once);
+        // Within the second, a fifth of the answers 429s: the limit dropped; cut at once, to what
+        // was accepted since.
+        answer(&mut c, t0, 2.1, 0.2, 4);
+        assert!(!c.throttled(at(t0, 2.3), at(t0, 2.2)));
+        assert!(!c.throttled(at(t0, 2.31), at(t0, 2.2)));
+        assert!(c.throttled(at(t0, 2.32), at(t0, 2.2)));
+        let thrice = c.rate(at(t0, 2.32));
+        assert!(thrice < 0.9 * twice && thrice < 20.0, "{thrice}");
     }
 
     #[test]

@@ -146,7 +146,7 @@ impl Faults {
     pub fn demo() -> Self {
         Faults {
             unavailable_every: 17,
-            rate_limited_every: 13,
+            rate_limited_every: 37,
             conflict_every: 23,
         }
     }

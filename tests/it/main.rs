@@ -6,6 +6,7 @@ mod deploy;
 mod e2e;
 mod intake;
 mod lookups;
+mod pacing;
 mod prom;
 mod support;
 mod tokens;
