@@ -36,6 +36,30 @@ fn people(kind: ProviderKind, n: usize, first: usize) -> (Seed, String) {
     (seed, csv)
 }
 
+/// `offboard run` over `rows` in `dir` with every entry "auto": its output (asserted exit 0),
+/// the report and the state file.
+async fn run_auto(
+    sandbox: &Sandbox,
+    dir: &Path,
+    rows: &str,
+    report: &str,
+) -> (std::process::Output, std::path::PathBuf, std::path::PathBuf) {
+    let state_file = dir.join("pacing.json");
+    let config = dir.join("offboard.toml");
+    std::fs::write(&config, auto_config(sandbox, &state_file)).unwrap();
+    let csv = dir.join("rows.csv");
+    std::fs::write(&csv, rows).unwrap();
+    let report = dir.join(report);
+    let out = run_csv(&sandbox.env(), &csv, &config, &report).await;
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out, report, state_file)
+}
+
 fn state(path: &Path) -> serde_json::Value {
     serde_json::from_slice(&std::fs::read(path).expect("the state file was written")).unwrap()
 }
@@ -48,19 +72,7 @@ async fn a_provider_stating_its_window_draws_no_429_and_what_was_learned_is_kept
     opts.windows = HashMap::from([(ProviderKind::Telnyx, (100, Duration::from_secs(10)))]);
     let sandbox = Sandbox::start(opts).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let state_file = dir.path().join("pacing.json");
-    let config = dir.path().join("offboard.toml");
-    std::fs::write(&config, auto_config(&sandbox, &state_file)).unwrap();
-    let csv = dir.path().join("rows.csv");
-    std::fs::write(&csv, rows).unwrap();
-    let report = dir.path().join("report.jsonl");
-    let out = run_csv(&sandbox.env(), &csv, &config, &report).await;
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let (out, report, state_file) = run_auto(&sandbox, dir.path(), &rows, "report.jsonl").await;
     let log = sandbox.log();
     assert_eq!(
         log.iter().filter(|l| l.status == 429).count(),
@@ -97,19 +109,7 @@ async fn a_limit_said_only_by_429s_is_learned_and_the_next_run_starts_there() {
     opts.limits = HashMap::from([(ProviderKind::Factory, (20.0, 2))]);
     let sandbox = Sandbox::start(opts).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let state_file = dir.path().join("pacing.json");
-    let config = dir.path().join("offboard.toml");
-    std::fs::write(&config, auto_config(&sandbox, &state_file)).unwrap();
-    let csv = dir.path().join("rows.csv");
-    std::fs::write(&csv, rows).unwrap();
-    let report = dir.path().join("report.jsonl");
-    let out = run_csv(&sandbox.env(), &csv, &config, &report).await;
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let (_, report, state_file) = run_auto(&sandbox, dir.path(), &rows, "report.jsonl").await;
     let lines = report_lines(&report);
     assert_eq!(
         lines.iter().filter(|l| l["outcome"] == "removed").count(),
@@ -132,10 +132,7 @@ async fn a_limit_said_only_by_429s_is_learned_and_the_next_run_starts_there() {
     let mut kept = state(&state_file);
     kept["entries"]["factory"]["rate"] = serde_json::json!(12.5);
     std::fs::write(&state_file, kept.to_string()).unwrap();
-    std::fs::write(&csv, rows2).unwrap();
-    let report2 = dir.path().join("report2.jsonl");
-    let out = run_csv(&sandbox.env(), &csv, &config, &report2).await;
-    assert_eq!(out.status.code(), Some(0));
+    let (out, _, _) = run_auto(&sandbox, dir.path(), &rows2, "report2.jsonl").await;
     let closing = String::from_utf8_lossy(&out.stdout);
     let factory = closing
         .lines()

@@ -327,6 +327,12 @@ fn apply_one(user: &mut Map<String, Value>, op: &Operation) -> Result<(), PatchE
             remove(user, parse_target(p)?, op.value.clone());
             Ok(())
         }
+        // RFC 7643 §2.5: null is unassigned (serde reads a null value as none). Entra clears a
+        // manager so.
+        (Kind::Replace, Some(p)) if op.value.is_none() => {
+            remove(user, parse_target(p)?, None);
+            Ok(())
+        }
         (_, Some(p)) => {
             let Some(value) = op.value.clone() else {
                 return fail(
@@ -517,6 +523,12 @@ mod tests {
             json!([{"op": "Remove", "path": "emails", "value": [{"value": "JANE@acme.example"}]}]),
         );
         assert_eq!(u["emails"], json!([]));
+        // A replace with null unassigns (RFC 7643 §2.5).
+        let u = patched(
+            json!([{"op": "Replace", "path": "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:employeeNumber", "value": null}]),
+        );
+        let ext = &u["urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"];
+        assert!(ext.get("employeeNumber").is_none(), "{u:?}");
     }
 
     #[test]
