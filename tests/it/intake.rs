@@ -1016,3 +1016,59 @@ async fn the_intake_terminates_tls_with_its_own_certificate_and_caps_bodies() {
     assert!(untrusting.is_err(), "an unknown CA is refused");
     stop.cancel();
 }
+
+/// Event types are config: `user.lifecycle.suspend` offboards once enabled, and a type not enabled
+/// is acknowledged and publishes nothing. What reaches the intake queue is the person-level event,
+/// by email, for every provider, with the job ids' root from the event's uuid.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_enabled_event_type_publishes_and_one_not_enabled_does_not() {
+    let broker = Broker::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("offboard.toml");
+    std::fs::write(
+        &config,
+        "[providers.factory]\nkind = \"factory\"\ntoken_env = \"UNUSED\"\n\
+         [intake]\nlisten = \"127.0.0.1:0\"\n\
+         [intake.okta]\nsecret_env = \"TEST_OKTA_SECRET\"\n\
+         event_types = [\"user.lifecycle.deactivate\", \"user.lifecycle.suspend\"]\n",
+    )
+    .unwrap();
+    let stop = CancellationToken::new();
+    let addr = intake_in_process(&config, &broker.url(), &stop).await;
+    let r = reqwest::Client::new()
+        .post(format!("http://{addr}/hooks/okta"))
+        .header("Authorization", OKTA_SECRET)
+        .json(&okta_delivery(vec![
+            okta_event("ev-s", "user.lifecycle.suspend", "sue@acme.example"),
+            okta_event(
+                "ev-a",
+                "application.user_membership.remove",
+                "al@acme.example",
+            ),
+        ]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(broker.queue_messages("offboard.intake").await, Some(1));
+    let conn = offboard::doors::amqp::connect(&broker.url(), "test")
+        .await
+        .unwrap();
+    let ch = conn.create_channel().await.unwrap();
+    let got = ch
+        .basic_get(
+            "offboard.intake".into(),
+            lapin::options::BasicGetOptions { no_ack: true },
+        )
+        .await
+        .unwrap()
+        .expect("one message");
+    let event: Value = serde_json::from_slice(&got.delivery.data).unwrap();
+    assert_eq!(event["event_id"], "okta:ev-s");
+    assert_eq!(
+        event["targets"],
+        json!([{"provider": "*", "user": "sue@acme.example", "organization": null, "transfer_to": null}])
+    );
+    assert_eq!(event["requested_by"], "okta:admin@acme.example");
+    stop.cancel();
+}
