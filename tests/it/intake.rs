@@ -55,18 +55,7 @@ fn free_port() -> u16 {
 /// provider need it), with `extra` appended to the config.
 async fn rig(seed: Seed, extra: &str) -> Rig {
     let mut rig = Rig::with_seed(seed, Faults::none(), HashMap::new()).await;
-    let text = std::fs::read_to_string(&rig.config)
-        .unwrap()
-        .replace(
-            "[providers.aitronos]\n",
-            "[providers.aitronos]\norganization = \"org_acme\"\n",
-        )
-        .replace(
-            "[providers.cognee]\n",
-            &format!("[providers.cognee]\norganization = \"{TENANT}\"\n"),
-        )
-        + extra;
-    std::fs::write(&rig.config, text).unwrap();
+    rig.manage_organizations("org_acme", TENANT, extra);
     rig.env.push(("TEST_OKTA_SECRET", OKTA_SECRET.into()));
     rig.env.push(("TEST_SCIM_TOKEN", SCIM_TOKEN.into()));
     rig

@@ -117,6 +117,23 @@ impl Rig {
         .await;
     }
 
+    /// Names the organization the Aitronos and Cognee entries manage (targets addressed to every
+    /// provider need it), and appends `extra` to the config.
+    pub(crate) fn manage_organizations(&self, org: &str, tenant: &str, extra: &str) {
+        let text = std::fs::read_to_string(&self.config)
+            .unwrap()
+            .replace(
+                "[providers.aitronos]\n",
+                &format!("[providers.aitronos]\norganization = \"{org}\"\n"),
+            )
+            .replace(
+                "[providers.cognee]\n",
+                &format!("[providers.cognee]\norganization = \"{tenant}\"\n"),
+            )
+            + extra;
+        std::fs::write(&self.config, text).unwrap();
+    }
+
     pub(crate) fn worker_log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
@@ -554,17 +571,7 @@ async fn a_person_level_event_fans_out_to_every_provider_it_names() {
         .member_with_email(ProviderKind::Cognee, Some(TENANT), ZOE, zoe);
     let rig = Rig::with_seed(seed, Faults::none(), HashMap::new()).await;
     // Each entry says which organization it manages, for targets addressed to every provider.
-    let text = std::fs::read_to_string(&rig.config)
-        .unwrap()
-        .replace(
-            "[providers.aitronos]\n",
-            "[providers.aitronos]\norganization = \"org_acme\"\n",
-        )
-        .replace(
-            "[providers.cognee]\n",
-            &format!("[providers.cognee]\norganization = \"{TENANT}\"\n"),
-        );
-    std::fs::write(&rig.config, text).unwrap();
+    rig.manage_organizations("org_acme", TENANT, "");
     let mut worker = rig.worker();
     let event = serde_json::json!({
         "event_id": "hr-4711",
