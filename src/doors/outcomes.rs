@@ -30,19 +30,26 @@ pub fn routing_key(r: &Record) -> String {
 }
 
 /// Starts the publisher on its own connection (made anew after a failure) and returns the
-/// observer that feeds it, for [`crate::sink::Outcomes::then`]. On `stop` it publishes what is
-/// queued for up to `grace`, then ends.
-pub fn start(url: String, amqp: Amqp, stop: CancellationToken, grace: Duration) -> Observer {
+/// observer that feeds it, for [`crate::sink::Outcomes::then`], and the publisher's task. The
+/// task ends once every observer is dropped and what they queued is published, or at `grace`
+/// after `stop`, whichever comes first.
+pub fn start(
+    url: String,
+    amqp: Amqp,
+    stop: CancellationToken,
+    grace: Duration,
+) -> (Observer, tokio::task::JoinHandle<()>) {
     let (tx, rx) = mpsc::channel::<Record>(BACKLOG);
-    tokio::spawn(publish_loop(url, amqp, rx, stop, grace));
-    Arc::new(move |r: &Record| {
+    let task = tokio::spawn(publish_loop(url, amqp, rx, stop, grace));
+    let observer: Observer = Arc::new(move |r: &Record| {
         if tx.try_send(r.clone()).is_err() {
             tracing::error!(
                 job_id = r.job_id,
                 "the outcomes exchange is behind: this outcome is in the report only"
             );
         }
-    })
+    });
+    (observer, task)
 }
 
 async fn publish_loop(
@@ -88,8 +95,6 @@ async fn publish_loop(
                         Some(r) => r,
                         None => return,
                     },
-                    // After stop, what is queued is drained before the deadline.
-                    _ = stop.cancelled(), if rx.is_empty() => return,
                 },
             };
             let body = serde_json::to_vec(&record).expect("a record serializes");

@@ -80,15 +80,12 @@ pub async fn run(
     let done = SettledIndex::load(report, SETTLED_INDEX_CAP).map_err(report_err)?;
     let (writer, sink) = Writer::start(report, true).map_err(report_err)?;
     let grace = Duration::from_secs(settings.worker.grace_period_s);
+    let (to_exchange, publishing) =
+        crate::doors::outcomes::start(url.clone(), settings.amqp.clone(), stop.clone(), grace);
     let sink = Outcomes::new(sink, Some(audit))
         .observed_by(lanes.job_counter(metrics.clone()))
         .with_index(done)
-        .then(crate::doors::outcomes::start(
-            url.clone(),
-            settings.amqp.clone(),
-            stop.clone(),
-            grace,
-        ));
+        .then(to_exchange);
     let ctx = Arc::new(Ctx {
         settings: settings.clone(),
         directory: lanes.directory.clone(),
@@ -133,7 +130,10 @@ pub async fn run(
             }
         }
     }
+    // The sink (and with it the exchange's feed) goes with the context: the publisher finishes
+    // what is queued, within the grace period.
     drop(ctx);
+    let _ = publishing.await;
     let _ = remembering.await;
     lanes.remember(settings).await;
     writer.finish().await.map_err(report_err)?;
