@@ -177,10 +177,8 @@ impl Aitronos {
 /// `X-RateLimit-Reset`: one page says a Unix time, another reads like seconds. A value past the
 /// year 2001 in seconds can only be a Unix time.
 fn reset(headers: &HeaderMap) -> Option<std::time::Duration> {
-    let v: f64 = http::header(headers, "x-ratelimit-reset")?.parse().ok()?;
-    if v > 1_000_000_000.0 {
-        http::epoch_header(headers, "x-ratelimit-reset", std::time::SystemTime::now())
-    } else {
-        http::seconds_header(headers, "x-ratelimit-reset")
-    }
+    super::quota::reset_in(
+        http::header(headers, "x-ratelimit-reset")?,
+        std::time::SystemTime::now(),
+    )
 }

@@ -123,13 +123,6 @@ pub fn seconds_header(headers: &HeaderMap, name: &str) -> Option<Duration> {
     (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs.min(86_400.0)))
 }
 
-/// A header holding a Unix time to wait for (`X-RateLimit-Reset: 1767225600`).
-pub fn epoch_header(headers: &HeaderMap, name: &str, now: SystemTime) -> Option<Duration> {
-    let at: u64 = header(headers, name)?.parse().ok()?;
-    let at = SystemTime::UNIX_EPOCH + Duration::from_secs(at);
-    Some(at.duration_since(now).unwrap_or(Duration::ZERO))
-}
-
 /// A duration such as `1s`, `250ms`, `6m0s` (the `x-ratelimit-reset-requests` style).
 pub fn go_duration_header(headers: &HeaderMap, name: &str) -> Option<Duration> {
     let v = header(headers, name)?;
@@ -210,8 +203,8 @@ mod tests {
     }
 
     #[test]
-    fn reset_headers_in_their_three_styles() {
-        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000);
+    fn reset_headers_in_their_styles() {
+        // A Unix time: `quota::reset_in`, tested there.
         assert_eq!(
             seconds_header(&h("x-ratelimit-reset", "2.5"), "x-ratelimit-reset"),
             Some(Duration::from_millis(2500))
@@ -219,10 +212,6 @@ mod tests {
         assert_eq!(
             seconds_header(&h("x-ratelimit-reset", "-1"), "x-ratelimit-reset"),
             None
-        );
-        assert_eq!(
-            epoch_header(&h("x-ratelimit-reset", "1012"), "x-ratelimit-reset", now),
-            Some(Duration::from_secs(12))
         );
         let g = |v| {
             go_duration_header(

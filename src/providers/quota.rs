@@ -73,14 +73,15 @@ fn window_param(s: &str) -> Option<Duration> {
         .map(Duration::from_secs_f64)
 }
 
-/// Seconds from now, or a Unix time.
-fn reset(s: &str, now: SystemTime) -> Option<Duration> {
+/// A reset as rate-limit headers give it: seconds from now, or a Unix time (above 10^9).
+pub fn reset_in(s: &str, now: SystemTime) -> Option<Duration> {
     let n = number(s)?;
     if n > UNIX_TIME_ABOVE {
         let at = SystemTime::UNIX_EPOCH + Duration::from_secs_f64(n);
         Some(at.duration_since(now).unwrap_or(Duration::ZERO))
     } else {
-        Some(Duration::from_secs_f64(n))
+        // A day at most: a larger count of seconds is a misreading, not a wait.
+        Some(Duration::from_secs_f64(n.min(86_400.0)))
     }
 }
 
@@ -100,7 +101,7 @@ fn structured(h: &HeaderMap, now: SystemTime) -> Option<Quota> {
     for (k, v) in params(field) {
         match k {
             "r" => q.remaining = number(v),
-            "t" => q.reset = reset(v, now),
+            "t" => q.reset = reset_in(v, now),
             _ => {}
         }
     }
@@ -116,13 +117,27 @@ fn structured(h: &HeaderMap, now: SystemTime) -> Option<Quota> {
     (q != Quota::default()).then_some(q)
 }
 
-fn family(h: &HeaderMap, prefix: &str, now: SystemTime) -> Option<Quota> {
-    let get = |suffix: &str| header(h, &format!("{prefix}-{suffix}"));
-    let limit = get("limit");
+/// The three fields of a family: limit, remaining, reset.
+type Family = [&'static str; 3];
+
+const DRAFT: Family = ["ratelimit-limit", "ratelimit-remaining", "ratelimit-reset"];
+const X_RATELIMIT: Family = [
+    "x-ratelimit-limit",
+    "x-ratelimit-remaining",
+    "x-ratelimit-reset",
+];
+const X_RATE_LIMIT: Family = [
+    "x-rate-limit-limit",
+    "x-rate-limit-remaining",
+    "x-rate-limit-reset",
+];
+
+fn family(h: &HeaderMap, [limit, remaining, reset]: Family, now: SystemTime) -> Option<Quota> {
+    let limit = header(h, limit);
     let q = Quota {
         limit: limit.and_then(number),
-        remaining: get("remaining").and_then(number),
-        reset: get("reset").and_then(|r| reset(r, now)),
+        remaining: header(h, remaining).and_then(number),
+        reset: header(h, reset).and_then(|r| reset_in(r, now)),
         window: limit.and_then(window_param),
     };
     (q != Quota::default()).then_some(q)
@@ -131,9 +146,9 @@ fn family(h: &HeaderMap, prefix: &str, now: SystemTime) -> Option<Quota> {
 /// The rate-limit account in `headers`, if any family is present.
 pub fn read(headers: &HeaderMap, now: SystemTime) -> Option<Quota> {
     structured(headers, now)
-        .or_else(|| family(headers, "ratelimit", now))
-        .or_else(|| family(headers, "x-ratelimit", now))
-        .or_else(|| family(headers, "x-rate-limit", now))
+        .or_else(|| family(headers, DRAFT, now))
+        .or_else(|| family(headers, X_RATELIMIT, now))
+        .or_else(|| family(headers, X_RATE_LIMIT, now))
 }
 
 #[cfg(test)]
@@ -212,6 +227,10 @@ mod tests {
         let past = (NOW - 5).to_string();
         let q = read_at(&[("x-rate-limit-reset", &past)]).unwrap();
         assert_eq!(q.reset, Some(Duration::ZERO));
+        // The rule alone, as Aitronos's reset header uses it.
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(NOW);
+        assert_eq!(reset_in(&(NOW + 12).to_string(), now), secs(12.0));
+        assert_eq!(reset_in("7", now), secs(7.0));
     }
 
     #[test]

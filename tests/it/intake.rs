@@ -89,6 +89,19 @@ fn okta_delivery(events: Vec<Value>) -> Value {
     })
 }
 
+/// POSTs an Okta delivery to `hook` with the right secret; the answer's status.
+async fn deliver_okta(hook: &str, delivery: &Value) -> u16 {
+    reqwest::Client::new()
+        .post(hook)
+        .header("Authorization", OKTA_SECRET)
+        .json(delivery)
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
 /// A consumer of everything on the outcomes exchange.
 async fn outcomes_queue(broker: &Broker) -> (lapin::Connection, lapin::Consumer) {
     let conn = offboard::doors::amqp::connect(&broker.url(), "test-outcomes")
@@ -242,14 +255,7 @@ async fn an_okta_deactivation_removes_the_person_everywhere_once_and_says_so_on_
 
     // The deactivation removes Zoe at all five; a suspension (not enabled) and a session event
     // do nothing.
-    let r = http
-        .post(&hook)
-        .header("Authorization", OKTA_SECRET)
-        .json(&deliver)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
+    assert_eq!(deliver_okta(&hook, &deliver).await, 200);
     rig.wait_for_report(5, Duration::from_secs(60)).await;
     let lines = report_lines(&rig.report);
     for kind in ProviderKind::ALL {
@@ -267,14 +273,7 @@ async fn an_okta_deactivation_removes_the_person_everywhere_once_and_says_so_on_
     );
 
     // Okta delivers the same events again: nobody is removed twice, nothing new is recorded.
-    let r = http
-        .post(&hook)
-        .header("Authorization", OKTA_SECRET)
-        .json(&deliver)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
+    assert_eq!(deliver_okta(&hook, &deliver).await, 200);
     wait_until(Duration::from_secs(30), "queues drained", async || {
         rig.broker.queue_messages("offboard.intake").await == Some(0) && rig.queues_empty().await
     })
@@ -613,29 +612,13 @@ async fn a_broker_outage_answers_503_and_loses_nothing() {
     );
     let hook = format!("http://{addr}/hooks/okta");
     let okta = okta_delivery(vec![okta_event("ev-1", "user.lifecycle.deactivate", zoe.0)]);
-    let r = scim
-        .http
-        .post(&hook)
-        .header("Authorization", OKTA_SECRET)
-        .json(&okta)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 503);
+    assert_eq!(deliver_okta(&hook, &okta).await, 503);
 
     // The senders retry once the broker is back: both land in the intake queue.
     rig.broker.restart().await;
     let (s, body) = scim.patch(&format!("/Users/{id}"), deactivate).await;
     assert_eq!(s, 200, "{body}");
-    let r = scim
-        .http
-        .post(&hook)
-        .header("Authorization", OKTA_SECRET)
-        .json(&okta)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
+    assert_eq!(deliver_okta(&hook, &okta).await, 200);
     assert_eq!(rig.broker.queue_messages("offboard.intake").await, Some(2));
     // And the worker removes Zoe from all five, once: each of her five jobs ends removed under
     // one event and a duplicate under the other.
@@ -1024,21 +1007,18 @@ async fn an_enabled_event_type_publishes_and_one_not_enabled_does_not() {
     .unwrap();
     let stop = CancellationToken::new();
     let addr = intake_in_process(&config, &broker.url(), &stop).await;
-    let r = reqwest::Client::new()
-        .post(format!("http://{addr}/hooks/okta"))
-        .header("Authorization", OKTA_SECRET)
-        .json(&okta_delivery(vec![
-            okta_event("ev-s", "user.lifecycle.suspend", "sue@acme.example"),
-            okta_event(
-                "ev-a",
-                "application.user_membership.remove",
-                "al@acme.example",
-            ),
-        ]))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
+    let delivery = okta_delivery(vec![
+        okta_event("ev-s", "user.lifecycle.suspend", "sue@acme.example"),
+        okta_event(
+            "ev-a",
+            "application.user_membership.remove",
+            "al@acme.example",
+        ),
+    ]);
+    assert_eq!(
+        deliver_okta(&format!("http://{addr}/hooks/okta"), &delivery).await,
+        200
+    );
     assert_eq!(broker.queue_messages("offboard.intake").await, Some(1));
     let conn = offboard::doors::amqp::connect(&broker.url(), "test")
         .await

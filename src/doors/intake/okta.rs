@@ -50,26 +50,28 @@ struct Party {
     alternate_id: Option<String>,
 }
 
+/// `status`, counted as an answer of the Okta door.
+fn counted(s: &Intake, status: StatusCode) -> StatusCode {
+    s.metrics.intake_request("okta", status.as_u16());
+    status
+}
+
 /// `GET /hooks/okta`: Okta's one-time verification echoes `X-Okta-Verification-Challenge`.
 pub(super) async fn verify(State(s): State<Arc<Intake>>, headers: HeaderMap) -> Response {
-    let answer = |status: StatusCode| {
-        s.metrics.intake_request("okta", status.as_u16());
-        status
-    };
     if !s.okta_authorized(&headers) {
-        return answer(StatusCode::UNAUTHORIZED).into_response();
+        return counted(&s, StatusCode::UNAUTHORIZED).into_response();
     }
     match headers
         .get("x-okta-verification-challenge")
         .and_then(|v| v.to_str().ok())
     {
         Some(challenge) => (
-            answer(StatusCode::OK),
+            counted(&s, StatusCode::OK),
             axum::Json(serde_json::json!({ "verification": challenge })),
         )
             .into_response(),
         None => (
-            answer(StatusCode::BAD_REQUEST),
+            counted(&s, StatusCode::BAD_REQUEST),
             "no X-Okta-Verification-Challenge header\n",
         )
             .into_response(),
@@ -82,19 +84,15 @@ pub(super) async fn deliver(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let answer = |status: StatusCode| {
-        s.metrics.intake_request("okta", status.as_u16());
-        status
-    };
     if !s.okta_authorized(&headers) {
-        return answer(StatusCode::UNAUTHORIZED).into_response();
+        return counted(&s, StatusCode::UNAUTHORIZED).into_response();
     }
     let delivery: Delivery = match serde_json::from_slice(&body) {
         Ok(d) => d,
         Err(e) => {
             // serde's message names the position, never the body's text.
             return (
-                answer(StatusCode::BAD_REQUEST),
+                counted(&s, StatusCode::BAD_REQUEST),
                 format!("not an Okta event hook delivery: {e}\n"),
             )
                 .into_response();
@@ -147,7 +145,7 @@ pub(super) async fn deliver(
     if let Err(e) = s.publisher.publish(&events).await {
         tracing::error!(error = %e, events = events.len(), "Okta delivery not confirmed by the broker: answering 503 so Okta retries");
         return (
-            answer(StatusCode::SERVICE_UNAVAILABLE),
+            counted(&s, StatusCode::SERVICE_UNAVAILABLE),
             "the broker did not confirm; retry\n",
         )
             .into_response();
@@ -156,5 +154,5 @@ pub(super) async fn deliver(
         .intake_events("okta", "published", events.len() as u64);
     s.metrics.intake_events("okta", "ignored", ignored);
     s.metrics.intake_events("okta", "no_person", no_person);
-    answer(StatusCode::OK).into_response()
+    counted(&s, StatusCode::OK).into_response()
 }
