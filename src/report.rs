@@ -78,9 +78,10 @@ impl Outcome {
 
 /// The `failed` reasons a resumed run tries again: retries or rate-limit waits ran out, the lane
 /// halted, the credential was refused (fixed since, perhaps), TLS failed, a list was larger than
-/// `http.max_list_bytes`, an answer could not be read. A provider's own refusal of the request
+/// `http.max_list_bytes`, an answer or a member list could not be read, a request body was lost
+/// on the way. A provider's own refusal of the request
 /// (`refused`, `rejected`, `not_found`, `conflict`, `ambiguous`...) would be the same again.
-pub const TRANSIENT_FAILURES: [&str; 9] = [
+pub const TRANSIENT_FAILURES: [&str; 11] = [
     "retries_exhausted",
     "rate_limit_wait_exceeded",
     "lane_halted",
@@ -90,6 +91,8 @@ pub const TRANSIENT_FAILURES: [&str; 9] = [
     "tls",
     "answer_too_large",
     "unexpected_status",
+    "unreadable_list",
+    "request_body_lost",
 ];
 
 /// A wall-clock instant, written as RFC 3339 UTC with milliseconds.

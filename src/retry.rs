@@ -81,6 +81,10 @@ pub enum FailReason {
     Tls,
     /// A member list answer was larger than `http.max_list_bytes`.
     TooLarge,
+    /// A member list answer that is not the page's documented list: no proof of anything.
+    UnreadableList,
+    /// The provider says the request lacked what we always send: lost on the way.
+    BodyLost,
 }
 
 impl FailReason {
@@ -99,6 +103,8 @@ impl FailReason {
             FailReason::LaneHalted => "lane_halted",
             FailReason::Tls => "tls",
             FailReason::TooLarge => "answer_too_large",
+            FailReason::UnreadableList => "unreadable_list",
+            FailReason::BodyLost => "request_body_lost",
         }
     }
 
@@ -129,6 +135,8 @@ pub fn classify(result: &Result<Answer, Transport>, refreshable: bool) -> Decisi
         Hint::NotAMemberUnconfirmed if s == StatusCode::NOT_FOUND => {
             return Decision::AbsentUnconfirmed;
         }
+        Hint::Unreadable => return fail(FailReason::UnreadableList),
+        Hint::BodyLost => return fail(FailReason::BodyLost),
         Hint::TokenDenied => {
             // Our client credentials were refused at the token endpoint; its 429/5xx are transient.
             return match s {

@@ -53,6 +53,27 @@ pub(super) enum Verdict {
     Final(Decision),
 }
 
+/// The provider's words in an answer, or why none came.
+fn words(result: &Result<Answer, Transport>) -> String {
+    match result {
+        Ok(a) => a
+            .error
+            .as_ref()
+            .map(|e| match &e.code {
+                Some(c) => format!("{c}: {}", e.message),
+                None => e.message.clone(),
+            })
+            .unwrap_or_default(),
+        Err(t) => t.to_string(),
+    }
+}
+
+/// The user a success answer names, when it is not the target (see `Answer::subject`).
+fn named_other(result: &Result<Answer, Transport>, target: &Target) -> Option<String> {
+    let named = result.as_ref().ok()?.subject.as_deref()?;
+    (!named.trim().eq_ignore_ascii_case(target.user().trim())).then(|| named.to_owned())
+}
+
 /// The status label of a request's metric: the HTTP code, or why none came.
 pub(super) fn status_label<'a>(result: &Result<&'a Answer, &Transport>) -> &'a str {
     match result {
@@ -115,21 +136,19 @@ impl Lane {
             }
         };
         let user = target.user();
-        let pattern = self
+        let why = self
             .protected
             .matches(&user)
-            .map(str::to_owned)
+            .map(|pattern| format!("matches `{pattern}` in safety.protected"))
             .or_else(|| protected.get(&user.to_ascii_lowercase()).cloned());
-        if let Some(pattern) = pattern {
+        if let Some(why) = why {
             tracing::warn!(job_id = %job.id, provider = %self.name, "protected account: skipped");
             let mut r = self.not_sent(
                 job,
                 started,
                 Outcome::SkippedProtected,
                 "protected",
-                format!(
-                    "protected account (matches `{pattern}` in safety.protected): never removed"
-                ),
+                format!("protected account ({why}): never removed"),
             );
             r.attempts = attempts;
             r.resolved_user = matches!(job.subject, Subject::ByEmail { .. }).then_some(user);
@@ -166,6 +185,10 @@ impl Lane {
             }
             let (result, generation) = match self.provider.prepare(target).await {
                 Ok(p) => {
+                    // Not while a whole member list is being read (see `whole_list`); taken
+                    // before admission, so that removals held by a read leave at the pace
+                    // afterwards, not as a burst.
+                    let _quiet = self.quiet.read().await;
                     // Admission is the last step before the wire, so requests leave at the pace
                     // the limiter allows.
                     self.admit().await;
@@ -212,14 +235,34 @@ impl Lane {
             };
             let answered = Instant::now();
             return match decision {
-                Decision::Removed => self.finished(
-                    job,
-                    started,
-                    attempts,
-                    Outcome::Removed,
-                    None,
-                    Some(&result),
-                ),
+                Decision::Removed => match named_other(&result, target) {
+                    None => self.finished(
+                        job,
+                        started,
+                        attempts,
+                        Outcome::Removed,
+                        None,
+                        Some(&result),
+                    ),
+                    Some(other) => {
+                        let mut r = self.finished(
+                            job,
+                            started,
+                            attempts,
+                            Outcome::Failed,
+                            Some(FailReason::Unexpected.as_str()),
+                            Some(&result),
+                        );
+                        r.error = Some(ErrorField {
+                            code: "other_user_named".into(),
+                            message: format!(
+                                "the removal answered success but names user {other}, not {}: nothing is claimed",
+                                target.user()
+                            ),
+                        });
+                        r
+                    }
+                },
                 Decision::AlreadyAbsent => {
                     self.absent(job, started, attempts, &result, Absence::Provider404)
                 }
@@ -319,7 +362,16 @@ impl Lane {
                 return Verdict::Final(decision);
             }
             Decision::Fail { reason } => {
-                if reason.is_credential() {
+                if reason == FailReason::BodyLost {
+                    self.halt_entry(
+                        "request_body_lost",
+                        format!(
+                            "provider entry `{}`: the provider says the removal lacked its confirmation, which we always send: the request body was lost on the way (a proxy that strips DELETE bodies?); nothing more is sent until that is fixed ({})",
+                            self.name,
+                            words(result)
+                        ),
+                    );
+                } else if reason.is_credential() {
                     let status = result.as_ref().map(|a| a.status.as_u16()).unwrap_or(0);
                     self.circuit
                         .credential_failure(&format!("{status} {}", reason.as_str()));

@@ -9,8 +9,10 @@ use std::time::{Duration, Instant};
 use http::StatusCode;
 
 use crate::job::{Job, ProviderKind, Target};
-use crate::providers::lookup::{Cursor, Member, Resolution, resolve};
-use crate::providers::{Answer, Transport};
+use crate::providers::lookup::{
+    Collect, Cursor, Member, MemberPage, Resolution, Unreadable, resolve,
+};
+use crate::providers::{self, Answer, Transport};
 use crate::report::{Absence, Outcome, Record, Timestamp};
 use crate::retry::{Decision, FailReason};
 
@@ -40,7 +42,19 @@ fn preflight_words(f: &ReadFailure) -> String {
             })
             .unwrap_or_default()
     };
+    let code = |a: &Answer| a.error.as_ref().and_then(|e| e.code.clone());
     match &f.last {
+        // Cognee's own answer for a tenant it does not know: the base URL answered, the tenant
+        // id is the one to check.
+        Some(Ok(a))
+            if a.status == StatusCode::NOT_FOUND
+                && code(a).as_deref() == Some("TenantNotFoundError") =>
+        {
+            format!(
+                "this Cognee does not know the tenant (TenantNotFoundError): check the row's tenant id; the base URL answers (the provider said: {})",
+                words(a)
+            )
+        }
         Some(Ok(a)) if a.status == StatusCode::NOT_FOUND => format!(
             "the base URL answers 404 to the member list: check base_url (the provider said: {})",
             words(a)
@@ -54,7 +68,7 @@ fn preflight_words(f: &ReadFailure) -> String {
             words(a)
         ),
         Some(Ok(a)) if a.status.is_success() => format!(
-            "the member list answer is not the documented one: check base_url ({})",
+            "the member list cannot be read, so nothing it would prove is believed: check base_url and the organization ({})",
             words(a)
         ),
         Some(Ok(a)) => format!(
@@ -120,87 +134,63 @@ impl Lane {
             None => format!("provider entry `{}`", self.name),
         };
         let mut requests = 0;
-        // Where the list comes whole anyway (Aerospike's paging is "currently disabled", a
-        // Cognee tenant's list has none), the probe is the whole list, kept for the lookups.
-        let probe = if self.provider.whole_list() && self.kind() != ProviderKind::Factory {
+        // Factory's rows name emails, matched against the patterns at validation: its probe is
+        // enough. Elsewhere the whole list is read where it comes whole anyway (Aerospike, a
+        // Cognee tenant), where it marks the owner, or where a protected pattern must be
+        // resolved to ids; it is kept for the lookups.
+        let whole = self.kind() != ProviderKind::Factory
+            && (self.provider.whole_list()
+                || self.provider.owner_listed()
+                || self.protected.patterns().iter().any(|p| p.contains('@')));
+        let read = if whole {
             self.whole_list(organization, None, &mut requests)
                 .await
-                .map(|_| ())
+                .map(Some)
         } else {
             self.read_pages(organization, None, true, &mut requests)
                 .await
-                .map(|_| ())
+                .map(|_| None)
         };
-        if let Err(f) = probe {
-            let reason = format!("{place}: {}", preflight_words(&f));
-            // A refused credential, or an entry whose key picks the organization: the whole entry
-            // is unusable. A 403 or 404 for one named organization concerns that one only.
-            let entry_wide = organization.is_none()
-                || matches!(&f.last, Some(Ok(a)) if a.status == StatusCode::UNAUTHORIZED)
-                || f.halted.is_some();
-            if entry_wide {
-                self.fail_entry(reason.clone());
+        let list = match read {
+            Ok(list) => list,
+            Err(f) => {
+                let reason = format!("{place}: {}", preflight_words(&f));
+                // A refused credential, or an entry whose key picks the organization: the whole
+                // entry is unusable. A 403 or 404 for one named organization concerns that one
+                // only.
+                let entry_wide = organization.is_none()
+                    || matches!(&f.last, Some(Ok(a)) if a.status == StatusCode::UNAUTHORIZED)
+                    || f.halted.is_some();
+                if entry_wide {
+                    self.fail_entry(reason.clone());
+                }
+                return Proof::Failed(reason);
             }
-            return Proof::Failed(reason);
-        }
-        match self.protected_ids(organization, &mut requests).await {
-            Ok(protected) => Proof::Proven {
-                protected: Arc::new(protected),
-            },
-            Err(e) => Proof::Failed(format!(
-                "{place}: cannot resolve the protected accounts to ids, so none of its removals may be sent: {}",
-                preflight_words(&e)
-            )),
+        };
+        Proof::Proven {
+            protected: Arc::new(list.map(|l| self.protected_ids(&l)).unwrap_or_default()),
         }
     }
 
-    /// The ids of `safety.protected` accounts in this organization: every member of a whole list
-    /// whose email a pattern matches; for a searching API, each protected email that is a plain
-    /// address, looked up (a glob cannot be searched for: rows naming ids are then checked
-    /// against the patterns as written, and a warning says so).
-    pub(super) async fn protected_ids(
-        &self,
-        organization: Option<&str>,
-        requests: &mut u32,
-    ) -> Result<HashMap<String, String>, ReadFailure> {
+    /// The members of a whole list who may never be removed, by lowercase id, with why: every
+    /// member whose email a `safety.protected` pattern matches, and the owner where the list
+    /// marks one.
+    fn protected_ids(&self, members: &[Member]) -> HashMap<String, String> {
         let mut out = HashMap::new();
-        let emails: Vec<&str> = self
-            .protected
-            .patterns()
-            .iter()
-            .map(|p| p.trim())
-            .filter(|p| p.contains('@'))
-            .collect();
-        if emails.is_empty() || self.kind() == ProviderKind::Factory {
-            // Factory takes emails, matched against the patterns at validation.
-            return Ok(out);
-        }
-        if self.provider.whole_list() {
-            let members = self.whole_list(organization, None, requests).await?;
-            for m in members.iter() {
-                if let Some(pattern) = self.protected.matches(&m.email) {
-                    out.insert(m.id.to_ascii_lowercase(), pattern.to_owned());
-                }
-            }
-            return Ok(out);
-        }
-        for email in emails {
-            if email.contains(['*', '?', '[']) {
-                tracing::warn!(provider = %self.name, pattern = email, "a protected email pattern cannot be searched for at this provider: rows naming its members by id are checked against the patterns as written only");
-                continue;
-            }
-            let members = self
-                .read_pages(organization, Some(email), false, requests)
-                .await?;
-            // Every member with exactly this email: two of them would both be protected.
-            for m in members
-                .iter()
-                .filter(|m| m.email.trim().eq_ignore_ascii_case(email))
-            {
-                out.insert(m.id.to_ascii_lowercase(), email.to_owned());
+        for m in members {
+            if let Some(pattern) = self.protected.matches(&m.email) {
+                out.insert(
+                    m.id.to_ascii_lowercase(),
+                    format!("matches `{pattern}` in safety.protected"),
+                );
+            } else if m.owner {
+                out.insert(
+                    m.id.to_ascii_lowercase(),
+                    "the organization's owner, as its member list says".to_owned(),
+                );
             }
         }
-        Ok(out)
+        out
     }
 
     /// Whether `user` (an id in this provider's format, or an email when `by_email`) is still a
@@ -213,19 +203,11 @@ impl Lane {
         by_email: bool,
     ) -> Result<(bool, &'static str), String> {
         let mut requests = 0;
-        let words = |f: ReadFailure| preflight_words(&f);
-        if by_email && !self.provider.whole_list() {
-            let members = self
-                .read_pages(organization, Some(user), false, &mut requests)
-                .await
-                .map_err(words)?;
-            let found = !matches!(resolve(user, members.iter()), Resolution::NoMember);
-            return Ok((found, "search"));
-        }
+        // Always the whole list, read completely: a search that finds nobody proves nothing.
         let members = self
             .whole_list(organization, None, &mut requests)
             .await
-            .map_err(words)?;
+            .map_err(|f| preflight_words(&f))?;
         let found = members.iter().any(|m| {
             if by_email {
                 m.email.trim().eq_ignore_ascii_case(user.trim())
@@ -258,6 +240,10 @@ impl Lane {
         {
             return Ok(list.clone());
         }
+        // While the pages are read, this lane sends no removal: one made between two pages would
+        // shift the pages after it and pass a member by unread (the total check would then
+        // refuse the whole read).
+        let _quiet = self.quiet.write().await;
         let started = Instant::now();
         let list = Arc::new(self.read_pages(organization, None, false, requests).await?);
         self.lists
@@ -268,7 +254,9 @@ impl Lane {
     }
 
     /// Reads every page of a list (or of the search for `email`), or only the probe, each page
-    /// paced and retried like any request. Counts each request in `requests`.
+    /// paced and retried like any request, and proves the read complete (see
+    /// [`crate::providers::lookup::Collect`]). A probe proves only that one member is listed.
+    /// Counts each request in `requests`.
     pub(super) async fn read_pages(
         &self,
         organization: Option<&str>,
@@ -277,7 +265,7 @@ impl Lane {
         requests: &mut u32,
     ) -> Result<Vec<Member>, ReadFailure> {
         let operation = if probe { "preflight" } else { "lookup" };
-        let mut members = Vec::new();
+        let mut read = Collect::new(email.is_none() || self.provider.whole_list());
         let mut at = Cursor::default();
         let mut budget = Budget::new();
         let mut last: Option<Result<Answer, Transport>> = None;
@@ -313,15 +301,25 @@ impl Lane {
                     match sent {
                         Ok((answer, Some(page))) => {
                             self.circuit.ok();
-                            let next = crate::providers::lookup::extend(&mut members, page);
-                            match next {
-                                Some(next) if !probe => {
+                            let step = if probe { probed(page) } else { read.add(page) };
+                            match step {
+                                Ok(Some(next)) => {
                                     at = next;
                                     budget = Budget::new();
                                     last = Some(Ok(answer));
                                     continue;
                                 }
-                                _ => return Ok(members),
+                                Ok(None) => return Ok(read.into_members()),
+                                Err(why) => {
+                                    return Err(ReadFailure {
+                                        reason: FailReason::UnreadableList,
+                                        last: Some(Ok(providers::unreadable(
+                                            answer,
+                                            why.to_string(),
+                                        ))),
+                                        halted: None,
+                                    });
+                                }
                             }
                         }
                         Ok((answer, None)) => (Ok(answer), p.generation),
@@ -343,7 +341,7 @@ impl Lane {
                         halted: None,
                     });
                 }
-                // A list answer never reads as a removal; an unreadable 2xx is Unexpected.
+                // A list answer never reads as a removal.
                 Verdict::Final(_) => {
                     return Err(ReadFailure {
                         reason: FailReason::Unexpected,
@@ -366,35 +364,65 @@ impl Lane {
     ) -> Result<Target, Box<Record>> {
         let org = job.subject.organization();
         let org = org.as_deref();
-        let read = if self.provider.whole_list() {
-            self.whole_list(org, None, attempts).await
-        } else {
-            self.read_pages(org, Some(email), false, attempts)
+        let failed = |f, attempts: u32| Box::new(self.read_failed(job, started, attempts, f));
+        let mut resolution = Resolution::NoMember;
+        if !self.provider.whole_list() {
+            // The search matches partially and its page says nothing of case: an exact match in
+            // it is an answer, its silence is not. The lowercased address is searched too, and
+            // then the whole list decides.
+            let mut terms = vec![email.to_owned()];
+            let lower = email.to_lowercase();
+            if lower != email {
+                terms.push(lower);
+            }
+            for term in terms {
+                let found = self
+                    .read_pages(org, Some(&term), false, attempts)
+                    .await
+                    .map_err(|f| failed(f, *attempts))?;
+                resolution = resolve(email, found.iter());
+                if resolution != Resolution::NoMember {
+                    break;
+                }
+            }
+        }
+        if resolution == Resolution::NoMember {
+            let members = self
+                .whole_list(org, None, attempts)
                 .await
-                .map(Arc::new)
-        };
-        let members = match read {
-            Ok(m) => m,
-            Err(f) => return Err(Box::new(self.read_failed(job, started, *attempts, f))),
-        };
+                .map_err(|f| failed(f, *attempts))?;
+            resolution = resolve(email, members.iter());
+        }
         let done = |outcome, code: &'static str, message: String| {
             let mut r = self.not_sent(job, started, outcome, code, message);
             r.attempts = *attempts;
             Box::new(r)
         };
-        match resolve(email, members.iter()) {
-            Resolution::Found(id) => job.subject.resolve(&id).map_err(|e| {
-                done(
-                    Outcome::Failed,
-                    "bad_lookup",
-                    format!("the search answered an id we cannot use: {e}"),
-                )
-            }),
+        match resolution {
+            Resolution::Found { id, owner } => {
+                let target = job.subject.resolve(&id).map_err(|e| {
+                    done(
+                        Outcome::Failed,
+                        "bad_lookup",
+                        format!("the search answered an id we cannot use: {e}"),
+                    )
+                })?;
+                if owner {
+                    let mut r = done(
+                        Outcome::SkippedProtected,
+                        "protected",
+                        "protected account (the organization's owner, as its member list says): never removed".into(),
+                    );
+                    r.resolved_user = Some(id);
+                    return Err(r);
+                }
+                Ok(target)
+            }
             Resolution::NoMember => {
                 let mut r = done(
                     Outcome::AlreadyAbsent,
                     "no_member",
-                    "no member with this email in the provider's member list".into(),
+                    "no member with this email in the provider's whole member list, read completely".into(),
                 );
                 r.reason = None;
                 r.absence = Some(Absence::NoMember);
@@ -444,4 +472,15 @@ impl Lane {
             .get(&self.org_key(org))
             .cloned()
     }
+}
+
+/// A probe's page: it proves the list answers in its documented shape with at least one member
+/// (an organization has at least its owner), nothing more.
+fn probed(page: MemberPage) -> Result<Option<Cursor>, Unreadable> {
+    if page.members.is_empty() {
+        return Err(Unreadable::new(
+            "the member list answers no member at all, which no organization has (it has at least its owner and the member our credential belongs to): wrong base URL or organization?",
+        ));
+    }
+    Ok(None)
 }

@@ -82,14 +82,18 @@ pub struct Lane {
     /// The preflight of each organization ("" where the key picks it): run once, by the first
     /// job (or caller) that needs it; every other waits for its result.
     proofs: Mutex<HashMap<String, Arc<tokio::sync::OnceCell<Proof>>>>,
-    /// Why the whole entry may not be used (its preflight failed), if so.
-    entry_failed: Mutex<Option<String>>,
+    /// Why the whole entry may not be used (its preflight failed, or an answer said every
+    /// request will fail alike), if so: the report code and the reason.
+    entry_failed: Mutex<Option<(&'static str, String)>>,
     /// Organizations that refused us (a 403 scoped to them): their jobs are not sent.
     refused: Mutex<HashMap<String, String>>,
     /// Whole member lists by organization, for lookups and absence checks.
     lists: Mutex<HashMap<String, CachedList>>,
     /// Held while one job reads a whole list, so the others wait for it instead of each reading.
     list_read: tokio::sync::Mutex<()>,
+    /// Removals hold it shared while they are sent; a whole list read holds it alone, so no
+    /// removal shifts its pages while it is read.
+    quiet: tokio::sync::RwLock<()>,
 }
 
 /// What a lane needs besides its provider.
@@ -143,6 +147,7 @@ impl Lane {
             refused: Default::default(),
             lists: Default::default(),
             list_read: Default::default(),
+            quiet: Default::default(),
         }
     }
 
@@ -163,10 +168,16 @@ impl Lane {
     /// Marks the whole entry unusable (its own organization's preflight failed in the worker):
     /// nothing more is sent, and readiness says why.
     pub fn fail_entry(&self, reason: String) {
-        self.entry_failed
-            .lock()
-            .expect("entry_failed lock")
-            .get_or_insert(reason);
+        self.halt_entry("preflight_failed", reason);
+    }
+
+    /// Halts the whole entry with a report code and why: nothing more is sent.
+    fn halt_entry(&self, code: &'static str, reason: String) {
+        let mut failed = self.entry_failed.lock().expect("entry_failed lock");
+        if failed.is_none() {
+            tracing::error!(provider = %self.name, reason = %reason, "lane halted");
+            *failed = Some((code, reason));
+        }
     }
 
     /// Forgets every preflight result, so the next job (or [`Lane::preflight`]) proves the entry
@@ -179,8 +190,8 @@ impl Lane {
 
     /// The report code and reason of a halt.
     fn halt(&self) -> Option<(&'static str, String)> {
-        if let Some(r) = self.entry_failed.lock().expect("entry_failed lock").clone() {
-            return Some(("preflight_failed", r));
+        if let Some(halt) = self.entry_failed.lock().expect("entry_failed lock").clone() {
+            return Some(halt);
         }
         self.circuit
             .reason()

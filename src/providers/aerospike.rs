@@ -9,11 +9,12 @@ use serde::Deserialize;
 use super::Adapter;
 use super::client::{Client, RequestBuilder};
 use super::http::{self, Answer, Hint, ProviderError};
-use super::lookup::{AnyList, Cursor, IdField, MemberPage, members};
+use super::lookup::{self, Cursor, Member, MemberPage, Unreadable};
 
-/// Members asked for per list page. The docs say paging is "currently disabled" and the whole
-/// set comes back; if it ever is enabled, `meta` says where to go on.
-const PAGE: u64 = 1000;
+/// Members asked for per list page: the OpenAPI's `LimitParam` is 1 to 100 ("Must be between 1
+/// and 100"), and a server that checks it answers 400 to anything else. The docs also say paging
+/// is "currently disabled" and the whole set comes back: `count` and `meta` then say so.
+const PAGE: u64 = 100;
 use crate::job::{ProviderKind, Target};
 
 pub struct Aerospike {
@@ -33,6 +34,35 @@ struct Envelope {
     title: Option<String>,
     #[serde(default)]
     detail: Option<String>,
+}
+
+/// `MemberCollectionSchema`: `count` and `members` required, `meta` ({total, limit, offset},
+/// each required) nullable.
+#[derive(Deserialize)]
+struct List {
+    count: u64,
+    #[serde(default)]
+    meta: Option<Meta>,
+    members: Vec<Record>,
+}
+
+#[derive(Deserialize)]
+struct Meta {
+    total: u64,
+    #[serde(default)]
+    offset: Option<u64>,
+}
+
+/// `MemberSchema`: a user (`id`, `email` required) with its `role`.
+#[derive(Deserialize)]
+struct Record {
+    #[serde(default)]
+    id: Option<String>,
+    #[serde(default)]
+    email: Option<String>,
+    /// `OrgAdmin` or `OrgOwner`.
+    #[serde(default)]
+    role: Option<String>,
 }
 
 impl Adapter for Aerospike {
@@ -94,33 +124,69 @@ impl Adapter for Aerospike {
             .query(&[("limit", &PAGE.to_string()), ("offset", &offset)])
     }
 
-    /// `{"count", "meta": {"total", "limit", "offset"}, "members": [...]}`, or a bare array.
-    fn read_list(&self, body: &[u8], at: &Cursor) -> Option<MemberPage> {
-        let (list, paging) = AnyList::read(body)?.split()?;
-        let got = list.len() as u64;
-        let members = members(list, IdField::Id)?;
-        let asked: u64 = at
-            .token
-            .as_deref()
-            .and_then(|t| t.parse().ok())
-            .unwrap_or(0);
-        let next = match paging.meta {
+    /// `{"count", "meta": {"total", "limit", "offset"}, "members": [...]}` exactly: `count` must be
+    /// the page's length, `meta.offset` the offset asked for, and every member needs `id` and
+    /// `email`; `OrgOwner` marks the owner.
+    fn read_list(&self, body: &[u8], at: &Cursor) -> Result<MemberPage, Unreadable> {
+        let list: List = lookup::parse(body)?;
+        let got = list.members.len() as u64;
+        if list.count != got {
+            return Err(Unreadable(format!(
+                "`count` is {} but `members` holds {got}",
+                list.count
+            )));
+        }
+        let asked = at.offset();
+        let members = list
+            .members
+            .into_iter()
+            .enumerate()
+            .map(|(i, r)| {
+                let what = format!("members[{i}]");
+                let mut m = Member::new(
+                    lookup::required(r.id, &what, "id")?,
+                    lookup::required(r.email, &what, "email")?,
+                );
+                m.owner = r.role.as_deref() == Some("OrgOwner");
+                Ok(m)
+            })
+            .collect::<Result<Vec<_>, Unreadable>>()?;
+        let (next, total) = match list.meta {
             Some(meta) => {
-                let reached = meta.offset.unwrap_or(asked) + got;
-                (got > 0 && meta.total.is_some_and(|t| reached < t))
-                    .then(|| at.next(Some(reached.to_string())))
+                if let Some(offset) = meta.offset.filter(|o| *o != asked) {
+                    return Err(Unreadable(format!(
+                        "offset {asked} was asked for and `meta.offset` says {offset}: the server did not page as asked"
+                    )));
+                }
+                let reached = asked + got;
+                let more = got > 0 && reached < meta.total;
+                (
+                    more.then(|| at.next(Some(reached.to_string()))),
+                    Some(meta.total),
+                )
             }
-            // A bare array exactly as long as asked for may be the first page of more, if paging
-            // is ever enabled: read on (a page read again ends the read, see `lookup::extend`).
-            // A shorter one is the whole set.
-            None => (got == PAGE).then(|| at.next(Some((asked + got).to_string()))),
+            // No `meta`: a page shorter than asked is the last; a longer one from the start is
+            // the whole set ("paging is currently disabled"); one exactly as long may be followed
+            // by more (a page read again makes the read unreadable, see `lookup::Collect`).
+            None => {
+                let more = got == PAGE;
+                (more.then(|| at.next(Some((asked + got).to_string()))), None)
+            }
         };
-        Some(MemberPage { members, next })
+        Ok(MemberPage {
+            members,
+            next,
+            total,
+        })
     }
 
     fn probe(&self, http: &Client, _organization: Option<&str>) -> RequestBuilder {
         http.get(format!("{}/organization/members", self.base))
             .query(&[("limit", "1"), ("offset", "0")])
+    }
+
+    fn owner_listed(&self) -> bool {
+        true
     }
 
     fn whole_list(&self) -> bool {

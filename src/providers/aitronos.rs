@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use super::Adapter;
 use super::client::{Client, RequestBuilder};
 use super::http::{self, Answer, Hint, ProviderError};
-use super::lookup::{AnyList, Cursor, IdField, MemberPage, members};
+use super::lookup::{self, Cursor, Member, MemberPage, Unreadable};
 
 /// Members per search page (the API's maximum `take`).
 const PAGE: u32 = 100;
@@ -43,10 +43,33 @@ struct Inner {
 
 /// Where a page starts: the members the pages before it held (carried in the cursor).
 fn skip(at: &Cursor) -> u64 {
-    at.token
-        .as_deref()
-        .and_then(|t| t.parse().ok())
-        .unwrap_or(0)
+    at.offset()
+}
+
+/// The search answer in either of its documented shapes: `{"users", "total_users_count", "skip",
+/// "take"}` (the search page) or `{"members", "total", "skip", "limit"}` (another page). Each
+/// list comes with its own total; a body with both lists, or a list without its total, is
+/// neither.
+#[derive(Deserialize)]
+struct List {
+    #[serde(default)]
+    users: Option<Vec<User>>,
+    #[serde(default)]
+    total_users_count: Option<u64>,
+    #[serde(default)]
+    members: Option<Vec<User>>,
+    #[serde(default)]
+    total: Option<u64>,
+}
+
+/// A user of the list: `id` is the membership (`orguser_*`), `user_id` the `usr_*` a removal
+/// takes.
+#[derive(Deserialize)]
+struct User {
+    #[serde(default)]
+    user_id: Option<String>,
+    #[serde(default)]
+    email: Option<String>,
 }
 
 impl Adapter for Aitronos {
@@ -90,6 +113,9 @@ impl Adapter for Aitronos {
                 Hint::NotAMemberUnconfirmed
             }
             StatusCode::NOT_FOUND => Hint::NoSuchOrganization,
+            // We always send `confirm: true`: the body was lost on the way (a proxy that strips
+            // DELETE bodies). Every removal will meet the same fate, so the lane halts.
+            StatusCode::UNPROCESSABLE_ENTITY if code == "CONFIRMATION_REQUIRED" => Hint::BodyLost,
             StatusCode::FORBIDDEN if code == "CANNOT_DELETE_OWNER" => Hint::TargetRefused,
             // No access to this organization: its jobs fail, the key's other organizations go on.
             StatusCode::FORBIDDEN if code == "ORGANIZATION_ACCESS_DENIED" => {
@@ -136,22 +162,61 @@ impl Adapter for Aitronos {
 
     /// The documented answer lists `users` with `id` (the membership, `orguser_*`) and `user_id`
     /// (the `usr_*` the removal takes), and `total_users_count`; another page shows `members`
-    /// and `total`. Both are read; the id is always `user_id`.
-    fn read_list(&self, body: &[u8], at: &Cursor) -> Option<MemberPage> {
-        let (list, paging) = AnyList::read(body)?.split()?;
-        let got = list.len();
-        let members = members(list, IdField::UserId)?;
+    /// and `total`. Either is read, never a mix; every user needs `user_id` and `email`.
+    fn read_list(&self, body: &[u8], at: &Cursor) -> Result<MemberPage, Unreadable> {
+        let list: List = lookup::parse(body)?;
+        let (name, users, total) = match list {
+            List {
+                users: Some(users),
+                total_users_count: Some(total),
+                members: None,
+                ..
+            } => ("users", users, total),
+            List {
+                members: Some(members),
+                total: Some(total),
+                users: None,
+                ..
+            } => ("members", members, total),
+            List { users: Some(_), .. } => {
+                return Err(Unreadable::new(
+                    "`users` without `total_users_count` (or beside `members`): not the documented answer",
+                ));
+            }
+            List {
+                members: Some(_), ..
+            } => {
+                return Err(Unreadable::new(
+                    "`members` without `total`: not the documented answer",
+                ));
+            }
+            _ => {
+                return Err(Unreadable::new(
+                    "no `users` (nor `members`) list: not the documented answer",
+                ));
+            }
+        };
+        let got = users.len() as u64;
+        let members = users
+            .into_iter()
+            .enumerate()
+            .map(|(i, u)| {
+                let what = format!("{name}[{i}]");
+                Ok(Member::new(
+                    lookup::required(u.user_id, &what, "user_id")?,
+                    lookup::required(u.email, &what, "email")?,
+                ))
+            })
+            .collect::<Result<Vec<_>, Unreadable>>()?;
         // The next page starts after what this one held, which may be fewer than asked for (a
-        // server capping `take`): skipping by the page size would pass members by unread.
-        let seen = skip(at) + got as u64;
-        let more = got > 0
-            && match paging.total_users_count.or(paging.total) {
-                Some(total) => seen < total,
-                None => got == PAGE as usize,
-            };
-        Some(MemberPage {
+        // server capping `take`): skipping by the page size would pass members by unread. An
+        // empty page before the total is reached ends the read short, and the count says so.
+        let seen = skip(at) + got;
+        let more = got > 0 && seen < total;
+        Ok(MemberPage {
             members,
             next: more.then(|| at.next(Some(seen.to_string()))),
+            total: Some(total),
         })
     }
 

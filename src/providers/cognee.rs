@@ -9,7 +9,7 @@ use serde::Deserialize;
 use super::Adapter;
 use super::client::{Client, RequestBuilder};
 use super::http::{self, Answer, Hint, ProviderError};
-use super::lookup::{AnyList, Cursor, IdField, MemberPage, members};
+use super::lookup::{self, Cursor, Member, MemberPage, Unreadable};
 use crate::job::{ProviderKind, Target};
 
 pub struct Cognee {
@@ -33,6 +33,15 @@ struct Invalid {
     #[serde(default)]
     loc: Vec<serde_json::Value>,
     msg: String,
+}
+
+/// A user of the tenant's list.
+#[derive(Deserialize)]
+struct User {
+    #[serde(default)]
+    id: Option<String>,
+    #[serde(default)]
+    email: Option<String>,
 }
 
 impl Adapter for Cognee {
@@ -114,10 +123,23 @@ impl Adapter for Cognee {
         http.get(self.users_url(organization))
     }
 
-    fn read_list(&self, body: &[u8], _at: &Cursor) -> Option<MemberPage> {
-        let (list, _) = AnyList::read(body)?.split()?;
-        Some(MemberPage {
-            members: members(list, IdField::Id)?,
+    /// A bare array of `{id, email, roles}`, every user with `id` and `email`; the whole tenant.
+    fn read_list(&self, body: &[u8], _at: &Cursor) -> Result<MemberPage, Unreadable> {
+        let users: Vec<User> = lookup::parse(body)?;
+        let members = users
+            .into_iter()
+            .enumerate()
+            .map(|(i, u)| {
+                let what = format!("user [{i}]");
+                Ok(Member::new(
+                    lookup::required(u.id, &what, "id")?,
+                    lookup::required(u.email, &what, "email")?,
+                ))
+            })
+            .collect::<Result<Vec<_>, Unreadable>>()?;
+        Ok(MemberPage {
+            total: Some(members.len() as u64),
+            members,
             next: None,
         })
     }

@@ -10,7 +10,7 @@ use serde::Deserialize;
 use super::Adapter;
 use super::client::{Client, RequestBuilder};
 use super::http::{self, Answer, Hint, ProviderError};
-use super::lookup::{AnyList, Cursor, IdField, MemberPage, members};
+use super::lookup::{self, Cursor, Member, MemberPage, Unreadable};
 use crate::job::{ProviderKind, Target};
 
 pub struct Factory {
@@ -32,6 +32,29 @@ impl Envelope {
     fn is_complete(&self) -> bool {
         self.title.is_some() && self.status.is_some()
     }
+}
+
+/// The member list's answer: the wrapper and paging are required, records are read one by one.
+#[derive(Deserialize)]
+struct List {
+    users: Vec<User>,
+    pagination: Pagination,
+}
+
+#[derive(Deserialize)]
+struct User {
+    #[serde(default)]
+    id: Option<String>,
+    #[serde(default)]
+    email: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct Pagination {
+    #[serde(rename = "hasMore")]
+    has_more: bool,
+    #[serde(default, rename = "nextCursor")]
+    next_cursor: Option<String>,
 }
 
 impl Adapter for Factory {
@@ -92,17 +115,36 @@ impl Adapter for Factory {
         }
     }
 
-    fn read_list(&self, body: &[u8], at: &Cursor) -> Option<MemberPage> {
-        let (list, paging) = AnyList::read(body)?.split()?;
-        let members = members(list, IdField::Id)?;
-        let pagination = paging.pagination?;
-        let next = match (pagination.has_more, pagination.next_cursor) {
-            (Some(true), Some(cursor)) => Some(at.next(Some(cursor))),
-            // More, but nowhere to continue: not the documented shape.
-            (Some(true), None) => return None,
-            _ => None,
+    /// `{"users": [{id, email, ...}], "pagination": {"hasMore", "nextCursor"}}`, nothing else:
+    /// every user with its `id` and `email`; more pages only with a cursor to continue at.
+    fn read_list(&self, body: &[u8], at: &Cursor) -> Result<MemberPage, Unreadable> {
+        let list: List = lookup::parse(body)?;
+        let members = list
+            .users
+            .into_iter()
+            .enumerate()
+            .map(|(i, u)| {
+                let what = format!("users[{i}]");
+                Ok(Member::new(
+                    lookup::required(u.id, &what, "id")?,
+                    lookup::required(u.email, &what, "email")?,
+                ))
+            })
+            .collect::<Result<Vec<_>, Unreadable>>()?;
+        let next = match (list.pagination.has_more, list.pagination.next_cursor) {
+            (true, Some(cursor)) if !cursor.is_empty() => Some(at.next(Some(cursor))),
+            (true, _) => {
+                return Err(Unreadable::new(
+                    "`pagination.hasMore` is true without a `pagination.nextCursor` to continue at",
+                ));
+            }
+            (false, _) => None,
         };
-        Some(MemberPage { members, next })
+        Ok(MemberPage {
+            members,
+            next,
+            total: None,
+        })
     }
 
     fn probe(&self, http: &Client, _organization: Option<&str>) -> RequestBuilder {

@@ -48,6 +48,11 @@ pub enum Hint {
     TokenExpired,
     /// The token endpoint refused our client credentials: a new token will not help.
     TokenDenied,
+    /// The provider says the request lacked what we always send (Aitronos' `confirm: true`): the
+    /// body was lost on the way, and every removal will meet the same fate.
+    BodyLost,
+    /// A 2xx to a member list that is not the page's documented list (see `lookup`).
+    Unreadable,
     /// Nothing beyond the status code.
     None,
 }
@@ -63,6 +68,9 @@ pub struct Answer {
     pub wait: Option<Duration>,
     /// What the headers say of the rate limit (limit, remaining, reset), for the lane's pacing.
     pub quota: Option<super::quota::Quota>,
+    /// The user a success answer names as removed, where the page's answer names one (Telnyx's
+    /// `data.id`): a success naming another user is no success.
+    pub subject: Option<String>,
 }
 
 impl Answer {
@@ -75,6 +83,7 @@ impl Answer {
             request_id: None,
             wait: None,
             quota: None,
+            subject: None,
         }
     }
 }

@@ -1,15 +1,33 @@
-//! Member lists and searches: the shared part of the providers' list endpoints. Each adapter builds
-//! its own request and knows its own shape and paging; reading members and matching an email are
-//! shared here. Matching is ours, exact and case-insensitive, because every provider's search
-//! matches partially.
+//! Member lists and searches: what every adapter's strict reader produces, and the shared part
+//! that pages and counts. Each adapter reads its own page's shape in its own file (which wrapper,
+//! which fields, which record is a member); nothing here decides what a record is.
+//!
+//! A list is evidence only when it is read exactly as its page promises: every record with its id
+//! and its email, every page once, the count agreeing with the total the answer states, and a
+//! whole list never empty (an organization has at least its owner, and the member our credential
+//! belongs to). Anything else is [`Unreadable`], a failure with the provider's words, never an
+//! absence. Matching an email is ours, exact and case-insensitive.
 
-use serde::Deserialize;
+use std::collections::HashSet;
 
 /// One member as a search or list answer shows it: the id the removal takes, and the email.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Member {
     pub id: String,
     pub email: String,
+    /// The page marks this member as the organization's owner (Telnyx's `organization_owner`,
+    /// Aerospike's `OrgOwner`): never removed.
+    pub owner: bool,
+}
+
+impl Member {
+    pub fn new(id: String, email: String) -> Member {
+        Member {
+            id,
+            email,
+            owner: false,
+        }
+    }
 }
 
 /// Where a list read stands: the page index from 0, and the provider's own continuation (a
@@ -28,37 +46,144 @@ impl Cursor {
             token,
         }
     }
+
+    /// The continuation as a number (an offset or a skip), 0 on the first page.
+    pub fn offset(&self) -> u64 {
+        self.token
+            .as_deref()
+            .and_then(|t| t.parse().ok())
+            .unwrap_or(0)
+    }
 }
 
-/// One page of a search or list answer.
+/// One page of a search or list answer, read strictly.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct MemberPage {
     pub members: Vec<Member>,
     /// Where the next page starts, if the answer says another follows.
     pub next: Option<Cursor>,
+    /// How many members the whole list (or search) holds, where the answer says so.
+    pub total: Option<u64>,
 }
 
-/// The most pages one list read follows: a guard against an API that never says "last page".
+/// Why an answer in a 2xx cannot be read as a member list: the words name the field or key.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct Unreadable(pub String);
+
+impl Unreadable {
+    pub fn new(words: impl Into<String>) -> Unreadable {
+        Unreadable(words.into())
+    }
+}
+
+/// The most pages one list read follows: reaching it leaves the list unread, never cut.
 pub const MAX_PAGES: u32 = 100_000;
 
-/// Adds one page to the members read so far and says where to read next, if anywhere. A page
-/// whose first member was already read is the same page again (a server ignoring the paging it
-/// was asked for): it ends the read instead of looping or counting anyone twice.
-pub fn extend(members: &mut Vec<Member>, page: MemberPage) -> Option<Cursor> {
-    if let Some(first) = page.members.first() {
-        if members.iter().any(|m| m.id == first.id) {
-            return None;
+/// The body parsed as the page's own wrapper `T`, or why not (serde names the field and where).
+pub fn parse<'b, T: serde::Deserialize<'b>>(body: &'b [u8]) -> Result<T, Unreadable> {
+    serde_json::from_slice(body).map_err(|e| Unreadable(format!("not the documented shape: {e}")))
+}
+
+/// A record's required text field, or why the list is unreadable: `what` is the record's place
+/// (`users[3]`), `field` the page's name for it.
+pub fn required(value: Option<String>, what: &str, field: &str) -> Result<String, Unreadable> {
+    match value {
+        Some(v) if !v.trim().is_empty() => Ok(v),
+        Some(_) => Err(Unreadable(format!("{what} has an empty `{field}`"))),
+        None => Err(Unreadable(format!("{what} has no `{field}`"))),
+    }
+}
+
+/// The members of one list read, page by page, and the proof that the read is complete.
+#[derive(Debug)]
+pub struct Collect {
+    members: Vec<Member>,
+    ids: HashSet<String>,
+    /// The total the first page stated; every later page must state the same.
+    total: Option<u64>,
+    pages: u32,
+    /// A whole list (not a search): an empty one proves nothing.
+    whole: bool,
+}
+
+impl Collect {
+    /// A read of the whole list (`whole`) or of a search's answers.
+    pub fn new(whole: bool) -> Collect {
+        Collect {
+            members: Vec::new(),
+            ids: HashSet::new(),
+            total: None,
+            pages: 0,
+            whole,
         }
     }
-    members.extend(page.members);
-    page.next.filter(|n| n.page < MAX_PAGES)
+
+    /// Adds one page: `Ok(Some(cursor))` to read next, `Ok(None)` once the read is complete and
+    /// proven so, `Err` when what was read cannot be proof (a member seen twice, a total that
+    /// changes or disagrees with the count, the page cap, an empty whole list).
+    pub fn add(&mut self, page: MemberPage) -> Result<Option<Cursor>, Unreadable> {
+        self.pages += 1;
+        let at = self.pages;
+        match (self.total, page.total) {
+            (Some(was), Some(now)) if was != now => {
+                return Err(Unreadable(format!(
+                    "the list's total changed from {was} to {now} while it was read (page {at}): it cannot be proven complete"
+                )));
+            }
+            (None, Some(now)) => self.total = Some(now),
+            _ => {}
+        }
+        for m in page.members {
+            if !self.ids.insert(m.id.to_ascii_lowercase()) {
+                return Err(Unreadable(format!(
+                    "member {} appears twice (page {at}): the server did not page as asked, so the list cannot be proven complete",
+                    m.id
+                )));
+            }
+            self.members.push(m);
+        }
+        let read = self.members.len() as u64;
+        if let Some(total) = self.total {
+            if read > total {
+                return Err(Unreadable(format!(
+                    "{read} members read, more than the total of {total} the answer states"
+                )));
+            }
+        }
+        match page.next {
+            Some(_) if self.pages >= MAX_PAGES => Err(Unreadable(format!(
+                "the list goes on past {MAX_PAGES} pages: it is not read to the end"
+            ))),
+            Some(next) => Ok(Some(next)),
+            None => {
+                if let Some(total) = self.total.filter(|t| *t != read) {
+                    return Err(Unreadable(format!(
+                        "the list ended after {read} members, but the answer states a total of {total}"
+                    )));
+                }
+                if self.whole && read == 0 {
+                    return Err(Unreadable::new(
+                        "the whole member list is empty, which no organization is (it has at least its owner and the member our credential belongs to): wrong base URL or organization?",
+                    ));
+                }
+                Ok(None)
+            }
+        }
+    }
+
+    /// The members read.
+    pub fn into_members(self) -> Vec<Member> {
+        self.members
+    }
 }
 
 /// What an email resolves to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Resolution {
-    Found(String),
-    /// No member has exactly this email: the person is not (or no longer) a member.
+    /// Exactly one member has this email: its id, and whether the page marks it the owner.
+    Found { id: String, owner: bool },
+    /// No member has exactly this email.
     NoMember,
     /// Several members have exactly this email: nothing may be removed.
     Ambiguous(Vec<String>),
@@ -67,144 +192,19 @@ pub enum Resolution {
 /// Exact, case-insensitive matching over the members seen.
 pub fn resolve<'a>(email: &str, members: impl IntoIterator<Item = &'a Member>) -> Resolution {
     let email = email.trim();
-    let mut ids: Vec<String> = members
+    let mut found: Vec<&Member> = members
         .into_iter()
         .filter(|m| m.email.trim().eq_ignore_ascii_case(email))
-        .map(|m| m.id.clone())
         .collect();
-    ids.sort();
-    ids.dedup();
-    match ids.len() {
-        0 => Resolution::NoMember,
-        1 => Resolution::Found(ids.pop().expect("one")),
-        _ => Resolution::Ambiguous(ids),
-    }
-}
-
-/// Which field of a member record holds the id the removal takes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum IdField {
-    /// `id` (Telnyx, Aerospike, Cognee, Factory).
-    Id,
-    /// `user_id`: Aitronos lists `id` (the membership, `orguser_*`) beside `user_id` (`usr_*`).
-    UserId,
-}
-
-/// A member in any of the pages' shapes. Both id fields are read, so a record holding both (as
-/// Aitronos' documented search answer does) is not refused as a duplicate field; every other field
-/// (names, roles, dates) is skipped without being kept.
-#[derive(Deserialize)]
-pub(super) struct AnyMember {
-    #[serde(default)]
-    id: Option<IdText>,
-    #[serde(default)]
-    user_id: Option<IdText>,
-    #[serde(default)]
-    email: Option<String>,
-}
-
-/// An id as the pages write it: a string, or a number.
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum IdText {
-    Text(String),
-    Number(serde_json::Number),
-}
-
-/// An id as text, when it is one.
-fn id_text(v: Option<IdText>) -> Option<String> {
-    match v? {
-        IdText::Text(s) if !s.trim().is_empty() => Some(s),
-        IdText::Text(_) => None,
-        IdText::Number(n) => Some(n.to_string()),
-    }
-}
-
-/// The members with an email. None when a member with an email has no id in `field`: such a list
-/// cannot prove anyone absent, so it is unreadable rather than quietly short.
-pub(super) fn members(list: Vec<AnyMember>, field: IdField) -> Option<Vec<Member>> {
-    let mut out = Vec::with_capacity(list.len());
-    for m in list {
-        let Some(email) = m.email.filter(|e| !e.trim().is_empty()) else {
-            continue;
-        };
-        let id = match field {
-            IdField::Id => id_text(m.id),
-            IdField::UserId => id_text(m.user_id),
-        }?;
-        out.push(Member { id, email });
-    }
-    Some(out)
-}
-
-/// A list answer: a bare array, or an object holding it under `members`, `users` or `data`, with
-/// whatever paging fields the page documents. Fields are kept apart (no serde aliases), so a body
-/// that carries two of them is still read.
-pub(super) enum AnyList {
-    Bare(Vec<AnyMember>),
-    Wrapped(Wrapped),
-}
-
-#[derive(Deserialize, Default)]
-pub(super) struct Wrapped {
-    #[serde(default)]
-    pub members: Option<Vec<AnyMember>>,
-    #[serde(default)]
-    pub users: Option<Vec<AnyMember>>,
-    #[serde(default)]
-    pub data: Option<Vec<AnyMember>>,
-    /// Aitronos' documented search answer.
-    #[serde(default)]
-    pub total_users_count: Option<u64>,
-    /// Aitronos' other page.
-    #[serde(default)]
-    pub total: Option<u64>,
-    /// Aerospike `{count, meta: {total, limit, offset}}`; Telnyx `meta: {total_pages, ...}`.
-    #[serde(default)]
-    pub meta: Option<Meta>,
-    /// Factory `pagination: {hasMore, nextCursor}`.
-    #[serde(default)]
-    pub pagination: Option<Pagination>,
-}
-
-#[derive(Deserialize, Default)]
-pub(super) struct Meta {
-    #[serde(default)]
-    pub total: Option<u64>,
-    #[serde(default)]
-    pub offset: Option<u64>,
-    #[serde(default)]
-    pub total_pages: Option<u32>,
-}
-
-#[derive(Deserialize, Default)]
-pub(super) struct Pagination {
-    #[serde(default, rename = "hasMore")]
-    pub has_more: Option<bool>,
-    #[serde(default, rename = "nextCursor")]
-    pub next_cursor: Option<String>,
-}
-
-impl AnyList {
-    /// Reads the body by its first character, typed all the way down: an untagged enum would
-    /// first copy the whole answer (megabytes for a large organization) into a generic tree.
-    pub(super) fn read(body: &[u8]) -> Option<AnyList> {
-        match body.iter().find(|b| !b.is_ascii_whitespace())? {
-            b'[' => serde_json::from_slice(body).ok().map(AnyList::Bare),
-            b'{' => serde_json::from_slice(body).ok().map(AnyList::Wrapped),
-            _ => None,
-        }
-    }
-
-    /// The list and the paging fields around it. None when the object holds no list at all.
-    pub(super) fn split(self) -> Option<(Vec<AnyMember>, Wrapped)> {
-        match self {
-            AnyList::Bare(list) => Some((list, Wrapped::default())),
-            AnyList::Wrapped(mut w) => {
-                let list = w.members.take().or(w.users.take()).or(w.data.take())?;
-                Some((list, w))
-            }
-        }
+    found.sort_by(|a, b| a.id.cmp(&b.id));
+    found.dedup_by(|a, b| a.id == b.id);
+    match found.as_slice() {
+        [] => Resolution::NoMember,
+        [m] => Resolution::Found {
+            id: m.id.clone(),
+            owner: m.owner,
+        },
+        many => Resolution::Ambiguous(many.iter().map(|m| m.id.clone()).collect()),
     }
 }
 
@@ -213,38 +213,101 @@ mod tests {
     use super::*;
 
     fn m(id: &str, email: &str) -> Member {
-        Member {
-            id: id.into(),
-            email: email.into(),
+        Member::new(id.into(), email.into())
+    }
+
+    fn page(ids: &[&str], more: bool, total: Option<u64>) -> MemberPage {
+        MemberPage {
+            members: ids.iter().map(|i| m(i, &format!("{i}@x.z"))).collect(),
+            next: more.then(|| Cursor::default().next(None)),
+            total,
         }
     }
 
     #[test]
-    fn a_page_read_again_ends_the_read() {
-        let page = |ids: &[&str], more: bool| MemberPage {
-            members: ids.iter().map(|i| m(i, &format!("{i}@x.z"))).collect(),
-            next: more.then(|| Cursor::default().next(None)),
-        };
-        let mut all = Vec::new();
-        assert!(extend(&mut all, page(&["a", "b"], true)).is_some());
-        assert!(extend(&mut all, page(&["c"], true)).is_some());
+    fn a_page_read_again_makes_the_list_unreadable() {
+        let mut all = Collect::new(true);
+        assert!(all.add(page(&["a", "b"], true, None)).unwrap().is_some());
+        assert!(all.add(page(&["c"], true, None)).unwrap().is_some());
         // The server ignored the offset: the first page again.
-        assert!(extend(&mut all, page(&["a", "b"], true)).is_none());
-        assert_eq!(all.len(), 3, "nobody counted twice");
-        assert!(extend(&mut all, page(&["d"], false)).is_none());
-        assert_eq!(all.len(), 4);
+        let e = all.add(page(&["a", "b"], true, None)).unwrap_err();
+        assert!(e.0.contains("member a appears twice"), "{e}");
+    }
+
+    #[test]
+    fn the_count_must_agree_with_the_stated_total() {
+        let mut short = Collect::new(true);
+        short.add(page(&["a", "b"], true, Some(5))).unwrap();
+        let e = short.add(page(&["c"], false, Some(5))).unwrap_err();
+        assert!(e.0.contains("total of 5"), "{e}");
+
+        let mut changed = Collect::new(true);
+        changed.add(page(&["a", "b"], true, Some(4))).unwrap();
+        let e = changed.add(page(&["c"], true, Some(3))).unwrap_err();
+        assert!(e.0.contains("changed from 4 to 3"), "{e}");
+
+        let mut over = Collect::new(true);
+        let e = over.add(page(&["a", "b"], true, Some(1))).unwrap_err();
+        assert!(e.0.contains("more than the total"), "{e}");
+
+        let mut ok = Collect::new(true);
+        ok.add(page(&["a", "b"], true, Some(3))).unwrap();
+        assert_eq!(ok.add(page(&["c"], false, Some(3))).unwrap(), None);
+        assert_eq!(ok.into_members().len(), 3);
+    }
+
+    #[test]
+    fn an_empty_whole_list_is_unreadable_an_empty_search_is_not() {
+        let e = Collect::new(true)
+            .add(page(&[], false, Some(0)))
+            .unwrap_err();
+        assert!(e.0.contains("empty"), "{e}");
+        assert_eq!(Collect::new(false).add(page(&[], false, Some(0))), Ok(None));
+    }
+
+    #[test]
+    fn the_page_cap_leaves_the_list_unread() {
+        let mut all = Collect::new(true);
+        all.pages = MAX_PAGES - 1;
+        let e = all.add(page(&["a"], true, None)).unwrap_err();
+        assert!(e.0.contains("past"), "{e}");
+    }
+
+    #[test]
+    fn a_required_field_is_named_when_missing_or_empty() {
+        assert_eq!(
+            required(Some("x".into()), "users[0]", "email"),
+            Ok("x".into())
+        );
+        let e = required(None, "users[3]", "email").unwrap_err();
+        assert_eq!(e.0, "users[3] has no `email`");
+        let e = required(Some(" ".into()), "data[1]", "id").unwrap_err();
+        assert_eq!(e.0, "data[1] has an empty `id`");
     }
 
     #[test]
     fn only_an_exact_match_counts_whatever_the_case() {
+        let mut owner = m("0", "boss@acme.example");
+        owner.owner = true;
         let members = [
             m("1", "ann@acme.example"),
             m("2", "joann@acme.example"),
             m("3", "ann@acme.example.org"),
+            owner,
         ];
         assert_eq!(
             resolve("Ann@Acme.Example", &members),
-            Resolution::Found("1".into())
+            Resolution::Found {
+                id: "1".into(),
+                owner: false
+            }
+        );
+        assert_eq!(
+            resolve("boss@acme.example", &members),
+            Resolution::Found {
+                id: "0".into(),
+                owner: true
+            }
         );
         assert_eq!(
             resolve("nobody@acme.example", &members),
@@ -255,58 +318,11 @@ mod tests {
             resolve("ann@acme.example", &twice),
             Resolution::Ambiguous(vec!["1".into(), "9".into()])
         );
-        // The same member seen on two pages is one member.
+        // The same member seen twice is one member.
         let same = [m("1", "ann@acme.example"), m("1", "ann@acme.example")];
-        assert_eq!(
+        assert!(matches!(
             resolve("ann@acme.example", &same),
-            Resolution::Found("1".into())
-        );
-    }
-
-    #[test]
-    fn both_id_fields_are_read_and_the_right_one_is_taken() {
-        let body = br#"{"users":[{"id":"orguser_1","user_id":"usr_1","email":"x@y.z"}],"total_users_count":1}"#;
-        let (list, w) = AnyList::read(body).unwrap().split().unwrap();
-        assert_eq!(w.total_users_count, Some(1));
-        assert_eq!(
-            members(list, IdField::UserId).unwrap(),
-            vec![m("usr_1", "x@y.z")]
-        );
-        let (list, _) = AnyList::read(body).unwrap().split().unwrap();
-        assert_eq!(
-            members(list, IdField::Id).unwrap(),
-            vec![m("orguser_1", "x@y.z")]
-        );
-        // A member with an email but without the id the removal takes: the list is unreadable.
-        let (list, _) = AnyList::read(br#"{"members":[{"id":"orguser_1","email":"x@y.z"}]}"#)
-            .unwrap()
-            .split()
-            .unwrap();
-        assert_eq!(members(list, IdField::UserId), None);
-    }
-
-    #[test]
-    fn lists_come_bare_or_wrapped() {
-        let (list, _) = AnyList::read(br#"[{"id":"a","email":"x@y.z","role":"member"}]"#)
-            .unwrap()
-            .split()
-            .unwrap();
-        assert_eq!(members(list, IdField::Id).unwrap(), vec![m("a", "x@y.z")]);
-        let (list, w) = AnyList::read(
-            br#"{"count":1,"meta":{"total":3,"limit":1,"offset":0},"members":[{"id":"a","email":"x@y.z"}]}"#,
-        )
-        .unwrap()
-        .split()
-        .unwrap();
-        assert_eq!(list.len(), 1);
-        assert_eq!(w.meta.unwrap().total, Some(3));
-        assert!(AnyList::read(b"not json").is_none());
-        assert!(
-            AnyList::read(br#"{"detail":"Not Found"}"#)
-                .unwrap()
-                .split()
-                .is_none(),
-            "an error body is not an empty list"
-        );
+            Resolution::Found { .. }
+        ));
     }
 }

@@ -47,8 +47,13 @@ pub trait Adapter: Send + Sync + 'static {
         at: &lookup::Cursor,
     ) -> RequestBuilder;
 
-    /// Reads a successful list answer in the page's documented shape; None when it is not one.
-    fn read_list(&self, body: &[u8], at: &lookup::Cursor) -> Option<lookup::MemberPage>;
+    /// Reads a successful list answer strictly in the page's documented shape, or says why it
+    /// is not one (naming the field or key).
+    fn read_list(
+        &self,
+        body: &[u8],
+        at: &lookup::Cursor,
+    ) -> Result<lookup::MemberPage, lookup::Unreadable>;
 
     /// The smallest authenticated read-only request of this API (one member of the list), which
     /// proves the base URL, the credential and its permission before any removal.
@@ -56,6 +61,13 @@ pub trait Adapter: Send + Sync + 'static {
 
     /// Whether the list ignores the email (no filter): one whole read serves every lookup.
     fn whole_list(&self) -> bool;
+
+    /// Whether the list marks the organization's owner ([`lookup::Member::owner`]): the
+    /// preflight then reads the whole list, so the owner is protected whichever way a row names
+    /// them.
+    fn owner_listed(&self) -> bool {
+        false
+    }
 }
 
 /// The provider's public API, where an entry names no `base_url` (each page's server; Cognee's
@@ -129,6 +141,11 @@ impl Provider {
         self.adapter.whole_list()
     }
 
+    /// Whether the list marks the organization's owner (see [`Adapter::owner_listed`]).
+    pub fn owner_listed(&self) -> bool {
+        self.adapter.owner_listed()
+    }
+
     /// Attaches credentials (fetching a token if needed). `Err` holds what to classify instead
     /// when no request could be built: the token endpoint's refusal, or its silence.
     ///
@@ -196,7 +213,7 @@ impl Provider {
 
     /// Sends a prepared list, search or probe and reads it: the answer (classified like any
     /// other) and, on a 2xx in the documented shape, the page. A 2xx in any other shape is an
-    /// answer we cannot read: its error says so, and it reads as no page.
+    /// answer we cannot read: its error says why, and it reads as no page.
     pub async fn send_list(
         &self,
         request: RequestBuilder,
@@ -213,29 +230,27 @@ impl Provider {
         ) {
             answer.hint = Hint::None;
         }
-        if status.is_success() {
-            let page = self.adapter.read_list(&body, at);
-            if page.is_none() {
-                answer.error = Some(ProviderError {
-                    code: Some("unreadable_list".into()),
-                    message: format!(
-                        "the member list answer is not in the documented shape: {}",
-                        http::text_excerpt(status, &body)
-                    ),
-                });
-            }
-            return Ok((answer, page));
+        answer.subject = None;
+        if !status.is_success() {
+            return Ok((answer, None));
         }
-        Ok((answer, None))
+        match self.adapter.read_list(&body, at) {
+            Ok(page) => Ok((answer, Some(page))),
+            Err(why) => {
+                let said = http::text_excerpt(status, &body);
+                Ok((unreadable(answer, format!("{why}; it said: {said}")), None))
+            }
+        }
     }
 
     /// Reads every page at once, unpaced (tests and one-off calls; the lane paces each page).
+    /// `Err` holds the answer that ended the read: a refusal, or an unreadable list.
     pub async fn members(
         &self,
         organization: Option<&str>,
         email: Option<&str>,
     ) -> Result<Vec<lookup::Member>, Result<Answer, Transport>> {
-        let mut members = Vec::new();
+        let mut read = lookup::Collect::new(email.is_none() || self.whole_list());
         let mut at = lookup::Cursor::default();
         loop {
             let prepared = self.prepare_list(organization, email, &at).await?;
@@ -243,9 +258,10 @@ impl Provider {
             let Some(page) = page else {
                 return Err(Ok(answer));
             };
-            match lookup::extend(&mut members, page) {
-                Some(next) => at = next,
-                None => return Ok(members),
+            match read.add(page) {
+                Ok(Some(next)) => at = next,
+                Ok(None) => return Ok(read.into_members()),
+                Err(why) => return Err(Ok(unreadable(answer, why.to_string()))),
             }
         }
     }
@@ -270,6 +286,17 @@ impl Provider {
 }
 
 pub use lookup::MAX_PAGES;
+
+/// `answer`, whose 2xx carried a member list that cannot be proof, marked so with `why`: it is
+/// classified as a failure (`unreadable_list`), never as an empty list.
+pub fn unreadable(mut answer: Answer, why: String) -> Answer {
+    answer.hint = Hint::Unreadable;
+    answer.error = Some(ProviderError {
+        code: Some("unreadable_list".into()),
+        message: format!("the member list cannot be read: {why}"),
+    });
+    answer
+}
 
 /// The HTTP client of one provider entry with the defaults (see [`client`]): rustls, no
 /// redirects, proxies from the environment, our User-Agent, every exchange within `timeout`.

@@ -8,7 +8,7 @@ use serde::Deserialize;
 use super::Adapter;
 use super::client::{Client, RequestBuilder};
 use super::http::{self, Answer, Hint, ProviderError};
-use super::lookup::{AnyList, Cursor, IdField, MemberPage, members};
+use super::lookup::{self, Cursor, Member, MemberPage, Unreadable};
 
 /// Members per list page.
 const PAGE: u32 = 250;
@@ -33,10 +33,43 @@ struct Error {
     detail: Option<String>,
 }
 
+/// The 200 of a removal: `{"data": OrganizationUser}`, naming the user removed.
 #[derive(Deserialize)]
 struct Removed {
-    #[allow(dead_code)]
-    data: serde::de::IgnoredAny,
+    data: RemovedUser,
+}
+
+#[derive(Deserialize)]
+struct RemovedUser {
+    id: String,
+}
+
+/// The list answer: `{"data": [OrganizationUser], "meta": {page_number, page_size, total_pages,
+/// total_results}}`.
+#[derive(Deserialize)]
+struct List {
+    data: Vec<User>,
+    meta: ListMeta,
+}
+
+#[derive(Deserialize)]
+struct User {
+    #[serde(default)]
+    id: Option<String>,
+    #[serde(default)]
+    email: Option<String>,
+    /// `organization_owner` or `organization_sub_user`.
+    #[serde(default)]
+    record_type: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct ListMeta {
+    total_pages: u32,
+    #[serde(default)]
+    total_results: Option<u64>,
+    #[serde(default)]
+    page_number: Option<u32>,
 }
 
 impl Adapter for Telnyx {
@@ -62,17 +95,19 @@ impl Adapter for Telnyx {
             .as_ref()
             .and_then(|e| e.detail.as_deref())
             .unwrap_or("");
+        let removed = (status == StatusCode::OK)
+            .then(|| http::json::<Removed>(body))
+            .flatten();
         let hint = match status {
-            // Success is a 200 carrying the removed user.
-            StatusCode::OK if http::json::<Removed>(body).is_some() => Hint::Removed,
-            // 10005 is also what a wrong URL answers ("resource or URL could not be found"): the
-            // lane believes it only once the entry's preflight has read the member list at the
-            // same base URL, and the key picks the organization, so then it can only be the user.
-            StatusCode::NOT_FOUND if code == "10005" => Hint::NotAMember,
+            // Success is a 200 carrying the removed user, by its id.
+            StatusCode::OK if removed.is_some() => Hint::Removed,
+            // 10005 is "the requested resource or URL could not be found": a user no longer in
+            // the organization, or a wrong URL. Believed only once the member list agrees.
+            StatusCode::NOT_FOUND if code == "10005" => Hint::NotAMemberUnconfirmed,
             StatusCode::NOT_FOUND => Hint::NoSuchOrganization,
-            // The page's 403 on this path is 10010 "not authorized": what it answers for the
-            // organization's owner. It is about this user, never a reason to halt the lane.
-            StatusCode::FORBIDDEN if code == "10010" => Hint::TargetRefused,
+            // 403 10010 is what the page says: "the user doesn't have the required permissions"
+            // (our key), read as any 403 about us. The owner is protected before sending.
+            StatusCode::FORBIDDEN if code == "10010" => Hint::None,
             // What removing the owner returns is not documented beyond that: read the words.
             StatusCode::FORBIDDEN | StatusCode::BAD_REQUEST | StatusCode::UNPROCESSABLE_ENTITY
                 if detail.to_ascii_lowercase().contains("owner") =>
@@ -82,6 +117,7 @@ impl Adapter for Telnyx {
             _ => Hint::None,
         };
         let mut answer = Answer::new(status, hint);
+        answer.subject = removed.map(|r| r.data.id);
         answer.request_id = http::header(headers, "x-request-id").map(str::to_owned);
         answer.wait = http::retry_after(headers, std::time::SystemTime::now())
             .or_else(|| http::seconds_header(headers, "x-ratelimit-reset"));
@@ -122,23 +158,45 @@ impl Adapter for Telnyx {
         ])
     }
 
-    fn read_list(&self, body: &[u8], at: &Cursor) -> Option<MemberPage> {
-        let (list, paging) = AnyList::read(body)?.split()?;
-        let got = list.len();
-        let members = members(list, IdField::Id)?;
-        let more = match paging.meta.and_then(|m| m.total_pages) {
-            Some(t) => at.page + 1 < t,
-            None => got == PAGE as usize,
-        };
-        Some(MemberPage {
+    /// `data` and `meta` as the list answers them; every user with `id` and `email`, the owner
+    /// known by `record_type`. A page other than the one asked for, or a count that disagrees with
+    /// `meta.total_results`, is not read as the list.
+    fn read_list(&self, body: &[u8], at: &Cursor) -> Result<MemberPage, Unreadable> {
+        let list: List = lookup::parse(body)?;
+        let asked = at.page + 1;
+        if let Some(number) = list.meta.page_number.filter(|n| *n != asked) {
+            return Err(Unreadable(format!(
+                "page {asked} was asked for and `meta.page_number` says {number}: the server did not page as asked"
+            )));
+        }
+        let members = list
+            .data
+            .into_iter()
+            .enumerate()
+            .map(|(i, u)| {
+                let what = format!("data[{i}]");
+                let mut m = Member::new(
+                    lookup::required(u.id, &what, "id")?,
+                    lookup::required(u.email, &what, "email")?,
+                );
+                m.owner = u.record_type.as_deref() == Some("organization_owner");
+                Ok(m)
+            })
+            .collect::<Result<Vec<_>, Unreadable>>()?;
+        Ok(MemberPage {
             members,
-            next: more.then(|| at.next(None)),
+            next: (asked < list.meta.total_pages).then(|| at.next(None)),
+            total: list.meta.total_results,
         })
     }
 
     fn probe(&self, http: &Client, _organization: Option<&str>) -> RequestBuilder {
         http.get(format!("{}/v2/organizations/users", self.base))
             .query(&[("page[size]", "1")])
+    }
+
+    fn owner_listed(&self) -> bool {
+        true
     }
 
     fn whole_list(&self) -> bool {

@@ -323,10 +323,17 @@ impl Sandbox {
             .unwrap_or(false)
     }
 
-    /// How many members that organization has now (0 when it does not exist).
+    /// How many members that organization has now (0 when it does not exist), the owner the
+    /// sandbox adds where the seed names none aside.
     pub fn member_count(&self, kind: ProviderKind, organization: Option<&str>) -> usize {
         self.servers[&kind]
-            .with_org(organization, |org| org.members.len())
+            .with_org(organization, |org| {
+                let added = org
+                    .sandbox_owner
+                    .as_ref()
+                    .is_some_and(|k| org.members.contains_key(k));
+                org.members.len() - usize::from(added)
+            })
             .unwrap_or(0)
     }
 
@@ -439,6 +446,8 @@ struct Org {
     order: BTreeSet<(String, String)>,
     /// User key -> member, for members removed since the start.
     removed: HashMap<String, Member>,
+    /// The owner the sandbox added (the seed named none), by user key.
+    sandbox_owner: Option<String>,
 }
 
 impl Org {
@@ -756,7 +765,36 @@ fn seeded(kind: ProviderKind, seed: &Seed) -> (HashMap<Option<String>, Org>, Has
             });
         }
     }
+    // Where the credential picks the organization, it always exists. Every organization has an
+    // owner, as every real one does (and so no member list is ever empty): where the seed names
+    // none, the sandbox adds one, whom `Sandbox::member_count` does not count.
+    if !has_organizations(kind) {
+        orgs.entry(None).or_default();
+    }
+    for org in orgs.values_mut() {
+        if org.members.values().all(|m| !m.owner) {
+            let user = sandbox_owner(kind);
+            org.sandbox_owner = Some(key(&user));
+            org.insert(Member {
+                user,
+                owner: true,
+                email: SANDBOX_OWNER_EMAIL.to_owned(),
+            });
+        }
+    }
     (orgs, known)
+}
+
+/// The email of the owner the sandbox adds to an organization whose seed names none.
+pub const SANDBOX_OWNER_EMAIL: &str = "owner@sandbox.example";
+
+/// The id of that owner, in the kind's format.
+fn sandbox_owner(kind: ProviderKind) -> String {
+    match kind {
+        ProviderKind::Factory => SANDBOX_OWNER_EMAIL.to_owned(),
+        ProviderKind::Aitronos => "usr_sandboxowner".to_owned(),
+        _ => "0ca0ca0c-0000-4000-8000-00000000ffff".to_owned(),
+    }
 }
 
 /// A fixed window: `limit` requests per `length`, renewed at each window's end.

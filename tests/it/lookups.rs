@@ -63,7 +63,10 @@ async fn telnyx_pages_through_partial_matches_to_the_exact_one() {
         .await;
     assert_eq!(
         p.find(None, "Ann@Acme.example").await.unwrap(),
-        Resolution::Found("u-ann".into())
+        Resolution::Found {
+            id: "u-ann".into(),
+            owner: false
+        }
     );
 }
 
@@ -108,7 +111,8 @@ async fn aitronos_searches_its_organization_a_hundred_at_a_time() {
             json!({"search_term": "ann@acme.example", "take": 100, "skip": 0}),
         ))
         .respond_with(
-            ResponseTemplate::new(200).set_body_json(json!({"users": filler, "total": 101})),
+            ResponseTemplate::new(200)
+                .set_body_json(json!({"users": filler, "total_users_count": 101})),
         )
         .expect(1)
         .mount(&server)
@@ -119,14 +123,17 @@ async fn aitronos_searches_its_organization_a_hundred_at_a_time() {
             json!({"search_term": "ann@acme.example", "take": 100, "skip": 100}),
         ))
         .respond_with(ResponseTemplate::new(200).set_body_json(json!({
-            "users": [{"user_id": "usr_ann", "email": "Ann@acme.example"}], "total": 101
+            "users": [{"user_id": "usr_ann", "email": "Ann@acme.example"}], "total_users_count": 101
         })))
         .expect(1)
         .mount(&server)
         .await;
     assert_eq!(
         p.find(Some("org_acme"), "ann@acme.example").await.unwrap(),
-        Resolution::Found("usr_ann".into())
+        Resolution::Found {
+            id: "usr_ann".into(),
+            owner: false
+        }
     );
 }
 
@@ -135,16 +142,25 @@ async fn aerospike_and_cognee_list_every_member() {
     let (server, p) = provider(ProviderKind::Aerospike).await;
     Mock::given(method("GET"))
         .and(path("/v1/organization/members"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(json!([
-            {"id": "11111111-1111-1111-1111-111111111111", "email": "ann@acme.example", "role": "member"},
-            {"id": "22222222-2222-2222-2222-222222222222", "email": "joann@acme.example", "role": "owner"}
-        ])))
+        .and(query_param("limit", "100"))
+        .and(query_param("offset", "0"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "count": 2,
+            "meta": {"total": 2, "limit": 100, "offset": 0},
+            "members": [
+                {"id": "11111111-1111-1111-1111-111111111111", "email": "ann@acme.example", "role": "OrgAdmin"},
+                {"id": "22222222-2222-2222-2222-222222222222", "email": "joann@acme.example", "role": "OrgOwner"}
+            ]
+        })))
         .expect(1)
         .mount(&server)
         .await;
     assert_eq!(
         p.find(None, "ANN@acme.example").await.unwrap(),
-        Resolution::Found("11111111-1111-1111-1111-111111111111".into())
+        Resolution::Found {
+            id: "11111111-1111-1111-1111-111111111111".into(),
+            owner: false
+        }
     );
 
     let (server, p) = provider(ProviderKind::Cognee).await;
@@ -157,7 +173,10 @@ async fn aerospike_and_cognee_list_every_member() {
         .await;
     assert_eq!(
         p.find(Some(TENANT), "ann@acme.example").await.unwrap(),
-        Resolution::Found("33333333-3333-3333-3333-333333333333".into())
+        Resolution::Found {
+            id: "33333333-3333-3333-3333-333333333333".into(),
+            owner: false
+        }
     );
     assert_eq!(
         p.find(Some(TENANT), "bob@acme.example").await.unwrap(),
@@ -264,6 +283,87 @@ async fn aitronos_pages_by_what_each_page_held_when_the_server_caps_take() {
     }
     assert_eq!(
         p.find(Some("org_acme"), "ann@acme.example").await.unwrap(),
-        Resolution::Found("usr_ann".into())
+        Resolution::Found {
+            id: "usr_ann".into(),
+            owner: false
+        }
     );
+}
+
+/// Each adapter reads its own page's list and nothing else: what another page's shape, a missing
+/// field or a count that does not add up would have made of it is an unreadable answer, with
+/// words that name what is wrong.
+#[tokio::test]
+async fn each_reader_refuses_what_its_page_does_not_promise() {
+    let cases: [(ProviderKind, serde_json::Value, &str); 8] = [
+        (
+            ProviderKind::Factory,
+            json!({"users": [{"id": "u1", "email": "a@x.example"}], "pagination": {"hasMore": true}}),
+            "nextCursor",
+        ),
+        (
+            ProviderKind::Factory,
+            json!({"users": [{"id": "u1"}], "pagination": {"hasMore": false}}),
+            "users[0] has no `email`",
+        ),
+        (
+            ProviderKind::Aitronos,
+            json!({"users": [{"user_id": "usr_a", "email": "a@x.example"}], "total": 1}),
+            "total_users_count",
+        ),
+        (
+            ProviderKind::Aitronos,
+            json!({"users": [{"id": "orguser_a", "email": "a@x.example"}], "total_users_count": 1}),
+            "users[0] has no `user_id`",
+        ),
+        (
+            ProviderKind::Telnyx,
+            json!({"data": [{"id": "u1", "email": "a@x.example"}]}),
+            "missing field `meta`",
+        ),
+        (
+            ProviderKind::Aerospike,
+            json!({"count": 2, "meta": {"total": 2, "limit": 100, "offset": 0},
+                "members": [{"id": "11111111-1111-1111-1111-111111111111", "email": "a@x.example"}]}),
+            "`count` is 2 but `members` holds 1",
+        ),
+        (
+            ProviderKind::Aerospike,
+            json!([{"id": "11111111-1111-1111-1111-111111111111", "email": "a@x.example"}]),
+            "invalid type",
+        ),
+        (
+            ProviderKind::Cognee,
+            json!([{"email": "a@x.example", "roles": []}]),
+            "user [0] has no `id`",
+        ),
+    ];
+    for (kind, body, words) in cases {
+        let (server, p) = provider(kind).await;
+        Mock::given(method(if kind == ProviderKind::Aitronos {
+            "POST"
+        } else {
+            "GET"
+        }))
+        .respond_with(ResponseTemplate::new(200).set_body_json(body.clone()))
+        .mount(&server)
+        .await;
+        let org = match kind {
+            ProviderKind::Aitronos => Some("org_acme"),
+            ProviderKind::Cognee => Some(TENANT),
+            _ => None,
+        };
+        let Err(Ok(answer)) = p.members(org, None).await else {
+            panic!("{kind}: {body} was read as a list")
+        };
+        assert_eq!(answer.hint, Hint::Unreadable, "{kind}: {body}");
+        let message = &answer.error.as_ref().unwrap().message;
+        assert!(message.contains(words), "{kind}: {message}");
+        assert_eq!(
+            classify(&Ok(answer), false),
+            Decision::Fail {
+                reason: FailReason::UnreadableList
+            }
+        );
+    }
 }

@@ -86,9 +86,13 @@ impl Respond for Api {
             );
         }
         if r.method.as_str() == "GET" {
-            return ResponseTemplate::new(200).set_body_json(
-                json!({"count": 0, "meta": {"total": 0, "limit": 1, "offset": 0}, "members": []}),
-            );
+            // The organization's owner, whom nobody removes: a list is never empty.
+            return ResponseTemplate::new(200).set_body_json(json!({
+                "count": 1, "meta": {"total": 1, "limit": 100, "offset": 0},
+                "members": [{"id": "9c0d1e2f-3a4b-4c5d-8e6f-7a8b9c0d1e2f", "email": "owner@example.com",
+                    "role": "OrgOwner", "firstName": "Org", "lastName": "Owner",
+                    "createdAt": "2024-01-01T00:00:00Z"}]
+            }));
         }
         s.removed.fetch_add(1, Ordering::SeqCst);
         ResponseTemplate::new(204).insert_header("x-request-id", "req")

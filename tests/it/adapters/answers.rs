@@ -225,7 +225,8 @@ async fn aitronos_answers() {
                     "CONFIRMATION_REQUIRED",
                     "Please confirm this action by setting confirm to true.",
                 ),
-                Want::Fail(FailReason::Rejected),
+                // We always send `confirm: true`: the body was lost on the way.
+                Want::Fail(FailReason::BodyLost),
             )
             .error(Some("CONFIRMATION_REQUIRED"), "Please confirm")
             .request_id("trace-422"),
@@ -337,9 +338,9 @@ async fn telnyx_answers() {
                     "10010",
                     "You are not authorized to access the requested resource.",
                 ),
-                // The page's 403 for this call, what the organization's owner gets: about this
-                // user, never a reason to halt the lane.
-                Want::Fail(FailReason::Refused),
+                // What the page says it is: our key lacks the permission. A credential failure
+                // (the circuit counts it); the owner is protected before sending instead.
+                Want::Fail(FailReason::Forbidden),
             ),
             case(
                 "404 10005",
@@ -349,7 +350,9 @@ async fn telnyx_answers() {
                     "10005",
                     "The requested resource or URL could not be found.",
                 ),
-                Want::Absent,
+                // "The requested resource or URL could not be found": believed only once the
+                // member list agrees.
+                Want::Unconfirmed,
             )
             .error(Some("10005"), "could not be found")
             .request_id("req-404"),

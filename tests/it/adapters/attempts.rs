@@ -43,11 +43,11 @@ async fn lane_retries_a_503_then_records_the_removal_for_every_adapter() {
             ),
             format!("offboard_retries_total{{provider=\"{kind}\",reason=\"server_error\"}} 1"),
             format!("offboard_retries_total{{provider=\"{kind}\",reason=\"rate_limited\"}} 0"),
-            // The preflight's read (where the list comes whole, the list itself), then the two
-            // removal attempts.
+            // The preflight's read (where the list comes whole or marks the owner, the list
+            // itself), then the two removal attempts.
             format!(
                 "offboard_provider_requests_total{{operation=\"{}\",provider=\"{kind}\",status=\"200\"}} 1",
-                if matches!(kind, Aerospike | Cognee) {
+                if matches!(kind, Aerospike | Cognee | Telnyx) {
                     "lookup"
                 } else {
                     "preflight"

@@ -105,18 +105,26 @@ fn list_route(kind: ProviderKind) -> (&'static str, String) {
     }
 }
 
-/// An empty member list in each page's documented shape.
-fn empty_list(kind: ProviderKind) -> serde_json::Value {
+/// The member list of an organization where only our credential's own member (an admin, not
+/// the target) is left, in each page's documented shape: every organization has at least one.
+fn admin_only_list(kind: ProviderKind) -> serde_json::Value {
+    const ADMIN: &str = "it-admin@example.com";
+    const ADMIN_UUID: &str = "9c0d1e2f-3a4b-4c5d-8e6f-7a8b9c0d1e2f";
     match kind {
-        Factory => json!({"users": [], "pagination": {"hasMore": false, "nextCursor": null}}),
-        Aitronos => json!({"users": [], "total_users_count": 0, "skip": 0, "take": 1}),
+        Factory => json!({"users": [{"id": "u-admin", "email": ADMIN}],
+            "pagination": {"hasMore": false, "nextCursor": null}}),
+        Aitronos => {
+            json!({"users": [{"id": "orguser_admin", "user_id": "usr_admin", "email": ADMIN}],
+            "total_users_count": 1, "skip": 0, "take": 100})
+        }
         Telnyx => {
-            json!({"data": [], "meta": {"page_number": 1, "page_size": 1, "total_pages": 0, "total_results": 0}})
+            json!({"data": [{"id": ADMIN_UUID, "email": ADMIN, "record_type": "organization_sub_user"}],
+            "meta": {"page_number": 1, "page_size": 250, "total_pages": 1, "total_results": 1}})
         }
-        Aerospike => {
-            json!({"count": 0, "meta": {"total": 0, "limit": 1, "offset": 0}, "members": []})
-        }
-        Cognee => json!([]),
+        Aerospike => json!({"count": 1, "meta": {"total": 1, "limit": 100, "offset": 0},
+            "members": [{"id": ADMIN_UUID, "email": ADMIN, "role": "OrgAdmin", "firstName": "It",
+                "lastName": "Admin", "createdAt": "2024-01-01T00:00:00Z"}]}),
+        Cognee => json!([{"id": ADMIN_UUID, "email": ADMIN, "roles": []}]),
     }
 }
 
@@ -269,11 +277,12 @@ async fn rig_with(kind: ProviderKind, timeout: Duration, body: TokenBody, expire
         Aitronos | Cognee => (Auth::header("x-api-key", "", &secret(KEY)).unwrap(), None),
         Factory | Telnyx => (Auth::bearer(&secret(KEY)).unwrap(), None),
     };
-    // The member list every lane reads first (its preflight), in the page's shape, empty.
+    // The member list every lane reads first (its preflight), in the page's shape, where the
+    // target is no longer listed.
     let (m, p) = list_route(kind);
     Mock::given(method(m))
         .and(path(p))
-        .respond_with(ResponseTemplate::new(200).set_body_json(empty_list(kind)))
+        .respond_with(ResponseTemplate::new(200).set_body_json(admin_only_list(kind)))
         .with_priority(20)
         .mount(&server)
         .await;
