@@ -3,6 +3,7 @@ mod adapters;
 mod broker;
 mod csv_props;
 mod deploy;
+mod doubles;
 mod e2e;
 mod intake;
 mod lookups;

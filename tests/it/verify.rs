@@ -477,3 +477,31 @@ async fn verify_says_why_a_provider_could_not_be_checked_and_exits_1() {
         "no removal sent"
     );
 }
+
+/// `verify` pointed at a host that answers every list `200 []` (a wrong URL on a catch-all
+/// server) proves nobody gone: every check fails with the reason, none says `still_member: false`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verify_against_a_host_answering_empty_lists_proves_nothing() {
+    let s = seeded_run().await;
+    let host = wiremock::MockServer::start().await;
+    wiremock::Mock::given(wiremock::matchers::any())
+        .respond_with(wiremock::ResponseTemplate::new(200).set_body_json(serde_json::json!([])))
+        .mount(&host)
+        .await;
+    let mut config = std::fs::read_to_string(&s.config).unwrap();
+    for kind in ProviderKind::ALL {
+        let right = format!("base_url = \"{}\"", s.sandbox.base_url(kind));
+        assert!(config.contains(&right), "{config}");
+        config = config.replace(&right, &format!("base_url = \"{}\"", host.uri()));
+    }
+    std::fs::write(&s.config, config).unwrap();
+    let out = verify_with(&s, &s.sandbox.env(), &[]).await;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    let lines = report_lines(&s.dir.path().join("leavers.report.verify.jsonl"));
+    assert!(!lines.is_empty());
+    for l in &lines {
+        assert!(l["still_member"].is_null(), "nothing proven: {l}");
+        assert!(!l["error"].as_str().unwrap().is_empty(), "{l}");
+    }
+}
