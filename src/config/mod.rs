@@ -147,6 +147,9 @@ impl Settings {
                 format!("must be at least 65536, got {}", self.http.max_list_bytes),
             ));
         }
+        self.safety
+            .check()
+            .map_err(|(key, reason)| invalid(format!("safety.{key}"), reason))?;
         if self.providers.is_empty() {
             return Err(invalid(
                 "providers".into(),
@@ -492,6 +495,43 @@ mod tests {
             load("[providers.f]\nkind = \"factory\"\ntoken_env = \"X\"\nbase_url = \"ftp://x\"\n")
                 .unwrap_err();
         assert!(e.contains("providers.f.base_url"), "{e}");
+    }
+
+    #[test]
+    fn safety_is_checked_at_load_naming_the_key() {
+        let with = |safety: &str| load(&format!("{GOOD}\n[safety]\n{safety}\n"));
+        for (safety, key, words) in [
+            ("window = \"0s\"", "safety.window", "longer than 0"),
+            (
+                "window = \"soon\"",
+                "safety.window",
+                "`soon` is not a duration",
+            ),
+            (
+                "protected = [\"[\"]",
+                "safety.protected",
+                "`[` is not a pattern",
+            ),
+            ("protected = [\" \"]", "safety.protected", "empty"),
+            (
+                "max_removals_per_window = 0",
+                "safety.max_removals_per_window",
+                "at least 1",
+            ),
+            (
+                "max_removals_per_run = 0",
+                "safety.max_removals_per_run",
+                "at least 1",
+            ),
+        ] {
+            let e = with(safety).unwrap_err();
+            assert!(
+                e.contains("test.toml") && e.contains(key) && e.contains(words),
+                "{safety}: {e}"
+            );
+        }
+        let s = with("window = \"30m\"\nprotected = [\"svc-*@acme.example\"]").unwrap();
+        assert_eq!(s.safety.window(), std::time::Duration::from_secs(1800));
     }
 
     #[test]

@@ -92,6 +92,44 @@ impl Safety {
     pub fn window(&self) -> Duration {
         humantime::parse_duration(&self.window).expect("checked at load")
     }
+
+    /// What [`Safety::window`] and the protected patterns rely on, with the key (within
+    /// `[safety]`) that is wrong and why.
+    pub(super) fn check(&self) -> Result<(), (&'static str, String)> {
+        match humantime::parse_duration(&self.window) {
+            Ok(d) if d.is_zero() => {
+                return Err(("window", "must be longer than 0 (e.g. \"1h\")".into()));
+            }
+            Ok(_) => {}
+            Err(e) => {
+                return Err((
+                    "window",
+                    format!(
+                        "`{}` is not a duration such as \"30m\" or \"1h\": {e}",
+                        self.window
+                    ),
+                ));
+            }
+        }
+        if self.protected.iter().any(|p| p.trim().is_empty()) {
+            return Err(("protected", "holds an empty pattern".into()));
+        }
+        crate::safety::Protected::new(&self.protected).map_err(|e| ("protected", e))?;
+        if self.max_removals_per_window == 0 {
+            return Err((
+                "max_removals_per_window",
+                "must be at least 1 (a worker with 0 would hold every lane at once)".into(),
+            ));
+        }
+        if self.max_removals_per_run == 0 {
+            return Err((
+                "max_removals_per_run",
+                "must be at least 1 (each run's exact count is approved with --allow-removals N)"
+                    .into(),
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// `[pacing]`: what the lanes learned of each provider's rate, kept for the next start.

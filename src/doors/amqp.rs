@@ -644,6 +644,20 @@ impl super::Ack for &Acker<'_> {
 mod tests {
     use super::*;
 
+    #[tokio::test]
+    async fn a_broker_urls_password_is_in_no_error() {
+        for url in [
+            "amqp://offboard:s3cr3t-pw@127.0.0.1:notaport/%2f",
+            "amqp://offboard:s3cr3t-pw@127.0.0.1:1/%2f",
+            "amqp//offboard:s3cr3t-pw@127.0.0.1/",
+            "amqps://offboard:s3cr3t-pw@[::1/",
+        ] {
+            let e = connect(url, "test").await.expect_err("no broker there");
+            let text = format!("{e} {e:?}");
+            assert!(!text.contains("s3cr3t-pw"), "{url}: {text}");
+        }
+    }
+
     #[test]
     fn done_protected_and_copies_are_acknowledged_everything_else_dead_lettered() {
         use crate::report::{Outcome, Timestamp};

@@ -13,7 +13,41 @@ use thiserror::Error;
 #[error("SCIM database `{path}`: {source}")]
 pub struct StoreError {
     path: String,
-    source: rusqlite::Error,
+    source: Failure,
+}
+
+#[derive(Debug, Error)]
+enum Failure {
+    #[error(transparent)]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("cannot make it private (0600): {0}")]
+    Permissions(#[from] std::io::Error),
+}
+
+/// The database and its `-wal` and `-shm` files hold who is active where: readable by the
+/// intake's user alone. The file is created 0600 before SQLite opens it (SQLite gives the WAL
+/// and shared-memory files the database's mode), and any of them found wider is narrowed.
+fn private(path: &std::path::Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(path)?;
+    for suffix in ["", "-wal", "-shm"] {
+        let mut name = path.as_os_str().to_owned();
+        name.push(suffix);
+        match std::fs::metadata(&name) {
+            Ok(m) if m.permissions().mode() & 0o077 != 0 => {
+                std::fs::set_permissions(&name, std::fs::Permissions::from_mode(0o600))?;
+            }
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }
 
 /// One stored user: the client's attributes (without `id`, `meta`, `schemas`) and ours.
@@ -117,12 +151,14 @@ impl Store {
                 source,
             }
         };
-        let conn = tokio::task::spawn_blocking(move || {
+        let conn = tokio::task::spawn_blocking(move || -> Result<Connection, Failure> {
+            private(&path)?;
             let conn = Connection::open(&path)?;
             conn.pragma_update(None, "journal_mode", "WAL")?;
             conn.pragma_update(None, "synchronous", "FULL")?;
             conn.busy_timeout(std::time::Duration::from_secs(5))?;
             conn.execute_batch(SCHEMA)?;
+            private(&path)?;
             Ok(conn)
         })
         .await
@@ -145,7 +181,7 @@ impl Store {
             .expect("a store call does not panic")
             .map_err(|source| StoreError {
                 path: self.path.to_string(),
-                source,
+                source: source.into(),
             })
     }
 
@@ -319,5 +355,30 @@ impl Store {
             })
         })
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn the_database_and_its_wal_files_are_private() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("scim.db");
+        // One left world-readable by an earlier version, say.
+        std::fs::write(&path, b"").unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let store = Store::open(path.clone()).await.unwrap();
+        let mut attrs = Map::new();
+        attrs.insert("userName".into(), Value::from("ann@acme.example"));
+        store.create(attrs, true).await.unwrap();
+        for suffix in ["", "-wal", "-shm"] {
+            let file = format!("{}{suffix}", path.display());
+            let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600, "{file}");
+        }
     }
 }
