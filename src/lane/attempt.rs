@@ -101,8 +101,8 @@ impl Lane {
         let mut attempts = 0u32;
         let org = job.subject.organization();
         let org = org.as_deref();
-        let protected = match self.proof(org).await {
-            Ok(p) => p,
+        match self.proof(org).await {
+            Ok(()) => {}
             // The reason names the entry, and the organization when only that one failed.
             Err(reason) => {
                 return self.not_sent(
@@ -140,7 +140,7 @@ impl Lane {
             .protected
             .matches(&user)
             .map(|pattern| format!("matches `{pattern}` in safety.protected"))
-            .or_else(|| protected.get(&user.to_ascii_lowercase()).cloned());
+            .or_else(|| self.protected_id(org, &user));
         if let Some(why) = why {
             tracing::warn!(job_id = %job.id, provider = %self.name, "protected account: skipped");
             let mut r = self.not_sent(
@@ -188,7 +188,8 @@ impl Lane {
                     // Not while a whole member list is being read (see `whole_list`); taken
                     // before admission, so that removals held by a read leave at the pace
                     // afterwards, not as a burst.
-                    let _quiet = self.quiet.read().await;
+                    let reading = self.reading(org);
+                    let _quiet = reading.quiet.read().await;
                     // Admission is the last step before the wire, so requests leave at the pace
                     // the limiter allows.
                     self.admit().await;

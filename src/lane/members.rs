@@ -44,14 +44,17 @@ fn preflight_words(f: &ReadFailure) -> String {
     };
     let code = |a: &Answer| a.error.as_ref().and_then(|e| e.code.clone());
     match &f.last {
-        // Cognee's own answer for a tenant it does not know: the base URL answered, the tenant
-        // id is the one to check.
+        // The provider's own answer for an organization or tenant it does not know (Cognee's
+        // TenantNotFoundError, Aitronos' ORGANIZATION_* codes): the base URL answered, the
+        // row's organization is the one to check.
         Some(Ok(a))
             if a.status == StatusCode::NOT_FOUND
-                && code(a).as_deref() == Some("TenantNotFoundError") =>
+                && code(a).is_some_and(|c| {
+                    c == "TenantNotFoundError" || c.to_ascii_uppercase().contains("ORGANIZATION")
+                }) =>
         {
             format!(
-                "this Cognee does not know the tenant (TenantNotFoundError): check the row's tenant id; the base URL answers (the provider said: {})",
+                "the provider does not know this organization or tenant: check the row's organization (the tenant id at Cognee); the base URL answers (the provider said: {})",
                 words(a)
             )
         }
@@ -102,16 +105,18 @@ impl Lane {
         self.proof(organization).await.map(|_| ())
     }
 
-    pub(super) async fn proof(
-        &self,
-        organization: Option<&str>,
-    ) -> Result<Arc<HashMap<String, String>>, String> {
+    pub(super) async fn proof(&self, organization: Option<&str>) -> Result<(), String> {
         let cell = {
             let mut proofs = self.proofs.lock().expect("proofs lock");
-            proofs
+            let slot = proofs
                 .entry(self.org_key(organization))
-                .or_default()
-                .clone()
+                .or_insert_with(|| (Instant::now(), Default::default()));
+            let stale =
+                matches!(slot.1.get(), Some(Proof::Proven)) && slot.0.elapsed() >= super::PROOF_TTL;
+            if stale {
+                *slot = (Instant::now(), Default::default());
+            }
+            slot.1.clone()
         };
         let proof = cell
             .get_or_init(|| async {
@@ -123,9 +128,30 @@ impl Lane {
             })
             .await;
         match proof {
-            Proof::Proven { protected } => Ok(protected.clone()),
+            Proof::Proven => Ok(()),
             Proof::Failed(reason) => Err(reason.clone()),
         }
+    }
+
+    /// Why the member `id` of `organization` may never be removed, if a whole list read there
+    /// found so (a protected email, the owner).
+    pub(super) fn protected_id(&self, organization: Option<&str>, id: &str) -> Option<String> {
+        self.protected_ids
+            .lock()
+            .expect("protected ids lock")
+            .get(&self.org_key(organization))?
+            .get(&id.to_ascii_lowercase())
+            .cloned()
+    }
+
+    /// The whole-list reads of `organization` (see `Reading`).
+    pub(super) fn reading(&self, organization: Option<&str>) -> Arc<super::Reading> {
+        self.reading
+            .lock()
+            .expect("reading lock")
+            .entry(self.org_key(organization))
+            .or_default()
+            .clone()
     }
 
     pub(super) async fn prove(&self, organization: Option<&str>) -> Proof {
@@ -136,23 +162,24 @@ impl Lane {
         let mut requests = 0;
         // Factory's rows name emails, matched against the patterns at validation: its probe is
         // enough. Elsewhere the whole list is read where it comes whole anyway (Aerospike, a
-        // Cognee tenant), where it marks the owner, or where a protected pattern must be
-        // resolved to ids; it is kept for the lookups.
+        // Cognee tenant), where it marks the owner, or where a protected pattern (which may
+        // match any member's email) must be resolved to ids; it is kept for the lookups, and
+        // the protected ids found are kept too (see `whole_list`).
         let whole = self.kind() != ProviderKind::Factory
             && (self.provider.whole_list()
                 || self.provider.owner_listed()
-                || self.protected.patterns().iter().any(|p| p.contains('@')));
+                || !self.protected.patterns().is_empty());
         let read = if whole {
-            self.whole_list(organization, None, &mut requests)
+            self.whole_list(organization, Some(Instant::now()), &mut requests)
                 .await
-                .map(Some)
+                .map(|_| ())
         } else {
             self.read_pages(organization, None, true, &mut requests)
                 .await
-                .map(|_| None)
+                .map(|_| ())
         };
-        let list = match read {
-            Ok(list) => list,
+        match read {
+            Ok(()) => Proof::Proven,
             Err(f) => {
                 let reason = format!("{place}: {}", preflight_words(&f));
                 // A refused credential, or an entry whose key picks the organization: the whole
@@ -164,18 +191,15 @@ impl Lane {
                 if entry_wide {
                     self.fail_entry(reason.clone());
                 }
-                return Proof::Failed(reason);
+                Proof::Failed(reason)
             }
-        };
-        Proof::Proven {
-            protected: Arc::new(list.map(|l| self.protected_ids(&l)).unwrap_or_default()),
         }
     }
 
     /// The members of a whole list who may never be removed, by lowercase id, with why: every
     /// member whose email a `safety.protected` pattern matches, and the owner where the list
     /// marks one.
-    fn protected_ids(&self, members: &[Member]) -> HashMap<String, String> {
+    fn protected_in(&self, members: &[Member]) -> HashMap<String, String> {
         let mut out = HashMap::new();
         for m in members {
             if let Some(pattern) = self.protected.matches(&m.email) {
@@ -227,7 +251,8 @@ impl Lane {
         requests: &mut u32,
     ) -> Result<Arc<Vec<Member>>, ReadFailure> {
         let key = self.org_key(organization);
-        let _one_read = self.list_read.lock().await;
+        let reading = self.reading(organization);
+        let _one_read = reading.one.lock().await;
         let usable = |(at, _): &CachedList| {
             at.elapsed() < LIST_CACHE_TTL && not_before.is_none_or(|t| *at >= t)
         };
@@ -240,12 +265,19 @@ impl Lane {
         {
             return Ok(list.clone());
         }
-        // While the pages are read, this lane sends no removal: one made between two pages would
-        // shift the pages after it and pass a member by unread (the total check would then
-        // refuse the whole read).
-        let _quiet = self.quiet.write().await;
+        // While the pages are read, this organization sends no removal: one made between two
+        // pages would shift the pages after it and pass a member by unread (the total check
+        // would then refuse the whole read).
+        let _quiet = reading.quiet.write().await;
         let started = Instant::now();
         let list = Arc::new(self.read_pages(organization, None, false, requests).await?);
+        let found = self.protected_in(&list);
+        self.protected_ids
+            .lock()
+            .expect("protected ids lock")
+            .entry(key.clone())
+            .or_default()
+            .extend(found);
         self.lists
             .lock()
             .expect("lists lock")
@@ -265,7 +297,8 @@ impl Lane {
         requests: &mut u32,
     ) -> Result<Vec<Member>, ReadFailure> {
         let operation = if probe { "preflight" } else { "lookup" };
-        let mut read = Collect::new(email.is_none() || self.provider.whole_list());
+        let whole = !probe && (email.is_none() || self.provider.whole_list());
+        let mut read = Collect::new(whole);
         let mut at = Cursor::default();
         let mut budget = Budget::new();
         let mut last: Option<Result<Answer, Transport>> = None;
@@ -309,7 +342,27 @@ impl Lane {
                                     last = Some(Ok(answer));
                                     continue;
                                 }
-                                Ok(None) => return Ok(read.into_members()),
+                                Ok(None) => {
+                                    let members = read.into_members();
+                                    let checked = if whole {
+                                        self.provider.check_whole(&members)
+                                    } else {
+                                        Ok(())
+                                    };
+                                    match checked {
+                                        Ok(()) => return Ok(members),
+                                        Err(why) => {
+                                            return Err(ReadFailure {
+                                                reason: FailReason::UnreadableList,
+                                                last: Some(Ok(providers::unreadable(
+                                                    answer,
+                                                    why.to_string(),
+                                                ))),
+                                                halted: None,
+                                            });
+                                        }
+                                    }
+                                }
                                 Err(why) => {
                                     return Err(ReadFailure {
                                         reason: FailReason::UnreadableList,
@@ -365,6 +418,9 @@ impl Lane {
         let org = job.subject.organization();
         let org = org.as_deref();
         let failed = |f, attempts: u32| Box::new(self.read_failed(job, started, attempts, f));
+        // An absence rests on a list read after the job asked; a member found in an older one
+        // is found.
+        let asked = Instant::now();
         let mut resolution = Resolution::NoMember;
         if !self.provider.whole_list() {
             // The search matches partially and its page says nothing of case: an exact match in
@@ -386,9 +442,13 @@ impl Lane {
                 }
             }
         }
-        if resolution == Resolution::NoMember {
+        let cached_first = self.provider.whole_list();
+        for not_before in [None, Some(asked)] {
+            if resolution != Resolution::NoMember || (not_before.is_none() && !cached_first) {
+                continue;
+            }
             let members = self
-                .whole_list(org, None, attempts)
+                .whole_list(org, not_before, attempts)
                 .await
                 .map_err(|f| failed(f, *attempts))?;
             resolution = resolve(email, members.iter());

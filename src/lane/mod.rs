@@ -51,13 +51,26 @@ pub trait RequestLog: Send + Sync {
 /// What the preflight of one organization (or of the entry, where the key picks it) found.
 #[derive(Clone)]
 enum Proof {
-    /// The base URL, credential and permission work. `protected`: ids of protected accounts
-    /// found there (lowercase id -> the pattern they matched).
-    Proven {
-        protected: Arc<HashMap<String, String>>,
-    },
+    /// The base URL, credential and permission work.
+    Proven,
     /// Nothing may be sent there, and why.
     Failed(String),
+}
+
+/// A preflight and when it began.
+type ProofSlot = (Instant, Arc<tokio::sync::OnceCell<Proof>>);
+
+/// How long a proven preflight stands before the next job proves the organization again: its
+/// whole list, read anew, finds who became protected (or the owner) since.
+pub const PROOF_TTL: Duration = Duration::from_secs(3600);
+
+/// One organization's whole-list reads: one at a time, and no removal there while one is read.
+#[derive(Default)]
+struct Reading {
+    one: tokio::sync::Mutex<()>,
+    /// Removals hold it shared while they are admitted and sent; a whole list read holds it
+    /// alone, so no removal shifts its pages while it is read.
+    quiet: tokio::sync::RwLock<()>,
 }
 
 pub struct Lane {
@@ -79,9 +92,13 @@ pub struct Lane {
     hold: OnceLock<Hold>,
     /// `safety.protected`, matched again against ids found by lookup.
     protected: Arc<Protected>,
-    /// The preflight of each organization ("" where the key picks it): run once, by the first
-    /// job (or caller) that needs it; every other waits for its result.
-    proofs: Mutex<HashMap<String, Arc<tokio::sync::OnceCell<Proof>>>>,
+    /// The preflight of each organization ("" where the key picks it), and when it began: run
+    /// by the first job (or caller) that needs it, again once a proof is older than
+    /// [`PROOF_TTL`]; every other waits for its result.
+    proofs: Mutex<HashMap<String, ProofSlot>>,
+    /// Ids never to be removed, found in each organization's whole lists (lowercase id -> why):
+    /// every read adds to them, none takes away.
+    protected_ids: Mutex<HashMap<String, HashMap<String, String>>>,
     /// Why the whole entry may not be used (its preflight failed, or an answer said every
     /// request will fail alike), if so: the report code and the reason.
     entry_failed: Mutex<Option<(&'static str, String)>>,
@@ -89,11 +106,8 @@ pub struct Lane {
     refused: Mutex<HashMap<String, String>>,
     /// Whole member lists by organization, for lookups and absence checks.
     lists: Mutex<HashMap<String, CachedList>>,
-    /// Held while one job reads a whole list, so the others wait for it instead of each reading.
-    list_read: tokio::sync::Mutex<()>,
-    /// Removals hold it shared while they are sent; a whole list read holds it alone, so no
-    /// removal shifts its pages while it is read.
-    quiet: tokio::sync::RwLock<()>,
+    /// Each organization's whole-list reads (see [`Reading`]).
+    reading: Mutex<HashMap<String, Arc<Reading>>>,
 }
 
 /// What a lane needs besides its provider.
@@ -143,11 +157,11 @@ impl Lane {
             hold: OnceLock::new(),
             protected: s.protected,
             proofs: Default::default(),
+            protected_ids: Default::default(),
             entry_failed: Mutex::new(None),
             refused: Default::default(),
             lists: Default::default(),
-            list_read: Default::default(),
-            quiet: Default::default(),
+            reading: Default::default(),
         }
     }
 

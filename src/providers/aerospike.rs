@@ -36,12 +36,12 @@ struct Envelope {
     detail: Option<String>,
 }
 
-/// `MemberCollectionSchema`: `count` and `members` required, `meta` ({total, limit, offset},
-/// each required) nullable.
+/// `MemberCollectionSchema`: `count` and `members` required; `meta` ({total, limit, offset},
+/// each required) is nullable in the schema, but without it nothing says the list is complete,
+/// so it is required here.
 #[derive(Deserialize)]
 struct List {
     count: u64,
-    #[serde(default)]
     meta: Option<Meta>,
     members: Vec<Record>,
 }
@@ -49,8 +49,7 @@ struct List {
 #[derive(Deserialize)]
 struct Meta {
     total: u64,
-    #[serde(default)]
-    offset: Option<u64>,
+    offset: u64,
 }
 
 /// `MemberSchema`: a user (`id`, `email` required) with its `role`.
@@ -125,8 +124,8 @@ impl Adapter for Aerospike {
     }
 
     /// `{"count", "meta": {"total", "limit", "offset"}, "members": [...]}` exactly: `count` must be
-    /// the page's length, `meta.offset` the offset asked for, and every member needs `id` and
-    /// `email`; `OrgOwner` marks the owner.
+    /// the page's length, `meta.offset` the offset asked for, and every member needs `id`,
+    /// `email` and its `role` (`OrgOwner` marks the owner).
     fn read_list(&self, body: &[u8], at: &Cursor) -> Result<MemberPage, Unreadable> {
         let list: List = lookup::parse(body)?;
         let got = list.members.len() as u64;
@@ -147,32 +146,33 @@ impl Adapter for Aerospike {
                     lookup::required(r.id, &what, "id")?,
                     lookup::required(r.email, &what, "email")?,
                 );
-                m.owner = r.role.as_deref() == Some("OrgOwner");
+                m.owner = match lookup::required(r.role, &what, "role")?.as_str() {
+                    "OrgOwner" => true,
+                    "OrgAdmin" => false,
+                    other => {
+                        return Err(Unreadable(format!(
+                            "{what} has `role` {other:?}, neither OrgAdmin nor OrgOwner"
+                        )));
+                    }
+                };
                 Ok(m)
             })
             .collect::<Result<Vec<_>, Unreadable>>()?;
-        let (next, total) = match list.meta {
-            Some(meta) => {
-                if let Some(offset) = meta.offset.filter(|o| *o != asked) {
-                    return Err(Unreadable(format!(
-                        "offset {asked} was asked for and `meta.offset` says {offset}: the server did not page as asked"
-                    )));
-                }
-                let reached = asked + got;
-                let more = got > 0 && reached < meta.total;
-                (
-                    more.then(|| at.next(Some(reached.to_string()))),
-                    Some(meta.total),
-                )
-            }
-            // No `meta`: a page shorter than asked is the last; a longer one from the start is
-            // the whole set ("paging is currently disabled"); one exactly as long may be followed
-            // by more (a page read again makes the read unreadable, see `lookup::Collect`).
-            None => {
-                let more = got == PAGE;
-                (more.then(|| at.next(Some((asked + got).to_string()))), None)
-            }
+        let Some(meta) = list.meta else {
+            return Err(Unreadable::new(
+                "`meta` is null: nothing says how many members there are, so the list cannot be proven complete",
+            ));
         };
+        if meta.offset != asked {
+            return Err(Unreadable(format!(
+                "offset {asked} was asked for and `meta.offset` says {}: the server did not page as asked",
+                meta.offset
+            )));
+        }
+        let reached = asked + got;
+        let more = got > 0 && reached < meta.total;
+        let next = more.then(|| at.next(Some(reached.to_string())));
+        let total = Some(meta.total);
         Ok(MemberPage {
             members,
             next,

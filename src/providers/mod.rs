@@ -68,6 +68,12 @@ pub trait Adapter: Send + Sync + 'static {
     fn owner_listed(&self) -> bool {
         false
     }
+
+    /// What the page promises of a whole list beyond each record (Telnyx: exactly one owner),
+    /// checked once every page is read.
+    fn check_whole(&self, _members: &[lookup::Member]) -> Result<(), lookup::Unreadable> {
+        Ok(())
+    }
 }
 
 /// The provider's public API, where an entry names no `base_url` (each page's server; Cognee's
@@ -139,6 +145,11 @@ impl Provider {
     /// Whether the list ignores the email, so one whole read serves every lookup.
     pub fn whole_list(&self) -> bool {
         self.adapter.whole_list()
+    }
+
+    /// See [`Adapter::check_whole`].
+    pub fn check_whole(&self, members: &[lookup::Member]) -> Result<(), lookup::Unreadable> {
+        self.adapter.check_whole(members)
     }
 
     /// Whether the list marks the organization's owner (see [`Adapter::owner_listed`]).
@@ -260,13 +271,23 @@ impl Provider {
             };
             match read.add(page) {
                 Ok(Some(next)) => at = next,
-                Ok(None) => return Ok(read.into_members()),
+                Ok(None) => {
+                    let members = read.into_members();
+                    if email.is_none() || self.whole_list() {
+                        if let Err(why) = self.check_whole(&members) {
+                            return Err(Ok(unreadable(answer, why.to_string())));
+                        }
+                    }
+                    return Ok(members);
+                }
                 Err(why) => return Err(Ok(unreadable(answer, why.to_string()))),
             }
         }
     }
 
     /// Finds the member with exactly this email, reading every page (tests and one-off calls).
+    /// A search's `NoMember` is only what the search answered: the lane confirms an absence
+    /// against the whole list, and so must any other caller.
     pub async fn find(
         &self,
         organization: Option<&str>,

@@ -63,13 +63,13 @@ struct User {
     record_type: Option<String>,
 }
 
+/// The list's paging: which page this is, how many there are and how many users in all (the
+/// count a complete read must reach, and may not change while it is read).
 #[derive(Deserialize)]
 struct ListMeta {
+    page_number: u32,
     total_pages: u32,
-    #[serde(default)]
-    total_results: Option<u64>,
-    #[serde(default)]
-    page_number: Option<u32>,
+    total_results: u64,
 }
 
 impl Adapter for Telnyx {
@@ -164,9 +164,10 @@ impl Adapter for Telnyx {
     fn read_list(&self, body: &[u8], at: &Cursor) -> Result<MemberPage, Unreadable> {
         let list: List = lookup::parse(body)?;
         let asked = at.page + 1;
-        if let Some(number) = list.meta.page_number.filter(|n| *n != asked) {
+        if list.meta.page_number != asked {
             return Err(Unreadable(format!(
-                "page {asked} was asked for and `meta.page_number` says {number}: the server did not page as asked"
+                "page {asked} was asked for and `meta.page_number` says {}: the server did not page as asked",
+                list.meta.page_number
             )));
         }
         let members = list
@@ -179,14 +180,22 @@ impl Adapter for Telnyx {
                     lookup::required(u.id, &what, "id")?,
                     lookup::required(u.email, &what, "email")?,
                 );
-                m.owner = u.record_type.as_deref() == Some("organization_owner");
+                m.owner = match lookup::required(u.record_type, &what, "record_type")?.as_str() {
+                    "organization_owner" => true,
+                    "organization_sub_user" => false,
+                    other => {
+                        return Err(Unreadable(format!(
+                            "{what} has `record_type` {other:?}, neither organization_owner nor organization_sub_user"
+                        )));
+                    }
+                };
                 Ok(m)
             })
             .collect::<Result<Vec<_>, Unreadable>>()?;
         Ok(MemberPage {
             members,
             next: (asked < list.meta.total_pages).then(|| at.next(None)),
-            total: list.meta.total_results,
+            total: Some(list.meta.total_results),
         })
     }
 
@@ -197,6 +206,17 @@ impl Adapter for Telnyx {
 
     fn owner_listed(&self) -> bool {
         true
+    }
+
+    /// "An organization has exactly one `organization_owner`": a whole list with none, or more
+    /// than one, is not the organization's list.
+    fn check_whole(&self, members: &[Member]) -> Result<(), Unreadable> {
+        match members.iter().filter(|m| m.owner).count() {
+            1 => Ok(()),
+            n => Err(Unreadable(format!(
+                "the whole list holds {n} `organization_owner` records; an organization has exactly one"
+            ))),
+        }
     }
 
     fn whole_list(&self) -> bool {

@@ -204,7 +204,7 @@ fn member(m: &Member) -> Value {
     json!({
         "id": m.user,
         "email": m.email,
-        "role": if m.owner { "owner" } else { "member" },
+        "role": if m.owner { "OrgOwner" } else { "OrgAdmin" },
         "firstName": first,
         "lastName": last,
         "createdAt": created_at(&m.user),

@@ -859,7 +859,9 @@ async fn an_unknown_cognee_tenant_is_named_as_such() {
     assert_eq!(lines[0]["reason"], "preflight_failed", "{}", lines[0]);
     let m = lines[0]["error"]["message"].as_str().unwrap();
     assert!(
-        m.contains("does not know the tenant") && !m.contains("check base_url"),
+        m.contains("does not know this organization or tenant")
+            && m.contains("TenantNotFoundError")
+            && !m.contains("check base_url"),
         "{m}"
     );
 }

@@ -77,7 +77,7 @@ async fn no_exact_match_is_no_member_and_two_are_ambiguous() {
         .and(path("/v2/organizations/users"))
         .and(query_param("filter[email]", "bo@acme.example"))
         .respond_with(ResponseTemplate::new(200).set_body_json(json!({
-            "data": [user("u-1", "bob@acme.example")], "meta": {"total_pages": 1}
+            "data": [user("u-1", "bob@acme.example")], "meta": {"page_number": 1, "total_pages": 1, "total_results": 1}
         })))
         .mount(&server)
         .await;
@@ -85,7 +85,7 @@ async fn no_exact_match_is_no_member_and_two_are_ambiguous() {
         .and(path("/v2/organizations/users"))
         .and(query_param("filter[email]", "sam@acme.example"))
         .respond_with(ResponseTemplate::new(200).set_body_json(json!({
-            "data": [user("u-2", "sam@acme.example"), user("u-3", "SAM@acme.example")], "meta": {"total_pages": 1}
+            "data": [user("u-2", "sam@acme.example"), user("u-3", "SAM@acme.example")], "meta": {"page_number": 1, "total_pages": 1, "total_results": 2}
         })))
         .mount(&server)
         .await;
@@ -295,7 +295,31 @@ async fn aitronos_pages_by_what_each_page_held_when_the_server_caps_take() {
 /// words that name what is wrong.
 #[tokio::test]
 async fn each_reader_refuses_what_its_page_does_not_promise() {
-    let cases: [(ProviderKind, serde_json::Value, &str); 8] = [
+    let cases: [(ProviderKind, serde_json::Value, &str); 12] = [
+        (
+            ProviderKind::Telnyx,
+            json!({"data": [{"id": "u1", "email": "a@x.example"}],
+                "meta": {"page_number": 1, "total_pages": 1, "total_results": 1}}),
+            "data[0] has no `record_type`",
+        ),
+        (
+            ProviderKind::Telnyx,
+            json!({"data": [{"id": "u1", "email": "a@x.example", "record_type": "organization_sub_user"}],
+                "meta": {"page_number": 1, "total_pages": 1, "total_results": 1}}),
+            "0 `organization_owner` records",
+        ),
+        (
+            ProviderKind::Aerospike,
+            json!({"count": 1, "meta": null, "members": [{"id": "11111111-1111-1111-1111-111111111111",
+                "email": "a@x.example", "role": "OrgAdmin"}]}),
+            "`meta` is null",
+        ),
+        (
+            ProviderKind::Aerospike,
+            json!({"count": 1, "meta": {"total": 1, "limit": 100, "offset": 0},
+                "members": [{"id": "11111111-1111-1111-1111-111111111111", "email": "a@x.example", "role": "owner"}]}),
+            "neither OrgAdmin nor OrgOwner",
+        ),
         (
             ProviderKind::Factory,
             json!({"users": [{"id": "u1", "email": "a@x.example"}], "pagination": {"hasMore": true}}),

@@ -106,7 +106,8 @@ fn list_route(kind: ProviderKind) -> (&'static str, String) {
 }
 
 /// The member list of an organization where only our credential's own member (an admin, not
-/// the target) is left, in each page's documented shape: every organization has at least one.
+/// the target) and, at Telnyx, the owner are left, in each page's documented shape: every
+/// organization has at least one member.
 fn admin_only_list(kind: ProviderKind) -> serde_json::Value {
     const ADMIN: &str = "it-admin@example.com";
     const ADMIN_UUID: &str = "9c0d1e2f-3a4b-4c5d-8e6f-7a8b9c0d1e2f";
@@ -117,10 +118,12 @@ fn admin_only_list(kind: ProviderKind) -> serde_json::Value {
             json!({"users": [{"id": "orguser_admin", "user_id": "usr_admin", "email": ADMIN}],
             "total_users_count": 1, "skip": 0, "take": 100})
         }
-        Telnyx => {
-            json!({"data": [{"id": ADMIN_UUID, "email": ADMIN, "record_type": "organization_sub_user"}],
-            "meta": {"page_number": 1, "page_size": 250, "total_pages": 1, "total_results": 1}})
-        }
+        // With its one owner, as every Telnyx organization has.
+        Telnyx => json!({"data": [
+                {"id": "1d2e3f4a-5b6c-4d7e-8f9a-0b1c2d3e4f5a", "email": "owner@example.com",
+                    "record_type": "organization_owner"},
+                {"id": ADMIN_UUID, "email": ADMIN, "record_type": "organization_sub_user"}],
+            "meta": {"page_number": 1, "page_size": 250, "total_pages": 1, "total_results": 2}}),
         Aerospike => json!({"count": 1, "meta": {"total": 1, "limit": 100, "offset": 0},
             "members": [{"id": ADMIN_UUID, "email": ADMIN, "role": "OrgAdmin", "firstName": "It",
                 "lastName": "Admin", "createdAt": "2024-01-01T00:00:00Z"}]}),
