@@ -2,8 +2,9 @@
 //! --sandbox`) and for end-to-end tests.
 //!
 //! One axum server per provider kind, each on its own `127.0.0.1` port with its own state, answering
-//! exactly as the provider's API page (`/work/shared/providers/*.md`) describes: the removal call,
-//! its error bodies, its rate-limit headers and, for Aerospike, the OAuth2 token endpoint.
+//! exactly as the provider's API page describes: the removal call, its error bodies, its rate-limit
+//! headers and, for Aerospike, the OAuth2 token endpoint. The pages' OpenAPI documents are kept in
+//! `tests/fixtures/openapi/`, and `openapi_tests` checks the answers against them.
 //!
 //! Every server can rate-limit (a GCRA per server, answering 429 with the provider's headers) and
 //! inject deterministic faults (503, 429, 409) on the first removal attempt of chosen targets.

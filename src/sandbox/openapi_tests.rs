@@ -1,10 +1,12 @@
 //! The sandbox's answers against the providers' own OpenAPI schemas.
 //!
-//! The Factory, Telnyx and Cognee pages (`../shared/providers/*.md` beside the checkout) each carry
-//! their OpenAPI document in a fenced ```` ```yaml ```` block. The tests load it, inline its `$ref`s
-//! (response and schema components), turn OpenAPI 3.0's `nullable` into JSON Schema's `null` type
-//! (3.1's `type: [string, 'null']` is JSON Schema already) and validate, with JSON Schema 2020-12,
-//! the body of every answer the sandbox gives at the documented endpoint against the schema of its
+//! `tests/fixtures/openapi/` in this repository holds each provider's OpenAPI document: for
+//! Factory, Telnyx and Cognee the ```` ```yaml ```` block of its API page, verbatim; for Aerospike
+//! the vendor's own extract of its two organization-member operations. Each file's first comment
+//! line says where it came from. The tests load one, inline its `$ref`s (response and schema
+//! components), turn OpenAPI 3.0's `nullable` into JSON Schema's `null` type (3.1's
+//! `type: [string, 'null']` is JSON Schema already) and validate, with JSON Schema 2020-12, the
+//! body of every answer the sandbox gives at the documented endpoint against the schema of its
 //! status. If one fails, the sandbox is wrong, not the schema.
 
 use std::collections::BTreeSet;
@@ -17,21 +19,13 @@ use super::*;
 
 const TENANT: &str = "0b7e6f3a-52c1-4d8e-9f10-2a3b4c5d6e7f";
 
+/// The OpenAPI document of a provider, from `tests/fixtures/openapi/{page}.yaml`.
 fn openapi(page: &str) -> Value {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../shared/providers")
-        .join(format!("{page}.md"));
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| {
-        panic!(
-            "{}: {e} (the provider pages are expected in shared/providers beside the checkout)",
-            path.display()
-        )
-    });
-    let start = text.find("````yaml").expect("the page has a yaml block");
-    let block = &text[start..];
-    let block = &block[block.find('\n').expect("a yaml block has lines") + 1..];
-    let end = block.find("\n````").expect("the yaml block is closed");
-    serde_yaml_ng::from_str(&block[..end]).expect("the yaml block parses")
+        .join("tests/fixtures/openapi")
+        .join(format!("{page}.yaml"));
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_yaml_ng::from_str(&text).unwrap_or_else(|e| panic!("{}: not YAML: {e}", path.display()))
 }
 
 /// What a local `$ref` (`#/components/...`) points at.
