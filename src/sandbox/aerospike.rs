@@ -1,13 +1,19 @@
 //! Aerospike: `DELETE /v1/organization/members/{uuid}` with `Authorization: Bearer <access_token>`
 //! from `POST /oauth/token` (client credentials, form or JSON body). Success is 204; every answer
-//! carries `X-Request-Id`. Errors are RFC 9457 problem details (`application/problem+json`) that also
+//! carries `X-Request-Id`. Errors are RFC 9457 problem details (`application/problem+json`, the
+//! vendor's `APIError`: a `type` from its `ErrorType` list, `title`, `status`, `detail`) that also
 //! carry the page's `{"code", "message"}`, so both readings of the API work.
 //!
-//! List: `GET /v1/organization/members?limit=&offset=` answers 200 `{"count", "meta": {"total",
-//! "limit", "offset"}, "members": [{id, email, role, firstName, lastName, createdAt}]}`, no filter.
-//! Paging is "currently disabled" by default, as the docs say: the full set, with `meta` saying so
-//! (`limit` = `total`, `offset` 0); [`SandboxOptions::aerospike_page_size`](super::SandboxOptions)
-//! turns it on.
+//! List (`listOrgMembers`): `GET /v1/organization/members?limit=&offset=` answers 200
+//! `MemberCollectionSchema`: `{"count", "meta": {"total", "limit", "offset"}, "members": [{id,
+//! email, createdAt, firstName, lastName, role}]}` (role `OrgOwner` or `OrgAdmin`), no filter.
+//! `limit` is an integer from 1 to 100 (default 10) and `offset` one from 0 (default 0), always
+//! checked: anything else is a 400 `validation:failed`. The page holds members `offset` to
+//! `offset + limit` in listing order, `count` of them, and `meta` says so; the server may cap a
+//! page lower ([`SandboxOptions::aerospike_page_size`](super::SandboxOptions), then `meta.limit`
+//! says the cap). With [`SandboxOptions::aerospike_paging_disabled`](super::SandboxOptions) it
+//! answers as the docs say it "currently" does: the full set from the start whatever `limit` and
+//! `offset` say (once valid), `meta` saying so (`total` = `limit` = `count`, `offset` 0).
 //!
 //! Any other URL (say a base URL without `/v1`) answers 404 in the page's `{"code", "message"}`:
 //! the same status as an unconfirmed "not a member", which is why a 404 is only believed once the
@@ -29,7 +35,7 @@ use axum::routing::{delete, get, post};
 use serde_json::{Value, json};
 
 use super::{
-    Fault, Member, Removal, Server, bearer, created_at, form_pairs, header, lock, name_words,
+    Fault, Member, Removal, Server, bearer, created_at, form_pairs, header, key, lock, name_words,
 };
 
 pub(super) fn router(server: Arc<Server>) -> Router {
@@ -61,7 +67,19 @@ async fn request_id(mut r: Response) -> Response {
 }
 
 fn problem(status: u16, kind: &str, title: &str, detail: &str, code: &str) -> Response {
-    let body = json!({
+    problem_with(status, kind, title, detail, code, None)
+}
+
+/// A problem document; `context` as the spec's `ValidationErrorContext` or `ResourceErrorContext`.
+fn problem_with(
+    status: u16,
+    kind: &str,
+    title: &str,
+    detail: &str,
+    code: &str,
+    context: Option<Value>,
+) -> Response {
+    let mut body = json!({
         "type": format!("urn:aerospike:errors:{kind}"),
         "title": title,
         "status": status,
@@ -69,6 +87,9 @@ fn problem(status: u16, kind: &str, title: &str, detail: &str, code: &str) -> Re
         "code": code,
         "message": detail,
     });
+    if let Some(c) = context {
+        body["context"] = c;
+    }
     let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     (
         status,
@@ -78,11 +99,31 @@ fn problem(status: u16, kind: &str, title: &str, detail: &str, code: &str) -> Re
         .into_response()
 }
 
+/// A 400 `InvalidInputError`: which field, and the spec's `ValidationErrorContext` naming it (a
+/// query parameter or path segment as `/name`).
+fn invalid_input(field: &str, out_of_range: bool, detail: &str) -> Response {
+    let kind = if out_of_range {
+        "urn:aerospike:errors:validation:out-of-range"
+    } else {
+        "urn:aerospike:errors:validation:failed"
+    };
+    problem_with(
+        400,
+        "validation:failed",
+        "Validation Error",
+        detail,
+        "invalid_input",
+        Some(
+            json!({"invalid": [{"field": format!("/{field}"), "type": kind, "description": detail}]}),
+        ),
+    )
+}
+
 fn rate_limited(wait: Duration) -> Response {
     let mut r = problem(
         429,
         "ratelimit:exceeded",
-        "Too Many Requests",
+        "Rate Limit Exceeded",
         "Rate limit exceeded; retry after the time given in Retry-After.",
         "rate_limit_exceeded",
     );
@@ -101,7 +142,7 @@ fn unauthorized(s: &Server, headers: &HeaderMap) -> Option<Response> {
     match expiry {
         None => Some(problem(
             401,
-            "auth:invalid-token",
+            "auth:unauthorized",
             "Unauthorized",
             "Access token is missing or invalid.",
             "invalid_token",
@@ -109,7 +150,7 @@ fn unauthorized(s: &Server, headers: &HeaderMap) -> Option<Response> {
         Some(at) if Instant::now() >= at => Some(problem(
             401,
             "auth:token-expired",
-            "Token expired",
+            "Token Expired",
             "The access token expired.",
             "invalid_token",
         )),
@@ -145,21 +186,17 @@ async fn list(
 }
 
 fn list_answer(s: &Server, query: &str) -> Response {
-    let (limit, offset) = match s.aerospike_page_size {
-        // Paging disabled: whatever was asked, the full set from the start.
-        None => (usize::MAX, 0),
-        Some(max) => match page(query, max) {
-            Ok(p) => p,
-            Err(detail) => {
-                return problem(
-                    400,
-                    "request:invalid",
-                    "Bad Request",
-                    &detail,
-                    "invalid_input",
-                );
-            }
-        },
+    let (limit, offset) = match page(query) {
+        Ok(p) => p,
+        Err(bad) => return invalid_input(bad.field, bad.out_of_range, &bad.detail),
+    };
+    let (limit, offset) = if s.aerospike_paging_disabled {
+        (usize::MAX, 0)
+    } else {
+        (
+            limit.min(s.aerospike_page_size.unwrap_or(MAX_LIMIT).max(1)),
+            offset,
+        )
     };
     let (members, total) = s
         .with_org(None, |o| {
@@ -167,7 +204,7 @@ fn list_answer(s: &Server, query: &str) -> Response {
             (page, o.members.len())
         })
         .unwrap_or_default();
-    let limit = if s.aerospike_page_size.is_none() {
+    let limit = if s.aerospike_paging_disabled {
         total
     } else {
         limit
@@ -180,29 +217,70 @@ fn list_answer(s: &Server, query: &str) -> Response {
     (StatusCode::OK, Json(body)).into_response()
 }
 
-/// `limit` (1..=max, default max) and `offset` (default 0) from the query, or why not.
-fn page(query: &str, max: usize) -> Result<(usize, usize), String> {
-    let (mut limit, mut offset) = (max, 0);
+/// `LimitParam`'s maximum (and `aerospike_page_size`'s, when unset).
+const MAX_LIMIT: usize = 100;
+/// `LimitParam`'s default.
+const DEFAULT_LIMIT: usize = 10;
+
+/// A query parameter outside its schema.
+#[derive(Debug, PartialEq, Eq)]
+struct BadParam {
+    field: &'static str,
+    /// An integer, but outside its range (else: not an integer at all).
+    out_of_range: bool,
+    detail: String,
+}
+
+/// `limit` (an integer 1..=100, default 10) and `offset` (an integer >= 0, default 0) from the
+/// query, as `LimitParam` and `OffsetParam` say, or which one is not. A parameter given twice
+/// counts as given last.
+fn page(query: &str) -> Result<(usize, usize), BadParam> {
+    let (mut limit, mut offset) = (DEFAULT_LIMIT, 0);
     for (k, v) in form_pairs(query) {
-        let n = v.trim().parse::<usize>();
-        match (k.as_str(), n) {
-            ("limit", Ok(n)) if n >= 1 => limit = n.min(max),
-            ("offset", Ok(n)) => offset = n,
-            ("limit", _) => return Err("limit must be a positive integer.".to_owned()),
-            ("offset", _) => return Err("offset must be a non-negative integer.".to_owned()),
-            _ => {}
+        let (field, min, max) = match k.as_str() {
+            "limit" => ("limit", 1, MAX_LIMIT as i128),
+            "offset" => ("offset", 0, usize::MAX as i128),
+            _ => continue,
+        };
+        let range = if field == "limit" {
+            "between 1 and 100"
+        } else {
+            "0 or more"
+        };
+        let n = match v.parse::<i128>() {
+            Ok(n) => n,
+            Err(_) => {
+                return Err(BadParam {
+                    field,
+                    out_of_range: false,
+                    detail: format!("{field} must be an integer {range}; got {v:?}."),
+                });
+            }
+        };
+        if !(min..=max).contains(&n) {
+            return Err(BadParam {
+                field,
+                out_of_range: true,
+                detail: format!("{field} must be {range}; got {n}."),
+            });
+        }
+        let n = usize::try_from(n).unwrap_or(usize::MAX);
+        if field == "limit" {
+            limit = n;
+        } else {
+            offset = n;
         }
     }
     Ok((limit, offset))
 }
 
-/// A listed member: names from the email's local part, a creation time fixed per user.
+/// A listed member (`MemberSchema`): the id canonical, names from the email's local part (a
+/// single word takes the domain's first label for a last name, since both names are required
+/// and never empty), a creation time fixed per user, `OrgOwner` or `OrgAdmin`.
 fn member(m: &Member) -> Value {
-    let mut words = name_words(&m.email).into_iter();
-    let first = words.next().unwrap_or_default();
-    let last = words.collect::<Vec<_>>().join(" ");
+    let (first, last) = names(&m.email);
     json!({
-        "id": m.user,
+        "id": key(&m.user),
         "email": m.email,
         "role": if m.owner { "OrgOwner" } else { "OrgAdmin" },
         "firstName": first,
@@ -211,24 +289,34 @@ fn member(m: &Member) -> Value {
     })
 }
 
+/// First and last name for an email, each 1 to 100 characters (`NameValidation`).
+fn names(email: &str) -> (String, String) {
+    let mut words = name_words(email).into_iter();
+    let first = words.next().unwrap_or_else(|| "Member".to_owned());
+    let mut last = words.collect::<Vec<_>>().join(" ");
+    if last.is_empty() {
+        let domain = email.rsplit_once('@').map_or("", |(_, d)| d);
+        last = name_words(domain.split('.').next().unwrap_or(""))
+            .into_iter()
+            .next()
+            .unwrap_or_else(|| "Member".to_owned());
+    }
+    let cap = |s: String| s.chars().take(100).collect::<String>();
+    (cap(first), cap(last))
+}
+
 fn answer(s: &Server, user: &str) -> Response {
     if let Some(wait) = s.over_limit() {
         return rate_limited(wait);
     }
     if uuid::Uuid::try_parse(user).is_err() {
-        return problem(
-            400,
-            "request:invalid",
-            "Bad Request",
-            "userId must be a UUID.",
-            "invalid_input",
-        );
+        return invalid_input("userId", false, "userId must be a UUID.");
     }
     match s.fault(None, user) {
         Some(Fault::Unavailable) => {
             return problem(
                 503,
-                "server:unavailable",
+                "system:unavailable",
                 "Service Unavailable",
                 "The service is temporarily unavailable.",
                 "service_unavailable",
@@ -250,8 +338,8 @@ fn answer(s: &Server, user: &str) -> Response {
         Removal::Removed(_) => StatusCode::NO_CONTENT.into_response(),
         Removal::Owner => problem(
             403,
-            "auth:forbidden",
-            "Forbidden",
+            "auth:unauthorized",
+            "Unauthorized",
             "The organization owner cannot be removed.",
             "permission_denied",
         ),

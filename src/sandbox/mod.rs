@@ -2,8 +2,9 @@
 //! --sandbox`) and for end-to-end tests.
 //!
 //! One axum server per provider kind, each on its own `127.0.0.1` port with its own state, answering
-//! exactly as the provider's API page (`/work/shared/providers/*.md`) describes: the removal call,
-//! its error bodies, its rate-limit headers and, for Aerospike, the OAuth2 token endpoint.
+//! exactly as the provider's API page describes: the removal call, its error bodies, its rate-limit
+//! headers and, for Aerospike, the OAuth2 token endpoint. The pages' OpenAPI documents are kept in
+//! `tests/fixtures/openapi/`, and `openapi_tests` checks the answers against them.
 //!
 //! Every server can rate-limit (a GCRA per server, answering 429 with the provider's headers) and
 //! inject deterministic faults (503, 429, 409) on the first removal attempt of chosen targets.
@@ -56,10 +57,14 @@ pub struct SandboxOptions {
     pub token_ttl: Duration,
     /// Which of its two documented answers Aitronos' member search gives.
     pub aitronos_search: AitronosSearchShape,
-    /// Aerospike's member list: `None` answers the full set whatever `limit`/`offset` say, as its
-    /// docs say paging is "currently disabled"; `Some(n)` honours `limit` (default and maximum n)
-    /// and `offset`, so that a client's paging can be tested.
+    /// Aerospike's member list always checks `limit` (1 to 100, default 10) and `offset` (0 or
+    /// more) as its OpenAPI says, and pages by them. `Some(n)`: the server also caps a page at `n`
+    /// members (a `limit` above it answers `n`, `meta.limit` saying so); `None`: the spec's 100.
     pub aerospike_page_size: Option<usize>,
+    /// Aerospike's member list as its docs say it "currently" is, paging disabled: the full set
+    /// whatever a valid `limit`/`offset` say, `meta` saying so (`total` = `limit` = `count`,
+    /// `offset` 0). Off: real paging, as the OpenAPI has it.
+    pub aerospike_paging_disabled: bool,
     /// Cognee tenants in which the caller lacks `has_user_management_permission`: their user list
     /// and every removal in them answer 403. A tenant that does not exist still answers 404 (the
     /// tenant check comes first).
@@ -106,6 +111,7 @@ impl SandboxOptions {
             token_ttl: Duration::from_secs(4),
             aitronos_search: AitronosSearchShape::Users,
             aerospike_page_size: None,
+            aerospike_paging_disabled: false,
             cognee_forbidden_tenants: Vec::new(),
         }
     }
@@ -121,6 +127,7 @@ impl SandboxOptions {
             token_ttl: Duration::from_secs(300),
             aitronos_search: AitronosSearchShape::Users,
             aerospike_page_size: None,
+            aerospike_paging_disabled: false,
             cognee_forbidden_tenants: Vec::new(),
         }
     }
@@ -568,6 +575,7 @@ struct Server {
     forbidden: HashSet<Option<String>>,
     aitronos_search: AitronosSearchShape,
     aerospike_page_size: Option<usize>,
+    aerospike_paging_disabled: bool,
     limiter: Option<Gcra>,
     window: Option<Window>,
     faults: Faults,
@@ -606,6 +614,7 @@ impl Server {
             forbidden,
             aitronos_search: opts.aitronos_search,
             aerospike_page_size: opts.aerospike_page_size,
+            aerospike_paging_disabled: opts.aerospike_paging_disabled,
             limiter: opts
                 .limits
                 .get(&kind)

@@ -18,6 +18,7 @@ use crate::job::{Invalid, Job, ProviderKind, RawJob};
 use crate::lane::Lane;
 use crate::report::{Outcome, Record};
 
+use super::recent::Claim;
 use super::{Ctx, invalid_record};
 
 /// Starts consuming `queue` with at most `prefetch` unacknowledged deliveries, on a channel in
@@ -203,12 +204,18 @@ pub(super) async fn handle_job(
         tracing::info!(job_id, provider = %lane.name, "already recorded: acknowledging a redelivery without running it again");
         return acker.ack().await;
     }
-    // The same membership asked for again within the window, under another job id: sent once.
-    if let Some(first) = ctx.recent.first(job.identity(), &job_id) {
-        let reason = Invalid::DuplicateOf { job_id: first };
-        let rec = invalid_record(job_id, Some(lane.name.to_string()), user, &reason);
-        return settle(ctx, &acker, rec, None).await;
-    }
+    // The same membership asked for again within the window, under another job id, after a job
+    // that removed it (or found it absent) was recorded: not sent again. A copy of a job that
+    // failed, was not attempted or was skipped runs; one of a job still running waits for it.
+    let running = match ctx.recent.claim(job.identity(), &job_id).await {
+        Claim::Run(running) => running,
+        Claim::DuplicateOf(first) => {
+            let reason = Invalid::DuplicateOf { job_id: first };
+            let rec = invalid_record(job_id, Some(lane.name.to_string()), user, &reason);
+            settle(ctx, &acker, rec, None).await;
+            return;
+        }
+    };
     if let Some(hold) = lane.hold() {
         if !hold.try_take() {
             // Past the window's limit: the lane holds; this message waits in its queue.
@@ -221,19 +228,31 @@ pub(super) async fn handle_job(
         // preflight failed or which refused us, is recorded and dead-lettered.)
         return acker.hand_back().await;
     }
-    settle(ctx, &acker, rec, Some(&job)).await
+    let done = rec.outcome.is_done();
+    let settled = settle(ctx, &acker, rec, Some(&job)).await;
+    // Only a success on disk makes later copies duplicates; anything else lets them run.
+    if done && matches!(settled, Settled::Acknowledged) {
+        running.succeeded();
+    }
 }
 
 /// Hands `rec` to the sink, which records it and then tells the broker through `acker`; a dead
-/// letter is counted.
-pub(super) async fn settle(ctx: &Ctx, acker: &Acker<'_>, rec: Record, job: Option<&Job>) {
-    if let Settled::DeadLettered { provider, reason } = ctx.sink.settle(rec, job, acker).await {
+/// letter is counted. Returns what the broker was told.
+pub(super) async fn settle(
+    ctx: &Ctx,
+    acker: &Acker<'_>,
+    rec: Record,
+    job: Option<&Job>,
+) -> Settled {
+    let settled = ctx.sink.settle(rec, job, acker).await;
+    if let Settled::DeadLettered { provider, reason } = &settled {
         let provider = provider
             .as_deref()
             .filter(|p| ctx.directory.lookup(p).is_some())
             .unwrap_or("unknown");
         ctx.metrics.dead_lettered(provider, reason);
     }
+    settled
 }
 
 /// A message that could not be a job: said, counted (a protected person is not an error), then
@@ -254,5 +273,5 @@ pub(super) async fn reject(ctx: &Ctx, acker: &Acker<'_>, rec: Record, reason: &I
         );
         ctx.metrics.invalid("amqp");
     }
-    settle(ctx, acker, rec, None).await
+    settle(ctx, acker, rec, None).await;
 }

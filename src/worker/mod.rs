@@ -56,7 +56,7 @@ struct Ctx {
     sink: Outcomes,
     metrics: Arc<Metrics>,
     health: Arc<Health>,
-    /// Memberships asked for within `safety.window`, for duplicate detection.
+    /// Memberships removed within `safety.window` (and those being run), for duplicate detection.
     recent: Recent,
     grace: Duration,
 }

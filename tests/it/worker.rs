@@ -615,7 +615,8 @@ async fn a_person_level_event_fans_out_to_every_provider_it_names() {
         Some(0),
         "the event was acknowledged"
     );
-    // The same person again within the window, under another job id: sent once, the copy named.
+    // The same person again within the window, under another job id, after the first removed
+    // them: not sent again, the copy names the job that did.
     let again = serde_json::json!({"job_id": "again-1", "provider": "factory", "user": "Ann.Lee@acme.example"});
     let requests = rig.sandbox.log().len();
     publish_json(&publisher, "offboard.jobs", "factory", &again).await;
@@ -657,6 +658,100 @@ async fn a_person_level_event_fans_out_to_every_provider_it_names() {
             .is_member(ProviderKind::Aitronos, Some("org_acme"), "usr_zoe")
     );
     assert!(!rig.sandbox.is_member(ProviderKind::Telnyx, None, ZOE));
+    terminate(&worker);
+    worker.wait().await.unwrap();
+}
+
+/// A copy is a duplicate of a success only. Every removal's first attempt answers 409 and a 409
+/// fails the job (`on_conflict = "fail"`): a first job for a person fails, and a second one under
+/// another id, within the window, runs and removes them, whether it came after the first ended or
+/// while it ran; a third, after that success, is recorded as its duplicate and sends nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_copy_of_a_failed_job_runs_and_only_a_copy_of_a_success_is_a_duplicate() {
+    let (ann, bob) = ("ann.lee@acme.example", "bob.ray@acme.example");
+    let seed = Seed::default()
+        .member(ProviderKind::Factory, None, ann)
+        .member(ProviderKind::Factory, None, bob);
+    let faults = Faults {
+        conflict_every: 1,
+        ..Faults::none()
+    };
+    let rig = Rig::with_seed(seed, faults, HashMap::new()).await;
+    let text = std::fs::read_to_string(&rig.config).unwrap().replace(
+        "[providers.factory]\n",
+        "[providers.factory]\non_conflict = \"fail\"\n",
+    );
+    std::fs::write(&rig.config, text).unwrap();
+    let mut worker = rig.worker();
+    let (_conn, publisher) = rig.publisher().await;
+    rig.declared("offboard.jobs.factory").await;
+    let job = |id: &str, user: &str| serde_json::json!({"job_id": id, "provider": "factory", "user": user});
+    let outcome = |id: &str| -> serde_json::Value {
+        report_lines(&rig.report)
+            .into_iter()
+            .find(|l| l["job_id"] == id)
+            .unwrap_or_else(|| panic!("{id} recorded"))
+    };
+
+    // One after the other: the first fails; the copy, spelled otherwise, runs and removes Ann.
+    publish_json(&publisher, "offboard.jobs", "factory", &job("ann-1", ann)).await;
+    rig.wait_for_report(1, Duration::from_secs(30)).await;
+    let first = outcome("ann-1");
+    assert_eq!(
+        (&first["outcome"], &first["reason"]),
+        (&"failed".into(), &"conflict".into()),
+        "{first}"
+    );
+    let copy = job("ann-2", &ann.to_uppercase());
+    publish_json(&publisher, "offboard.jobs", "factory", &copy).await;
+    rig.wait_for_report(2, Duration::from_secs(30)).await;
+    assert_eq!(
+        outcome("ann-2")["outcome"],
+        "removed",
+        "{}",
+        outcome("ann-2")
+    );
+    assert!(!rig.sandbox.is_member(ProviderKind::Factory, None, ann));
+
+    // Both at once: whichever runs first fails, and the other, which waited for it, then runs.
+    publish_json(&publisher, "offboard.jobs", "factory", &job("bob-1", bob)).await;
+    publish_json(&publisher, "offboard.jobs", "factory", &job("bob-2", bob)).await;
+    rig.wait_for_report(4, Duration::from_secs(30)).await;
+    let mut bobs = [outcome("bob-1"), outcome("bob-2")].map(|l| l["outcome"].to_string());
+    bobs.sort();
+    assert_eq!(bobs, ["\"failed\"", "\"removed\""]);
+    assert!(!rig.sandbox.is_member(ProviderKind::Factory, None, bob));
+
+    // A copy of the success, within the window: a duplicate naming it, nothing sent.
+    let requests = rig.sandbox.log().len();
+    publish_json(&publisher, "offboard.jobs", "factory", &job("ann-3", ann)).await;
+    rig.wait_for_report(5, Duration::from_secs(30)).await;
+    let dup = outcome("ann-3");
+    assert_eq!(dup["reason"], "duplicate", "{dup}");
+    assert!(
+        dup["error"]["message"].as_str().unwrap().contains("ann-2"),
+        "{dup}"
+    );
+    assert_eq!(rig.sandbox.log().len(), requests, "nothing sent for it");
+    let ann_requests: Vec<u16> = rig
+        .sandbox
+        .log()
+        .iter()
+        .filter(|l| l.operation == "remove" && l.user.eq_ignore_ascii_case(ann))
+        .map(|l| l.status)
+        .collect();
+    assert_eq!(ann_requests, [409, 204]);
+    // The two failures wait in the dead-letter queue; the rest is acknowledged.
+    wait_until(
+        Duration::from_secs(30),
+        "both failures dead-lettered",
+        async || rig.broker.queue_messages("offboard.dead").await == Some(2),
+    )
+    .await;
+    wait_until(Duration::from_secs(30), "every queue empty", async || {
+        rig.queues_empty().await
+    })
+    .await;
     terminate(&worker);
     worker.wait().await.unwrap();
 }
