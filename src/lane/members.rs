@@ -335,45 +335,30 @@ impl Lane {
                         Ok((answer, Some(page))) => {
                             self.circuit.ok();
                             let step = if probe { probed(page) } else { read.add(page) };
-                            match step {
+                            let read_all = match step {
                                 Ok(Some(next)) => {
                                     at = next;
                                     budget = Budget::new();
                                     last = Some(Ok(answer));
                                     continue;
                                 }
+                                // Complete: what the page promises of a whole list, then done.
                                 Ok(None) => {
-                                    let members = read.into_members();
-                                    let checked = if whole {
-                                        self.provider.check_whole(&members)
-                                    } else {
-                                        Ok(())
+                                    let members = std::mem::replace(&mut read, Collect::new(whole))
+                                        .into_members();
+                                    let checked = match whole {
+                                        true => self.provider.check_whole(&members),
+                                        false => Ok(()),
                                     };
-                                    match checked {
-                                        Ok(()) => return Ok(members),
-                                        Err(why) => {
-                                            return Err(ReadFailure {
-                                                reason: FailReason::UnreadableList,
-                                                last: Some(Ok(providers::unreadable(
-                                                    answer,
-                                                    why.to_string(),
-                                                ))),
-                                                halted: None,
-                                            });
-                                        }
-                                    }
+                                    checked.map(|()| members)
                                 }
-                                Err(why) => {
-                                    return Err(ReadFailure {
-                                        reason: FailReason::UnreadableList,
-                                        last: Some(Ok(providers::unreadable(
-                                            answer,
-                                            why.to_string(),
-                                        ))),
-                                        halted: None,
-                                    });
-                                }
-                            }
+                                Err(why) => Err(why),
+                            };
+                            return read_all.map_err(|why| ReadFailure {
+                                reason: FailReason::UnreadableList,
+                                last: Some(Ok(providers::unreadable(answer, why.to_string()))),
+                                halted: None,
+                            });
                         }
                         Ok((answer, None)) => (Ok(answer), p.generation),
                         Err(t) => (Err(t), p.generation),

@@ -9,7 +9,7 @@ use serde::Deserialize;
 use super::Adapter;
 use super::client::{Client, RequestBuilder};
 use super::http::{self, Answer, Hint, ProviderError};
-use super::lookup::{self, Cursor, Member, MemberPage, Unreadable};
+use super::lookup::{self, Cursor, MemberPage, Unreadable};
 
 /// Members asked for per list page: the OpenAPI's `LimitParam` is 1 to 100 ("Must be between 1
 /// and 100"), and a server that checks it answers 400 to anything else. The docs also say paging
@@ -142,10 +142,7 @@ impl Adapter for Aerospike {
             .enumerate()
             .map(|(i, r)| {
                 let what = format!("members[{i}]");
-                let mut m = Member::new(
-                    lookup::required(r.id, &what, "id")?,
-                    lookup::required(r.email, &what, "email")?,
-                );
+                let mut m = lookup::member(&what, (r.id, "id"), r.email)?;
                 m.owner = match lookup::required(r.role, &what, "role")?.as_str() {
                     "OrgOwner" => true,
                     "OrgAdmin" => false,

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use super::Adapter;
 use super::client::{Client, RequestBuilder};
 use super::http::{self, Answer, Hint, ProviderError};
-use super::lookup::{self, Cursor, Member, MemberPage, Unreadable};
+use super::lookup::{self, Cursor, MemberPage, Unreadable};
 
 /// Members per search page (the API's maximum `take`).
 const PAGE: u32 = 100;
@@ -202,10 +202,7 @@ impl Adapter for Aitronos {
             .enumerate()
             .map(|(i, u)| {
                 let what = format!("{name}[{i}]");
-                Ok(Member::new(
-                    lookup::required(u.user_id, &what, "user_id")?,
-                    lookup::required(u.email, &what, "email")?,
-                ))
+                lookup::member(&what, (u.user_id, "user_id"), u.email)
             })
             .collect::<Result<Vec<_>, Unreadable>>()?;
         // The next page starts after what this one held, which may be fewer than asked for (a

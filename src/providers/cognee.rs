@@ -9,7 +9,7 @@ use serde::Deserialize;
 use super::Adapter;
 use super::client::{Client, RequestBuilder};
 use super::http::{self, Answer, Hint, ProviderError};
-use super::lookup::{self, Cursor, Member, MemberPage, Unreadable};
+use super::lookup::{self, Cursor, MemberPage, Unreadable};
 use crate::job::{ProviderKind, Target};
 
 pub struct Cognee {
@@ -131,10 +131,7 @@ impl Adapter for Cognee {
             .enumerate()
             .map(|(i, u)| {
                 let what = format!("user [{i}]");
-                Ok(Member::new(
-                    lookup::required(u.id, &what, "id")?,
-                    lookup::required(u.email, &what, "email")?,
-                ))
+                lookup::member(&what, (u.id, "id"), u.email)
             })
             .collect::<Result<Vec<_>, Unreadable>>()?;
         Ok(MemberPage {

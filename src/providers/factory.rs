@@ -10,7 +10,7 @@ use serde::Deserialize;
 use super::Adapter;
 use super::client::{Client, RequestBuilder};
 use super::http::{self, Answer, Hint, ProviderError};
-use super::lookup::{self, Cursor, Member, MemberPage, Unreadable};
+use super::lookup::{self, Cursor, MemberPage, Unreadable};
 use crate::job::{ProviderKind, Target};
 
 pub struct Factory {
@@ -125,10 +125,7 @@ impl Adapter for Factory {
             .enumerate()
             .map(|(i, u)| {
                 let what = format!("users[{i}]");
-                Ok(Member::new(
-                    lookup::required(u.id, &what, "id")?,
-                    lookup::required(u.email, &what, "email")?,
-                ))
+                lookup::member(&what, (u.id, "id"), u.email)
             })
             .collect::<Result<Vec<_>, Unreadable>>()?;
         let next = match (list.pagination.has_more, list.pagination.next_cursor) {

@@ -95,6 +95,19 @@ pub fn required(value: Option<String>, what: &str, field: &str) -> Result<String
     }
 }
 
+/// A member from a record's id (the page's `id_field`, the one the removal takes) and email,
+/// both required; `what` is the record's place (`users[3]`).
+pub fn member(
+    what: &str,
+    (id, id_field): (Option<String>, &str),
+    email: Option<String>,
+) -> Result<Member, Unreadable> {
+    Ok(Member::new(
+        required(id, what, id_field)?,
+        required(email, what, "email")?,
+    ))
+}
+
 /// The members of one list read, page by page, and the proof that the read is complete.
 #[derive(Debug)]
 pub struct Collect {

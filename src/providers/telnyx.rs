@@ -176,10 +176,7 @@ impl Adapter for Telnyx {
             .enumerate()
             .map(|(i, u)| {
                 let what = format!("data[{i}]");
-                let mut m = Member::new(
-                    lookup::required(u.id, &what, "id")?,
-                    lookup::required(u.email, &what, "email")?,
-                );
+                let mut m = lookup::member(&what, (u.id, "id"), u.email)?;
                 m.owner = match lookup::required(u.record_type, &what, "record_type")?.as_str() {
                     "organization_owner" => true,
                     "organization_sub_user" => false,
