@@ -1041,3 +1041,41 @@ async fn an_enabled_event_type_publishes_and_one_not_enabled_does_not() {
     assert_eq!(event["requested_by"], "okta:admin@acme.example");
     stop.cancel();
 }
+
+/// An unauthenticated delivery announcing a 1 MiB body is refused at once, before a byte of it is
+/// read (the sender never sends it); with the secret, a body past `max_body_bytes` is a 413.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_okta_door_checks_the_secret_before_it_reads_the_body() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("offboard.toml");
+    std::fs::write(
+        &config,
+        "[providers.factory]\nkind = \"factory\"\ntoken_env = \"UNUSED\"\n\
+         [intake]\nlisten = \"127.0.0.1:0\"\n\
+         [intake.okta]\nsecret_env = \"TEST_OKTA_SECRET\"\n",
+    )
+    .unwrap();
+    let stop = CancellationToken::new();
+    let addr = intake_in_process(&config, "amqp://127.0.0.1:1/%2f", &stop).await;
+    let answer = |secret: &'static str, length: usize| async move {
+        let mut conn = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let head = format!(
+            "POST /hooks/okta HTTP/1.1\r\nHost: intake\r\nAuthorization: {secret}\r\n\
+             Content-Type: application/json\r\nContent-Length: {length}\r\n\r\n"
+        );
+        conn.write_all(head.as_bytes()).await.unwrap();
+        // No body follows: an answer can only come from the headers alone.
+        let mut got = vec![0u8; 512];
+        let n = tokio::time::timeout(Duration::from_secs(5), conn.read(&mut got))
+            .await
+            .unwrap_or_else(|_| panic!("{secret} {length}: answered without waiting for the body"))
+            .unwrap();
+        String::from_utf8_lossy(&got[..n]).into_owned()
+    };
+    let refused = answer("wrong-secret", 1 << 20).await;
+    assert!(refused.starts_with("HTTP/1.1 401"), "{refused}");
+    let too_big = answer(OKTA_SECRET, (1 << 20) + 1).await;
+    assert!(too_big.starts_with("HTTP/1.1 413"), "{too_big}");
+    stop.cancel();
+}

@@ -53,6 +53,8 @@ pub struct Intake {
     okta: Option<OktaAuth>,
     scim: Option<scim::ScimDoor>,
     metrics: Arc<Metrics>,
+    /// `intake.max_body_bytes`: for the doors that read their body themselves.
+    max_body: usize,
 }
 
 struct OktaAuth {
@@ -136,6 +138,7 @@ pub async fn serve(
         okta,
         scim,
         metrics,
+        max_body: cfg.max_body_bytes,
     });
     let app = router(intake, cfg.max_body_bytes);
     let addr = cfg.listen.unwrap_or(DEFAULT_LISTEN);
