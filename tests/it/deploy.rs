@@ -20,6 +20,7 @@ const METRICS: &[&str] = &[
     "offboard_jobs_in_flight",
     "offboard_lane_paused",
     "offboard_lane_circuit_open",
+    "offboard_lane_held",
     "offboard_dead_lettered_total",
     "offboard_invalid_jobs_total",
     "offboard_build_info",
@@ -494,6 +495,7 @@ fn prometheus_scrapes_the_worker_and_loads_the_rules_compose_mounts() {
         }
         for a in [
             "OffboardLaneHalted",
+            "OffboardLaneHeld",
             "OffboardDeadLetters",
             "OffboardWorkerDown",
         ] {
@@ -664,6 +666,12 @@ fn promtool(args: &[&str]) {
 fn promtool_accepts_the_config_and_the_rules() {
     promtool(&["check", "config", "config/prometheus.yml"]);
     promtool(&["check", "rules", "config/prometheus-rules.yml"]);
+}
+
+/// The shipped alerts fire on the series that should raise them, and only then.
+#[test]
+fn promtool_tests_the_alert_rules() {
+    promtool(&["test", "rules", "config/prometheus-rules.test.yml"]);
 }
 
 #[test]
