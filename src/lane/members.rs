@@ -344,8 +344,7 @@ impl Lane {
                                 }
                                 // Complete: what the page promises of a whole list, then done.
                                 Ok(None) => {
-                                    let members = std::mem::replace(&mut read, Collect::new(whole))
-                                        .into_members();
+                                    let members = read.into_members();
                                     let checked = match whole {
                                         true => self.provider.check_whole(&members),
                                         false => Ok(()),

@@ -584,17 +584,15 @@ async fn aerospike_member_list_answers_match_the_openapi() {
     assert_eq!(v["meta"], json!({"total": total, "limit": 10, "offset": 0}));
 
     // 100 at a time, following meta: every member exactly once.
+    let mut page = async |offset: usize| {
+        let at = offset.to_string();
+        let r = list(&[("limit", "100"), ("offset", &at)], &token).await;
+        expect(r.unwrap(), 200).await
+    };
     let mut ids: Vec<String> = Vec::new();
     let (mut offset, mut pages) = (0, 0);
     loop {
-        let at = offset.to_string();
-        let v = expect(
-            list(&[("limit", "100"), ("offset", &at)], &token)
-                .await
-                .unwrap(),
-            200,
-        )
-        .await;
+        let v = page(offset).await;
         assert_eq!(
             v["meta"],
             json!({"total": total, "limit": 100, "offset": offset})
@@ -620,14 +618,7 @@ async fn aerospike_member_list_answers_match_the_openapi() {
     assert!(unique.contains(AEROSPIKE_OWNER));
     assert!(unique.contains(AEROSPIKE_JOANN.to_lowercase().as_str()));
     // Past the end: an empty page, still a valid one.
-    let at = total.to_string();
-    let v = expect(
-        list(&[("limit", "100"), ("offset", &at)], &token)
-            .await
-            .unwrap(),
-        200,
-    )
-    .await;
+    let v = page(total).await;
     assert_eq!((&v["count"], &v["members"]), (&json!(0), &json!([])));
 
     // Outside LimitParam / OffsetParam: InvalidInputError.

@@ -408,28 +408,34 @@ struct Double {
     state: Arc<State>,
 }
 
+/// A server on loopback with Aerospike's token endpoint, answering everything else with `api`.
+async fn host(api: impl Respond + 'static) -> MockServer {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/oauth/token"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(
+            json!({"access_token": "tok", "token_type": "Bearer", "expires_in": 3600}),
+        ))
+        .with_priority(1)
+        .mount(&server)
+        .await;
+    Mock::given(wiremock::matchers::any())
+        .respond_with(api)
+        .with_priority(5)
+        .mount(&server)
+        .await;
+    server
+}
+
 impl Double {
     async fn start(kind: ProviderKind, fault: Fault, extra: &[(String, String)]) -> Double {
-        let server = MockServer::start().await;
         let state = Arc::new(State {
             kind,
             fault,
             people: Mutex::new(people(kind, extra)),
             removals: Mutex::default(),
         });
-        Mock::given(method("POST"))
-            .and(path("/oauth/token"))
-            .respond_with(ResponseTemplate::new(200).set_body_json(
-                json!({"access_token": "tok", "token_type": "Bearer", "expires_in": 3600}),
-            ))
-            .with_priority(1)
-            .mount(&server)
-            .await;
-        Mock::given(wiremock::matchers::any())
-            .respond_with(Api(state.clone()))
-            .with_priority(5)
-            .mount(&server)
-            .await;
+        let server = host(Api(state.clone())).await;
         Double { server, state }
     }
 
@@ -605,20 +611,7 @@ async fn a_list_that_cannot_be_read_proves_no_absence_at_any_provider() {
 async fn a_wrong_url_answering_an_empty_200_fails_the_preflight_at_every_provider() {
     for body in [json!([]), json!({"data": []})] {
         for kind in ProviderKind::ALL {
-            let server = MockServer::start().await;
-            Mock::given(method("POST"))
-                .and(path("/oauth/token"))
-                .respond_with(ResponseTemplate::new(200).set_body_json(
-                    json!({"access_token": "tok", "token_type": "Bearer", "expires_in": 3600}),
-                ))
-                .with_priority(1)
-                .mount(&server)
-                .await;
-            Mock::given(wiremock::matchers::any())
-                .respond_with(ResponseTemplate::new(200).set_body_json(body.clone()))
-                .with_priority(5)
-                .mount(&server)
-                .await;
+            let server = host(ResponseTemplate::new(200).set_body_json(body.clone())).await;
             let users: Vec<String> = match kind {
                 Factory => vec![email_of(1), email_of(2)],
                 _ => vec![email_of(1), id_of(kind, 2)],
