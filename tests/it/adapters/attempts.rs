@@ -213,3 +213,126 @@ async fn lane_refreshes_a_token_refused_on_the_request_that_fetched_it() {
     assert_eq!(record.attempts, 2);
     assert_eq!(tokens.grants(), 2);
 }
+
+/// Every request of one organization as it arrived: (when, method, offset asked or user).
+#[derive(Clone, Default)]
+struct Arrivals(Arc<Mutex<Vec<(Instant, String, String)>>>);
+
+/// Aerospike's list, 250 members a hundred to a page and slow, and its removals: a 404 for
+/// `USER_UUID` (not on the list, so it is confirmed by a whole read), a slow 204 for others.
+struct SlowOrg(Arrivals);
+
+impl Respond for SlowOrg {
+    fn respond(&self, r: &Request) -> ResponseTemplate {
+        let m = r.method.as_str().to_owned();
+        if m == "GET" {
+            let offset: usize = r
+                .url
+                .query_pairs()
+                .find(|(k, _)| k == "offset")
+                .and_then(|(_, v)| v.parse().ok())
+                .unwrap_or(0);
+            self.0
+                .0
+                .lock()
+                .unwrap()
+                .push((Instant::now(), m, offset.to_string()));
+            let members: Vec<_> = (offset..(offset + 100).min(250))
+                .map(|i| json!({"id": format!("00000000-0000-4000-8000-{i:012}"),
+                    "email": format!("p{i}@example.com"), "role": if i == 0 { "OrgOwner" } else { "OrgAdmin" },
+                    "firstName": "A", "lastName": "B", "createdAt": "2024-01-01T00:00:00Z"}))
+                .collect();
+            return ResponseTemplate::new(200)
+                .set_body_json(json!({"count": members.len(),
+                    "meta": {"total": 250, "limit": 100, "offset": offset}, "members": members}))
+                .set_delay(Duration::from_millis(150));
+        }
+        let user = r.url.path().rsplit('/').next().unwrap().to_owned();
+        self.0
+            .0
+            .lock()
+            .unwrap()
+            .push((Instant::now(), m, user.clone()));
+        if user == USER_UUID {
+            return error_body(
+                Aerospike,
+                404,
+                "urn:aerospike:errors:resource:not-found",
+                "not found",
+            );
+        }
+        success(Aerospike).set_delay(Duration::from_millis(100))
+    }
+}
+
+/// While a whole member list is read to confirm a 404, the organization sends no removal: one
+/// between two pages would shift the pages after it and pass a member by unread.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_removal_is_sent_while_a_whole_list_is_read() {
+    let rig = rig(Aerospike).await;
+    let arrivals = Arrivals::default();
+    Mock::given(wiremock::matchers::path_regex("^/v1/organization/members"))
+        .respond_with(SlowOrg(arrivals.clone()))
+        .with_priority(1)
+        .mount(&rig.server)
+        .await;
+    let lane = Arc::new(lane(rig.provider, policy()));
+    // The preflight's read first, so what follows is the confirmation's.
+    lane.preflight(None).await.unwrap();
+    let absent = job(Aerospike, 0);
+    let mut others = Vec::new();
+    for i in 1..=12u32 {
+        let mut j = job(Aerospike, i);
+        j.subject = Subject::Known(Target::Aerospike {
+            user: Uuid::parse("user", &format!("00000000-0000-4000-8000-{:012}", i)).unwrap(),
+        });
+        others.push(j);
+    }
+    // The others start once the confirmation's read has begun (its first page asked for).
+    let reading = || {
+        let seen = arrivals.0.lock().unwrap();
+        seen.iter()
+            .position(|(_, m, u)| m == "DELETE" && u == USER_UUID)
+            .is_some_and(|at| seen[at..].iter().any(|(_, m, _)| m == "GET"))
+    };
+    let (first, rest) = tokio::join!(lane.execute(&absent), async {
+        let start = Instant::now();
+        while !reading() {
+            assert!(start.elapsed() < Duration::from_secs(10), "no read began");
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        futures_util::future::join_all(others.iter().map(|j| lane.execute(j))).await
+    });
+    assert_eq!(first.outcome, Outcome::AlreadyAbsent, "{first:?}");
+    assert!(
+        rest.iter().all(|r| r.outcome == Outcome::Removed),
+        "{rest:?}"
+    );
+    let seen = arrivals.0.lock().unwrap().clone();
+    // The confirmation's pages: the GETs after the 404.
+    let asked = seen
+        .iter()
+        .position(|(_, m, u)| m == "DELETE" && u == USER_UUID)
+        .unwrap();
+    let pages: Vec<Instant> = seen[asked..]
+        .iter()
+        .filter(|(_, m, _)| m == "GET")
+        .map(|(at, _, _)| *at)
+        .collect();
+    assert_eq!(pages.len(), 3, "one whole read of three pages: {seen:?}");
+    let (from, to) = (pages[0], pages[2] + Duration::from_millis(150));
+    let during: Vec<_> = seen
+        .iter()
+        .filter(|(at, m, _)| m == "DELETE" && *at > from && *at < to)
+        .collect();
+    assert!(
+        during.is_empty(),
+        "removals sent while the list was read: {during:?}"
+    );
+    // They were asked for during the read, and sent once it ended.
+    assert!(
+        seen.iter()
+            .any(|(at, m, u)| m == "DELETE" && u != USER_UUID && *at >= to),
+        "{seen:?}"
+    );
+}
