@@ -40,6 +40,41 @@ pub struct Entry<'a> {
     pub outcome: Option<Cow<'a, str>>,
 }
 
+/// An operator's decision on a quarantine of the automatic doors (`kind` = `decision`): who
+/// released or rejected which people.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Decision {
+    pub kind: Cow<'static, str>,
+    pub time: Cow<'static, str>,
+    /// `approved` or `rejected`.
+    pub decision: Cow<'static, str>,
+    pub quarantine: String,
+    pub people: usize,
+    pub by: String,
+    /// The events (one per person and door) decided on.
+    pub events: Vec<String>,
+}
+
+impl Decision {
+    pub fn new(
+        decision: &'static str,
+        quarantine: &str,
+        people: usize,
+        by: &str,
+        events: Vec<String>,
+    ) -> Decision {
+        Decision {
+            kind: "decision".into(),
+            time: time(),
+            decision: decision.into(),
+            quarantine: quarantine.to_owned(),
+            people,
+            by: by.to_owned(),
+            events,
+        }
+    }
+}
+
 /// Now, as the report writes times (RFC 3339, milliseconds, UTC).
 fn time() -> Cow<'static, str> {
     Cow::Owned(humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string())
@@ -177,6 +212,21 @@ impl Audit {
     }
 }
 
+impl Audit {
+    /// Records an operator's decision and waits until it is on disk.
+    pub async fn decision(&self, d: &Decision) -> io::Result<()> {
+        let mut line = serde_json::to_vec(d).expect("serializable");
+        line.push(b'\n');
+        let (tx, rx) = oneshot::channel();
+        self.tx
+            .send((line, Some(tx)))
+            .await
+            .map_err(|_| io::Error::other("audit writer stopped"))?;
+        rx.await
+            .map_err(|_| io::Error::other("audit writer stopped"))?
+    }
+}
+
 /// What `offboard audit verify` found.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Verdict {
@@ -213,6 +263,9 @@ pub fn verify(path: &Path) -> io::Result<Verdict> {
             Ok(e) if e.kind == "outcome" && e.outcome.is_some() => {
                 v.entries += 1;
                 finished.insert(e.job_id.into_owned());
+            }
+            _ if serde_json::from_slice::<Decision>(&line).is_ok_and(|d| d.kind == "decision") => {
+                v.entries += 1;
             }
             _ => v.malformed.push(i as u64 + 1),
         }

@@ -58,6 +58,14 @@ pub enum Command {
         #[arg(long, env = "OFFBOARD_CONFIG", global = true)]
         config: Option<PathBuf>,
     },
+    /// The quarantine of the automatic doors (Okta, SCIM, person-level messages): list it, or
+    /// decide on it by exact count.
+    Quarantine {
+        #[command(subcommand)]
+        command: QuarantineCommand,
+        #[arg(long, env = "OFFBOARD_CONFIG", global = true)]
+        config: Option<PathBuf>,
+    },
     /// Check an audit log: well formed, and every job that sent a request has a final record.
     Audit {
         #[command(subcommand)]
@@ -149,6 +157,32 @@ pub enum HoldCommand {
 }
 
 #[derive(Debug, Subcommand)]
+pub enum QuarantineCommand {
+    /// The gate's counts in the window and the open quarantine: doors, people, first and last
+    /// arrival. `--json` prints the gate's view as one JSON object.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Release the open quarantine: refused unless it holds exactly COUNT people.
+    Approve {
+        #[arg(long)]
+        count: usize,
+        /// Who decides, for the audit log [default: $USER@host].
+        #[arg(long)]
+        by: Option<String>,
+    },
+    /// End every job of the open quarantine as failed, reason rejected_by_operator: nothing is
+    /// sent. With --count, refused unless it holds exactly COUNT people.
+    Reject {
+        #[arg(long)]
+        count: Option<usize>,
+        #[arg(long)]
+        by: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
 pub enum AuditCommand {
     /// Exit 0 when well formed and complete, 1 when jobs are unfinished or lines malformed.
     Verify { file: PathBuf },
@@ -236,6 +270,7 @@ pub async fn main(cli: Cli) -> ExitCode {
             command: AuditCommand::Verify { file },
         } => audit_verify(&file),
         Command::Hold { command, config } => hold_command(command, config).await,
+        Command::Quarantine { command, config } => quarantine_command(command, config).await,
         Command::Verify(args) => verify_command(args).await,
         Command::Intake { config } => intake_command(config).await,
         Command::Outcomes {
@@ -477,6 +512,58 @@ async fn hold_command(command: HoldCommand, config: Option<PathBuf>) -> anyhow::
                 println!("Released `{provider}` on {}.", released.join(", "));
             }
         }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn quarantine_command(
+    command: QuarantineCommand,
+    config: Option<PathBuf>,
+) -> anyhow::Result<ExitCode> {
+    use crate::doors::amqp::Control;
+    let (_, settings) = load(config.as_ref())?;
+    let operator = |by: Option<String>| {
+        by.unwrap_or_else(|| {
+            let user = std::env::var("USER").unwrap_or_else(|_| "operator".into());
+            let host = std::fs::read_to_string("/etc/hostname").unwrap_or_default();
+            format!("{user}@{}", host.trim())
+        })
+    };
+    let (control, json) = match command {
+        QuarantineCommand::List { json } => (Control::Quarantine, json),
+        QuarantineCommand::Approve { count, by } => (
+            Control::Approve {
+                count,
+                by: operator(by),
+            },
+            false,
+        ),
+        QuarantineCommand::Reject { count, by } => (
+            Control::Reject {
+                count,
+                by: operator(by),
+            },
+            false,
+        ),
+    };
+    let wait = std::time::Duration::from_secs(3);
+    let replies = crate::queue_admin::control(&settings, &control, wait).await?;
+    let Some(gate) = replies.into_iter().find_map(|r| r.gate) else {
+        println!("No worker answered as the gate within 3 s: is a worker running?");
+        return Ok(ExitCode::from(EXIT_INCOMPLETE));
+    };
+    if json {
+        println!("{}", serde_json::to_string(&gate.view)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    match &gate.decided {
+        Some(Ok(said)) => println!("{said}"),
+        Some(Err(why)) => {
+            println!("Refused: {why}");
+            print!("{}", gate.view.table());
+            return Ok(ExitCode::from(crate::safety::EXIT_REFUSED));
+        }
+        None => print!("{}", gate.view.table()),
     }
     Ok(ExitCode::SUCCESS)
 }

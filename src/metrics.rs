@@ -40,6 +40,9 @@ pub struct Metrics {
     invalid: IntCounterVec,
     intake_requests: IntCounterVec,
     intake_events: IntCounterVec,
+    people_in_window: IntGaugeVec,
+    quarantined_people: IntGaugeVec,
+    gate_active: IntGauge,
 }
 
 fn counter(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -171,7 +174,46 @@ impl Metrics {
                 "What identity systems pushed, by door and what became of it (published, ignored, reactivated, no_person).",
                 &["door", "kind"],
             ),
+            people_in_window: gauge(
+                &r,
+                "offboard_people_in_window",
+                "People who arrived through an automatic door within safety.window, by door (okta, scim, amqp); exported by the worker that is the gate.",
+                &["door"],
+            ),
+            quarantined_people: gauge(
+                &r,
+                "offboard_quarantined_people",
+                "People held in the open quarantine until an operator approves or rejects, by door; exported by the worker that is the gate.",
+                &["door"],
+            ),
+            gate_active: {
+                let g = IntGauge::new(
+                    "offboard_gate_active",
+                    "1 on the worker that is the quarantine's gate (one at a time).",
+                )
+                .expect("valid metric");
+                r.register(Box::new(g.clone())).expect("registered once");
+                g
+            },
             registry: r,
+        }
+    }
+
+    /// The gate's counts; `None` when this worker is not (or no longer) the gate.
+    pub fn gate(&self, view: Option<&crate::safety::quarantine::GateView>) {
+        self.gate_active.set(i64::from(view.is_some()));
+        for door in crate::safety::quarantine::DOORS {
+            let window = view.and_then(|v| v.in_window.get(door)).copied();
+            let held = view
+                .and_then(|v| v.quarantine.as_ref())
+                .and_then(|q| q.by_door.get(door))
+                .copied();
+            self.people_in_window
+                .with_label_values(&[door])
+                .set(window.unwrap_or(0) as i64);
+            self.quarantined_people
+                .with_label_values(&[door])
+                .set(held.unwrap_or(0) as i64);
         }
     }
 

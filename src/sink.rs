@@ -107,6 +107,21 @@ impl Outcomes {
         }
     }
 
+    /// Records an operator's decision in the audit log, on disk before it takes effect. False
+    /// when it could not be written.
+    pub async fn decision(&self, d: &crate::audit::Decision) -> bool {
+        let Some(audit) = &self.audit else {
+            return true;
+        };
+        match audit.decision(d).await {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::error!(error = %e, quarantine = d.quarantine, "cannot write the audit log: the decision is not taken");
+                false
+            }
+        }
+    }
+
     /// The same, telling `observer` (the metrics) of every record.
     pub fn observed_by(mut self, observer: Observer) -> Outcomes {
         self.report = self.report.observed_by(observer);

@@ -28,6 +28,10 @@ pub struct Intake {
     pub publish_timeout_ms: u64,
     /// What every person pushed here is removed from. Default: every provider entry, by email.
     pub targets: Vec<IntakeTarget>,
+    /// `live`, or `shadow` for a new connection: people are counted, quarantined past the
+    /// threshold and recorded with the jobs they would become (`not_attempted`, reason
+    /// `shadow`), and nothing is sent. Default live.
+    pub mode: IntakeMode,
     /// Okta Event Hooks at `/hooks/okta`; unset, that path answers 404.
     pub okta: Option<OktaHook>,
     /// SCIM 2.0 at `/scim/v2`; unset, that path answers 404.
@@ -42,6 +46,7 @@ impl Default for Intake {
             tls_key_file: None,
             max_body_bytes: 1 << 20,
             publish_timeout_ms: 2000,
+            mode: IntakeMode::Live,
             targets: vec![IntakeTarget {
                 provider: crate::job::EVERY_PROVIDER.into(),
                 organization: None,
@@ -50,6 +55,15 @@ impl Default for Intake {
             scim: None,
         }
     }
+}
+
+/// `[intake] mode`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum IntakeMode {
+    #[default]
+    Live,
+    Shadow,
 }
 
 /// One provider entry (or `*`, every entry) a pushed person is removed from.

@@ -19,7 +19,9 @@ mod intake;
 mod sections;
 
 pub use entry::{CredentialSpec, Entry, Rate, Source};
-pub use intake::{Intake, IntakeSecrets, IntakeTarget, OKTA_EVENT_TYPES, OktaHook, Scim};
+pub use intake::{
+    Intake, IntakeMode, IntakeSecrets, IntakeTarget, OKTA_EVENT_TYPES, OktaHook, Scim,
+};
 pub use sections::{Amqp, AuditSettings, HttpSettings, Metrics, Pacing, Safety, Worker};
 
 /// Prefix of the environment variables that override keys: `OFFBOARD__` then the key path joined

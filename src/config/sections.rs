@@ -75,6 +75,13 @@ pub struct Safety {
     pub max_removals_per_window: usize,
     /// The rolling window, as `30m`, `1h`, `1d`. Default `1h`.
     pub window: String,
+    /// How long a person pushed by an identity system (Okta, SCIM, a person-level message) waits
+    /// before their jobs reach the lanes, so that a burst is seen whole. Default `60s`; may be `0s`.
+    pub settle: String,
+    /// Past this many people within `window` through the automatic doors, every person not yet
+    /// sent is quarantined until an operator approves (`offboard quarantine approve --count N`)
+    /// or rejects. Default 50.
+    pub max_people_per_window: usize,
 }
 
 impl Default for Safety {
@@ -84,6 +91,8 @@ impl Default for Safety {
             protected: Vec::new(),
             max_removals_per_window: 500,
             window: "1h".into(),
+            settle: "60s".into(),
+            max_people_per_window: 50,
         }
     }
 }
@@ -91,6 +100,19 @@ impl Default for Safety {
 impl Safety {
     pub fn window(&self) -> Duration {
         humantime::parse_duration(&self.window).expect("checked at load")
+    }
+
+    pub fn settle(&self) -> Duration {
+        humantime::parse_duration(&self.settle).expect("checked at load")
+    }
+
+    /// The quarantine's limits.
+    pub fn quarantine(&self) -> crate::safety::quarantine::Limits {
+        crate::safety::quarantine::Limits {
+            settle: self.settle(),
+            window: self.window(),
+            max_people: self.max_people_per_window,
+        }
     }
 
     /// What [`Safety::window`] and the protected patterns rely on, with the key (within
@@ -110,6 +132,22 @@ impl Safety {
                     ),
                 ));
             }
+        }
+        if let Err(e) = humantime::parse_duration(&self.settle) {
+            return Err((
+                "settle",
+                format!(
+                    "`{}` is not a duration such as \"60s\" or \"0s\": {e}",
+                    self.settle
+                ),
+            ));
+        }
+        if self.max_people_per_window == 0 {
+            return Err((
+                "max_people_per_window",
+                "must be at least 1 (with 0 every person from an identity system would be quarantined)"
+                    .into(),
+            ));
         }
         if self.protected.iter().any(|p| p.trim().is_empty()) {
             return Err(("protected", "holds an empty pattern".into()));
@@ -184,6 +222,10 @@ pub struct Amqp {
     pub intake_queue: String,
     /// Fanout exchange for operator commands to every worker (`offboard hold list|release`).
     pub control_exchange: String,
+    /// The quarantine's log (a RabbitMQ stream): every person from an automatic door and what
+    /// became of them, replayed by whichever worker takes the gate. `<name>.lock` is the gate's
+    /// lock (an exclusive queue: one holder at a time).
+    pub gate_stream: String,
     /// Durable topic exchange every worker publishes each finished job's report line to, with
     /// routing key `<provider>.<outcome>` (`offboard outcomes --follow` prints them).
     pub outcomes_exchange: String,
@@ -207,6 +249,7 @@ impl Default for Amqp {
             dead_letter_queue: "offboard.dead".into(),
             intake_queue: "offboard.intake".into(),
             control_exchange: "offboard.control".into(),
+            gate_stream: "offboard.gate".into(),
             outcomes_exchange: "offboard.outcomes".into(),
             delivery_limit: 5,
             single_active_consumer: true,

@@ -109,6 +109,15 @@ pub async fn declare(channel: &Channel, amqp: &Amqp, entries: &[&str]) -> Result
             FieldTable::default(),
         )
         .await?;
+    // The quarantine's log: a stream, read from its start by each worker that takes the gate.
+    let mut stream = FieldTable::default();
+    stream.insert(
+        "x-queue-type".into(),
+        AMQPValue::LongString("stream".into()),
+    );
+    channel
+        .queue_declare(amqp.gate_stream.as_str().into(), queue, stream)
+        .await?;
     for entry in entries {
         let name = amqp.queue(entry);
         channel
@@ -203,7 +212,21 @@ pub async fn private_consumer(
 #[serde(tag = "command", rename_all = "snake_case")]
 pub enum Control {
     List,
-    Release { provider: String },
+    Release {
+        provider: String,
+    },
+    /// The gate's counts and its open quarantine.
+    Quarantine,
+    /// Releases the open quarantine if it holds exactly `count` people.
+    Approve {
+        count: usize,
+        by: String,
+    },
+    /// Ends every job of the open quarantine as rejected (if it holds `count` people, when given).
+    Reject {
+        count: Option<usize>,
+        by: String,
+    },
 }
 
 /// A worker's answer to a control command.
@@ -214,6 +237,18 @@ pub struct ControlReply {
     #[serde(default)]
     pub released: bool,
     pub holds: Vec<crate::hold::HoldState>,
+    /// From the worker that is the gate, for the quarantine commands.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gate: Option<GateReply>,
+}
+
+/// The gate's answer to a quarantine command.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct GateReply {
+    pub view: crate::safety::quarantine::GateView,
+    /// For `approve` and `reject`: what was decided, or why nothing was.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decided: Option<Result<String, String>>,
 }
 
 /// A job message: the CSV row's fields, JSON, with a job id always set by its publisher.
@@ -261,6 +296,33 @@ pub struct Event {
     pub requested_by: Option<String>,
     #[serde(default)]
     pub event_id: Option<String>,
+    /// The door it came through (`okta`, `scim`); unset for a person-level message (`amqp`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub door: Option<String>,
+    /// From an intake in shadow mode: counted and recorded, never sent.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub shadow: bool,
+}
+
+impl Event {
+    /// The door it came through, for the quarantine's counts: `okta`, `scim`, or `amqp` (a
+    /// person-level message, whatever it says).
+    pub fn door(&self) -> &'static str {
+        match self.door.as_deref() {
+            Some("okta") => "okta",
+            Some("scim") => "scim",
+            _ => "amqp",
+        }
+    }
+
+    /// Who it is about, for the quarantine's counts: the first target's user, lowercased, so
+    /// that one person's events through two doors count once.
+    pub fn person(&self) -> String {
+        self.targets
+            .first()
+            .map(|t| t.user.trim().to_lowercase())
+            .unwrap_or_default()
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]

@@ -1,4 +1,5 @@
-//! The control queue: operator commands to every worker (`offboard hold list|release`).
+//! The control queue: operator commands to every worker (`offboard hold list|release`,
+//! `offboard quarantine list|approve|reject`, which only the gate answers with its state).
 
 use std::sync::Arc;
 
@@ -9,10 +10,12 @@ use crate::doors::amqp::{self, AmqpError};
 use crate::lane::Lane;
 
 use super::consume::next_delivery;
+use super::gate::{Ask, Decision, GateHandle};
 
 /// Answers operator commands from the control exchange: `list` and `release PROVIDER`.
 pub(super) async fn consume_control(
     lanes: Vec<Arc<Lane>>,
+    gate: Arc<GateHandle>,
     channel: Channel,
     exchange: String,
     session: CancellationToken,
@@ -42,6 +45,17 @@ pub(super) async fn consume_control(
                 tracing::warn!(provider, "hold released by an operator");
             }
         }
+        let gate = match command {
+            amqp::Control::List | amqp::Control::Release { .. } => None,
+            amqp::Control::Quarantine => gate.ask(Ask::View).await.map(|view| amqp::GateReply {
+                view,
+                decided: None,
+            }),
+            amqp::Control::Approve { count, by } => {
+                decide(&gate, Decision::Approve(count), by).await
+            }
+            amqp::Control::Reject { count, by } => decide(&gate, Decision::Reject(count), by).await,
+        };
         let Some(reply_to) = delivery.properties.reply_to().clone() else {
             continue;
         };
@@ -52,6 +66,7 @@ pub(super) async fn consume_control(
                 .iter()
                 .filter_map(|l| l.hold().map(|h| h.state(&l.name)))
                 .collect(),
+            gate,
         };
         let body = serde_json::to_vec(&reply).expect("serializable");
         let _ = channel
@@ -64,6 +79,21 @@ pub(super) async fn consume_control(
             )
             .await;
     }
+}
+
+/// An operator's decision, taken by the gate if this worker is it.
+async fn decide(gate: &GateHandle, decision: Decision, by: String) -> Option<amqp::GateReply> {
+    let (view, decided) = gate
+        .ask(|reply| Ask::Decide {
+            decision,
+            by,
+            reply,
+        })
+        .await?;
+    Some(amqp::GateReply {
+        view,
+        decided: Some(decided),
+    })
 }
 
 pub(super) fn hostname() -> String {

@@ -1,62 +1,38 @@
-//! Person-level events: split into one job per provider target, published with confirms, then
-//! the event acknowledged.
-
-use std::sync::Arc;
+//! Person-level events: read off the intake queue (by the gate), and, once the gate releases a
+//! person, split into one job per provider target and published with confirms; or, for a person
+//! rejected by an operator or pushed in shadow mode, each job recorded and nothing sent.
 
 use lapin::Channel;
 use lapin::message::Delivery;
-use lapin::options::BasicCancelOptions;
-use tokio_util::sync::CancellationToken;
 
 use crate::doors::amqp::{self, AmqpError, Event, JobMessage};
-use crate::job::Invalid;
+use crate::job::{Invalid, Job};
+use crate::report::{ErrorField, Outcome, Record, Timestamp};
 
-use super::consume::{next_delivery, open_consumer, reject};
+use super::consume::reject;
 use super::{Ctx, invalid_record};
 
-/// Consumes person-level events: splits each into per-provider jobs, publishes them with
-/// confirms, and only then acknowledges the event.
-pub(super) async fn consume_intake(
-    ctx: Arc<Ctx>,
-    channel: Channel,
-    session: CancellationToken,
-) -> Result<(), AmqpError> {
-    let queue = ctx.settings.amqp.intake_queue.clone();
-    let tag = format!("offboard-intake-{}", std::process::id());
-    let mut consumer = open_consumer(&channel, &queue, &tag, 16).await?;
-    let result = loop {
-        match next_delivery(&mut consumer, &session).await {
-            Ok(Some(delivery)) => handle_event(&ctx, &channel, &queue, delivery).await,
-            Ok(None) => break Ok(()),
-            Err(e) => break Err(e),
-        }
-    };
-    let _ = channel
-        .basic_cancel(tag.as_str().into(), BasicCancelOptions::default())
-        .await;
-    let _ = channel.close(200, "done".into()).await;
-    result
-}
-
-pub(super) async fn handle_event(ctx: &Ctx, channel: &Channel, queue: &str, delivery: Delivery) {
-    let acker = amqp::Acker {
-        channel,
-        queue,
-        dead_letter_exchange: &ctx.settings.amqp.dead_letter_exchange,
-        delivery: &delivery,
-    };
+/// An event off the intake queue, with its id (its own, else the message's stable id); or
+/// `None` once an unreadable one is recorded and dead-lettered.
+pub(super) async fn parse(
+    ctx: &Ctx,
+    acker: &amqp::Acker<'_>,
+    delivery: &Delivery,
+) -> Option<(Event, String)> {
     let event_id = amqp::stable_id(&delivery.properties, &delivery.data);
     let event = match serde_json::from_slice::<Event>(&delivery.data) {
         Ok(e) if !e.targets.is_empty() => e,
         Ok(_) => {
             let reason = Invalid::Missing("targets");
             let rec = invalid_record(event_id, None, None, &reason);
-            return reject(ctx, &acker, rec, &reason).await;
+            reject(ctx, acker, rec, &reason).await;
+            return None;
         }
         Err(e) => {
             let reason = Invalid::Unreadable(format!("not an event: {e}"));
             let rec = invalid_record(event_id, None, None, &reason);
-            return reject(ctx, &acker, rec, &reason).await;
+            reject(ctx, acker, rec, &reason).await;
+            return None;
         }
     };
     let event_id = event
@@ -64,8 +40,28 @@ pub(super) async fn handle_event(ctx: &Ctx, channel: &Channel, queue: &str, deli
         .clone()
         .filter(|s| !s.trim().is_empty())
         .unwrap_or(event_id);
+    Some((event, event_id))
+}
+
+/// What became of a released person's event.
+#[derive(Debug)]
+pub(super) enum Split {
+    /// Every job published (or, without sending, recorded), and every invalid target recorded.
+    Done,
+    /// An outcome could not be recorded: try again later.
+    Unrecorded,
+}
+
+/// Publishes every job of the event to its lane (confirmed), recording targets that cannot be
+/// jobs. Job ids are stable, so publishing the lot again after a crash is harmless: copies dedupe.
+pub(super) async fn release(
+    ctx: &Ctx,
+    channel: &Channel,
+    event: &Event,
+    event_id: &str,
+) -> Result<Split, AmqpError> {
     for (i, target) in event.targets.iter().enumerate() {
-        let raw = target.raw(&event, &event_id, i);
+        let raw = target.raw(event, event_id, i);
         // One job, or one per entry for a target addressed to every provider (`*`).
         for (provider, result) in ctx.directory.validate_each(&raw, None) {
             match result {
@@ -73,46 +69,128 @@ pub(super) async fn handle_event(ctx: &Ctx, channel: &Channel, queue: &str, deli
                     let msg = JobMessage::from_job(&job);
                     let body = serde_json::to_vec(&msg).expect("serializable");
                     let props = amqp::job_properties(&msg.job_id);
-                    if let Err(e) = amqp::confirm_publish(
+                    amqp::confirm_publish(
                         channel,
                         &ctx.settings.amqp.exchange,
                         &job.provider,
                         &body,
                         props,
                     )
-                    .await
-                    {
-                        // Republishing the lot later is harmless: job ids are stable, so copies dedupe.
-                        tracing::error!(error = %e, event_id, "publishing a job of the event failed: the event goes back to its queue");
-                        return acker.requeue().await;
-                    }
+                    .await?;
                 }
                 Err(reason) => {
-                    let id = match (&provider, target.provider.as_str()) {
-                        (Some(p), crate::job::EVERY_PROVIDER) => format!("{event_id}:{i}:{p}"),
-                        _ => format!("{event_id}:{i}"),
-                    };
-                    let provider = provider.unwrap_or_else(|| target.provider.clone());
-                    if !ctx.sink.is_settled(&id, false).await
-                        && !ctx
-                            .sink
-                            .settle(
-                                invalid_record(
-                                    id,
-                                    Some(provider),
-                                    Some(target.user.clone()),
-                                    &reason,
-                                ),
-                                None,
-                                amqp::Part,
-                            )
-                            .await
-                    {
-                        return acker.requeue().await;
+                    if !record_invalid(ctx, event_id, i, target, provider, reason).await {
+                        return Ok(Split::Unrecorded);
                     }
                 }
             }
         }
     }
-    acker.ack().await;
+    Ok(Split::Done)
+}
+
+/// Records every job of the event as ended without a request: `failed`/`rejected_by_operator`,
+/// or `not_attempted`/`shadow` with the plan (which entry would be asked to remove whom).
+pub(super) async fn record_unsent(
+    ctx: &Ctx,
+    event: &Event,
+    event_id: &str,
+    unsent: &Unsent<'_>,
+) -> Split {
+    for (i, target) in event.targets.iter().enumerate() {
+        let raw = target.raw(event, event_id, i);
+        for (provider, result) in ctx.directory.validate_each(&raw, None) {
+            let recorded = match result {
+                Ok(job) => {
+                    if ctx.sink.is_settled(&job.id, true).await {
+                        continue;
+                    }
+                    let rec = unsent.record(&job);
+                    ctx.sink.settle(rec, Some(&job), amqp::Part).await
+                }
+                Err(reason) => record_invalid(ctx, event_id, i, target, provider, reason).await,
+            };
+            if !recorded {
+                return Split::Unrecorded;
+            }
+        }
+    }
+    Split::Done
+}
+
+/// Why a job ends without a request.
+pub(super) enum Unsent<'a> {
+    Rejected { by: &'a str, quarantine: &'a str },
+    Shadow,
+}
+
+impl Unsent<'_> {
+    fn record(&self, job: &Job) -> Record {
+        let (outcome, reason, message) = match self {
+            Unsent::Rejected { by, quarantine } => (
+                Outcome::Failed,
+                REJECTED_BY_OPERATOR,
+                format!("rejected by {by} in quarantine {quarantine}: nothing was sent"),
+            ),
+            Unsent::Shadow => (
+                Outcome::NotAttempted,
+                SHADOW,
+                format!(
+                    "shadow mode: `{}` would be asked to remove {}; nothing was sent",
+                    job.provider,
+                    job.subject.user()
+                ),
+            ),
+        };
+        Record {
+            job_id: job.id.to_string(),
+            line: None,
+            provider: Some(job.provider.to_string()),
+            organization: job.subject.organization(),
+            user: Some(job.subject.user()),
+            resolved_user: None,
+            absence: None,
+            outcome,
+            reason: Some(reason),
+            http_status: None,
+            attempts: 0,
+            provider_request_id: None,
+            error: Some(ErrorField {
+                code: reason.to_owned(),
+                message,
+            }),
+            started_at: None,
+            finished_at: Timestamp::now(),
+        }
+    }
+}
+
+/// The reason of a job an operator rejected in a quarantine.
+pub const REJECTED_BY_OPERATOR: &str = "rejected_by_operator";
+/// The reason of a job of an intake in shadow mode.
+pub const SHADOW: &str = "shadow";
+
+/// Records a target of an event that cannot be a job (once). False when it could not be recorded.
+async fn record_invalid(
+    ctx: &Ctx,
+    event_id: &str,
+    index: usize,
+    target: &amqp::EventTarget,
+    provider: Option<String>,
+    reason: Invalid,
+) -> bool {
+    let id = match (&provider, target.provider.as_str()) {
+        (Some(p), crate::job::EVERY_PROVIDER) => format!("{event_id}:{index}:{p}"),
+        _ => format!("{event_id}:{index}"),
+    };
+    let provider = provider.unwrap_or_else(|| target.provider.clone());
+    ctx.sink.is_settled(&id, false).await
+        || ctx
+            .sink
+            .settle(
+                invalid_record(id, Some(provider), Some(target.user.clone()), &reason),
+                None,
+                amqp::Part,
+            )
+            .await
 }

@@ -9,12 +9,15 @@
 
 //!
 //! - `consume`: one lane's queue, a delivery's way through the lane to its acknowledgement.
-//! - `intake`: person-level events split into per-provider jobs.
-//! - `control`: operator commands (holds).
+//! - `gate`: the one worker at a time that counts people from the automatic doors, settles them
+//!   and quarantines a burst (its log is a stream in the broker).
+//! - `intake`: person-level events read, and split into per-provider jobs once released.
+//! - `control`: operator commands (holds, the quarantine).
 //! - `recent`: duplicates within the window.
 
 mod consume;
 mod control;
+mod gate;
 mod intake;
 mod recent;
 
@@ -35,7 +38,7 @@ use crate::sink::Outcomes;
 
 use consume::consume_lane;
 use control::consume_control;
-use intake::consume_intake;
+use gate::GateHandle;
 use recent::Recent;
 
 #[derive(Debug, thiserror::Error)]
@@ -115,10 +118,11 @@ pub async fn run(
             }
         })
     };
+    let gate = Arc::new(GateHandle::default());
     let mut delay = Duration::from_millis(200);
     let max_delay = Duration::from_millis(settings.amqp.reconnect_max_delay_ms.max(200));
     while !stop.is_cancelled() {
-        match session(&ctx, lanes, &url, &stop).await {
+        match session(&ctx, lanes, &gate, &url, &stop).await {
             Ok(()) => break, // stopped on purpose
             Err(e) => {
                 tracing::error!(error = %e, retry_in_ms = delay.as_millis() as u64, "broker session ended; reconnecting");
@@ -147,10 +151,11 @@ const REMEMBER_EVERY: Duration = Duration::from_secs(30);
 async fn session(
     ctx: &Arc<Ctx>,
     lanes: &Lanes,
+    gate: &Arc<GateHandle>,
     url: &str,
     stop: &CancellationToken,
 ) -> Result<(), AmqpError> {
-    let connection = amqp::connect(url, "offboard-worker").await?;
+    let connection = Arc::new(amqp::connect(url, "offboard-worker").await?);
     {
         let ch = connection.create_channel().await?;
         let names: Vec<&str> = lanes.lanes.iter().map(|l| &*l.name).collect();
@@ -170,18 +175,23 @@ async fn session(
         tasks.spawn(async move { consume_lane(ctx, lane, channel, session).await });
     }
     {
-        let (ctx, session) = (ctx.clone(), session.clone());
-        let channel = connection.create_channel().await?;
-        tasks.spawn(async move { consume_intake(ctx, channel, session).await });
+        let (ctx, gate, connection, session) = (
+            ctx.clone(),
+            gate.clone(),
+            connection.clone(),
+            session.clone(),
+        );
+        tasks.spawn(async move { gate::run(ctx, gate, connection, session).await });
     }
     {
-        let (lanes, session, exchange) = (
+        let (lanes, gate, session, exchange) = (
             lanes.lanes.clone(),
+            gate.clone(),
             session.clone(),
             ctx.settings.amqp.control_exchange.clone(),
         );
         let channel = connection.create_channel().await?;
-        tasks.spawn(async move { consume_control(lanes, channel, exchange, session).await });
+        tasks.spawn(async move { consume_control(lanes, gate, channel, exchange, session).await });
     }
     let mut failure = None;
     while let Some(result) = tasks.join_next().await {

@@ -19,8 +19,8 @@ use crate::support::{report_lines, successful_removals, terminate, wait_until};
 use crate::worker::Rig;
 
 const TENANT: &str = "7b09cdc3-8948-47f0-aa62-74ac943d6c59";
-const OKTA_SECRET: &str = "okta-shared-secret-for-tests";
-const SCIM_TOKEN: &str = "scim-bearer-token-for-tests";
+pub(crate) const OKTA_SECRET: &str = "okta-shared-secret-for-tests";
+pub(crate) const SCIM_TOKEN: &str = "scim-bearer-token-for-tests";
 
 /// A person known by `email` at all five providers.
 fn everywhere(seed: Seed, email: &str, uuid: &str, aitronos_id: &str) -> Seed {
@@ -46,14 +46,14 @@ fn is_member_anywhere(rig: &Rig, email: &str, uuid: &str, aitronos_id: &str) -> 
     .collect()
 }
 
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     l.local_addr().unwrap().port()
 }
 
 /// A rig whose Aitronos and Cognee entries name their organization (targets by email to every
 /// provider need it), with `extra` appended to the config.
-async fn rig(seed: Seed, extra: &str) -> Rig {
+pub(crate) async fn rig(seed: Seed, extra: &str) -> Rig {
     let mut rig = Rig::with_seed(seed, Faults::none(), HashMap::new()).await;
     rig.manage_organizations("org_acme", TENANT, extra);
     rig.env.push(("TEST_OKTA_SECRET", OKTA_SECRET.into()));
@@ -61,7 +61,7 @@ async fn rig(seed: Seed, extra: &str) -> Rig {
     rig
 }
 
-fn okta_event(uuid: &str, event_type: &str, email: &str) -> Value {
+pub(crate) fn okta_event(uuid: &str, event_type: &str, email: &str) -> Value {
     json!({
         "uuid": uuid,
         "published": "2026-11-28T08:00:00.000Z",
@@ -76,7 +76,7 @@ fn okta_event(uuid: &str, event_type: &str, email: &str) -> Value {
     })
 }
 
-fn okta_delivery(events: Vec<Value>) -> Value {
+pub(crate) fn okta_delivery(events: Vec<Value>) -> Value {
     json!({
         "eventType": "com.okta.event_hook",
         "eventTypeVersion": "1.0",
@@ -90,7 +90,7 @@ fn okta_delivery(events: Vec<Value>) -> Value {
 }
 
 /// POSTs an Okta delivery to `hook` with the right secret; the answer's status.
-async fn deliver_okta(hook: &str, delivery: &Value) -> u16 {
+pub(crate) async fn deliver_okta(hook: &str, delivery: &Value) -> u16 {
     reqwest::Client::new()
         .post(hook)
         .header("Authorization", OKTA_SECRET)
@@ -103,7 +103,7 @@ async fn deliver_okta(hook: &str, delivery: &Value) -> u16 {
 }
 
 /// A consumer of everything on the outcomes exchange.
-async fn outcomes_queue(broker: &Broker) -> (lapin::Connection, lapin::Consumer) {
+pub(crate) async fn outcomes_queue(broker: &Broker) -> (lapin::Connection, lapin::Consumer) {
     let conn = offboard::doors::amqp::connect(&broker.url(), "test-outcomes")
         .await
         .unwrap();
@@ -346,7 +346,11 @@ async fn an_okta_deactivation_removes_the_person_everywhere_once_and_says_so_on_
 
 /// The intake in this process, serving SCIM (and Okta) from `config`'s `[intake]`, publishing to
 /// the broker at `amqp_url`.
-async fn intake_in_process(config: &Path, amqp_url: &str, stop: &CancellationToken) -> SocketAddr {
+pub(crate) async fn intake_in_process(
+    config: &Path,
+    amqp_url: &str,
+    stop: &CancellationToken,
+) -> SocketAddr {
     let mut settings = Settings::load(config).unwrap();
     settings.amqp.url = Some(amqp_url.to_owned());
     let env = |v: &str| match v {
@@ -367,9 +371,9 @@ async fn intake_in_process(config: &Path, amqp_url: &str, stop: &CancellationTok
     .addr
 }
 
-struct Scim {
-    http: reqwest::Client,
-    base: String,
+pub(crate) struct Scim {
+    pub(crate) http: reqwest::Client,
+    pub(crate) base: String,
 }
 
 impl Scim {
@@ -401,14 +405,14 @@ impl Scim {
         self.send(reqwest::Method::PUT, path, Some(body)).await
     }
     /// PATCHes the user `id` with the PatchOp `ops`.
-    async fn patch_user(&self, id: &str, ops: Value) -> (u16, Value) {
+    pub(crate) async fn patch_user(&self, id: &str, ops: Value) -> (u16, Value) {
         self.patch(&format!("/Users/{id}"), patch_op(ops)).await
     }
     async fn delete(&self, path: &str) -> (u16, Value) {
         self.send(reqwest::Method::DELETE, path, None).await
     }
     /// Creates a user the way Entra does and returns its id.
-    async fn create(&self, user_name: &str, email: &str) -> String {
+    pub(crate) async fn create(&self, user_name: &str, email: &str) -> String {
         let (status, body) = self
             .post(
                 "/Users",
@@ -430,7 +434,7 @@ impl Scim {
     }
 }
 
-fn patch_op(ops: Value) -> Value {
+pub(crate) fn patch_op(ops: Value) -> Value {
     json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"], "Operations": ops})
 }
 

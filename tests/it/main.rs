@@ -9,6 +9,7 @@ mod intake;
 mod lookups;
 mod pacing;
 mod prom;
+mod quarantine;
 mod support;
 mod tokens;
 mod transport;

@@ -133,7 +133,8 @@ pub async fn serve(
             settings.amqp.clone(),
             settings.providers.keys().cloned().collect(),
             Duration::from_millis(cfg.publish_timeout_ms),
-        ),
+        )
+        .shadow(cfg.mode == crate::config::IntakeMode::Shadow),
         targets: cfg.targets.clone(),
         okta,
         scim,

@@ -154,6 +154,7 @@ pub(super) async fn deliver(
             "Okta: offboarding"
         );
         events.push(publish::event(
+            "okta",
             &s.targets,
             person.trim(),
             format!("okta:{uuid}"),

@@ -26,6 +26,8 @@ pub struct IntakePublisher {
     amqp: Amqp,
     entries: Vec<String>,
     timeout: Duration,
+    /// `[intake] mode = "shadow"`: every event is stamped so, and nothing of it is sent.
+    shadow: bool,
     link: tokio::sync::Mutex<Option<(Connection, Channel)>>,
 }
 
@@ -36,8 +38,15 @@ impl IntakePublisher {
             amqp,
             entries,
             timeout,
+            shadow: false,
             link: Default::default(),
         }
+    }
+
+    /// The same, in shadow mode when `shadow`.
+    pub fn shadow(mut self, shadow: bool) -> Self {
+        self.shadow = shadow;
+        self
     }
 
     /// A connected confirm-mode channel, connecting (and declaring the topology) if needed.
@@ -88,7 +97,14 @@ impl IntakePublisher {
         // costs about one round trip, not hundreds.
         let mut confirms = Vec::with_capacity(events.len());
         for event in events {
-            let body = serde_json::to_vec(event).expect("an event serializes");
+            let body = if self.shadow && !event.shadow {
+                let mut event = event.clone();
+                event.shadow = true;
+                serde_json::to_vec(&event)
+            } else {
+                serde_json::to_vec(event)
+            }
+            .expect("an event serializes");
             let id = event.event_id.as_deref().unwrap_or_default();
             let confirm = channel
                 .basic_publish(
@@ -117,6 +133,7 @@ impl IntakePublisher {
 /// The intake message for one person: removed from every configured target, with a job id per
 /// target derived from `event_id` (so a redelivered event removes once).
 pub fn event(
+    door: &str,
     targets: &[IntakeTarget],
     person: &str,
     event_id: String,
@@ -136,5 +153,7 @@ pub fn event(
         reason: Some(reason),
         requested_by: Some(requested_by),
         event_id: Some(event_id),
+        door: Some(door.to_owned()),
+        shadow: false,
     }
 }

@@ -311,6 +311,7 @@ async fn on_transition(
             return Ok(());
         };
         let event = publish::event(
+            "scim",
             &s.targets,
             &person,
             format!("scim:{}:{}", before.id, before.version + 1),

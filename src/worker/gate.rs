@@ -1,0 +1,485 @@
+//! The gate: the one worker at a time that takes people off the intake queue, counts them in the
+//! quarantine's log, and lets them reach the lanes only as [`crate::safety::quarantine`] decides.
+//!
+//! The log is a RabbitMQ stream (`amqp.gate_stream`): every person, every quarantine, release,
+//! rejection and finished person is an entry, confirmed by the broker before it takes effect (and
+//! before the intake message is acknowledged). The gate is whoever holds `<stream>.lock`, an
+//! exclusive queue the broker deletes with its holder's connection; the next worker to declare it
+//! replays the stream from its start (up to a mark it writes) and goes on where the last stopped.
+//! So the count and the quarantine survive kill -9 of any process, a broker restart, and a
+//! failover; the stream's entries are a few hundred bytes a person.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use lapin::message::Delivery;
+use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicQosOptions, QueueDeclareOptions};
+use lapin::types::{AMQPValue, FieldTable};
+use lapin::{Channel, Connection};
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+
+use crate::doors::amqp::{self, AmqpError, Event};
+use crate::safety::quarantine::{Entry, Finish, GateView, Ledger, now_ms};
+
+use super::Ctx;
+use super::consume::{next_delivery, open_consumer};
+use super::intake::{self, Split, Unsent};
+
+/// How often a worker that is not the gate tries to take it.
+const LOCK_RETRY: Duration = Duration::from_secs(1);
+/// The longest the gate sleeps without looking at the clock (metrics, trimming).
+const TICK: Duration = Duration::from_secs(5);
+/// Intake messages the gate takes at a time.
+const PREFETCH: u16 = 64;
+
+/// What the control consumer asks the gate (when this worker is it).
+pub(super) enum Ask {
+    View(oneshot::Sender<GateView>),
+    Decide {
+        decision: Decision,
+        by: String,
+        reply: oneshot::Sender<(GateView, Result<String, String>)>,
+    },
+}
+
+/// An operator's decision on the open quarantine.
+pub(super) enum Decision {
+    Approve(usize),
+    Reject(Option<usize>),
+}
+
+/// The way to the gate task, set while this worker holds the gate.
+#[derive(Default)]
+pub(super) struct GateHandle {
+    asks: Mutex<Option<mpsc::Sender<Ask>>>,
+}
+
+impl GateHandle {
+    /// Asks the gate, if this worker is it.
+    pub(super) async fn ask<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> Ask) -> Option<T> {
+        let tx = self.asks.lock().expect("gate handle").clone()?;
+        let (reply, rx) = oneshot::channel();
+        tx.send(make(reply)).await.ok()?;
+        rx.await.ok()
+    }
+
+    fn set(&self, tx: Option<mpsc::Sender<Ask>>) {
+        *self.asks.lock().expect("gate handle") = tx;
+    }
+}
+
+/// Takes the gate when it is free and keeps it until the session ends.
+pub(super) async fn run(
+    ctx: Arc<Ctx>,
+    handle: Arc<GateHandle>,
+    connection: Arc<Connection>,
+    session: CancellationToken,
+) -> Result<(), AmqpError> {
+    let stream = ctx.settings.amqp.gate_stream.clone();
+    let Some(_lock) = take_lock(&connection, &format!("{stream}.lock"), &session).await? else {
+        return Ok(());
+    };
+    let channel = connection.create_channel().await?;
+    channel
+        .confirm_select(Default::default())
+        .await
+        .map_err(AmqpError::from)?;
+    let mut ledger = Ledger::new(ctx.settings.safety.quarantine());
+    let started = std::time::Instant::now();
+    let replayed = replay(&connection, &channel, &stream, &mut ledger, &session).await?;
+    let now = now_ms();
+    ledger.trim(now);
+    let view = ledger.view(now);
+    tracing::info!(
+        entries = replayed,
+        replay_ms = started.elapsed().as_millis() as u64,
+        people_in_window = view.in_window_total,
+        quarantined = view.quarantine.as_ref().map_or(0, |q| q.people),
+        "this worker is the gate of the automatic doors"
+    );
+    let (tx, mut asks) = mpsc::channel(16);
+    handle.set(Some(tx));
+    let mut gate = Gate {
+        ctx: ctx.clone(),
+        channel,
+        stream,
+        ledger,
+    };
+    let result = gate.serve(&connection, &mut asks, &session).await;
+    handle.set(None);
+    ctx.metrics.gate(None);
+    result
+}
+
+/// Declares the gate's lock; `None` when the session ended first. Another worker holding it
+/// answers RESOURCE_LOCKED (405), which closes only that channel.
+async fn take_lock(
+    connection: &Connection,
+    lock: &str,
+    session: &CancellationToken,
+) -> Result<Option<Channel>, AmqpError> {
+    let mut said = false;
+    loop {
+        let channel = connection.create_channel().await?;
+        let declared = channel
+            .queue_declare(
+                lock.into(),
+                QueueDeclareOptions {
+                    exclusive: true,
+                    auto_delete: true,
+                    ..Default::default()
+                },
+                FieldTable::default(),
+            )
+            .await;
+        match declared {
+            Ok(_) => return Ok(Some(channel)),
+            Err(e) if is_locked(&e) => {
+                if !said {
+                    tracing::info!("another worker is the gate; this one takes over if it goes");
+                    said = true;
+                }
+            }
+            Err(e) => return Err(e.into()),
+        }
+        tokio::select! {
+            _ = session.cancelled() => return Ok(None),
+            _ = tokio::time::sleep(LOCK_RETRY) => {}
+        }
+    }
+}
+
+fn is_locked(e: &lapin::Error) -> bool {
+    matches!(e.kind(), lapin::ErrorKind::ProtocolError(p) if p.get_id() == 405)
+}
+
+/// Reads the log from its start into `ledger`, up to a mark written once the reader is attached:
+/// everything before the mark is the past. Returns how many entries were read.
+async fn replay(
+    connection: &Connection,
+    confirms: &Channel,
+    stream: &str,
+    ledger: &mut Ledger,
+    session: &CancellationToken,
+) -> Result<u64, AmqpError> {
+    let channel = connection.create_channel().await?;
+    // A stream consumer needs a prefetch and acknowledgements (they are its credit).
+    channel.basic_qos(1000, BasicQosOptions::default()).await?;
+    let mut args = FieldTable::default();
+    args.insert(
+        "x-stream-offset".into(),
+        AMQPValue::LongString("first".into()),
+    );
+    let mut consumer = channel
+        .basic_consume(
+            stream.into(),
+            "offboard-gate-replay".into(),
+            BasicConsumeOptions::default(),
+            args,
+        )
+        .await?;
+    let nonce = uuid::Uuid::new_v4().to_string();
+    append(
+        confirms,
+        stream,
+        &Entry::Mark {
+            nonce: nonce.clone(),
+        },
+    )
+    .await?;
+    let mut read = 0u64;
+    loop {
+        let delivery = tokio::select! {
+            _ = session.cancelled() => break,
+            next = consumer.next() => match next {
+                Some(d) => d?,
+                None => return Err(AmqpError::NotConfirmed(format!("{stream} (the replay ended before its mark)"))),
+            },
+        };
+        delivery
+            .acker
+            .ack(BasicAckOptions::default())
+            .await
+            .map_err(AmqpError::from)?;
+        read += 1;
+        match serde_json::from_slice::<Entry>(&delivery.data) {
+            Ok(Entry::Mark { nonce: n }) if n == nonce => break,
+            Ok(entry) => ledger.apply(&entry),
+            Err(e) => {
+                tracing::error!(error = %e, offset = read, "an entry of the gate's log cannot be read; skipped")
+            }
+        }
+        if read % 10_000 == 0 {
+            ledger.trim(now_ms());
+        }
+    }
+    let _ = channel.close(200, "replayed".into()).await;
+    Ok(read)
+}
+
+/// Appends one entry to the log and waits for the broker's confirmation.
+async fn append(channel: &Channel, stream: &str, entry: &Entry) -> Result<(), AmqpError> {
+    let body = serde_json::to_vec(entry).expect("an entry serializes");
+    let props = lapin::BasicProperties::default()
+        .with_delivery_mode(2)
+        .with_content_type("application/json".into());
+    amqp::confirm_publish(channel, "", stream, &body, props).await
+}
+
+struct Gate {
+    ctx: Arc<Ctx>,
+    /// In confirm mode: the log's entries, the released jobs, the quarantine's notices.
+    channel: Channel,
+    stream: String,
+    ledger: Ledger,
+}
+
+impl Gate {
+    async fn serve(
+        &mut self,
+        connection: &Connection,
+        asks: &mut mpsc::Receiver<Ask>,
+        session: &CancellationToken,
+    ) -> Result<(), AmqpError> {
+        // What a gate before this one decided and did not finish.
+        self.finish().await?;
+        let queue = self.ctx.settings.amqp.intake_queue.clone();
+        let intake_channel = connection.create_channel().await?;
+        let tag = format!("offboard-gate-{}", std::process::id());
+        let mut consumer = open_consumer(&intake_channel, &queue, &tag, PREFETCH).await?;
+        loop {
+            self.ctx.metrics.gate(Some(&self.ledger.view(now_ms())));
+            let wake = self
+                .ledger
+                .next_due()
+                .map(|due| Duration::from_millis(due.saturating_sub(now_ms())))
+                .unwrap_or(TICK)
+                .min(TICK);
+            tokio::select! {
+                biased;
+                _ = session.cancelled() => return Ok(()),
+                ask = asks.recv() => match ask {
+                    Some(ask) => self.answer(ask).await?,
+                    None => return Ok(()),
+                },
+                next = next_delivery(&mut consumer, session) => match next? {
+                    Some(delivery) => self.arrive(&intake_channel, &queue, delivery).await?,
+                    None => return Ok(()),
+                },
+                _ = tokio::time::sleep(wake) => self.ledger.trim(now_ms()),
+            }
+            self.due().await?;
+            self.finish().await?;
+        }
+    }
+
+    /// Writes `entry` to the log, then lets it take effect.
+    async fn write(&mut self, entry: Entry) -> Result<(), AmqpError> {
+        append(&self.channel, &self.stream, &entry).await?;
+        self.ledger.apply(&entry);
+        Ok(())
+    }
+
+    /// A person off the intake queue: logged (joining the open quarantine, if any), then
+    /// acknowledged. A copy of one already logged is acknowledged and not counted again.
+    async fn arrive(
+        &mut self,
+        intake_channel: &Channel,
+        queue: &str,
+        delivery: Delivery,
+    ) -> Result<(), AmqpError> {
+        let ctx = self.ctx.clone();
+        let acker = amqp::Acker {
+            channel: intake_channel,
+            queue,
+            dead_letter_exchange: &ctx.settings.amqp.dead_letter_exchange,
+            delivery: &delivery,
+        };
+        let Some((event, event_id)) = intake::parse(&ctx, &acker, &delivery).await else {
+            return Ok(());
+        };
+        if !self.ledger.knows(&event_id) {
+            let now = now_ms();
+            let join = self.ledger.on_arrival(&event_id, now);
+            self.write(Entry::Arrived {
+                event: event_id.clone(),
+                door: event.door().to_owned(),
+                person: event.person(),
+                shadow: event.shadow,
+                at: now,
+                payload: serde_json::to_value(&event).expect("an event serializes"),
+            })
+            .await?;
+            if let Some(join) = join {
+                tracing::error!(
+                    event_id,
+                    door = event.door(),
+                    "quarantined: joins the open quarantine"
+                );
+                self.write(join).await?;
+            }
+        }
+        acker.ack().await;
+        Ok(())
+    }
+
+    /// People due now: released, or quarantined (with everyone not yet sent).
+    async fn due(&mut self) -> Result<(), AmqpError> {
+        let now = now_ms();
+        let was_open = self.ledger.view(now).quarantine.map(|q| q.id);
+        let Some(entry) = self.ledger.on_due(now, || uuid::Uuid::new_v4().to_string()) else {
+            return Ok(());
+        };
+        self.write(entry).await?;
+        let view = self.ledger.view(now);
+        if let Some(q) = view
+            .quarantine
+            .as_ref()
+            .filter(|q| was_open.as_ref() != Some(&q.id))
+        {
+            tracing::error!(
+                quarantine = q.id,
+                people = q.people,
+                in_window = view.in_window_total,
+                max_people_per_window = view.max_people_per_window,
+                "QUARANTINE OPENED: more people arrived from identity systems than safety.max_people_per_window allows; nothing of theirs is sent until an operator runs `offboard quarantine approve --count N` or `reject`"
+            );
+            self.notice(
+                "quarantine.opened",
+                &serde_json::to_value(q).expect("serializable"),
+            )
+            .await;
+        }
+        Ok(())
+    }
+
+    /// Sends (or records) every person whose fate is decided, each marked done in the log after.
+    async fn finish(&mut self) -> Result<(), AmqpError> {
+        let todo: Vec<(String, serde_json::Value, bool, Finish)> = self
+            .ledger
+            .unfinished()
+            .into_iter()
+            .map(|(p, f)| (p.event.clone(), p.payload.clone(), p.shadow, f))
+            .collect();
+        for (event_id, payload, shadow, finish) in todo {
+            let split = match serde_json::from_value::<Event>(payload) {
+                Err(e) => {
+                    tracing::error!(error = %e, event_id, "an event in the gate's log cannot be read: nothing of it is sent");
+                    Split::Done
+                }
+                Ok(event) => match &finish {
+                    Finish::Send if shadow => {
+                        intake::record_unsent(&self.ctx, &event, &event_id, &Unsent::Shadow).await
+                    }
+                    Finish::Send => {
+                        intake::release(&self.ctx, &self.channel, &event, &event_id).await?
+                    }
+                    Finish::Reject { by, quarantine } => {
+                        let why = Unsent::Rejected { by, quarantine };
+                        intake::record_unsent(&self.ctx, &event, &event_id, &why).await
+                    }
+                },
+            };
+            match split {
+                Split::Done => self.write(Entry::Done { event: event_id }).await?,
+                Split::Unrecorded => {
+                    // The report or the audit log cannot be written: the lanes stop too. Try
+                    // again later rather than in a loop.
+                    tokio::time::sleep(TICK).await;
+                    return Ok(());
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn answer(&mut self, ask: Ask) -> Result<(), AmqpError> {
+        let now = now_ms();
+        let (decision, by, reply) = match ask {
+            Ask::View(reply) => {
+                let _ = reply.send(self.ledger.view(now));
+                return Ok(());
+            }
+            Ask::Decide {
+                decision,
+                by,
+                reply,
+            } => (decision, by, reply),
+        };
+        let before = self.ledger.view(now).quarantine;
+        let decided = match decision {
+            Decision::Approve(count) => self.ledger.approve(count, &by, now),
+            Decision::Reject(count) => self.ledger.reject(count, &by, now),
+        };
+        let (entry, q) = match (decided, before) {
+            (Ok(entry), Some(q)) => (entry, q),
+            (Err(refusal), _) => {
+                tracing::warn!(by, %refusal, "a quarantine decision was refused");
+                let _ = reply.send((self.ledger.view(now), Err(refusal.to_string())));
+                return Ok(());
+            }
+            (Ok(_), None) => unreachable!("a decision is only made on an open quarantine"),
+        };
+        let (what, events) = match &entry {
+            Entry::Released { events, .. } => ("approved", events.clone()),
+            Entry::Rejected { events, .. } => ("rejected", events.clone()),
+            _ => unreachable!("a decision releases or rejects"),
+        };
+        let audit = crate::audit::Decision::new(what, &q.id, q.people, &by, events);
+        if !self.ctx.sink.decision(&audit).await {
+            let _ = reply.send((
+                self.ledger.view(now),
+                Err("the audit log cannot be written: nothing was decided".into()),
+            ));
+            return Ok(());
+        }
+        self.write(entry).await?;
+        tracing::warn!(
+            quarantine = q.id,
+            people = q.people,
+            by,
+            "quarantine {what} by an operator"
+        );
+        self.notice(
+            &format!("quarantine.{what}"),
+            &serde_json::json!({"quarantine": q.id, "people": q.people, "by": by}),
+        )
+        .await;
+        let said = format!(
+            "{what} quarantine {} of {} people (by {by})",
+            q.id, q.people
+        );
+        let _ = reply.send((self.ledger.view(now), Ok(said)));
+        Ok(())
+    }
+
+    /// Publishes a notice on the outcomes exchange (routing key `quarantine.*`); a notice lost
+    /// is logged, the log and the metrics still say it.
+    async fn notice(&self, key: &str, body: &serde_json::Value) {
+        let body = serde_json::to_vec(body).expect("serializable");
+        let props = lapin::BasicProperties::default()
+            .with_delivery_mode(2)
+            .with_content_type("application/json".into());
+        // Not mandatory: nobody need be listening on the outcomes exchange.
+        let sent = self
+            .channel
+            .basic_publish(
+                self.ctx.settings.amqp.outcomes_exchange.as_str().into(),
+                key.into(),
+                Default::default(),
+                &body,
+                props,
+            )
+            .await;
+        let confirmed = match sent {
+            Ok(confirm) => confirm.await.map(|c| c.is_ack()).unwrap_or(false),
+            Err(_) => false,
+        };
+        if !confirmed {
+            let e = "not confirmed";
+            tracing::warn!(error = %e, key, "a quarantine notice was not confirmed on the outcomes exchange");
+        }
+    }
+}

@@ -1,0 +1,399 @@
+//! The quarantine in front of the automatic doors, against a real RabbitMQ node, real HTTP on
+//! loopback, `offboard worker` processes (killed with SIGKILL) and the sandbox providers.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use offboard::job::ProviderKind;
+use offboard::sandbox::Seed;
+use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
+
+use crate::intake::{
+    Scim, deliver_okta, intake_in_process, okta_delivery, okta_event, outcomes_queue, rig,
+};
+use crate::support::{offboard, report_lines, spawn_worker, terminate, wait_until};
+use crate::worker::Rig;
+
+const FACTORY_ONLY: &str = "[intake]\nlisten = \"127.0.0.1:0\"\ntargets = [{ provider = \"factory\" }]\n[intake.okta]\nsecret_env = \"TEST_OKTA_SECRET\"\n";
+
+/// `n` people, members of the Factory organization.
+fn leavers(prefix: &str, n: usize) -> (Seed, Vec<String>) {
+    let people: Vec<String> = (0..n)
+        .map(|i| format!("{prefix}{i:03}@acme.example"))
+        .collect();
+    let mut seed = Seed::default();
+    for p in &people {
+        seed = seed.member_with_email(ProviderKind::Factory, None, p, p);
+    }
+    (seed, people)
+}
+
+/// A rig whose intake sends every person to Factory alone, with the quarantine's limits set
+/// through the environment (as an operator may).
+async fn quarantine_rig(seed: Seed, extra: &str, settle: &str, max_people: u32) -> Rig {
+    let mut rig = rig(seed, extra).await;
+    rig.env.retain(|(k, _)| *k != "OFFBOARD__SAFETY__SETTLE");
+    rig.env.push(("OFFBOARD__SAFETY__SETTLE", settle.into()));
+    rig.env.push((
+        "OFFBOARD__SAFETY__MAX_PEOPLE_PER_WINDOW",
+        max_people.to_string(),
+    ));
+    rig
+}
+
+/// `offboard quarantine ARGS --config CONFIG`: exit code and stdout.
+async fn quarantine(rig: &Rig, args: &[&str]) -> (i32, String) {
+    let mut all = vec!["quarantine"];
+    all.extend_from_slice(args);
+    all.extend_from_slice(&["--config", rig.config.to_str().unwrap()]);
+    let out = offboard(&rig.env, &all).await;
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    (out.status.code().unwrap_or(-1), stdout)
+}
+
+/// The gate's view, as `offboard quarantine list --json` prints it (Null when no gate answers).
+async fn gate_view(rig: &Rig) -> Value {
+    let (code, out) = quarantine(rig, &["list", "--json"]).await;
+    if code != 0 {
+        return Value::Null;
+    }
+    serde_json::from_str(out.trim()).unwrap_or(Value::Null)
+}
+
+async fn wait_for_quarantine(rig: &Rig, people: u64) -> Value {
+    let mut view = Value::Null;
+    wait_until(
+        Duration::from_secs(90),
+        &format!("a quarantine of {people}"),
+        async || {
+            view = gate_view(rig).await;
+            view["quarantine"]["people"] == json!(people)
+        },
+    )
+    .await;
+    view
+}
+
+fn removals(rig: &Rig) -> usize {
+    rig.sandbox
+        .log()
+        .iter()
+        .filter(|r| r.operation == "remove")
+        .count()
+}
+
+/// Okta deliveries of ten deactivations each, one every 100 ms.
+async fn okta_burst(hook: &str, people: &[String]) {
+    for chunk in people.chunks(10) {
+        let events = chunk
+            .iter()
+            .map(|p| okta_event(&format!("ev-{p}"), "user.lifecycle.deactivate", p))
+            .collect();
+        assert_eq!(deliver_okta(hook, &okta_delivery(events)).await, 200);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn lines_of(reports: &[PathBuf]) -> Vec<Value> {
+    reports
+        .iter()
+        .filter(|r| r.exists())
+        .flat_map(|r| report_lines(r))
+        .collect()
+}
+
+fn audit_of(report: &Path) -> String {
+    std::fs::read_to_string(report.with_extension("audit.jsonl")).unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_okta_deactivations_is_quarantined_whole_and_released_only_by_its_exact_count() {
+    let (seed, people) = leavers("burst", 200);
+    let rig = quarantine_rig(seed, FACTORY_ONLY, "5s", 50).await;
+    let mut worker = rig.worker();
+    rig.declared("offboard.intake").await;
+    let stop = CancellationToken::new();
+    let addr = intake_in_process(&rig.config, &rig.broker.url(), &stop).await;
+    okta_burst(&format!("http://{addr}/hooks/okta"), &people).await;
+
+    let view = wait_for_quarantine(&rig, 200).await;
+    assert_eq!(view["quarantine"]["by_door"], json!({"okta": 200}));
+    assert_eq!(view["in_window_total"], 200);
+    assert_eq!(
+        removals(&rig),
+        0,
+        "nothing is sent before an operator decides"
+    );
+    let (_, table) = quarantine(&rig, &["list"]).await;
+    assert!(table.contains("people:  200 (okta 200)"), "{table}");
+    assert!(
+        table.contains("burst000@acme.example"),
+        "the first are named: {table}"
+    );
+
+    // A count that is not the quarantine's is refused, and changes nothing.
+    let (code, out) = quarantine(&rig, &["approve", "--count", "199", "--by", "ops-ann"]).await;
+    assert_eq!(code, 3, "{out}");
+    assert!(out.contains("holds 200 people, not 199"), "{out}");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(removals(&rig), 0);
+    assert_eq!(gate_view(&rig).await["quarantine"]["people"], 200);
+
+    let (code, out) = quarantine(&rig, &["approve", "--count", "200", "--by", "ops-ann"]).await;
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("approved quarantine") && out.contains("200 people"),
+        "{out}"
+    );
+    rig.wait_for_report(200, Duration::from_secs(120)).await;
+    let lines = report_lines(&rig.report);
+    assert!(
+        lines.iter().all(|l| l["outcome"] == "removed"),
+        "every approved person is removed"
+    );
+    assert_eq!(removals(&rig), 200, "each once");
+    assert!(
+        people
+            .iter()
+            .all(|p| !rig.sandbox.is_member(ProviderKind::Factory, None, p))
+    );
+    let audit = audit_of(&rig.report);
+    let decision: Value = audit
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .find(|l| l["kind"] == "decision")
+        .expect("the decision is in the audit log");
+    assert_eq!(
+        (&decision["decision"], &decision["by"], &decision["people"]),
+        (&json!("approved"), &json!("ops-ann"), &json!(200))
+    );
+    assert_eq!(gate_view(&rig).await["quarantine"], Value::Null, "closed");
+    stop.cancel();
+    terminate(&worker);
+    worker.wait().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_count_and_the_quarantine_survive_kill_9_and_a_standby_taking_over_and_reject_sends_nothing()
+ {
+    let (seed, okta_people) = leavers("okta", 40);
+    let scim_people: Vec<String> = (0..30)
+        .map(|i| format!("scim{i:03}@acme.example"))
+        .collect();
+    let seed = scim_people.iter().fold(seed, |s, p| {
+        s.member_with_email(ProviderKind::Factory, None, p, p)
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("scim.sqlite");
+    let extra = format!(
+        "{FACTORY_ONLY}[intake.scim]\ntoken_env = \"TEST_SCIM_TOKEN\"\ndatabase = \"{}\"\n",
+        db.display()
+    );
+    // A settle long enough that the whole burst, kill included, arrives before anyone is due.
+    let rig = quarantine_rig(seed, &extra, "15s", 50).await;
+    let spawn = |n: usize| {
+        let (report, log) = (
+            dir.path().join(format!("w{n}.jsonl")),
+            dir.path().join(format!("w{n}.log")),
+        );
+        let child = spawn_worker(&rig.env, &rig.broker.url(), &rig.config, &report, &log);
+        (child, report, log)
+    };
+    let is_gate = |log: &Path| {
+        std::fs::read_to_string(log)
+            .unwrap_or_default()
+            .contains("this worker is the gate")
+    };
+    let mut workers = vec![spawn(0), spawn(1)];
+    let mut gate = 0;
+    wait_until(Duration::from_secs(60), "a gate", async || {
+        match workers.iter().position(|(_, _, log)| is_gate(log)) {
+            Some(i) => {
+                gate = i;
+                true
+            }
+            None => false,
+        }
+    })
+    .await;
+    let (_c, mut notices) = outcomes_queue(&rig.broker).await;
+    let stop = CancellationToken::new();
+    let addr = intake_in_process(&rig.config, &rig.broker.url(), &stop).await;
+    okta_burst(&format!("http://{addr}/hooks/okta"), &okta_people).await;
+    wait_until(Duration::from_secs(30), "40 people counted", async || {
+        gate_view(&rig).await["in_window_total"] == 40
+    })
+    .await;
+
+    // kill -9 of the gate: the standby takes it, and the 40 still count.
+    workers[gate].0.start_kill().unwrap();
+    workers[gate].0.wait().await.unwrap();
+    let standby = 1 - gate;
+    wait_until(
+        Duration::from_secs(60),
+        "the standby is the gate",
+        async || is_gate(&workers[standby].2),
+    )
+    .await;
+    // Entra's deprovisioning: a user created, then PATCHed active "False".
+    let scim = Scim {
+        http: reqwest::Client::new(),
+        base: format!("http://{addr}/scim/v2"),
+    };
+    for p in &scim_people {
+        let id = scim.create(&format!("{p}.upn"), p).await;
+        let (s, body) = scim
+            .patch_user(
+                &id,
+                json!([{"op": "Replace", "path": "active", "value": "False"}]),
+            )
+            .await;
+        assert_eq!(s, 200, "{body}");
+    }
+    let view = wait_for_quarantine(&rig, 70).await;
+    assert_eq!(
+        view["quarantine"]["by_door"],
+        json!({"okta": 40, "scim": 30})
+    );
+    assert_eq!(removals(&rig), 0);
+
+    // And again: the killed one restarted, the gate killed; the quarantine is the same.
+    workers.push(spawn(2));
+    workers[standby].0.start_kill().unwrap();
+    workers[standby].0.wait().await.unwrap();
+    wait_until(
+        Duration::from_secs(60),
+        "the third worker is the gate",
+        async || is_gate(&workers[2].2),
+    )
+    .await;
+    let again = wait_for_quarantine(&rig, 70).await;
+    assert_eq!(again["quarantine"]["id"], view["quarantine"]["id"]);
+    // A late arrival joins it.
+    let late = okta_people[0].replace("okta000", "late");
+    let one = okta_delivery(vec![okta_event(
+        "ev-late",
+        "user.lifecycle.deactivate",
+        &late,
+    )]);
+    assert_eq!(
+        deliver_okta(&format!("http://{addr}/hooks/okta"), &one).await,
+        200
+    );
+    wait_for_quarantine(&rig, 71).await;
+
+    let (code, out) = quarantine(&rig, &["reject", "--count", "71", "--by", "ops-bo"]).await;
+    assert_eq!(code, 0, "{out}");
+    let reports: Vec<PathBuf> = workers.iter().map(|(_, r, _)| r.clone()).collect();
+    wait_until(
+        Duration::from_secs(60),
+        "71 rejections recorded",
+        async || lines_of(&reports).len() >= 71,
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let lines = lines_of(&reports);
+    assert_eq!(lines.len(), 71, "each person recorded once");
+    assert!(
+        lines
+            .iter()
+            .all(|l| l["outcome"] == "failed" && l["reason"] == "rejected_by_operator"),
+        "{:?}",
+        lines.iter().find(|l| l["reason"] != "rejected_by_operator")
+    );
+    assert!(
+        lines[0]["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("ops-bo")
+    );
+    assert_eq!(removals(&rig), 0, "nothing was sent");
+    assert!(audit_of(&workers[2].1).contains("\"decision\":\"rejected\""));
+
+    // The outcomes exchange said it: one quarantine opened, one rejected, 71 failed jobs.
+    let mut keys = Vec::new();
+    while let Ok(Some(Ok(d))) = tokio::time::timeout(Duration::from_secs(2), notices.next()).await {
+        keys.push(d.routing_key.as_str().to_owned());
+    }
+    let count = |k: &str| keys.iter().filter(|x| *x == k).count();
+    assert_eq!(count("quarantine.opened"), 1, "{keys:?}");
+    assert_eq!(count("quarantine.rejected"), 1, "{keys:?}");
+    assert_eq!(count("factory.failed"), 71, "{keys:?}");
+    stop.cancel();
+    for (w, _, _) in &mut workers {
+        let _ = w.start_kill();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trickle_under_the_threshold_is_removed_after_the_settle_delay() {
+    let (seed, people) = leavers("trickle", 3);
+    let rig = quarantine_rig(seed, FACTORY_ONLY, "3s", 50).await;
+    let mut worker = rig.worker();
+    rig.declared("offboard.intake").await;
+    let stop = CancellationToken::new();
+    let addr = intake_in_process(&rig.config, &rig.broker.url(), &stop).await;
+    let hook = format!("http://{addr}/hooks/okta");
+    let mut sent_at = Vec::new();
+    for p in &people {
+        sent_at.push(std::time::SystemTime::now());
+        let one = okta_delivery(vec![okta_event(
+            &format!("ev-{p}"),
+            "user.lifecycle.deactivate",
+            p,
+        )]);
+        assert_eq!(deliver_okta(&hook, &one).await, 200);
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    rig.wait_for_report(3, Duration::from_secs(60)).await;
+    for (p, sent) in people.iter().zip(&sent_at) {
+        let line = report_lines(&rig.report)
+            .into_iter()
+            .find(|l| l["user"] == json!(p))
+            .unwrap();
+        assert_eq!(line["outcome"], "removed");
+        let started = humantime::parse_rfc3339(line["started_at"].as_str().unwrap()).unwrap();
+        let waited = started.duration_since(*sent).unwrap_or_default();
+        assert!(waited >= Duration::from_secs(3), "{p} waited {waited:?}");
+    }
+    assert_eq!(gate_view(&rig).await["quarantine"], Value::Null);
+    stop.cancel();
+    terminate(&worker);
+    worker.wait().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shadow_mode_records_the_plan_of_every_event_and_sends_nothing() {
+    let (seed, people) = leavers("shadow", 100);
+    let extra = FACTORY_ONLY.replace("[intake]\n", "[intake]\nmode = \"shadow\"\n");
+    let rig = quarantine_rig(seed, &extra, "0s", 500).await;
+    let mut worker = rig.worker();
+    rig.declared("offboard.intake").await;
+    let stop = CancellationToken::new();
+    let addr = intake_in_process(&rig.config, &rig.broker.url(), &stop).await;
+    okta_burst(&format!("http://{addr}/hooks/okta"), &people).await;
+    rig.wait_for_report(100, Duration::from_secs(60)).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let lines = report_lines(&rig.report);
+    assert_eq!(lines.len(), 100);
+    for l in &lines {
+        assert_eq!(
+            (&l["outcome"], &l["reason"]),
+            (&json!("not_attempted"), &json!("shadow"))
+        );
+        assert_eq!(l["provider"], "factory", "the plan names the entry");
+        assert!(people.contains(&l["user"].as_str().unwrap().to_owned()));
+    }
+    assert_eq!(removals(&rig), 0, "nothing was sent");
+    assert!(
+        people
+            .iter()
+            .all(|p| rig.sandbox.is_member(ProviderKind::Factory, None, p))
+    );
+    assert_eq!(gate_view(&rig).await["in_window"], json!({"okta": 100}));
+    stop.cancel();
+    terminate(&worker);
+    worker.wait().await.unwrap();
+}
