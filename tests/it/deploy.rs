@@ -24,6 +24,9 @@ const METRICS: &[&str] = &[
     "offboard_dead_lettered_total",
     "offboard_invalid_jobs_total",
     "offboard_build_info",
+    "offboard_people_in_window",
+    "offboard_quarantined_people",
+    "offboard_gate_active",
 ];
 const HISTOGRAMS: &[&str] = &[
     "offboard_provider_request_duration_seconds",
@@ -498,6 +501,8 @@ fn prometheus_scrapes_the_worker_and_loads_the_rules_compose_mounts() {
             "OffboardLaneHeld",
             "OffboardDeadLetters",
             "OffboardWorkerDown",
+            "OffboardQuarantineOpen",
+            "OffboardNoGate",
         ] {
             assert!(alerts.contains(a), "config/{rule}: no alert {a}");
         }
@@ -665,13 +670,13 @@ fn promtool(args: &[&str]) {
 #[test]
 fn promtool_accepts_the_config_and_the_rules() {
     promtool(&["check", "config", "config/prometheus.yml"]);
-    promtool(&["check", "rules", "config/prometheus-rules.yml"]);
+    promtool(&["check", "rules", "config/prometheus/alerts.yml"]);
 }
 
 /// The shipped alerts fire on the series that should raise them, and only then.
 #[test]
 fn promtool_tests_the_alert_rules() {
-    promtool(&["test", "rules", "config/prometheus-rules.test.yml"]);
+    promtool(&["test", "rules", "config/prometheus/alerts.test.yml"]);
 }
 
 #[test]

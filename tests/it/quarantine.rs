@@ -111,7 +111,24 @@ fn audit_of(report: &Path) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_burst_of_okta_deactivations_is_quarantined_whole_and_released_only_by_its_exact_count() {
     let (seed, people) = leavers("burst", 200);
-    let rig = quarantine_rig(seed, FACTORY_ONLY, "5s", 50).await;
+    let mut rig = quarantine_rig(seed, FACTORY_ONLY, "5s", 50).await;
+    let port = crate::intake::free_port();
+    rig.env
+        .push(("OFFBOARD__METRICS__LISTEN", format!("127.0.0.1:{port}")));
+    let metric = async |series: &str| {
+        let text = reqwest::get(format!("http://127.0.0.1:{port}/metrics"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let prefix = format!("{series} ");
+        text.lines()
+            .find_map(|l| l.strip_prefix(prefix.as_str()))
+            .unwrap_or_else(|| panic!("no {series} in\n{text}"))
+            .trim()
+            .to_owned()
+    };
     let mut worker = rig.worker();
     rig.declared("offboard.intake").await;
     let stop = CancellationToken::new();
@@ -170,6 +187,12 @@ async fn a_burst_of_okta_deactivations_is_quarantined_whole_and_released_only_by
         (&json!("approved"), &json!("ops-ann"), &json!(200))
     );
     assert_eq!(gate_view(&rig).await["quarantine"], Value::Null, "closed");
+    wait_until(
+        Duration::from_secs(10),
+        "the gauges back to 0",
+        async || metric("offboard_quarantined_people{door=\"okta\"}").await == "0",
+    )
+    .await;
     stop.cancel();
     terminate(&worker);
     worker.wait().await.unwrap();
