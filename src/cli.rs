@@ -457,7 +457,7 @@ async fn enqueue_command(args: EnqueueArgs) -> anyhow::Result<ExitCode> {
 }
 
 async fn hold_command(command: HoldCommand, config: Option<PathBuf>) -> anyhow::Result<ExitCode> {
-    use crate::doors::amqp::Control;
+    use crate::doors::control::Control;
     let (_, settings) = load(config.as_ref())?;
     let control = match &command {
         HoldCommand::List => Control::List,
@@ -520,7 +520,7 @@ async fn quarantine_command(
     command: QuarantineCommand,
     config: Option<PathBuf>,
 ) -> anyhow::Result<ExitCode> {
-    use crate::doors::amqp::Control;
+    use crate::doors::control::Control;
     let (_, settings) = load(config.as_ref())?;
     let operator = |by: Option<String>| {
         by.unwrap_or_else(|| {

@@ -22,6 +22,8 @@ pub enum QueueError {
     Csv(#[from] csv::CsvError),
     #[error("{0}")]
     Refused(String),
+    #[error("{0}")]
+    Secret(String),
 }
 
 /// What `enqueue` did.
@@ -270,18 +272,22 @@ pub async fn replay(
 /// answers for `wait`.
 pub async fn control(
     settings: &Settings,
-    command: &amqp::Control,
+    command: &crate::doors::control::Control,
     wait: std::time::Duration,
-) -> Result<Vec<amqp::ControlReply>, QueueError> {
+) -> Result<Vec<crate::doors::control::ControlReply>, QueueError> {
     let url = settings.amqp.url().ok_or(AmqpError::NoUrl)?;
-    let connection = amqp::connect(&url, "offboard-hold").await?;
+    let secret = settings.amqp.control_secret().map_err(QueueError::Secret)?;
+    let connection = amqp::connect(&url, "offboard-control").await?;
     let publisher = Publisher::new(&connection).await?;
-    let names: Vec<&str> = settings.providers.keys().map(String::as_str).collect();
-    amqp::declare(publisher.channel(), &settings.amqp, &names).await?;
+    // The workers own the topology; an operator's user need only write to the control exchange.
+    amqp::expect_exchange(publisher.channel(), &settings.amqp.control_exchange).await?;
     let channel = connection.create_channel().await.map_err(AmqpError::from)?;
     let (replies, mut consumer) = amqp::private_consumer(&channel, None).await?;
     let body = serde_json::to_vec(command).expect("serializable");
-    let props = lapin::BasicProperties::default().with_reply_to(replies);
+    let mut props = lapin::BasicProperties::default().with_reply_to(replies);
+    if let Some(secret) = &secret {
+        props = crate::doors::control::sign(secret, &body, props);
+    }
     // Fanout: delivered to every worker's control queue, or to none (not an error: no worker).
     publisher
         .channel()
@@ -299,7 +305,7 @@ pub async fn control(
     let mut out = Vec::new();
     let deadline = tokio::time::Instant::now() + wait;
     while let Ok(Some(Ok(d))) = tokio::time::timeout_at(deadline, consumer.next()).await {
-        if let Ok(reply) = serde_json::from_slice::<amqp::ControlReply>(&d.data) {
+        if let Ok(reply) = serde_json::from_slice::<crate::doors::control::ControlReply>(&d.data) {
             out.push(reply);
         }
     }

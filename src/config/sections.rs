@@ -220,6 +220,9 @@ pub struct Amqp {
     pub dead_letter_queue: String,
     /// Person-level events, split by the worker into per-provider jobs.
     pub intake_queue: String,
+    /// The fanout exchange the intake publishes person events to, bound to `intake_queue`: the
+    /// one thing the intake's broker user may write to.
+    pub intake_exchange: String,
     /// Fanout exchange for operator commands to every worker (`offboard hold list|release`).
     pub control_exchange: String,
     /// The quarantine's log (a RabbitMQ stream): every person from an automatic door and what
@@ -237,6 +240,12 @@ pub struct Amqp {
     pub single_active_consumer: bool,
     /// Milliseconds: the longest wait between reconnection attempts. Default 30000.
     pub reconnect_max_delay_ms: u64,
+    /// The environment variable holding the control secret, shared by workers and operators
+    /// (never the intake): set, every control command is signed (HMAC-SHA256) and workers ignore
+    /// one that is not. Default `OFFBOARD_CONTROL_SECRET`.
+    pub control_secret_env: String,
+    /// Or a file holding it (first line).
+    pub control_secret_file: Option<PathBuf>,
 }
 
 impl Default for Amqp {
@@ -248,12 +257,15 @@ impl Default for Amqp {
             dead_letter_exchange: "offboard.dead".into(),
             dead_letter_queue: "offboard.dead".into(),
             intake_queue: "offboard.intake".into(),
+            intake_exchange: "offboard.events".into(),
             control_exchange: "offboard.control".into(),
             gate_stream: "offboard.gate".into(),
             outcomes_exchange: "offboard.outcomes".into(),
             delivery_limit: 5,
             single_active_consumer: true,
             reconnect_max_delay_ms: 30_000,
+            control_secret_env: "OFFBOARD_CONTROL_SECRET".into(),
+            control_secret_file: None,
         }
     }
 }
@@ -263,6 +275,20 @@ impl Amqp {
     /// loaded), else `amqp.url`.
     pub fn url(&self) -> Option<String> {
         self.url.clone().filter(|u| !u.is_empty())
+    }
+
+    /// The control secret, if one is given: the file's first line, else the environment
+    /// variable's value. An error names the file that cannot be read.
+    pub fn control_secret(&self) -> Result<Option<secrecy::SecretString>, String> {
+        let value = match &self.control_secret_file {
+            Some(file) => {
+                let text = std::fs::read_to_string(file)
+                    .map_err(|e| format!("amqp.control_secret_file {}: {e}", file.display()))?;
+                text.lines().next().unwrap_or_default().trim().to_owned()
+            }
+            None => std::env::var(&self.control_secret_env).unwrap_or_default(),
+        };
+        Ok((!value.is_empty()).then(|| value.into()))
     }
 
     pub fn queue(&self, entry: &str) -> String {

@@ -137,13 +137,7 @@ pub async fn declare(channel: &Channel, amqp: &Amqp, entries: &[&str]) -> Result
             )
             .await?;
     }
-    channel
-        .queue_declare(
-            amqp.intake_queue.as_str().into(),
-            queue,
-            quorum_args(amqp, true, false),
-        )
-        .await?;
+    declare_intake(channel, amqp).await?;
     channel
         .exchange_declare(
             amqp.control_exchange.as_str().into(),
@@ -157,6 +151,64 @@ pub async fn declare(channel: &Channel, amqp: &Amqp, entries: &[&str]) -> Result
             amqp.outcomes_exchange.as_str().into(),
             ExchangeKind::Topic,
             durable,
+            FieldTable::default(),
+        )
+        .await?;
+    Ok(())
+}
+
+/// Declares what the intake publishes to: the intake queue and, in front of it, the fanout
+/// exchange the intake's broker user may write to (writing to the default exchange reaches
+/// every queue). Part of [`declare`]; the intake itself calls it only when the workers have not
+/// declared the topology yet and its user may configure.
+pub async fn declare_intake(channel: &Channel, amqp: &Amqp) -> Result<(), AmqpError> {
+    let queue = QueueDeclareOptions {
+        durable: true,
+        ..Default::default()
+    };
+    let durable = ExchangeDeclareOptions {
+        durable: true,
+        ..Default::default()
+    };
+    channel
+        .queue_declare(
+            amqp.intake_queue.as_str().into(),
+            queue,
+            quorum_args(amqp, true, false),
+        )
+        .await?;
+    channel
+        .exchange_declare(
+            amqp.intake_exchange.as_str().into(),
+            ExchangeKind::Fanout,
+            durable,
+            FieldTable::default(),
+        )
+        .await?;
+    channel
+        .queue_bind(
+            amqp.intake_queue.as_str().into(),
+            amqp.intake_exchange.as_str().into(),
+            "".into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await?;
+    Ok(())
+}
+
+/// Checks that `exchange` exists without declaring it: for a component whose broker user may
+/// not configure the topology (the intake, an operator). The broker answers 404 when the
+/// workers have not declared it yet.
+pub async fn expect_exchange(channel: &Channel, exchange: &str) -> Result<(), AmqpError> {
+    channel
+        .exchange_declare(
+            exchange.into(),
+            ExchangeKind::Fanout,
+            ExchangeDeclareOptions {
+                passive: true,
+                ..Default::default()
+            },
             FieldTable::default(),
         )
         .await?;
@@ -204,51 +256,6 @@ pub async fn private_consumer(
         )
         .await?;
     Ok((q.name().clone(), consumer))
-}
-
-/// An operator's command to every worker, on the control exchange. Each worker answers on the
-/// message's `reply_to` queue with its hold states.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-#[serde(tag = "command", rename_all = "snake_case")]
-pub enum Control {
-    List,
-    Release {
-        provider: String,
-    },
-    /// The gate's counts and its open quarantine.
-    Quarantine,
-    /// Releases the open quarantine if it holds exactly `count` people.
-    Approve {
-        count: usize,
-        by: String,
-    },
-    /// Ends every job of the open quarantine as rejected (if it holds `count` people, when given).
-    Reject {
-        count: Option<usize>,
-        by: String,
-    },
-}
-
-/// A worker's answer to a control command.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct ControlReply {
-    pub worker: String,
-    /// For `release`: whether this worker held that lane and released it.
-    #[serde(default)]
-    pub released: bool,
-    pub holds: Vec<crate::hold::HoldState>,
-    /// From the worker that is the gate, for the quarantine commands.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub gate: Option<GateReply>,
-}
-
-/// The gate's answer to a quarantine command.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct GateReply {
-    pub view: crate::safety::quarantine::GateView,
-    /// For `approve` and `reject`: what was decided, or why nothing was.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub decided: Option<Result<String, String>>,
 }
 
 /// A job message: the CSV row's fields, JSON, with a job id always set by its publisher.

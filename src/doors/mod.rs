@@ -3,6 +3,7 @@
 //! is not one ([`crate::job::Invalid`]), with an [`Ack`]: the outcome sink
 //! ([`crate::sink::Outcomes::settle`]) records the outcome, then tells the door through it.
 pub mod amqp;
+pub mod control;
 pub mod csv;
 pub mod intake;
 pub mod outcomes;

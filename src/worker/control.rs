@@ -6,7 +6,8 @@ use std::sync::Arc;
 use lapin::{BasicProperties, Channel};
 use tokio_util::sync::CancellationToken;
 
-use crate::doors::amqp::{self, AmqpError};
+use crate::doors::amqp::AmqpError;
+use crate::doors::control::Verifier;
 use crate::lane::Lane;
 
 use super::consume::next_delivery;
@@ -18,6 +19,7 @@ pub(super) async fn consume_control(
     gate: Arc<GateHandle>,
     channel: Channel,
     exchange: String,
+    mut verifier: Option<Verifier>,
     session: CancellationToken,
 ) -> Result<(), AmqpError> {
     let (_, mut consumer) =
@@ -29,12 +31,19 @@ pub(super) async fn consume_control(
             Ok(None) => return Ok(()),
             Err(e) => return Err(e),
         };
-        let Ok(command) = serde_json::from_slice::<amqp::Control>(&delivery.data) else {
+        if let Some(v) = verifier.as_mut() {
+            if let Err(why) = v.check(&delivery.properties, &delivery.data) {
+                tracing::error!(%why, "ignoring a control command that is not authentic: {why}");
+                continue;
+            }
+        }
+        let Ok(command) = serde_json::from_slice::<crate::doors::control::Control>(&delivery.data)
+        else {
             tracing::warn!("ignoring a malformed control message");
             continue;
         };
         let mut released = false;
-        if let amqp::Control::Release { provider } = &command {
+        if let crate::doors::control::Control::Release { provider } = &command {
             if let Some(hold) = lanes
                 .iter()
                 .find(|l| *l.name == **provider)
@@ -46,20 +55,27 @@ pub(super) async fn consume_control(
             }
         }
         let gate = match command {
-            amqp::Control::List | amqp::Control::Release { .. } => None,
-            amqp::Control::Quarantine => gate.ask(Ask::View).await.map(|view| amqp::GateReply {
-                view,
-                decided: None,
-            }),
-            amqp::Control::Approve { count, by } => {
+            crate::doors::control::Control::List
+            | crate::doors::control::Control::Release { .. } => None,
+            crate::doors::control::Control::Quarantine => {
+                gate.ask(Ask::View)
+                    .await
+                    .map(|view| crate::doors::control::GateReply {
+                        view,
+                        decided: None,
+                    })
+            }
+            crate::doors::control::Control::Approve { count, by } => {
                 decide(&gate, Decision::Approve(count), by).await
             }
-            amqp::Control::Reject { count, by } => decide(&gate, Decision::Reject(count), by).await,
+            crate::doors::control::Control::Reject { count, by } => {
+                decide(&gate, Decision::Reject(count), by).await
+            }
         };
         let Some(reply_to) = delivery.properties.reply_to().clone() else {
             continue;
         };
-        let reply = amqp::ControlReply {
+        let reply = crate::doors::control::ControlReply {
             worker: me.clone(),
             released,
             holds: lanes
@@ -82,7 +98,11 @@ pub(super) async fn consume_control(
 }
 
 /// An operator's decision, taken by the gate if this worker is it.
-async fn decide(gate: &GateHandle, decision: Decision, by: String) -> Option<amqp::GateReply> {
+async fn decide(
+    gate: &GateHandle,
+    decision: Decision,
+    by: String,
+) -> Option<crate::doors::control::GateReply> {
     let (view, decided) = gate
         .ask(|reply| Ask::Decide {
             decision,
@@ -90,7 +110,7 @@ async fn decide(gate: &GateHandle, decision: Decision, by: String) -> Option<amq
             reply,
         })
         .await?;
-    Some(amqp::GateReply {
+    Some(crate::doors::control::GateReply {
         view,
         decided: Some(decided),
     })

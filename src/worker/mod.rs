@@ -36,6 +36,7 @@ use crate::report::{ErrorField, Record, SETTLED_INDEX_CAP, SettledIndex, Timesta
 use crate::run::Lanes;
 use crate::sink::Outcomes;
 
+use crate::doors::control::Verifier;
 use consume::consume_lane;
 use control::consume_control;
 use gate::GateHandle;
@@ -45,6 +46,8 @@ use recent::Recent;
 pub enum WorkerError {
     #[error(transparent)]
     Amqp(#[from] AmqpError),
+    #[error("{0}")]
+    Secret(String),
     #[error("report {path}: {source}")]
     Report {
         path: String,
@@ -62,6 +65,8 @@ struct Ctx {
     /// Memberships removed within `safety.window` (and those being run), for duplicate detection.
     recent: Recent,
     grace: Duration,
+    /// Control commands must be signed with it, when set.
+    control_secret: Option<secrecy::SecretString>,
 }
 
 /// Runs until `stop` fires: connects (and reconnects with backoff), declares the topology, and
@@ -76,6 +81,16 @@ pub async fn run(
     stop: CancellationToken,
 ) -> Result<(), WorkerError> {
     let url = settings.amqp.url().ok_or(AmqpError::NoUrl)?;
+    let control_secret = settings
+        .amqp
+        .control_secret()
+        .map_err(WorkerError::Secret)?;
+    if control_secret.is_none() {
+        tracing::warn!(
+            variable = settings.amqp.control_secret_env,
+            "no control secret: hold and quarantine commands are honoured from any broker user allowed to write to the control exchange"
+        );
+    }
     let report_err = |source| WorkerError::Report {
         path: report.display().to_string(),
         source,
@@ -97,6 +112,7 @@ pub async fn run(
         health,
         recent: Recent::new(settings.safety.window()),
         grace: Duration::from_secs(settings.worker.grace_period_s),
+        control_secret,
     });
     for lane in &lanes.lanes {
         lane.attach_hold(crate::hold::Hold::new(
@@ -191,7 +207,10 @@ async fn session(
             ctx.settings.amqp.control_exchange.clone(),
         );
         let channel = connection.create_channel().await?;
-        tasks.spawn(async move { consume_control(lanes, gate, channel, exchange, session).await });
+        let verifier = ctx.control_secret.clone().map(Verifier::new);
+        tasks.spawn(async move {
+            consume_control(lanes, gate, channel, exchange, verifier, session).await
+        });
     }
     let mut failure = None;
     while let Some(result) = tasks.join_next().await {

@@ -689,3 +689,48 @@ fn metric_names_are_found_in_expressions() {
     // A label value counts too: a dashboard should not mention unknown names anywhere.
     assert!(names.contains("offboard_no"));
 }
+
+/// Every port compose publishes is bound to loopback, and the broker refuses to start with no
+/// password, RabbitMQ's default, or the example's placeholder.
+#[test]
+fn compose_publishes_on_loopback_and_refuses_the_default_broker_password() {
+    let compose = compose();
+    let services = compose["services"].as_mapping().expect("services");
+    for (name, svc) in services {
+        for p in strings(&svc["ports"]) {
+            assert!(
+                p.starts_with("127.0.0.1:"),
+                "service {name:?} publishes {p:?} on every interface"
+            );
+        }
+    }
+    let rabbit = service(&compose, "rabbitmq");
+    let pass = rabbit["environment"]["RABBITMQ_DEFAULT_PASS"]
+        .as_str()
+        .expect("RABBITMQ_DEFAULT_PASS");
+    assert!(
+        pass.starts_with("${RABBITMQ_PASSWORD:?"),
+        "{pass}: required, not defaulted"
+    );
+    let entry = strings(&rabbit["entrypoint"]);
+    assert_eq!(entry[..2], ["sh", "-c"]);
+    // Compose turns `$$` into `$`; the server's own start is replaced by a marker.
+    let script = entry[2]
+        .replace("$$", "$")
+        .replace("exec docker-entrypoint.sh rabbitmq-server", "echo started");
+    let run = |password: &str| {
+        std::process::Command::new("sh")
+            .args(["-c", &script])
+            .env("RABBITMQ_DEFAULT_PASS", password)
+            .output()
+            .expect("sh")
+    };
+    for refused in ["", "guest", "change-me"] {
+        let out = run(refused);
+        assert!(!out.status.success(), "{refused:?} was accepted");
+        assert!(String::from_utf8_lossy(&out.stderr).contains("refusing to start"));
+    }
+    let out = run("a-long-random-password");
+    assert!(out.status.success());
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "started");
+}

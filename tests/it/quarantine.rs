@@ -420,3 +420,156 @@ async fn shadow_mode_records_the_plan_of_every_event_and_sends_nothing() {
     terminate(&worker);
     worker.wait().await.unwrap();
 }
+
+/// The README's `rabbitmqctl set_permissions` lines for each role, as arguments.
+fn readme_roles() -> Vec<Vec<String>> {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let block = readme
+        .split("<!-- roles:begin -->")
+        .nth(1)
+        .and_then(|r| r.split("<!-- roles:end -->").next())
+        .expect("the README's roles block");
+    block
+        .lines()
+        .filter_map(|l| l.strip_prefix("rabbitmqctl set_permissions "))
+        .map(|args| {
+            // Words, and '...' quoted as one.
+            let mut out = Vec::new();
+            let mut rest = args.trim();
+            while !rest.is_empty() {
+                let (word, tail) = match rest.strip_prefix('\'') {
+                    Some(q) => q.split_once('\'').expect("a closing quote"),
+                    None => rest.split_once(' ').unwrap_or((rest, "")),
+                };
+                out.push(word.to_owned());
+                rest = tail.trim_start();
+            }
+            out
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_role_works_with_its_own_broker_permissions_and_an_unsigned_command_is_ignored() {
+    let (seed, people) = leavers("role", 3);
+    let mut rig = quarantine_rig(seed, FACTORY_ONLY, "3s", 2).await;
+    let roles = readme_roles();
+    assert_eq!(roles.len(), 3, "worker, intake, operator: {roles:?}");
+    let mut urls = std::collections::HashMap::new();
+    for args in &roles {
+        // ["-p", "/", user, configure, write, read]
+        let user = args[2].clone();
+        let password = format!("pw-{user}");
+        rig.broker.ctl(&["add_user", &user, &password]).await;
+        let mut ctl = vec!["set_permissions"];
+        ctl.extend(args.iter().map(String::as_str));
+        rig.broker.ctl(&ctl).await;
+        urls.insert(
+            user.clone(),
+            format!(
+                "amqp://{user}:{password}@127.0.0.1:{}/%2f",
+                rig.broker.port()
+            ),
+        );
+    }
+    let secret = "control-secret-for-tests";
+    rig.env.push(("OFFBOARD_CONTROL_SECRET", secret.into()));
+    let worker_log = rig.config.with_extension("worker.log");
+    let mut worker = spawn_worker(
+        &rig.env,
+        &urls["offboard-worker"],
+        &rig.config,
+        &rig.report,
+        &worker_log,
+    );
+    rig.declared("offboard.intake").await;
+    wait_until(Duration::from_secs(30), "the gate", async || {
+        std::fs::read_to_string(&worker_log)
+            .unwrap_or_default()
+            .contains("this worker is the gate")
+    })
+    .await;
+    // The intake publishes with its own user: three people, over the threshold of two.
+    let stop = CancellationToken::new();
+    let addr = intake_in_process(&rig.config, &urls["offboard-intake"], &stop).await;
+    okta_burst(&format!("http://{addr}/hooks/okta"), &people).await;
+
+    // The intake's user cannot reach a lane, by the default exchange or the jobs exchange.
+    let conn = offboard::doors::amqp::connect(&urls["offboard-intake"], "test-intruder")
+        .await
+        .unwrap();
+    let job = br#"{"job_id":"forged","provider":"factory","user":"role000@acme.example"}"#;
+    for (exchange, key) in [("", "offboard.jobs.factory"), ("offboard.jobs", "factory")] {
+        let p = offboard::doors::amqp::Publisher::new(&conn).await.unwrap();
+        let sent = p
+            .publish(
+                exchange,
+                key,
+                job,
+                offboard::doors::amqp::job_properties("forged"),
+            )
+            .await;
+        let e = sent.expect_err("refused by RabbitMQ");
+        assert!(e.to_string().contains("ACCESS_REFUSED"), "{e}");
+    }
+    // Nor send a control command.
+    let p = offboard::doors::amqp::Publisher::new(&conn).await.unwrap();
+    let e = p
+        .publish(
+            "offboard.control",
+            "",
+            b"{\"command\":\"list\"}",
+            Default::default(),
+        )
+        .await
+        .expect_err("refused by RabbitMQ");
+    assert!(e.to_string().contains("ACCESS_REFUSED"), "{e}");
+
+    // The operator's user, with the secret, sees the quarantine.
+    let operator: Vec<(&'static str, String)> = rig
+        .env
+        .iter()
+        .filter(|(k, _)| *k != "OFFBOARD_AMQP_URL" && *k != "OFFBOARD_CONTROL_SECRET")
+        .cloned()
+        .chain([("OFFBOARD_AMQP_URL", urls["offboard-operator"].clone())])
+        .collect();
+    let with_secret = |s: &str| {
+        let mut env = operator.clone();
+        env.push(("OFFBOARD_CONTROL_SECRET", s.to_owned()));
+        env
+    };
+    let config = rig.config.to_str().unwrap().to_owned();
+    let run = async |env: &[(&'static str, String)], args: &[&str]| {
+        let mut all = vec!["quarantine"];
+        all.extend_from_slice(args);
+        all.extend_from_slice(&["--config", &config]);
+        let out = offboard(env, &all).await;
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    wait_until(Duration::from_secs(30), "a quarantine of 3", async || {
+        let (_, out) = run(&with_secret(secret), &["list", "--json"]).await;
+        serde_json::from_str::<Value>(out.trim()).is_ok_and(|v| v["quarantine"]["people"] == 3)
+    })
+    .await;
+    // Without the secret, or with another, the gate does not answer and nothing is approved.
+    for env in [operator.clone(), with_secret("a-guess")] {
+        let (code, out) = run(&env, &["approve", "--count", "3"]).await;
+        assert_eq!(code, 1, "{out}");
+        assert!(out.contains("No worker answered"), "{out}");
+    }
+    let log = std::fs::read_to_string(&worker_log).unwrap();
+    assert!(log.contains("not authentic"), "logged");
+    assert!(!log.contains(secret), "the secret is never logged");
+    assert_eq!(removals(&rig), 0);
+    let (code, out) = run(&with_secret(secret), &["approve", "--count", "3"]).await;
+    assert_eq!(code, 0, "{out}");
+    rig.wait_for_report(3, Duration::from_secs(60)).await;
+    assert_eq!(removals(&rig), 3);
+    stop.cancel();
+    terminate(&worker);
+    worker.wait().await.unwrap();
+}

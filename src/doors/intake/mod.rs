@@ -131,7 +131,6 @@ pub async fn serve(
         publisher: IntakePublisher::new(
             url,
             settings.amqp.clone(),
-            settings.providers.keys().cloned().collect(),
             Duration::from_millis(cfg.publish_timeout_ms),
         )
         .shadow(cfg.mode == crate::config::IntakeMode::Shadow),

@@ -24,7 +24,6 @@ pub enum PublishError {
 pub struct IntakePublisher {
     url: String,
     amqp: Amqp,
-    entries: Vec<String>,
     timeout: Duration,
     /// `[intake] mode = "shadow"`: every event is stamped so, and nothing of it is sent.
     shadow: bool,
@@ -32,11 +31,10 @@ pub struct IntakePublisher {
 }
 
 impl IntakePublisher {
-    pub fn new(url: String, amqp: Amqp, entries: Vec<String>, timeout: Duration) -> Self {
+    pub fn new(url: String, amqp: Amqp, timeout: Duration) -> Self {
         IntakePublisher {
             url,
             amqp,
-            entries,
             timeout,
             shadow: false,
             link: Default::default(),
@@ -49,7 +47,8 @@ impl IntakePublisher {
         self
     }
 
-    /// A connected confirm-mode channel, connecting (and declaring the topology) if needed.
+    /// A connected confirm-mode channel, connecting if needed. The topology is the workers': the
+    /// intake only checks that its exchange is there (a passive declare needs no permission).
     async fn channel(&self) -> Result<Channel, AmqpError> {
         let mut link = self.link.lock().await;
         if let Some((conn, channel)) = link.as_ref() {
@@ -59,9 +58,15 @@ impl IntakePublisher {
         }
         *link = None;
         let conn = amqp::connect(&self.url, "offboard-intake").await?;
-        let publisher = Publisher::new(&conn).await?;
-        let names: Vec<&str> = self.entries.iter().map(String::as_str).collect();
-        amqp::declare(publisher.channel(), &self.amqp, &names).await?;
+        let mut publisher = Publisher::new(&conn).await?;
+        if let Err(e) = amqp::expect_exchange(publisher.channel(), &self.amqp.intake_exchange).await
+        {
+            // No worker has declared the topology yet: declare our part, if our user may (a
+            // user narrowed to the intake's role may not, and waits for a worker).
+            tracing::warn!(error = %e, exchange = self.amqp.intake_exchange, "the intake's exchange is not there yet: declaring it");
+            publisher = Publisher::new(&conn).await?;
+            amqp::declare_intake(publisher.channel(), &self.amqp).await?;
+        }
         let channel = publisher.channel().clone();
         *link = Some((conn, channel.clone()));
         Ok(channel)
@@ -108,8 +113,8 @@ impl IntakePublisher {
             let id = event.event_id.as_deref().unwrap_or_default();
             let confirm = channel
                 .basic_publish(
+                    self.amqp.intake_exchange.as_str().into(),
                     "".into(),
-                    self.amqp.intake_queue.as_str().into(),
                     BasicPublishOptions {
                         mandatory: true,
                         ..Default::default()
@@ -123,7 +128,7 @@ impl IntakePublisher {
         let confirmations = try_join_all(confirms).await?;
         for c in confirmations {
             if !c.is_ack() || c.take_message().is_some() {
-                return Err(AmqpError::NotConfirmed(self.amqp.intake_queue.clone()));
+                return Err(AmqpError::NotConfirmed(self.amqp.intake_exchange.clone()));
             }
         }
         Ok(())
