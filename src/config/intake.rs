@@ -26,6 +26,11 @@ pub struct Intake {
     /// Milliseconds the broker has to confirm a publish before the sender is answered 503 (and
     /// retries). Default 2000, under Okta's 3 s.
     pub publish_timeout_ms: u64,
+    /// Milliseconds a request may take from its headers to its answer, body included; past it
+    /// the answer is 408 and the sender retries. Default 10000.
+    pub request_timeout_ms: u64,
+    /// Requests handled at once; more are answered 503 with `Retry-After: 1` at once. Default 64.
+    pub max_concurrent_requests: usize,
     /// What every person pushed here is removed from. Default: every provider entry, by email.
     pub targets: Vec<IntakeTarget>,
     /// `live`, or `shadow` for a new connection: people are counted, quarantined past the
@@ -46,6 +51,8 @@ impl Default for Intake {
             tls_key_file: None,
             max_body_bytes: 1 << 20,
             publish_timeout_ms: 2000,
+            request_timeout_ms: 10_000,
+            max_concurrent_requests: 64,
             mode: IntakeMode::Live,
             targets: vec![IntakeTarget {
                 provider: crate::job::EVERY_PROVIDER.into(),

@@ -341,9 +341,23 @@ pub struct EventTarget {
     pub organization: Option<String>,
     #[serde(default)]
     pub transfer_to: Option<String>,
+    /// Set by the intake: `user` is meant as the person's email (the identity system's login or
+    /// email). One that is not an email address is no one to look up: the job ends `invalid`,
+    /// reason `no_email`, rather than being taken for a provider's id.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub by_email: bool,
 }
 
 impl EventTarget {
+    /// Whether `user` must be an email address and is not one.
+    pub fn lacks_email(&self) -> bool {
+        let user = self.user.trim();
+        self.by_email
+            && !user
+                .split_once('@')
+                .is_some_and(|(local, domain)| !local.is_empty() && domain.contains('.'))
+    }
+
     /// The target as a raw job of the event, with a job id stable across redeliveries.
     pub fn raw<'a>(&'a self, event: &'a Event, event_id: &str, index: usize) -> RawJob<'a> {
         RawJob {

@@ -25,6 +25,10 @@ pub enum Invalid {
         "duplicate of job {job_id} within safety.window (same provider, organization and user)"
     )]
     DuplicateOf { job_id: String },
+    #[error(
+        "the identity system named `{0}`, which is not an email address, and gave no email: nobody can be looked up by it"
+    )]
+    NoEmail(String),
     /// Not invalid, but never to be removed: it matches `safety.protected`.
     #[error("protected account (matches `{pattern}` in safety.protected): never removed")]
     Protected { pattern: String },
@@ -48,6 +52,7 @@ impl Invalid {
             Invalid::NotApplicable { .. } => "not_applicable",
             Invalid::Unreadable(_) => "unreadable_row",
             Invalid::Duplicate { .. } | Invalid::DuplicateOf { .. } => "duplicate",
+            Invalid::NoEmail(_) => "no_email",
             Invalid::Protected { .. } => "protected",
         }
     }

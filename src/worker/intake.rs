@@ -61,9 +61,8 @@ pub(super) async fn release(
     event_id: &str,
 ) -> Result<Split, AmqpError> {
     for (i, target) in event.targets.iter().enumerate() {
-        let raw = target.raw(event, event_id, i);
         // One job, or one per entry for a target addressed to every provider (`*`).
-        for (provider, result) in ctx.directory.validate_each(&raw, None) {
+        for (provider, result) in jobs_of(ctx, event, event_id, i, target) {
             match result {
                 Ok(job) => {
                     let msg = JobMessage::from_job(&job);
@@ -98,8 +97,7 @@ pub(super) async fn record_unsent(
     unsent: &Unsent<'_>,
 ) -> Split {
     for (i, target) in event.targets.iter().enumerate() {
-        let raw = target.raw(event, event_id, i);
-        for (provider, result) in ctx.directory.validate_each(&raw, None) {
+        for (provider, result) in jobs_of(ctx, event, event_id, i, target) {
             let recorded = match result {
                 Ok(job) => {
                     if ctx.sink.is_settled(&job.id, true).await {
@@ -116,6 +114,26 @@ pub(super) async fn record_unsent(
         }
     }
     Split::Done
+}
+
+/// The jobs of one target of an event, or why each cannot be one.
+fn jobs_of(
+    ctx: &Ctx,
+    event: &Event,
+    event_id: &str,
+    index: usize,
+    target: &amqp::EventTarget,
+) -> Vec<(Option<String>, Result<Job, Invalid>)> {
+    let raw = target.raw(event, event_id, index);
+    let mut jobs = ctx.directory.validate_each(&raw, None);
+    if target.lacks_email() {
+        for (_, result) in &mut jobs {
+            if !matches!(result, Err(Invalid::Protected { .. })) {
+                *result = Err(Invalid::NoEmail(target.user.clone()));
+            }
+        }
+    }
+    jobs
 }
 
 /// Why a job ends without a request.

@@ -395,6 +395,9 @@ impl Scim {
     async fn get(&self, path: &str) -> (u16, Value) {
         self.send(reqwest::Method::GET, path, None).await
     }
+    pub(crate) async fn post_user(&self, body: Value) -> (u16, Value) {
+        self.post("/Users", body).await
+    }
     async fn post(&self, path: &str, body: Value) -> (u16, Value) {
         self.send(reqwest::Method::POST, path, Some(body)).await
     }
@@ -1081,5 +1084,124 @@ async fn the_okta_door_checks_the_secret_before_it_reads_the_body() {
     assert!(refused.starts_with("HTTP/1.1 401"), "{refused}");
     let too_big = answer(OKTA_SECRET, (1 << 20) + 1).await;
     assert!(too_big.starts_with("HTTP/1.1 413"), "{too_big}");
+    stop.cancel();
+}
+
+/// Under abuse the door still answers a real delivery: 500 clients trickling their headers and 50
+/// unauthenticated senders announcing 1 MiB bodies do not delay it past 1 s; an authenticated body
+/// trickled byte by byte is cut at `request_timeout_ms` (408); past `max_concurrent_requests`, the
+/// next request is answered 503 with `Retry-After` at once; and HTTP/2 is not spoken.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_intake_answers_a_real_delivery_in_time_while_slow_clients_crowd_it() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let broker = Broker::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("offboard.toml");
+    std::fs::write(
+        &config,
+        "[providers.factory]\nkind = \"factory\"\ntoken_env = \"UNUSED\"\n\
+         [intake]\nlisten = \"127.0.0.1:0\"\nrequest_timeout_ms = 2000\nmax_concurrent_requests = 4\n\
+         [intake.okta]\nsecret_env = \"TEST_OKTA_SECRET\"\n",
+    )
+    .unwrap();
+    let stop = CancellationToken::new();
+    let addr = intake_in_process(&config, &broker.url(), &stop).await;
+    let hook = format!("http://{addr}/hooks/okta");
+    let one = okta_delivery(vec![okta_event(
+        "ev-1",
+        "user.lifecycle.deactivate",
+        "a@acme.example",
+    )]);
+    assert_eq!(
+        deliver_okta(&hook, &one).await,
+        200,
+        "connected and declared"
+    );
+
+    // 500 clients sending a header a byte at a time, 50 announcing a body they never send.
+    let mut crowd = Vec::new();
+    for i in 0..550 {
+        let mut conn = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let head = if i < 500 {
+            "POST /hooks/okta HTTP/1.1\r\nHost: intake\r\nX-Slow: ".to_owned()
+        } else {
+            "POST /hooks/okta HTTP/1.1\r\nHost: intake\r\nAuthorization: guess\r\n\
+             Content-Type: application/json\r\nContent-Length: 1048576\r\n\r\n"
+                .to_owned()
+        };
+        conn.write_all(head.as_bytes()).await.unwrap();
+        crowd.push(tokio::spawn(async move {
+            for _ in 0..30 {
+                if conn.write_all(b"x").await.is_err() {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        }));
+    }
+    let started = std::time::Instant::now();
+    let two = okta_delivery(vec![okta_event(
+        "ev-2",
+        "user.lifecycle.deactivate",
+        "b@acme.example",
+    )]);
+    assert_eq!(deliver_okta(&hook, &two).await, 200);
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(1), "answered in {took:?}");
+
+    // An authenticated body trickled forever is cut at the request timeout.
+    let trickle = |n: usize| async move {
+        let mut conn = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let head = format!(
+            "POST /hooks/okta HTTP/1.1\r\nHost: intake\r\nAuthorization: {OKTA_SECRET}\r\n\
+             Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n{{"
+        );
+        conn.write_all(head.as_bytes()).await.unwrap();
+        let started = std::time::Instant::now();
+        let mut got = vec![0u8; 512];
+        let read = async {
+            loop {
+                tokio::select! {
+                    r = conn.read(&mut got) => return r.map(|k| String::from_utf8_lossy(&got[..k]).into_owned()),
+                    _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+                }
+                let _ = conn.write_all(b" ").await;
+            }
+        };
+        let answer = tokio::time::timeout(Duration::from_secs(10 + n as u64), read)
+            .await
+            .expect("answered")
+            .unwrap();
+        (answer, started.elapsed())
+    };
+    let slow: Vec<_> = (0..4).map(|n| tokio::spawn(trickle(n))).collect();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Four requests hold the four slots: the fifth is told to come back, at once.
+    let r = reqwest::Client::new()
+        .post(&hook)
+        .header("Authorization", OKTA_SECRET)
+        .json(&two)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 503);
+    assert_eq!(r.headers()["retry-after"], "1");
+    for s in slow {
+        let (answer, took) = s.await.unwrap();
+        assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+        assert!(took < Duration::from_secs(5), "cut after {took:?}");
+    }
+    // HTTP/2 with prior knowledge is not spoken.
+    let h2 = reqwest::Client::builder()
+        .http2_prior_knowledge()
+        .build()
+        .unwrap()
+        .get(&hook)
+        .send()
+        .await;
+    assert!(h2.is_err(), "HTTP/2 answered: {h2:?}");
+    for c in crowd {
+        c.abort();
+    }
     stop.cancel();
 }

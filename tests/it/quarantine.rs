@@ -573,3 +573,74 @@ async fn each_role_works_with_its_own_broker_permissions_and_an_unsigned_command
     terminate(&worker);
     worker.wait().await.unwrap();
 }
+
+/// A login that is not an email address (Okta's `alternateId`, Entra's `userName`), with no email
+/// beside it, is nobody to look up: the job ends `invalid`, reason `no_email`, and nothing is sent
+/// (it was taken for a provider's user id, and reported `already_absent`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_login_that_is_not_an_email_ends_invalid_no_email_and_sends_nothing() {
+    let (seed, _) = leavers("kept", 1);
+    let seed = seed.member_with_email(ProviderKind::Factory, None, "jdoe", "jdoe@acme.example");
+    let dir = tempfile::tempdir().unwrap();
+    let extra = format!(
+        "{FACTORY_ONLY}[intake.scim]\ntoken_env = \"TEST_SCIM_TOKEN\"\ndatabase = \"{}\"\n",
+        dir.path().join("scim.sqlite").display()
+    );
+    let rig = quarantine_rig(seed, &extra, "0s", 50).await;
+    let mut worker = rig.worker();
+    rig.declared("offboard.intake").await;
+    let stop = CancellationToken::new();
+    let addr = intake_in_process(&rig.config, &rig.broker.url(), &stop).await;
+    let one = okta_delivery(vec![okta_event(
+        "ev-jdoe",
+        "user.lifecycle.deactivate",
+        "jdoe",
+    )]);
+    assert_eq!(
+        deliver_okta(&format!("http://{addr}/hooks/okta"), &one).await,
+        200
+    );
+    let scim = Scim {
+        http: reqwest::Client::new(),
+        base: format!("http://{addr}/scim/v2"),
+    };
+    let (status, body) = scim
+        .post_user(json!({
+            "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+            "userName": "JDOE",
+            "active": true
+        }))
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let id = body["id"].as_str().unwrap();
+    let (s, body) = scim
+        .patch_user(
+            id,
+            json!([{"op": "Replace", "path": "active", "value": "False"}]),
+        )
+        .await;
+    assert_eq!(s, 200, "{body}");
+    rig.wait_for_report(2, Duration::from_secs(60)).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let lines = report_lines(&rig.report);
+    assert_eq!(lines.len(), 2, "{lines:#?}");
+    for l in &lines {
+        assert_eq!(
+            (&l["outcome"], &l["reason"]),
+            (&json!("invalid"), &json!("no_email")),
+            "{l}"
+        );
+    }
+    assert_eq!(removals(&rig), 0);
+    assert!(rig.sandbox.is_member(ProviderKind::Factory, None, "jdoe"));
+    assert!(
+        !rig.sandbox
+            .log()
+            .iter()
+            .any(|r| r.user.eq_ignore_ascii_case("jdoe")),
+        "not even looked up"
+    );
+    stop.cancel();
+    terminate(&worker);
+    worker.wait().await.unwrap();
+}

@@ -79,8 +79,31 @@ impl Intake {
     }
 }
 
-/// The routes of the configured doors, limited to `max_body` bytes a request.
-pub fn router(intake: Arc<Intake>, max_body: usize) -> Router {
+/// How much of the intake a request may take.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Bytes of a body.
+    pub max_body: usize,
+    /// From the headers to the answer.
+    pub request_timeout: Duration,
+    /// Requests at once.
+    pub concurrent: Arc<tokio::sync::Semaphore>,
+}
+
+impl Limits {
+    pub fn from_config(cfg: &crate::config::Intake) -> Limits {
+        Limits {
+            max_body: cfg.max_body_bytes,
+            request_timeout: Duration::from_millis(cfg.request_timeout_ms),
+            concurrent: Arc::new(tokio::sync::Semaphore::new(
+                cfg.max_concurrent_requests.max(1),
+            )),
+        }
+    }
+}
+
+/// The routes of the configured doors, within `limits`.
+pub fn router(intake: Arc<Intake>, limits: Limits) -> Router {
     let mut app = Router::new();
     if intake.okta.is_some() {
         app = app.route("/hooks/okta", get(okta::verify).post(okta::deliver));
@@ -88,8 +111,37 @@ pub fn router(intake: Arc<Intake>, max_body: usize) -> Router {
     if intake.scim.is_some() {
         app = app.nest("/scim/v2", scim::routes(intake.clone()));
     }
+    let max_body = limits.max_body;
     app.layer(DefaultBodyLimit::max(max_body))
+        .layer(axum::middleware::from_fn_with_state(limits, bounded))
         .with_state(intake)
+}
+
+/// At most `limits.concurrent` requests at once (the next answered 503 at once, so that a crowd
+/// of slow senders cannot queue up behind each other) and each within `limits.request_timeout`
+/// (408 past it: a body trickled byte by byte does not hold a slot for long).
+async fn bounded(
+    axum::extract::State(limits): axum::extract::State<Limits>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let Ok(_slot) = limits.concurrent.clone().try_acquire_owned() else {
+        return (
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            [(axum::http::header::RETRY_AFTER, "1")],
+            "too many requests at once; retry\n",
+        )
+            .into_response();
+    };
+    match tokio::time::timeout(limits.request_timeout, next.run(req)).await {
+        Ok(response) => response,
+        Err(_) => (
+            axum::http::StatusCode::REQUEST_TIMEOUT,
+            "the request took too long; retry\n",
+        )
+            .into_response(),
+    }
 }
 
 /// A running intake: where it listens, and its stopping.
@@ -140,7 +192,7 @@ pub async fn serve(
         metrics,
         max_body: cfg.max_body_bytes,
     });
-    let app = router(intake, cfg.max_body_bytes);
+    let app = router(intake, Limits::from_config(cfg));
     let addr = cfg.listen.unwrap_or(DEFAULT_LISTEN);
     let listener =
         std::net::TcpListener::bind(addr).map_err(|source| IntakeError::Listen { addr, source })?;
@@ -166,14 +218,18 @@ pub async fn serve(
                 .map_err(IntakeError::Tls)?;
             let mut server = axum_server::tls_rustls::from_tcp_rustls(listener, tls)
                 .map_err(|source| IntakeError::Listen { addr, source })?
-                .handle(handle);
+                .handle(handle)
+                // What Okta and Entra speak; no HTTP/2 streams to multiply a connection.
+                .http1_only();
             slow_senders(server.http_builder());
             tokio::spawn(server.serve(service))
         }
         _ => {
             let mut server = axum_server::from_tcp(listener)
                 .map_err(|source| IntakeError::Listen { addr, source })?
-                .handle(handle);
+                .handle(handle)
+                // What Okta and Entra speak; no HTTP/2 streams to multiply a connection.
+                .http1_only();
             slow_senders(server.http_builder());
             tokio::spawn(server.serve(service))
         }
@@ -184,5 +240,7 @@ pub async fn serve(
 
 /// A sender has 10 s to send its headers: a connection trickling bytes is not kept open forever.
 fn slow_senders(b: &mut hyper_util::server::conn::auto::Builder<hyper_util::rt::TokioExecutor>) {
-    b.http1().header_read_timeout(Duration::from_secs(10));
+    b.http1()
+        .header_read_timeout(Duration::from_secs(10))
+        .timer(hyper_util::rt::TokioTimer::new());
 }

@@ -72,10 +72,22 @@ impl IntakePublisher {
         Ok(channel)
     }
 
-    /// Forgets the connection after a failure, so the next request makes a new one.
+    /// Forgets the connection after a failure, so the next request makes a new one. The lock is
+    /// let go before the close: a blocked broker may never answer it, and the close waits in a
+    /// task of its own (bounded by the publish timeout), not in front of the next request.
+    /// Another request holding the lock is connecting afresh already: then there is nothing to
+    /// forget, and this one's answer does not wait for that.
     async fn reset(&self) {
-        if let Some((conn, _)) = self.link.lock().await.take() {
-            let _ = conn.close(200, "reconnecting".into()).await;
+        let Ok(mut held) = self.link.try_lock() else {
+            return;
+        };
+        let link = held.take();
+        drop(held);
+        if let Some((conn, _)) = link {
+            let timeout = self.timeout;
+            tokio::spawn(async move {
+                let _ = tokio::time::timeout(timeout, conn.close(200, "reconnecting".into())).await;
+            });
         }
     }
 
@@ -153,6 +165,7 @@ pub fn event(
                 user: person.to_owned(),
                 organization: t.organization.clone(),
                 transfer_to: None,
+                by_email: true,
             })
             .collect(),
         reason: Some(reason),
