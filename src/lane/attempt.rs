@@ -86,17 +86,29 @@ pub(super) fn status_label<'a>(result: &Result<&'a Answer, &Transport>) -> &'a s
     }
 }
 
+/// The reason of a job whose delivery was lost before its next request: not recorded by the
+/// door, which no longer holds it.
+pub const DELIVERY_LOST: &str = "delivery_lost";
+
 impl Lane {
     /// Runs one job to its final record: preflight, lookup, pacing, the request, classification,
     /// retries.
     pub async fn execute(&self, job: &Job) -> Record {
+        self.execute_while(job, &|| true).await
+    }
+
+    /// The same, for a job a door may lose meanwhile (a broker delivery whose channel went, the
+    /// broker handing it to another replica): no removal is sent once `held` says it is gone. The
+    /// job then ends `not_attempted`, reason [`DELIVERY_LOST`], for the door not to record; a
+    /// request already on the wire finishes and is recorded.
+    pub async fn execute_while(&self, job: &Job, held: &(dyn Fn() -> bool + Sync)) -> Record {
         self.metrics.in_flight.inc();
-        let record = self.attempts(job).await;
+        let record = self.attempts(job, held).await;
         self.metrics.in_flight.dec();
         record
     }
 
-    pub(super) async fn attempts(&self, job: &Job) -> Record {
+    pub(super) async fn attempts(&self, job: &Job, held: &(dyn Fn() -> bool + Sync)) -> Record {
         let started = Timestamp::now();
         let mut attempts = 0u32;
         let org = job.subject.organization();
@@ -154,7 +166,9 @@ impl Lane {
             r.resolved_user = matches!(job.subject, Subject::ByEmail { .. }).then_some(user);
             return r;
         }
-        let mut record = self.remove(job, &target, org, started, attempts).await;
+        let mut record = self
+            .remove(job, &target, org, started, attempts, held)
+            .await;
         if matches!(job.subject, Subject::ByEmail { .. }) {
             record.resolved_user = Some(user);
         }
@@ -169,6 +183,7 @@ impl Lane {
         org: Option<&str>,
         started: Timestamp,
         mut attempts: u32,
+        held: &(dyn Fn() -> bool + Sync),
     ) -> Record {
         let mut budget = Budget::new();
         let mut last: Option<Result<Answer, Transport>> = None;
@@ -193,6 +208,18 @@ impl Lane {
                     // Admission is the last step before the wire, so requests leave at the pace
                     // the limiter allows.
                     self.admit().await;
+                    if !held() {
+                        tracing::warn!(job_id = %job.id, provider = %self.name, attempts, "the delivery is gone (the broker gives the job to another consumer): nothing more is sent for it here");
+                        let mut r = self.not_sent(
+                            job,
+                            started,
+                            Outcome::NotAttempted,
+                            DELIVERY_LOST,
+                            "the delivery was lost before this request was sent".into(),
+                        );
+                        r.attempts = attempts;
+                        return r;
+                    }
                     if let Some((code, reason)) = self.halt() {
                         return self.halted_record(
                             job,

@@ -30,6 +30,7 @@ use crate::providers::Provider;
 use crate::retry::Policy;
 use crate::safety::Protected;
 
+pub use attempt::DELIVERY_LOST;
 use circuit::Circuit;
 use members::CachedList;
 pub use members::LIST_CACHE_TTL;

@@ -222,7 +222,13 @@ pub(super) async fn handle_job(
             return acker.hand_back().await;
         }
     }
-    let rec = lane.execute(&job).await;
+    let held = || channel.status().connected();
+    let rec = lane.execute_while(&job, &held).await;
+    if rec.reason == Some(crate::lane::DELIVERY_LOST) {
+        // The broker took the delivery back and gives it to another consumer: that one records
+        // it. Nothing is recorded, or acknowledged, here.
+        return;
+    }
     if rec.outcome == Outcome::NotAttempted && lane.halted().is_some() {
         // The lane halted: leave it in the queue. (A job kept from one organization only, whose
         // preflight failed or which refused us, is recorded and dead-lettered.)

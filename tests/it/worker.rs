@@ -1154,3 +1154,43 @@ async fn publish_json(
     }
     panic!("{exchange}/{routing_key}: no queue bound after 10 s");
 }
+
+/// Three replicas, providers answering 429 (wait 1 s) to every third request, and every
+/// connection closed by the broker while jobs wait to be retried: a replica whose delivery is gone
+/// sends no further request for it (the broker hands it to the next), so every job is recorded
+/// once and each member removed by one request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_replicas_losing_their_connections_while_retrying_record_every_job_once() {
+    let slow: HashMap<ProviderKind, Pacing> = ProviderKind::ALL
+        .iter()
+        .map(|k| (*k, (20.0, 2, 4)))
+        .collect();
+    let faults = Faults {
+        rate_limited_every: 3,
+        ..Faults::none()
+    };
+    let rig = Rig::new(faults, slow).await;
+    assert_eq!(rig.enqueue().await.status.code(), Some(1));
+    let mut workers = vec![rig.worker(), rig.worker(), rig.worker()];
+    rig.wait_for_report(40, Duration::from_secs(90)).await;
+    for _ in 0..2 {
+        rig.broker
+            .ctl(&["close_all_connections", "test: connections lost"])
+            .await;
+        tokio::time::sleep(Duration::from_secs(3)).await;
+    }
+    rig.wait_for_report(PUBLISHED, Duration::from_secs(180))
+        .await;
+    wait_until(Duration::from_secs(30), "queues drained", async || {
+        rig.queues_empty().await
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    rig.assert_each_job_once();
+    for w in &mut workers {
+        terminate(w);
+    }
+    for w in &mut workers {
+        w.wait().await.unwrap();
+    }
+}
