@@ -644,3 +644,42 @@ async fn a_login_that_is_not_an_email_ends_invalid_no_email_and_sends_nothing() 
     terminate(&worker);
     worker.wait().await.unwrap();
 }
+
+/// The count lives in the broker: 30 people, a broker restart, 30 more, and the quarantine holds
+/// all 60 (a count kept in a process would have started again at zero, and sent the first 30).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_count_survives_a_broker_restart() {
+    let (seed, people) = leavers("restart", 60);
+    let mut rig = quarantine_rig(seed, FACTORY_ONLY, "30s", 50).await;
+    let mut worker = rig.worker();
+    rig.declared("offboard.intake").await;
+    let stop = CancellationToken::new();
+    let addr = intake_in_process(&rig.config, &rig.broker.url(), &stop).await;
+    let hook = format!("http://{addr}/hooks/okta");
+    okta_burst(&hook, &people[..30]).await;
+    wait_until(Duration::from_secs(30), "30 people counted", async || {
+        gate_view(&rig).await["in_window_total"] == 30
+    })
+    .await;
+    rig.broker.stop().await;
+    rig.broker.restart().await;
+    // The intake reconnects on the next delivery; one that meets the broker still starting is
+    // answered 503, and sent again as Okta would.
+    for chunk in people[30..].chunks(10) {
+        let events = chunk
+            .iter()
+            .map(|p| okta_event(&format!("ev-{p}"), "user.lifecycle.deactivate", p))
+            .collect::<Vec<_>>();
+        let delivery = okta_delivery(events);
+        wait_until(Duration::from_secs(60), "a delivery accepted", async || {
+            deliver_okta(&hook, &delivery).await == 200
+        })
+        .await;
+    }
+    let view = wait_for_quarantine(&rig, 60).await;
+    assert_eq!(view["quarantine"]["by_door"], json!({"okta": 60}));
+    assert_eq!(removals(&rig), 0);
+    stop.cancel();
+    terminate(&worker);
+    worker.wait().await.unwrap();
+}
