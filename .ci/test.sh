@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs every check and test of the project, installing what they need first.
-# Needs: a Rust toolchain (rustup, cargo), and apt on Debian for RabbitMQ and Prometheus
-# (installed here if missing). Everything else comes from crates.io.
+# Needs: a Rust toolchain (rustup, cargo), and apt on Debian for RabbitMQ, Prometheus and Python's
+# venv (installed here if missing), and PyPI for the SCIM compliance checker. Everything else comes from crates.io.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -47,6 +47,15 @@ install_missing rabbitmq-server rabbitmq-server rabbitmq-server pkill -u rabbitm
 # servers; only what runs as the package's user `prometheus` is stopped, never a test's.
 install_missing promtool prometheus prometheus pkill -x -u prometheus prometheus
 install_missing prometheus prometheus prometheus pkill -x -u prometheus prometheus
+
+# The SCIM compliance test (tests/it/intake.rs) runs python-scim's checker, from PyPI, in a private
+# virtualenv under target/: it needs Python 3 with venv (Debian's python3-venv).
+if ! python3 -c 'import ensurepip, venv' >/dev/null 2>&1; then
+  sudo=()
+  if [ "$(id -u)" -ne 0 ]; then sudo=(sudo); fi
+  "${sudo[@]}" apt-get update
+  "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends python3 python3-venv
+fi
 
 cargo fmt --all -- --check
 cargo clippy --locked --all-targets -- -D warnings

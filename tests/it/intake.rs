@@ -1043,8 +1043,9 @@ async fn an_enabled_event_type_publishes_and_one_not_enabled_does_not() {
     assert_eq!(event["event_id"], "okta:ev-s");
     assert_eq!(
         event["targets"],
-        json!([{"provider": "*", "user": "sue@acme.example", "organization": null, "transfer_to": null}])
+        json!([{"provider": "*", "user": "sue@acme.example", "organization": null, "transfer_to": null, "by_email": true}])
     );
+    assert_eq!(event["door"], "okta", "counted as the Okta door's");
     assert_eq!(event["requested_by"], "okta:admin@acme.example");
     stop.cancel();
 }
@@ -1203,5 +1204,90 @@ async fn the_intake_answers_a_real_delivery_in_time_while_slow_clients_crowd_it(
     for c in crowd {
         c.abort();
     }
+    stop.cancel();
+}
+
+/// The virtualenv with python-scim's compliance checker (tests/scim/requirements.txt), made once
+/// in the test's target folder from PyPI.
+fn scim_checker() -> std::path::PathBuf {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let venv = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("scim2-venv");
+    let python = venv.join("bin/python");
+    let ready = venv.join(".installed");
+    let wanted = std::fs::read_to_string(root.join("tests/scim/requirements.txt")).unwrap();
+    if std::fs::read_to_string(&ready).ok().as_deref() != Some(wanted.as_str()) {
+        let _ = std::fs::remove_dir_all(&venv);
+        let run = |cmd: &mut std::process::Command| {
+            let out = cmd.output().expect("python3 runs");
+            assert!(
+                out.status.success(),
+                "{cmd:?}: {}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        run(std::process::Command::new("python3")
+            .args(["-m", "venv"])
+            .arg(&venv));
+        run(std::process::Command::new(&python)
+            .args([
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--disable-pip-version-check",
+                "-r",
+            ])
+            .arg(root.join("tests/scim/requirements.txt")));
+        std::fs::write(&ready, wanted).unwrap();
+    }
+    python
+}
+
+/// python-scim's compliance checker (`scim2-tester`, from PyPI) runs every check it has against
+/// `/scim/v2` and finds no error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scim2_tester_passes_every_check() {
+    let python = tokio::task::spawn_blocking(scim_checker).await.unwrap();
+    let broker = Broker::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("offboard.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[providers.factory]\nkind = \"factory\"\ntoken_env = \"UNUSED\"\n\
+             [intake]\nlisten = \"127.0.0.1:0\"\n\
+             [intake.scim]\ntoken_env = \"TEST_SCIM_TOKEN\"\ndatabase = \"{}\"\n",
+            dir.path().join("scim.sqlite").display()
+        ),
+    )
+    .unwrap();
+    let stop = CancellationToken::new();
+    let addr = intake_in_process(&config, &broker.url(), &stop).await;
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/scim/compliance.py");
+    let out = tokio::process::Command::new(&python)
+        .arg(script)
+        .arg(format!("http://{addr}/scim/v2"))
+        .arg(SCIM_TOKEN)
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let checks: Vec<Value> = stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    assert!(
+        checks.len() >= 50,
+        "the checker ran ({} checks): {stdout}\n{}",
+        checks.len(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let failed: Vec<&Value> = checks
+        .iter()
+        .filter(|c| c["status"] == "ERROR" || c["status"] == "CRITICAL")
+        .collect();
+    assert!(failed.is_empty(), "{} failed: {failed:#?}", failed.len());
+    assert!(out.status.success());
     stop.cancel();
 }

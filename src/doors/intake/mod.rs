@@ -216,6 +216,10 @@ pub async fn serve(
             let tls = axum_server::tls_rustls::RustlsConfig::from_pem_file(cert, key)
                 .await
                 .map_err(IntakeError::Tls)?;
+            // HTTP/1.1 only: a client must not be offered HTTP/2 by ALPN.
+            let mut only_h1 = (*tls.get_inner()).clone();
+            only_h1.alpn_protocols = vec![b"http/1.1".to_vec()];
+            tls.reload_from_config(Arc::new(only_h1));
             let mut server = axum_server::tls_rustls::from_tcp_rustls(listener, tls)
                 .map_err(|source| IntakeError::Listen { addr, source })?
                 .handle(handle)

@@ -10,6 +10,7 @@
 
 pub mod filter;
 pub mod patch;
+mod project;
 mod schema;
 pub mod store;
 
@@ -147,11 +148,25 @@ pub fn routes(intake: Arc<Intake>) -> Router<Arc<Intake>> {
         .route("/Schemas", get(schema::schemas))
         .route("/Schemas/{id}", get(schema::schema))
         .route("/Users", get(list).post(create))
+        .route("/Users/.search", axum::routing::post(search))
+        // At the root, a search spans every resource type: here, Users alone.
+        .route("/.search", axum::routing::post(search))
         .route(
             "/Users/{id}",
             get(read).put(replace).patch(modify).delete(remove),
         )
         .route_layer(middleware::from_fn_with_state(intake, authorize))
+        .fallback(no_such_endpoint)
+}
+
+/// Any other path under `/scim/v2`: 404 in the Error schema, as RFC 7644 answers.
+async fn no_such_endpoint(uri: axum::http::Uri) -> Response {
+    ScimError::new(
+        StatusCode::NOT_FOUND,
+        None,
+        format!("no such SCIM endpoint: {}", uri.path()),
+    )
+    .into_response()
 }
 
 /// The Bearer token, compared in constant time; 401 in the Error schema otherwise. Every answer
@@ -185,7 +200,7 @@ fn render(u: &StoredUser) -> Value {
     }
     m.insert("schemas".into(), Value::Array(schemas));
     m.insert("id".into(), json!(u.id));
-    m.insert("active".into(), json!(u.active));
+    unassigned_or(&mut m, u.active);
     m.insert(
         "meta".into(),
         json!({
@@ -203,8 +218,18 @@ fn render(u: &StoredUser) -> Value {
 fn filterable(u: &StoredUser) -> Map<String, Value> {
     let mut m = u.attrs.clone();
     m.insert("id".into(), json!(u.id));
-    m.insert("active".into(), json!(u.active));
+    unassigned_or(&mut m, u.active);
     m
+}
+
+/// `active` as stored, unless a write left it unassigned (kept as `"active": null` in the
+/// attributes; such a user counts as active, and is not shown with it).
+fn unassigned_or(m: &mut Map<String, Value>, active: bool) {
+    if matches!(m.get("active"), Some(Value::Null)) {
+        m.remove("active");
+    } else {
+        m.insert("active".into(), json!(active));
+    }
 }
 
 /// The body of a POST or PUT: an object, without the server's attributes, with a userName, its
@@ -223,11 +248,16 @@ fn user_body(body: &[u8]) -> Result<(Map<String, Value>, bool), ScimError> {
     settle_attrs(attrs)
 }
 
-/// Checks a user's attributes and takes `active` out of them.
+/// Checks a user's attributes and takes `active` out of them (leaving `"active": null` when it is
+/// unassigned: absent, or removed by a PATCH).
 fn settle_attrs(mut attrs: Map<String, Value>) -> Result<(Map<String, Value>, bool), ScimError> {
     patch::normalize_active(&mut attrs).map_err(|e| ScimError::bad(e.scim_type, e.detail))?;
     let active = patch::is_active(&attrs);
+    let assigned = attrs.keys().any(|k| k.eq_ignore_ascii_case("active"));
     attrs.retain(|k, _| !k.eq_ignore_ascii_case("active"));
+    if !assigned {
+        attrs.insert("active".into(), Value::Null);
+    }
     let user_name = attrs
         .iter()
         .find(|(k, _)| k.eq_ignore_ascii_case("userName"))
@@ -338,9 +368,18 @@ async fn on_transition(
     Ok(())
 }
 
-async fn read(State(s): State<Arc<Intake>>, Path(id): Path<String>) -> Answer {
+async fn read(
+    State(s): State<Arc<Intake>>,
+    Path(id): Path<String>,
+    Query(q): Query<std::collections::HashMap<String, String>>,
+) -> Answer {
+    let projection = projection_of(&q);
     match door(&s).store.get(id.clone()).await {
-        Ok(Some(u)) => Ok(scim(StatusCode::OK, render(&u))),
+        Ok(Some(u)) => {
+            let mut v = render(&u);
+            projection.apply(&mut v);
+            Ok(scim(StatusCode::OK, v))
+        }
         Ok(None) => Err(ScimError::not_found(&id)),
         Err(e) => Err(ScimError::internal(e)),
     }
@@ -426,7 +465,11 @@ async fn modify(State(s): State<Arc<Intake>>, Path(id): Path<String>, body: Byte
     }
     write(&s, id, "deactivate (PATCH)", |before| {
         let mut attrs = before.attrs.clone();
-        attrs.insert("active".into(), json!(before.active));
+        if !matches!(attrs.get("active"), Some(Value::Null)) {
+            attrs.insert("active".into(), json!(before.active));
+        } else {
+            attrs.remove("active");
+        }
         patch::apply(&mut attrs, &request.operations)
             .map_err(|e| ScimError::bad(e.scim_type, e.detail))?;
         settle_attrs(attrs)
@@ -459,7 +502,31 @@ async fn remove(State(s): State<Arc<Intake>>, Path(id): Path<String>) -> Answer 
     ))
 }
 
-/// `GET /Users`: `filter`, `startIndex` (1-based), `count` (at most [`MAX_RESULTS`]).
+/// What `GET /Users` and `POST /Users/.search` ask for.
+struct ListQuery {
+    filter: Option<String>,
+    start: i64,
+    count: i64,
+    projection: project::Projection,
+}
+
+/// `attributes` and `excludedAttributes` of a query string.
+fn projection_of(q: &std::collections::HashMap<String, String>) -> project::Projection {
+    let param = |name: &str| -> Vec<String> {
+        q.iter()
+            .filter(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.clone())
+            .collect()
+    };
+    project::Projection::new(
+        &param("attributes"),
+        &param("excludedAttributes"),
+        &[filter::ENTERPRISE],
+    )
+}
+
+/// `GET /Users`: `filter`, `startIndex` (1-based), `count` (at most [`MAX_RESULTS`]),
+/// `attributes`, `excludedAttributes`.
 async fn list(
     State(s): State<Arc<Intake>>,
     Query(q): Query<std::collections::HashMap<String, String>>,
@@ -478,15 +545,62 @@ async fn list(
                 .map_err(|_| ScimError::bad("invalidValue", format!("{name} must be a number"))),
         }
     };
-    let start = number("startIndex", 1)?.max(1) as usize;
-    let count = number("count", 100)?.clamp(0, MAX_RESULTS as i64) as usize;
-    let filter = match param("filter").filter(|f| !f.trim().is_empty()) {
+    let query = ListQuery {
+        filter: param("filter").map(str::to_owned),
+        start: number("startIndex", 1)?,
+        count: number("count", 100)?,
+        projection: projection_of(&q),
+    };
+    listed(&s, query).await
+}
+
+/// `POST /Users/.search` and `POST /.search` (RFC 7644 §3.4.3): the same query as `GET /Users`, in a SearchRequest.
+async fn search(State(s): State<Arc<Intake>>, body: Bytes) -> Answer {
+    #[derive(serde::Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct SearchRequest {
+        #[serde(default)]
+        schemas: Vec<String>,
+        #[serde(default)]
+        attributes: Vec<String>,
+        #[serde(default)]
+        excluded_attributes: Vec<String>,
+        filter: Option<String>,
+        start_index: Option<i64>,
+        count: Option<i64>,
+    }
+    const SEARCH: &str = "urn:ietf:params:scim:api:messages:2.0:SearchRequest";
+    let r: SearchRequest = serde_json::from_slice(&body)
+        .map_err(|e| ScimError::bad("invalidSyntax", format!("not a SearchRequest: {e}")))?;
+    if !r.schemas.iter().any(|x| x.eq_ignore_ascii_case(SEARCH)) {
+        return Err(ScimError::bad(
+            "invalidSyntax",
+            format!("schemas must name {SEARCH}"),
+        ));
+    }
+    let query = ListQuery {
+        filter: r.filter,
+        start: r.start_index.unwrap_or(1),
+        count: r.count.unwrap_or(100),
+        projection: project::Projection::new(
+            &r.attributes,
+            &r.excluded_attributes,
+            &[filter::ENTERPRISE],
+        ),
+    };
+    listed(&s, query).await
+}
+
+async fn listed(s: &Intake, q: ListQuery) -> Answer {
+    let start = q.start.max(1) as usize;
+    let count = q.count.clamp(0, MAX_RESULTS as i64) as usize;
+    let filter = match q.filter.as_deref().filter(|f| !f.trim().is_empty()) {
         Some(f) => {
             Some(filter::parse(f).map_err(|e| ScimError::bad("invalidFilter", e.to_string()))?)
         }
         None => None,
     };
-    let store = &door(&s).store;
+    let store = &door(s).store;
     let (total, users) = match filter.as_ref().and_then(|f| f.equality()) {
         Some((attr, value)) => {
             let by = match attr {
@@ -516,7 +630,14 @@ async fn list(
             .await
             .map_err(ScimError::internal)?,
     };
-    let resources: Vec<Value> = users.iter().map(render).collect();
+    let resources: Vec<Value> = users
+        .iter()
+        .map(|u| {
+            let mut v = render(u);
+            q.projection.apply(&mut v);
+            v
+        })
+        .collect();
     Ok(scim(
         StatusCode::OK,
         json!({
