@@ -122,6 +122,13 @@ impl Outcomes {
         }
     }
 
+    /// The audit line of a job given up without a report line (its delivery went to another
+    /// process, which reports it): the requests it sent keep their final entry. False when it
+    /// could not be written.
+    pub async fn audit_only(&self, r: &Record, job: &Job) -> bool {
+        self.audit(r, Some(job)).await
+    }
+
     /// The same, telling `observer` (the metrics) of every record.
     pub fn observed_by(mut self, observer: Observer) -> Outcomes {
         self.report = self.report.observed_by(observer);

@@ -86,8 +86,9 @@ pub(super) fn status_label<'a>(result: &Result<&'a Answer, &Transport>) -> &'a s
     }
 }
 
-/// The reason of a job whose delivery was lost before its next request: not recorded by the
-/// door, which no longer holds it.
+/// The reason of a job whose delivery was lost before its next request (a retry, or the list
+/// read a 404 needs): not reported by the door, which no longer holds it; the audit log keeps
+/// it when requests were sent.
 pub const DELIVERY_LOST: &str = "delivery_lost";
 
 impl Lane {
@@ -106,6 +107,18 @@ impl Lane {
         let record = self.attempts(job, held).await;
         self.metrics.in_flight.dec();
         record
+    }
+
+    /// The record of a job given up because its delivery is gone (see [`DELIVERY_LOST`]).
+    fn lost(&self, job: &Job, started: Timestamp) -> Record {
+        tracing::warn!(job_id = %job.id, provider = %self.name, "the delivery is gone (the broker gives the job to another consumer): nothing more is sent for it here");
+        self.not_sent(
+            job,
+            started,
+            Outcome::NotAttempted,
+            DELIVERY_LOST,
+            "the delivery was lost: the replica that holds it now runs the job".into(),
+        )
     }
 
     pub(super) async fn attempts(&self, job: &Job, held: &(dyn Fn() -> bool + Sync)) -> Record {
@@ -209,14 +222,7 @@ impl Lane {
                     // the limiter allows.
                     self.admit().await;
                     if !held() {
-                        tracing::warn!(job_id = %job.id, provider = %self.name, attempts, "the delivery is gone (the broker gives the job to another consumer): nothing more is sent for it here");
-                        let mut r = self.not_sent(
-                            job,
-                            started,
-                            Outcome::NotAttempted,
-                            DELIVERY_LOST,
-                            "the delivery was lost before this request was sent".into(),
-                        );
+                        let mut r = self.lost(job, started);
                         r.attempts = attempts;
                         return r;
                     }
@@ -293,6 +299,13 @@ impl Lane {
                 },
                 Decision::AlreadyAbsent => {
                     self.absent(job, started, attempts, &result, Absence::Provider404)
+                }
+                Decision::AbsentUnconfirmed if !held() => {
+                    // The answer needs a list read to be believed, and the job is another's now.
+                    let mut r = self.lost(job, started);
+                    r.attempts = attempts;
+                    r.http_status = result.as_ref().ok().map(|a| a.status.as_u16());
+                    r
                 }
                 Decision::AbsentUnconfirmed => {
                     self.confirm_absent(job, target, started, attempts, (result, answered))

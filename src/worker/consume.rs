@@ -151,6 +151,11 @@ pub(super) async fn consume_lane(
     result
 }
 
+/// How long a redelivered job waits before it runs, for a request the replica that lost it had
+/// on the wire to be recorded (a loopback or a provider answers within this; a longer request
+/// risks the job being recorded twice, never being sent unasked).
+const REDELIVERY_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// One delivery of a lane's queue: the door reads it as a job (or why it is not one), the lane
 /// runs it, the sink records it, and only then does the door tell the broker.
 pub(super) async fn handle_job(
@@ -204,6 +209,15 @@ pub(super) async fn handle_job(
         tracing::info!(job_id, provider = %lane.name, "already recorded: acknowledging a redelivery without running it again");
         return acker.ack().await;
     }
+    if delivery.redelivered {
+        // The replica that lost this delivery may still be finishing a request it had sent:
+        // give it the time to record it, then look again.
+        tokio::time::sleep(REDELIVERY_GRACE).await;
+        if ctx.sink.is_settled(&job_id, true).await {
+            tracing::info!(job_id, provider = %lane.name, "recorded by the replica that lost it: acknowledging the redelivery without running it again");
+            return acker.ack().await;
+        }
+    }
     // The same membership asked for again within the window, under another job id, after a job
     // that removed it (or found it absent) was recorded: not sent again. A copy of a job that
     // failed, was not attempted or was skipped runs; one of a job still running waits for it.
@@ -225,8 +239,12 @@ pub(super) async fn handle_job(
     let held = || channel.status().connected();
     let rec = lane.execute_while(&job, &held).await;
     if rec.reason == Some(crate::lane::DELIVERY_LOST) {
-        // The broker took the delivery back and gives it to another consumer: that one records
-        // it. Nothing is recorded, or acknowledged, here.
+        // The broker took the delivery back and gives it to another consumer: that one reports
+        // it. Nothing is reported, or acknowledged, here; requests already sent get their final
+        // audit line.
+        if rec.attempts > 0 {
+            ctx.sink.audit_only(&rec, &job).await;
+        }
         return;
     }
     if rec.outcome == Outcome::NotAttempted && lane.halted().is_some() {

@@ -96,6 +96,26 @@ async fn okta_burst(hook: &str, people: &[String]) {
     }
 }
 
+/// Waits until the worker logging to `log` says it is the gate; on a timeout, shows its log.
+async fn wait_for_gate(log: &Path) {
+    let started = std::time::Instant::now();
+    loop {
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        if text.contains("this worker is the gate") {
+            return;
+        }
+        if started.elapsed() > Duration::from_secs(90) {
+            let tail: Vec<&str> = text.lines().rev().take(60).collect();
+            panic!(
+                "{} did not take the gate in 90 s; its log ends:\n{}",
+                log.display(),
+                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 fn lines_of(reports: &[PathBuf]) -> Vec<Value> {
     reports
         .iter()
@@ -254,12 +274,7 @@ async fn the_count_and_the_quarantine_survive_kill_9_and_a_standby_taking_over_a
     workers[gate].0.start_kill().unwrap();
     workers[gate].0.wait().await.unwrap();
     let standby = 1 - gate;
-    wait_until(
-        Duration::from_secs(60),
-        "the standby is the gate",
-        async || is_gate(&workers[standby].2),
-    )
-    .await;
+    wait_for_gate(&workers[standby].2).await;
     // Entra's deprovisioning: a user created, then PATCHed active "False".
     let scim = Scim {
         http: reqwest::Client::new(),
@@ -286,12 +301,7 @@ async fn the_count_and_the_quarantine_survive_kill_9_and_a_standby_taking_over_a
     workers.push(spawn(2));
     workers[standby].0.start_kill().unwrap();
     workers[standby].0.wait().await.unwrap();
-    wait_until(
-        Duration::from_secs(60),
-        "the third worker is the gate",
-        async || is_gate(&workers[2].2),
-    )
-    .await;
+    wait_for_gate(&workers[2].2).await;
     let again = wait_for_quarantine(&rig, 70).await;
     assert_eq!(again["quarantine"]["id"], view["quarantine"]["id"]);
     // A late arrival joins it.
