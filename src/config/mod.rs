@@ -525,6 +525,16 @@ mod tests {
                 "safety.max_removals_per_run",
                 "at least 1",
             ),
+            (
+                "settle = \"a minute\"",
+                "safety.settle",
+                "`a minute` is not a duration",
+            ),
+            (
+                "max_people_per_window = 0",
+                "safety.max_people_per_window",
+                "at least 1",
+            ),
         ] {
             let e = with(safety).unwrap_err();
             assert!(
@@ -534,6 +544,13 @@ mod tests {
         }
         let s = with("window = \"30m\"\nprotected = [\"svc-*@acme.example\"]").unwrap();
         assert_eq!(s.safety.window(), std::time::Duration::from_secs(1800));
+        assert_eq!(
+            s.safety.settle(),
+            std::time::Duration::from_secs(60),
+            "the default"
+        );
+        let s = with("settle = \"0s\"").unwrap();
+        assert!(s.safety.settle().is_zero(), "0 is allowed");
     }
 
     #[test]

@@ -304,6 +304,10 @@ pub struct Worker {
     pub report: PathBuf,
     /// Seconds jobs in flight may take to finish after SIGTERM/SIGINT. Default 30.
     pub grace_period_s: u64,
+    /// Milliseconds a redelivered job waits, then looks in the report again, before it runs: the
+    /// replica that lost it may be finishing a request it had sent. Longer than the providers'
+    /// slowest answer keeps every job recorded once across replicas. Default 2000.
+    pub redelivery_grace_ms: u64,
 }
 
 impl Default for Worker {
@@ -311,6 +315,7 @@ impl Default for Worker {
         Worker {
             report: PathBuf::from("offboard-worker.report.jsonl"),
             grace_period_s: 30,
+            redelivery_grace_ms: 2000,
         }
     }
 }

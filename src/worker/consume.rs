@@ -151,11 +151,6 @@ pub(super) async fn consume_lane(
     result
 }
 
-/// How long a redelivered job waits before it runs, for a request the replica that lost it had
-/// on the wire to be recorded (a loopback or a provider answers within this; a longer request
-/// risks the job being recorded twice, never being sent unasked).
-const REDELIVERY_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
-
 /// One delivery of a lane's queue: the door reads it as a job (or why it is not one), the lane
 /// runs it, the sink records it, and only then does the door tell the broker.
 pub(super) async fn handle_job(
@@ -212,7 +207,10 @@ pub(super) async fn handle_job(
     if delivery.redelivered {
         // The replica that lost this delivery may still be finishing a request it had sent:
         // give it the time to record it, then look again.
-        tokio::time::sleep(REDELIVERY_GRACE).await;
+        // A request answered later than this may get the job recorded twice (never sent
+        // unasked): `worker.redelivery_grace_ms`.
+        let grace = ctx.settings.worker.redelivery_grace_ms;
+        tokio::time::sleep(std::time::Duration::from_millis(grace)).await;
         if ctx.sink.is_settled(&job_id, true).await {
             tracing::info!(job_id, provider = %lane.name, "recorded by the replica that lost it: acknowledging the redelivery without running it again");
             return acker.ack().await;
