@@ -98,18 +98,25 @@ async fn publish_loop(
                 },
             };
             let body = serde_json::to_vec(&record).expect("a record serializes");
-            let sent = publisher
-                .publish(
-                    &amqp.outcomes_exchange,
-                    &routing_key(&record),
-                    &body,
-                    amqp::job_properties(&record.job_id),
-                )
-                .await;
+            // Not mandatory: nobody bound for this key is no failure, and the broker returning
+            // each message would only fill the log (with the record in it).
+            let sent = async {
+                publisher
+                    .channel()
+                    .basic_publish(
+                        amqp.outcomes_exchange.as_str().into(),
+                        routing_key(&record).as_str().into(),
+                        Default::default(),
+                        &body,
+                        amqp::job_properties(&record.job_id),
+                    )
+                    .await?
+                    .await
+            }
+            .await
+            .map_err(AmqpError::from);
             match sent {
-                Ok(()) => {}
-                // Nobody bound for this key: the message is not kept, which is no failure.
-                Err(AmqpError::NotConfirmed(_)) => {}
+                Ok(_) => {}
                 Err(e) => {
                     tracing::warn!(error = %e, "outcomes exchange: publish failed; reconnecting");
                     pending.push_front(record);
