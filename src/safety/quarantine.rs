@@ -244,6 +244,11 @@ impl Ledger {
         }
     }
 
+    /// The open quarantine's id.
+    pub fn open(&self) -> Option<&str> {
+        self.open.as_ref().map(|(q, _)| q.as_str())
+    }
+
     /// Whether an event is known (a redelivery, or a copy), so it is not counted twice.
     pub fn knows(&self, event: &str) -> bool {
         self.people.contains_key(event)

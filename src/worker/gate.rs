@@ -31,6 +31,8 @@ use super::intake::{self, Split, Unsent};
 const LOCK_RETRY: Duration = Duration::from_secs(1);
 /// The longest the gate sleeps without looking at the clock (metrics, trimming).
 const TICK: Duration = Duration::from_secs(5);
+/// How often the gate's gauges are brought up to date.
+const METRICS_EVERY: Duration = Duration::from_secs(1);
 /// Intake messages the gate takes at a time.
 const PREFETCH: u16 = 64;
 
@@ -198,12 +200,15 @@ async fn replay(
                 None => return Err(AmqpError::NotConfirmed(format!("{stream} (the replay ended before its mark)"))),
             },
         };
-        delivery
-            .acker
-            .ack(BasicAckOptions::default())
-            .await
-            .map_err(AmqpError::from)?;
         read += 1;
+        // Acknowledgements are the stream's credit: every 200 entries, all at once.
+        if read % 200 == 0 {
+            delivery
+                .acker
+                .ack(BasicAckOptions { multiple: true })
+                .await
+                .map_err(AmqpError::from)?;
+        }
         match serde_json::from_slice::<Entry>(&delivery.data) {
             Ok(Entry::Mark { nonce: n }) if n == nonce => break,
             Ok(entry) => ledger.apply(&entry),
@@ -249,8 +254,13 @@ impl Gate {
         let intake_channel = connection.create_channel().await?;
         let tag = format!("offboard-gate-{}", std::process::id());
         let mut consumer = open_consumer(&intake_channel, &queue, &tag, PREFETCH).await?;
+        let mut shown: Option<std::time::Instant> = None;
         loop {
-            self.ctx.metrics.gate(Some(&self.ledger.view(now_ms())));
+            // The view reads every person in the window: at most once a second, not per person.
+            if shown.is_none_or(|t| t.elapsed() >= METRICS_EVERY) {
+                self.ctx.metrics.gate(Some(&self.ledger.view(now_ms())));
+                shown = Some(std::time::Instant::now());
+            }
             let wake = self
                 .ledger
                 .next_due()
@@ -328,17 +338,16 @@ impl Gate {
     /// People due now: released, or quarantined (with everyone not yet sent).
     async fn due(&mut self) -> Result<(), AmqpError> {
         let now = now_ms();
-        let was_open = self.ledger.view(now).quarantine.map(|q| q.id);
+        let was_open = self.ledger.open().map(str::to_owned);
         let Some(entry) = self.ledger.on_due(now, || uuid::Uuid::new_v4().to_string()) else {
             return Ok(());
         };
         self.write(entry).await?;
+        if self.ledger.open().is_none() || self.ledger.open() == was_open.as_deref() {
+            return Ok(());
+        }
         let view = self.ledger.view(now);
-        if let Some(q) = view
-            .quarantine
-            .as_ref()
-            .filter(|q| was_open.as_ref() != Some(&q.id))
-        {
+        if let Some(q) = view.quarantine.as_ref() {
             tracing::error!(
                 quarantine = q.id,
                 people = q.people,
