@@ -387,12 +387,7 @@ pub fn stable_id(props: &BasicProperties, body: &[u8]) -> String {
     }
     use sha2::Digest;
     let digest = sha2::Sha256::digest(body);
-    let mut id = String::with_capacity(11 + 64);
-    id.push_str("msg-sha256-");
-    for b in digest {
-        id.push_str(&format!("{b:02x}"));
-    }
-    id
+    format!("msg-sha256-{}", hex::encode(digest))
 }
 
 /// Properties of a job message: persistent JSON.

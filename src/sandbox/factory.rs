@@ -17,9 +17,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::delete;
 use serde_json::{Value, json};
 
-use super::{
-    Fault, Member, Removal, Server, bearer, ceil_secs, fnv1a, form_pairs, hex, name_words, unhex,
-};
+use super::{Fault, Member, Removal, Server, bearer, ceil_secs, fnv1a, form_pairs, name_words};
 
 pub(super) fn router(server: Arc<Server>) -> Router {
     Router::new()
@@ -203,11 +201,11 @@ fn user(m: &Member) -> Value {
 
 fn encode_cursor(m: &Member) -> String {
     let (email, k) = m.order();
-    hex(format!("{email}\n{k}").as_bytes())
+    hex::encode(format!("{email}\n{k}"))
 }
 
 fn decode_cursor(c: &str) -> Option<(String, String)> {
-    let text = String::from_utf8(unhex(c.trim())?).ok()?;
+    let text = String::from_utf8(hex::decode(c.trim()).ok()?).ok()?;
     let (email, k) = text.split_once('\n')?;
     Some((email.to_owned(), k.to_owned()))
 }
