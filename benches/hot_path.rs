@@ -35,9 +35,10 @@ use http::header::{HeaderMap, HeaderValue, RETRY_AFTER};
 use offboard::audit::{Audit, Entry};
 use offboard::doors::csv::{COLUMNS, CsvFile, scan};
 use offboard::job::{Directory, Job, ProviderKind, RawJob};
+use offboard::outcome::{ErrorField, Outcome, Record, Timestamp};
 use offboard::providers::http::retry_after;
 use offboard::providers::{Answer, Hint, ProviderError, Transport};
-use offboard::report::{ErrorField, Outcome, Record, Timestamp, Writer};
+use offboard::report::Writer;
 use offboard::retry::{self, OnConflict, Policy, classify};
 use offboard::safety::Protected;
 
@@ -311,7 +312,7 @@ fn removed_record(i: usize) -> Record {
 fn failed_record() -> Record {
     Record {
         outcome: Outcome::Failed,
-        reason: Some("retries_exhausted"),
+        reason: Some(offboard::outcome::Reason::RetriesExhausted),
         http_status: Some(503),
         attempts: 5,
         error: Some(ErrorField {

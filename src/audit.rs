@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::job::Job;
-use crate::report::Record;
+use crate::outcome::Record;
 
 /// One line of the audit log. Borrows what it can from the job and its record: two of these are
 /// written for every job.
@@ -300,7 +300,7 @@ impl crate::lane::RequestLog for Audit {
 mod tests {
     use super::*;
     use crate::job::{Directory, ProviderKind, RawJob};
-    use crate::report::{Outcome, Timestamp};
+    use crate::outcome::{Outcome, Timestamp};
 
     fn job(user: &str, id: &str) -> Job {
         let d = Directory::new([("factory", ProviderKind::Factory)]);

@@ -30,6 +30,7 @@ pub mod hold;
 pub mod job;
 pub mod lane;
 pub mod metrics;
+pub mod outcome;
 pub mod pace_file;
 pub mod progress;
 pub mod providers;

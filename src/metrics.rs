@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use crate::report::Record;
+use crate::outcome::Record;
 use crate::retry::RetryReason;
 use prometheus::{
     Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
@@ -369,7 +369,7 @@ impl LaneMetrics {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::{Outcome, Timestamp};
+    use crate::outcome::{Outcome, Timestamp};
 
     fn has(text: &str, line: &str) -> bool {
         text.lines().any(|l| l == line)

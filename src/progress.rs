@@ -10,7 +10,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use tokio_util::sync::CancellationToken;
 
 use crate::lane::Lane;
-use crate::report::{Live, Outcome, Summary};
+use crate::outcome::{Live, Outcome, Summary};
 
 pub struct Progress {
     stop: CancellationToken,

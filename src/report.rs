@@ -5,222 +5,18 @@
 //! last line) and the async runtime never blocks on the disk. [`Sink::record_confirmed`] waits for
 //! the flush, for doors that may only acknowledge a job once its outcome is on disk.
 
-use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::SystemTime;
+use std::sync::atomic::{AtomicBool, Ordering};
 
-use serde::{Serialize, Serializer};
 use tokio::sync::{mpsc, oneshot};
 
-/// How a job ended.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, serde::Deserialize,
-)]
-#[serde(rename_all = "snake_case")]
-pub enum Outcome {
-    Removed,
-    AlreadyAbsent,
-    Failed,
-    Invalid,
-    NotAttempted,
-    /// A protected account (`safety.protected`): nothing was sent.
-    SkippedProtected,
-}
-
-impl Outcome {
-    pub const ALL: [Outcome; 6] = [
-        Outcome::Removed,
-        Outcome::AlreadyAbsent,
-        Outcome::Failed,
-        Outcome::Invalid,
-        Outcome::NotAttempted,
-        Outcome::SkippedProtected,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Outcome::Removed => "removed",
-            Outcome::AlreadyAbsent => "already_absent",
-            Outcome::Failed => "failed",
-            Outcome::Invalid => "invalid",
-            Outcome::NotAttempted => "not_attempted",
-            Outcome::SkippedProtected => "skipped_protected",
-        }
-    }
-
-    /// Whether the person no longer has the account: what exit code 0 promises.
-    pub fn is_done(self) -> bool {
-        matches!(self, Outcome::Removed | Outcome::AlreadyAbsent)
-    }
-
-    fn index(self) -> usize {
-        self as usize
-    }
-
-    /// Whether a job that ended so (with `reason`) is settled: no rerun could change it, so a
-    /// resumed `run` skips its row and a worker acknowledges a redelivery of it without running
-    /// it again. The one definition, for resume, redelivery and the summary.
-    ///
-    /// Not settled: `not_attempted`, and `failed` for a reason a later run may not meet (see
-    /// [`TRANSIENT_FAILURES`]).
-    pub fn settled(self, reason: Option<&str>) -> bool {
-        match self {
-            Outcome::NotAttempted => false,
-            Outcome::Failed => !reason.is_some_and(|r| TRANSIENT_FAILURES.contains(&r)),
-            _ => true,
-        }
-    }
-}
-
-/// The `failed` reasons a resumed run tries again: retries or rate-limit waits ran out, the lane
-/// halted, the credential was refused (fixed since, perhaps), TLS failed, a list was larger than
-/// `http.max_list_bytes`, an answer or a member list could not be read, a request body was lost
-/// on the way. A provider's own refusal of the request
-/// (`refused`, `rejected`, `not_found`, `conflict`, `ambiguous`...) would be the same again.
-pub const TRANSIENT_FAILURES: [&str; 11] = [
-    "retries_exhausted",
-    "rate_limit_wait_exceeded",
-    "lane_halted",
-    "unauthorized",
-    "forbidden",
-    "forbidden_in_organization",
-    "tls",
-    "answer_too_large",
-    "unexpected_status",
-    "unreadable_list",
-    "request_body_lost",
-];
-
-/// A wall-clock instant, written as RFC 3339 UTC with milliseconds.
-#[derive(Debug, Clone, Copy)]
-pub struct Timestamp(pub SystemTime);
-
-impl Timestamp {
-    pub fn now() -> Timestamp {
-        Timestamp(SystemTime::now())
-    }
-}
-
-impl Serialize for Timestamp {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(&humantime::format_rfc3339_millis(self.0))
-    }
-}
-
-/// How an `already_absent` was established: every claim of absence names its evidence.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
-pub enum Absence {
-    /// The removal answered 404 in the provider's own not-a-member shape, after the entry's
-    /// preflight proved its base URL and credential.
-    #[serde(rename = "provider_404")]
-    Provider404,
-    /// The removal answered a 404 the page does not document, and the member list read after it
-    /// no longer shows the member.
-    #[serde(rename = "member_list")]
-    MemberList,
-    /// The provider's member list or search has no member with exactly this email.
-    #[serde(rename = "no_member")]
-    NoMember,
-}
-
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
-pub struct ErrorField {
-    pub code: String,
-    pub message: String,
-}
-
-/// One report line. Never holds a credential: only ids, statuses and the provider's messages.
-#[derive(Debug, Clone, Serialize)]
-pub struct Record {
-    pub job_id: String,
-    pub line: Option<u64>,
-    pub provider: Option<String>,
-    pub organization: Option<String>,
-    pub user: Option<String>,
-    /// The id an email was looked up to, for jobs that named an email.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub resolved_user: Option<String>,
-    pub outcome: Outcome,
-    /// Our classification of why the job did not end removed (a bounded set: `unauthorized`,
-    /// `retries_exhausted`, `duplicate`, `circuit_open`...).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub reason: Option<&'static str>,
-    /// For `already_absent`: the evidence.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub absence: Option<Absence>,
-    pub http_status: Option<u16>,
-    pub attempts: u32,
-    pub provider_request_id: Option<String>,
-    pub error: Option<ErrorField>,
-    pub started_at: Option<Timestamp>,
-    pub finished_at: Timestamp,
-}
+use crate::outcome::{Fate, Live, Outcome, Record, Summary};
 
 enum Msg {
     Record(Record, Option<oneshot::Sender<io::Result<()>>>),
-}
-
-/// The one tally of outcomes, kept as records reach the sink: by outcome for the progress
-/// display, by provider and outcome for the closing table. (`offboard_jobs_total` is the same
-/// count for Prometheus, fed from the same place.)
-#[derive(Debug, Default)]
-pub struct Live {
-    counts: [AtomicU64; 6],
-    by_provider: std::sync::Mutex<BTreeMap<String, [u64; 6]>>,
-}
-
-impl Live {
-    pub fn get(&self, o: Outcome) -> u64 {
-        self.counts[o.index()].load(Ordering::Relaxed)
-    }
-    pub fn total(&self) -> u64 {
-        Outcome::ALL.iter().map(|o| self.get(*o)).sum()
-    }
-
-    fn add(&self, r: &Record) {
-        self.counts[r.outcome.index()].fetch_add(1, Ordering::Relaxed);
-        let mut by = self.by_provider.lock().expect("tally lock");
-        match by.get_mut(r.provider.as_deref().unwrap_or_default()) {
-            Some(c) => c[r.outcome.index()] += 1,
-            None => {
-                let mut c = [0; 6];
-                c[r.outcome.index()] = 1;
-                by.insert(r.provider.clone().unwrap_or_default(), c);
-            }
-        }
-    }
-
-    /// Counts per provider and outcome so far.
-    pub fn summary(&self) -> Summary {
-        Summary {
-            counts: self.by_provider.lock().expect("tally lock").clone(),
-        }
-    }
-}
-
-/// Counts per provider entry and outcome, for the closing summary.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct Summary {
-    pub counts: BTreeMap<String, [u64; 6]>,
-}
-
-impl Summary {
-    pub fn get(&self, provider: &str, o: Outcome) -> u64 {
-        self.counts.get(provider).map_or(0, |c| c[o.index()])
-    }
-    pub fn total(&self, o: Outcome) -> u64 {
-        self.counts.values().map(|c| c[o.index()]).sum()
-    }
-    pub fn all_done(&self) -> bool {
-        Outcome::ALL
-            .iter()
-            .filter(|o| !o.is_done())
-            .all(|o| self.total(*o) == 0)
-    }
 }
 
 /// Something told of every record as it is queued (the metrics).
@@ -459,12 +255,12 @@ fn lines(path: &Path) -> io::Result<Vec<Line>> {
 }
 
 /// The (CSV line, provider) pairs an existing report already holds a settled outcome for (see
-/// [`Outcome::settled`]), with the user it recorded: what a resumed `offboard run` skips, once it
+/// [`Fate`]), with the user it recorded: what a resumed `offboard run` skips, once it
 /// checked they are the same rows. (A row for every provider has one pair per provider.)
 pub fn settled_lines(path: &Path) -> io::Result<std::collections::HashMap<(u64, String), String>> {
     Ok(lines(path)?
         .into_iter()
-        .filter(|l| l.outcome.settled(l.reason.as_deref()))
+        .filter(|l| Fate::of_line(l.outcome, l.reason.as_deref()).settled())
         .filter_map(|l| {
             Some((
                 (l.line?, l.provider.unwrap_or_default()),
@@ -494,7 +290,7 @@ pub fn summarize(path: &Path) -> io::Result<Summary> {
     Ok(summary)
 }
 
-/// The job ids a report holds a settled outcome for (see [`Outcome::settled`]), `failed` aside: in
+/// The job ids a report holds a settled outcome for (see [`Fate`]), `failed` aside: in
 /// the worker a failed job sits in the dead-letter queue, and a replay after a fix must run again.
 ///
 /// Kept in memory by the worker: read once at start, told of every outcome the worker records,
@@ -580,7 +376,7 @@ impl SettledIndex {
             }
             self.offset += n as u64;
             if let Ok(l) = serde_json::from_slice::<Line>(&line) {
-                if l.outcome.settled(l.reason.as_deref()) && l.outcome != Outcome::Failed {
+                if Fate::of_line(l.outcome, l.reason.as_deref()).remembered(l.outcome) {
                     self.insert(l.job_id);
                 }
             }
@@ -591,6 +387,7 @@ impl SettledIndex {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::outcome::Timestamp;
 
     #[test]
     fn the_settled_index_loads_once_catches_up_and_stays_bounded() {

@@ -9,6 +9,7 @@ use backon::{BackoffBuilder, ExponentialBuilder};
 use http::StatusCode;
 use serde::{Deserialize, Serialize};
 
+use crate::outcome::Reason;
 use crate::providers::{Answer, Hint, Transport};
 
 /// What to do after one answer.
@@ -87,25 +88,32 @@ pub enum FailReason {
     BodyLost,
 }
 
-impl FailReason {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            FailReason::Unauthorized => "unauthorized",
-            FailReason::Forbidden => "forbidden",
-            FailReason::OrganizationForbidden => "forbidden_in_organization",
-            FailReason::NotFound => "not_found",
-            FailReason::Refused => "refused",
-            FailReason::Rejected => "rejected",
-            FailReason::Unexpected => "unexpected_status",
-            FailReason::Conflict => "conflict",
-            FailReason::RetriesExhausted => "retries_exhausted",
-            FailReason::RateLimitWaitExceeded => "rate_limit_wait_exceeded",
-            FailReason::LaneHalted => "lane_halted",
-            FailReason::Tls => "tls",
-            FailReason::TooLarge => "answer_too_large",
-            FailReason::UnreadableList => "unreadable_list",
-            FailReason::BodyLost => "request_body_lost",
+impl From<FailReason> for Reason {
+    fn from(f: FailReason) -> Reason {
+        match f {
+            FailReason::Unauthorized => Reason::Unauthorized,
+            FailReason::Forbidden => Reason::Forbidden,
+            FailReason::OrganizationForbidden => Reason::ForbiddenInOrganization,
+            FailReason::NotFound => Reason::NotFound,
+            FailReason::Refused => Reason::Refused,
+            FailReason::Rejected => Reason::Rejected,
+            FailReason::Unexpected => Reason::UnexpectedStatus,
+            FailReason::Conflict => Reason::Conflict,
+            FailReason::RetriesExhausted => Reason::RetriesExhausted,
+            FailReason::RateLimitWaitExceeded => Reason::RateLimitWaitExceeded,
+            FailReason::LaneHalted => Reason::LaneHalted,
+            FailReason::Tls => Reason::Tls,
+            FailReason::TooLarge => Reason::AnswerTooLarge,
+            FailReason::UnreadableList => Reason::UnreadableList,
+            FailReason::BodyLost => Reason::RequestBodyLost,
         }
+    }
+}
+
+impl FailReason {
+    /// The report's string for this failure.
+    pub fn as_str(self) -> &'static str {
+        Reason::from(self).as_str()
     }
 
     /// Failures that say our credentials are bad: repeated, they open the lane's circuit.

@@ -14,8 +14,9 @@ use crate::doors::csv::{self, CsvError, CsvFile, InvalidRow, Plan};
 use crate::job::{Directory, Job, LaneId};
 use crate::lane::{Lane, LaneSettings};
 use crate::metrics::Metrics;
+use crate::outcome::{Outcome, Record, Summary};
 use crate::progress::{self, Progress};
-use crate::report::{ErrorField, Outcome, Record, Summary, Timestamp, Writer};
+use crate::report::Writer;
 use crate::sink::Outcomes;
 
 #[derive(Debug, thiserror::Error)]
@@ -195,29 +196,16 @@ pub fn default_report_path(csv: &Path) -> PathBuf {
 }
 
 fn invalid_record(row: InvalidRow) -> Record {
-    let now = Timestamp::now();
-    Record {
-        job_id: row
-            .job_id
+    let mut r = Record::invalid(
+        row.job_id
             .unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
-        line: Some(row.line),
-        provider: row.provider,
-        organization: row.organization,
-        user: row.user,
-        resolved_user: None,
-        absence: None,
-        outcome: row.reason.outcome(),
-        reason: Some(row.reason.code()),
-        http_status: None,
-        attempts: 0,
-        provider_request_id: None,
-        error: Some(ErrorField {
-            code: row.reason.code().to_owned(),
-            message: format!("line {}: {}", row.line, row.reason),
-        }),
-        started_at: None,
-        finished_at: now,
-    }
+        Some(row.line),
+        row.provider,
+        row.user,
+        &row.reason,
+    );
+    r.organization = row.organization;
+    r
 }
 
 /// One preflight: the entry, the organization (where rows name one), and what it found.

@@ -10,7 +10,8 @@ use std::sync::{Arc, Mutex};
 use crate::audit::Audit;
 use crate::doors::Ack;
 use crate::job::Job;
-use crate::report::{self, Live, Observer, Outcome, Record, SettledIndex};
+use crate::outcome::{Live, Record};
+use crate::report::{self, Observer, SettledIndex};
 
 /// Where every outcome goes. Cheap to clone: clones share the files and the tally.
 #[derive(Clone)]
@@ -85,7 +86,7 @@ impl Outcomes {
             return ack.settled(&copy).await;
         }
         // A failed job sits in the dead-letter queue: replayed after a fix, it must run again.
-        let index_it = rec.outcome.settled(rec.reason) && rec.outcome != Outcome::Failed;
+        let index_it = rec.fate().remembered(rec.outcome);
         let copy = rec.clone();
         match self.record_confirmed(rec, job).await {
             Ok(()) => {

@@ -20,7 +20,7 @@ use serde::Serialize;
 use tokio::sync::mpsc;
 
 use crate::lane::Lane;
-use crate::report::{Outcome, Timestamp};
+use crate::outcome::{Outcome, Timestamp};
 use crate::run::Lanes;
 
 /// Checks one lane runs at once at most (each still paced by the lane).

@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::Amqp;
 use crate::job::{Job, RawJob};
-use crate::report::Record;
+use crate::outcome::Record;
 
 /// Headers the worker sets on a dead letter.
 pub mod header {
@@ -620,26 +620,17 @@ pub enum Settled {
     Returned,
 }
 
-/// Whether a recorded outcome is simply acknowledged: the person is gone, protected, or the
-/// message was a copy of a job already run. Anything else is dead-lettered.
-fn needs_no_dead_letter(record: &Record) -> bool {
-    use crate::report::Outcome;
-    record.outcome.is_done()
-        || record.outcome == Outcome::SkippedProtected
-        || (record.outcome == Outcome::Invalid && record.reason == Some("duplicate"))
-}
-
 impl Acker<'_> {
     /// Tells the broker what became of the delivery, once `record` is on disk: done (removed,
     /// already absent, protected, a copy recorded as a duplicate) is acknowledged; anything else
     /// (failed, invalid, a job not sent to its organization) is dead-lettered with its reason,
     /// then acknowledged, so a replay after a fix runs it again.
     pub async fn settled(&self, record: &Record) -> Settled {
-        if needs_no_dead_letter(record) {
+        if !record.fate().dead_lettered() {
             ack(self.delivery).await;
             return Settled::Acknowledged;
         }
-        let reason = record.reason.unwrap_or("failed");
+        let reason = record.reason.map_or("failed", |r| r.as_str());
         let why = Why {
             provider: record.provider.as_deref(),
             reason,
@@ -737,51 +728,10 @@ mod tests {
     }
 
     #[test]
-    fn done_protected_and_copies_are_acknowledged_everything_else_dead_lettered() {
-        use crate::report::{Outcome, Timestamp};
-        let rec = |outcome, reason| Record {
-            job_id: "j".into(),
-            line: None,
-            provider: Some("factory".into()),
-            organization: None,
-            user: None,
-            resolved_user: None,
-            absence: None,
-            outcome,
-            reason,
-            http_status: None,
-            attempts: 0,
-            provider_request_id: None,
-            error: None,
-            started_at: None,
-            finished_at: Timestamp::now(),
-        };
-        for (outcome, reason, acked) in [
-            (Outcome::Removed, None, true),
-            (Outcome::AlreadyAbsent, None, true),
-            (Outcome::SkippedProtected, Some("protected"), true),
-            (Outcome::Invalid, Some("duplicate"), true),
-            (Outcome::Invalid, Some("bad_format"), false),
-            (Outcome::Failed, Some("refused"), false),
-            (Outcome::NotAttempted, Some("preflight_failed"), false),
-        ] {
-            assert_eq!(
-                needs_no_dead_letter(&rec(outcome, reason)),
-                acked,
-                "{outcome:?} {reason:?}"
-            );
-        }
-    }
-
-    #[test]
     fn stable_id_prefers_message_id_and_else_hashes_the_body() {
         let p = BasicProperties::default().with_message_id("m-1".into());
         assert_eq!(stable_id(&p, b"x"), "m-1");
         let none = BasicProperties::default();
-        assert_eq!(
-            stable_id(&none, b"{\"a\":1}"),
-            stable_id(&none, b"{\"a\":1}")
-        );
         assert_ne!(
             stable_id(&none, b"{\"a\":1}"),
             stable_id(&none, b"{\"a\":2}")

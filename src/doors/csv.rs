@@ -317,7 +317,7 @@ impl super::Ack for RowAck {
     type Settled = ();
     const WAITS_FOR_DISK: bool = false;
 
-    async fn settled(self, _: &crate::report::Record) {}
+    async fn settled(self, _: &crate::outcome::Record) {}
 
     async fn unrecorded(self) {}
 }
@@ -629,7 +629,10 @@ mod tests {
             factory,A@B.CO,\n\
             factory,c@d.co\n";
         let (plan, bad) = scan_text(text.as_bytes());
-        let got: Vec<(u64, &str)> = bad.iter().map(|b| (b.line, b.reason.code())).collect();
+        let got: Vec<(u64, &str)> = bad
+            .iter()
+            .map(|b| (b.line, b.reason.code().as_str()))
+            .collect();
         assert_eq!(
             got,
             vec![
@@ -658,7 +661,10 @@ mod tests {
         let csv = CsvFile::open(f.path()).unwrap();
         let mut bad = vec![];
         scan(&csv, &dir(), 5, |r| bad.push(r)).unwrap();
-        let got: Vec<(u64, &str)> = bad.iter().map(|b| (b.line, b.reason.code())).collect();
+        let got: Vec<(u64, &str)> = bad
+            .iter()
+            .map(|b| (b.line, b.reason.code().as_str()))
+            .collect();
         assert_eq!(
             got,
             vec![(4, "unknown_provider"), (5, "bad_format"), (3, "duplicate")]

@@ -10,7 +10,7 @@ pub mod outcomes;
 
 use std::future::Future;
 
-use crate::report::Record;
+use crate::outcome::Record;
 
 /// How a door lets go of its input once the job's outcome is recorded.
 pub trait Ack {

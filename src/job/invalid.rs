@@ -1,6 +1,7 @@
 //! Why a raw job is not a job.
 
 use super::ProviderKind;
+use crate::outcome::Reason;
 
 /// Why a raw job is not a job. Its `Display` names the field and the rule.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -36,24 +37,24 @@ pub enum Invalid {
 
 impl Invalid {
     /// The outcome a job refused for this reason ends with.
-    pub fn outcome(&self) -> crate::report::Outcome {
+    pub fn outcome(&self) -> crate::outcome::Outcome {
         match self {
-            Invalid::Protected { .. } => crate::report::Outcome::SkippedProtected,
-            _ => crate::report::Outcome::Invalid,
+            Invalid::Protected { .. } => crate::outcome::Outcome::SkippedProtected,
+            _ => crate::outcome::Outcome::Invalid,
         }
     }
 
-    /// A short stable code for reports and metrics.
-    pub fn code(&self) -> &'static str {
+    /// The reason its record carries.
+    pub fn code(&self) -> Reason {
         match self {
-            Invalid::Missing(_) => "missing_field",
-            Invalid::UnknownProvider(_) => "unknown_provider",
-            Invalid::Format { .. } => "bad_format",
-            Invalid::NotApplicable { .. } => "not_applicable",
-            Invalid::Unreadable(_) => "unreadable_row",
-            Invalid::Duplicate { .. } | Invalid::DuplicateOf { .. } => "duplicate",
-            Invalid::NoEmail(_) => "no_email",
-            Invalid::Protected { .. } => "protected",
+            Invalid::Missing(_) => Reason::MissingField,
+            Invalid::UnknownProvider(_) => Reason::UnknownProvider,
+            Invalid::Format { .. } => Reason::BadFormat,
+            Invalid::NotApplicable { .. } => Reason::NotApplicable,
+            Invalid::Unreadable(_) => Reason::UnreadableRow,
+            Invalid::Duplicate { .. } | Invalid::DuplicateOf { .. } => Reason::Duplicate,
+            Invalid::NoEmail(_) => Reason::NoEmail,
+            Invalid::Protected { .. } => Reason::Protected,
         }
     }
 }

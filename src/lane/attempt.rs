@@ -5,8 +5,8 @@ use std::borrow::Cow;
 use std::time::{Duration, Instant};
 
 use crate::job::{Job, Subject, Target};
+use crate::outcome::{Absence, ErrorField, Outcome, Reason, Record, Timestamp};
 use crate::providers::{Answer, Generation, Transport};
-use crate::report::{Absence, ErrorField, Outcome, Record, Timestamp};
 use crate::retry::{Decision, FailReason, OnConflict, RetryReason, classify};
 
 use super::Lane;
@@ -86,11 +86,6 @@ pub(super) fn status_label<'a>(result: &Result<&'a Answer, &Transport>) -> &'a s
     }
 }
 
-/// The reason of a job whose delivery was lost before its next request (a retry, or the list
-/// read a 404 needs): not reported by the door, which no longer holds it; the audit log keeps
-/// it when requests were sent.
-pub const DELIVERY_LOST: &str = "delivery_lost";
-
 impl Lane {
     /// Runs one job to its final record: preflight, lookup, pacing, the request, classification,
     /// retries.
@@ -100,7 +95,7 @@ impl Lane {
 
     /// The same, for a job a door may lose meanwhile (a broker delivery whose channel went, the
     /// broker handing it to another replica): no removal is sent once `held` says it is gone. The
-    /// job then ends `not_attempted`, reason [`DELIVERY_LOST`], for the door not to record; a
+    /// job then ends `not_attempted`, reason [`Reason::DeliveryLost`], for the door not to record; a
     /// request already on the wire finishes and is recorded.
     pub async fn execute_while(&self, job: &Job, held: &(dyn Fn() -> bool + Sync)) -> Record {
         self.metrics.in_flight.inc();
@@ -109,14 +104,14 @@ impl Lane {
         record
     }
 
-    /// The record of a job given up because its delivery is gone (see [`DELIVERY_LOST`]).
+    /// The record of a job given up because its delivery is gone (see [`Reason::DeliveryLost`]).
     fn lost(&self, job: &Job, started: Timestamp) -> Record {
         tracing::warn!(job_id = %job.id, provider = %self.name, "the delivery is gone (the broker gives the job to another consumer): nothing more is sent for it here");
         self.not_sent(
             job,
             started,
             Outcome::NotAttempted,
-            DELIVERY_LOST,
+            Reason::DeliveryLost,
             "the delivery was lost: the replica that holds it now runs the job".into(),
         )
     }
@@ -134,7 +129,7 @@ impl Lane {
                     job,
                     started,
                     Outcome::NotAttempted,
-                    "preflight_failed",
+                    Reason::PreflightFailed,
                     reason,
                 );
             }
@@ -144,7 +139,7 @@ impl Lane {
                 job,
                 started,
                 Outcome::NotAttempted,
-                "organization_refused",
+                Reason::OrganizationRefused,
                 reason,
             );
         }
@@ -172,7 +167,7 @@ impl Lane {
                 job,
                 started,
                 Outcome::SkippedProtected,
-                "protected",
+                Reason::Protected,
                 format!("protected account ({why}): never removed"),
             );
             r.attempts = attempts;
@@ -207,7 +202,7 @@ impl Lane {
                     started,
                     attempts,
                     last.as_ref(),
-                    "organization_refused",
+                    Reason::OrganizationRefused,
                     reason,
                 );
             }
@@ -284,7 +279,7 @@ impl Lane {
                             started,
                             attempts,
                             Outcome::Failed,
-                            Some(FailReason::Unexpected.as_str()),
+                            Some(FailReason::Unexpected.into()),
                             Some(&result),
                         );
                         r.error = Some(ErrorField {
@@ -316,7 +311,7 @@ impl Lane {
                     started,
                     attempts,
                     Outcome::Failed,
-                    Some(reason.as_str()),
+                    Some(reason.into()),
                     Some(&result),
                 ),
                 Decision::Retry { .. } => unreachable!("judge turns retries into waits"),
@@ -356,7 +351,7 @@ impl Lane {
                     started,
                     attempts,
                     Outcome::Failed,
-                    Some("not_found_but_listed"),
+                    Some(Reason::NotFoundButListed),
                     Some(&result),
                 );
                 let words = r.error.take().map(|e| e.message).unwrap_or_default();
@@ -372,7 +367,7 @@ impl Lane {
                 let mut r = self.read_failed(job, started, attempts, f);
                 let words = r.error.take().map(|e| e.message).unwrap_or_default();
                 r.error = Some(ErrorField {
-                    code: r.reason.unwrap_or("failed").to_owned(),
+                    code: r.reason.map_or("failed", |r| r.as_str()).to_owned(),
                     message: format!(
                         "the removal answered 404, which this provider does not document, and the member list that would confirm it could not be read: {words}"
                     ),
@@ -405,7 +400,7 @@ impl Lane {
             Decision::Fail { reason } => {
                 if reason == FailReason::BodyLost {
                     self.halt_entry(
-                        "request_body_lost",
+                        Reason::RequestBodyLost,
                         format!(
                             "provider entry `{}`: the provider says the removal lacked its confirmation, which we always send: the request body was lost on the way (a proxy that strips DELETE bodies?); nothing more is sent until that is fixed ({})",
                             self.name,
@@ -488,7 +483,7 @@ impl Lane {
         f: ReadFailure,
     ) -> Record {
         if let Some(reason) = f.halted {
-            let code = self.halt().map_or("circuit_open", |(c, _)| c);
+            let code = self.halt().map_or(Reason::CircuitOpen, |(c, _)| c);
             return self.halted_record(job, started, attempts, f.last.as_ref(), code, reason);
         }
         self.finished(
@@ -496,7 +491,7 @@ impl Lane {
             started,
             attempts,
             Outcome::Failed,
-            Some(f.reason.as_str()),
+            Some(f.reason.into()),
             f.last.as_ref(),
         )
     }
@@ -528,12 +523,12 @@ impl Lane {
         job: &Job,
         started: Timestamp,
         outcome: Outcome,
-        code: &'static str,
+        code: Reason,
         message: String,
     ) -> Record {
         let mut r = self.finished(job, started, 0, outcome, Some(code), None);
         r.error = Some(ErrorField {
-            code: code.to_owned(),
+            code: code.as_str().to_owned(),
             message,
         });
         r
@@ -545,17 +540,17 @@ impl Lane {
         started: Timestamp,
         attempts: u32,
         last: Option<&Result<Answer, Transport>>,
-        code: &'static str,
+        code: Reason,
         reason: String,
     ) -> Record {
         let (outcome, code) = if attempts == 0 {
             (Outcome::NotAttempted, code)
         } else {
-            (Outcome::Failed, FailReason::LaneHalted.as_str())
+            (Outcome::Failed, Reason::LaneHalted)
         };
         let mut r = self.finished(job, started, attempts, outcome, Some(code), last);
         r.error = Some(ErrorField {
-            code: code.to_owned(),
+            code: code.as_str().to_owned(),
             message: reason,
         });
         r
@@ -567,7 +562,7 @@ impl Lane {
         started: Timestamp,
         attempts: u32,
         outcome: Outcome,
-        reason: Option<&'static str>,
+        reason: Option<Reason>,
         result: Option<&Result<Answer, Transport>>,
     ) -> Record {
         let (http_status, provider_request_id, error) = match result {
@@ -581,7 +576,7 @@ impl Lane {
                         code: e
                             .code
                             .clone()
-                            .or_else(|| reason.map(str::to_owned))
+                            .or_else(|| reason.map(|r| r.as_str().to_owned()))
                             .unwrap_or_else(|| a.status.as_u16().to_string()),
                         message: e.message.clone(),
                     }),
@@ -590,13 +585,13 @@ impl Lane {
                 None,
                 None,
                 Some(ErrorField {
-                    code: reason.unwrap_or("transport").to_owned(),
+                    code: reason.map_or("transport", Reason::as_str).to_owned(),
                     message: t.to_string(),
                 }),
             ),
             None => (None, None, None),
         };
-        tracing::info!(job_id = %job.id, provider = %self.name, outcome = outcome.as_str(), reason = reason.unwrap_or(""), attempts, "job finished");
+        tracing::info!(job_id = %job.id, provider = %self.name, outcome = outcome.as_str(), reason = reason.map_or("", Reason::as_str), attempts, "job finished");
         Record {
             job_id: job.id.to_string(),
             line: job.line,

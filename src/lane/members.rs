@@ -9,11 +9,11 @@ use std::time::{Duration, Instant};
 use http::StatusCode;
 
 use crate::job::{Job, ProviderKind, Target};
+use crate::outcome::{Absence, Outcome, Reason, Record, Timestamp};
 use crate::providers::lookup::{
     Collect, Cursor, Member, MemberPage, Resolution, Unreadable, resolve,
 };
 use crate::providers::{self, Answer, Transport};
-use crate::report::{Absence, Outcome, Record, Timestamp};
 use crate::retry::{Decision, FailReason};
 
 use super::attempt::{Budget, Verdict, status_label};
@@ -437,7 +437,7 @@ impl Lane {
                 .map_err(|f| failed(f, *attempts))?;
             resolution = resolve(email, members.iter());
         }
-        let done = |outcome, code: &'static str, message: String| {
+        let done = |outcome, code: Reason, message: String| {
             let mut r = self.not_sent(job, started, outcome, code, message);
             r.attempts = *attempts;
             Box::new(r)
@@ -447,14 +447,14 @@ impl Lane {
                 let target = job.subject.resolve(&id).map_err(|e| {
                     done(
                         Outcome::Failed,
-                        "bad_lookup",
+                        Reason::BadLookup,
                         format!("the search answered an id we cannot use: {e}"),
                     )
                 })?;
                 if owner {
                     let mut r = done(
                         Outcome::SkippedProtected,
-                        "protected",
+                        Reason::Protected,
                         "protected account (the organization's owner, as its member list says): never removed".into(),
                     );
                     r.resolved_user = Some(id);
@@ -463,18 +463,19 @@ impl Lane {
                 Ok(target)
             }
             Resolution::NoMember => {
-                let mut r = done(
-                    Outcome::AlreadyAbsent,
-                    "no_member",
-                    "no member with this email in the provider's whole member list, read completely".into(),
-                );
-                r.reason = None;
+                // Absent, with its evidence: no reason, and the error field says how it was found.
+                let mut r =
+                    self.finished(job, started, *attempts, Outcome::AlreadyAbsent, None, None);
                 r.absence = Some(Absence::NoMember);
-                Err(r)
+                r.error = Some(crate::outcome::ErrorField {
+                    code: "no_member".into(),
+                    message: "no member with this email in the provider's whole member list, read completely".into(),
+                });
+                Err(Box::new(r))
             }
             Resolution::Ambiguous(ids) => Err(done(
                 Outcome::Failed,
-                "ambiguous",
+                Reason::Ambiguous,
                 format!(
                     "{} members have exactly this email; nothing was removed",
                     ids.len()

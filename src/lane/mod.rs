@@ -26,11 +26,11 @@ use std::time::{Duration, Instant};
 use crate::hold::Hold;
 use crate::job::{Job, LaneId, ProviderKind};
 use crate::metrics::LaneMetrics;
+use crate::outcome::Reason;
 use crate::providers::Provider;
 use crate::retry::Policy;
 use crate::safety::Protected;
 
-pub use attempt::DELIVERY_LOST;
 use circuit::Circuit;
 use members::CachedList;
 pub use members::LIST_CACHE_TTL;
@@ -102,7 +102,7 @@ pub struct Lane {
     protected_ids: Mutex<HashMap<String, HashMap<String, String>>>,
     /// Why the whole entry may not be used (its preflight failed, or an answer said every
     /// request will fail alike), if so: the report code and the reason.
-    entry_failed: Mutex<Option<(&'static str, String)>>,
+    entry_failed: Mutex<Option<(Reason, String)>>,
     /// Organizations that refused us (a 403 scoped to them): their jobs are not sent.
     refused: Mutex<HashMap<String, String>>,
     /// Whole member lists by organization, for lookups and absence checks.
@@ -183,11 +183,11 @@ impl Lane {
     /// Marks the whole entry unusable (its own organization's preflight failed in the worker):
     /// nothing more is sent, and readiness says why.
     pub fn fail_entry(&self, reason: String) {
-        self.halt_entry("preflight_failed", reason);
+        self.halt_entry(Reason::PreflightFailed, reason);
     }
 
     /// Halts the whole entry with a report code and why: nothing more is sent.
-    fn halt_entry(&self, code: &'static str, reason: String) {
+    fn halt_entry(&self, code: Reason, reason: String) {
         let mut failed = self.entry_failed.lock().expect("entry_failed lock");
         if failed.is_none() {
             tracing::error!(provider = %self.name, reason = %reason, "lane halted");
@@ -204,13 +204,13 @@ impl Lane {
     }
 
     /// The report code and reason of a halt.
-    fn halt(&self) -> Option<(&'static str, String)> {
+    fn halt(&self) -> Option<(Reason, String)> {
         if let Some(halt) = self.entry_failed.lock().expect("entry_failed lock").clone() {
             return Some(halt);
         }
         self.circuit
             .reason()
-            .map(|r| ("circuit_open", r.to_owned()))
+            .map(|r| (Reason::CircuitOpen, r.to_owned()))
     }
 
     fn paused_until(&self) -> Option<Instant> {

@@ -16,7 +16,7 @@ use tokio_util::task::TaskTracker;
 use crate::doors::amqp::{self, Acker, AmqpError, Settled, hand_back};
 use crate::job::{Invalid, Job, ProviderKind, RawJob};
 use crate::lane::Lane;
-use crate::report::{Outcome, Record};
+use crate::outcome::{Outcome, Reason, Record};
 
 use super::recent::Claim;
 use super::{Ctx, invalid_record};
@@ -236,7 +236,7 @@ pub(super) async fn handle_job(
     }
     let held = || channel.status().connected();
     let rec = lane.execute_while(&job, &held).await;
-    if rec.reason == Some(crate::lane::DELIVERY_LOST) {
+    if rec.reason == Some(Reason::DeliveryLost) {
         // The broker took the delivery back and gives it to another consumer: that one reports
         // it. Nothing is reported, or acknowledged, here; requests already sent get their final
         // audit line.
@@ -289,7 +289,7 @@ pub(super) async fn reject(ctx: &Ctx, acker: &Acker<'_>, rec: Record, reason: &I
     } else {
         tracing::warn!(
             job_id = rec.job_id,
-            reason = reason.code(),
+            reason = reason.code().as_str(),
             queue = acker.queue,
             "invalid message: dead-lettering it"
         );

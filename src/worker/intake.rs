@@ -7,7 +7,7 @@ use lapin::message::Delivery;
 
 use crate::doors::amqp::{self, AmqpError, Event, JobMessage};
 use crate::job::{Invalid, Job};
-use crate::report::{ErrorField, Outcome, Record, Timestamp};
+use crate::outcome::{Outcome, Reason, Record};
 
 use super::consume::reject;
 use super::{Ctx, invalid_record};
@@ -147,12 +147,12 @@ impl Unsent<'_> {
         let (outcome, reason, message) = match self {
             Unsent::Rejected { by, quarantine } => (
                 Outcome::Failed,
-                REJECTED_BY_OPERATOR,
+                Reason::RejectedByOperator,
                 format!("rejected by {by} in quarantine {quarantine}: nothing was sent"),
             ),
             Unsent::Shadow => (
                 Outcome::NotAttempted,
-                SHADOW,
+                Reason::Shadow,
                 format!(
                     "shadow mode: `{}` would be asked to remove {}; nothing was sent",
                     job.provider,
@@ -160,33 +160,13 @@ impl Unsent<'_> {
                 ),
             ),
         };
-        Record {
-            job_id: job.id.to_string(),
-            line: None,
-            provider: Some(job.provider.to_string()),
-            organization: job.subject.organization(),
-            user: Some(job.subject.user()),
-            resolved_user: None,
-            absence: None,
-            outcome,
-            reason: Some(reason),
-            http_status: None,
-            attempts: 0,
-            provider_request_id: None,
-            error: Some(ErrorField {
-                code: reason.to_owned(),
-                message,
-            }),
-            started_at: None,
-            finished_at: Timestamp::now(),
-        }
+        let mut r = Record::unsent(job.id.to_string(), outcome, reason, message);
+        r.provider = Some(job.provider.to_string());
+        r.organization = job.subject.organization();
+        r.user = Some(job.subject.user());
+        r
     }
 }
-
-/// The reason of a job an operator rejected in a quarantine.
-pub const REJECTED_BY_OPERATOR: &str = "rejected_by_operator";
-/// The reason of a job of an intake in shadow mode.
-pub const SHADOW: &str = "shadow";
 
 /// Records a target of an event that cannot be a job (once). False when it could not be recorded.
 async fn record_invalid(

@@ -32,7 +32,8 @@ use crate::config::Settings;
 use crate::doors::amqp::{self, AmqpError};
 use crate::job::{Directory, Invalid};
 use crate::metrics::Metrics;
-use crate::report::{ErrorField, Record, SETTLED_INDEX_CAP, SettledIndex, Timestamp, Writer};
+use crate::outcome::Record;
+use crate::report::{SETTLED_INDEX_CAP, SettledIndex, Writer};
 use crate::run::Lanes;
 use crate::sink::Outcomes;
 
@@ -242,24 +243,5 @@ fn invalid_record(
     user: Option<String>,
     reason: &Invalid,
 ) -> Record {
-    Record {
-        job_id,
-        line: None,
-        provider,
-        organization: None,
-        user,
-        resolved_user: None,
-        absence: None,
-        outcome: reason.outcome(),
-        reason: Some(reason.code()),
-        http_status: None,
-        attempts: 0,
-        provider_request_id: None,
-        error: Some(ErrorField {
-            code: reason.code().to_owned(),
-            message: reason.to_string(),
-        }),
-        started_at: None,
-        finished_at: Timestamp::now(),
-    }
+    Record::invalid(job_id, None, provider, user, reason)
 }

@@ -193,7 +193,7 @@ async fn aerospike_token_endpoint_refusal_is_final_not_a_refresh_loop() {
     let lane = lane(rig.provider, policy());
     let record = lane.execute(&job(Aerospike, 1)).await;
     assert_eq!(record.outcome, Outcome::NotAttempted, "{record:?}");
-    assert_eq!(record.reason, Some("preflight_failed"));
+    assert_eq!(record.reason.map(|r| r.as_str()), Some("preflight_failed"));
     assert_eq!(record.attempts, 0);
     let message = &record.error.as_ref().unwrap().message;
     assert!(message.contains("invalid_client"), "{message}");
