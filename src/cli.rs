@@ -13,8 +13,9 @@ use tokio_util::sync::CancellationToken;
 use crate::admin::{self, Health};
 use crate::config::Settings;
 use crate::job::ProviderKind;
+use crate::lane::Lanes;
 use crate::metrics::Metrics;
-use crate::run::{self, Lanes};
+use crate::run;
 use crate::sandbox::{Sandbox, SandboxOptions};
 use std::sync::Arc;
 

@@ -31,7 +31,6 @@ pub mod job;
 pub mod lane;
 pub mod metrics;
 pub mod outcome;
-pub mod pace_file;
 pub mod progress;
 pub mod providers;
 pub mod queue_admin;

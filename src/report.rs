@@ -13,14 +13,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use tokio::sync::{mpsc, oneshot};
 
-use crate::outcome::{Fate, Live, Outcome, Record, Summary};
+use crate::outcome::{Fate, Live, Observer, Outcome, Record, Summary};
 
 enum Msg {
     Record(Record, Option<oneshot::Sender<io::Result<()>>>),
 }
-
-/// Something told of every record as it is queued (the metrics).
-pub type Observer = Arc<dyn Fn(&Record) + Send + Sync>;
 
 /// The handle jobs record through. Cheap to clone.
 #[derive(Clone)]

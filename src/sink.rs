@@ -10,8 +10,9 @@ use std::sync::{Arc, Mutex};
 use crate::audit::Audit;
 use crate::doors::Ack;
 use crate::job::Job;
+use crate::outcome::Observer;
 use crate::outcome::{Live, Record};
-use crate::report::{self, Observer, SettledIndex};
+use crate::report::{self, SettledIndex};
 
 /// Where every outcome goes. Cheap to clone: clones share the files and the tally.
 #[derive(Clone)]

@@ -20,8 +20,8 @@ use serde::Serialize;
 use tokio::sync::mpsc;
 
 use crate::lane::Lane;
+use crate::lane::Lanes;
 use crate::outcome::{Outcome, Timestamp};
-use crate::run::Lanes;
 
 /// Checks one lane runs at once at most (each still paced by the lane).
 const MAX_CONCURRENT_CHECKS: u32 = 4;

@@ -14,8 +14,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::Amqp;
 use crate::doors::amqp::{self, AmqpError, Publisher};
+use crate::outcome::Observer;
 use crate::outcome::Record;
-use crate::report::Observer;
 
 /// Records waiting for the broker at most; past it, outcomes are dropped (and said): a broker
 /// refusing this exchange must not stop removals.

@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use http::StatusCode;
 
@@ -14,19 +14,11 @@ use crate::providers::lookup::{
     Collect, Cursor, Member, MemberPage, Resolution, Unreadable, resolve,
 };
 use crate::providers::{self, Answer, Transport};
-use crate::retry::{Decision, FailReason};
+use crate::retry::FailReason;
 
-use super::attempt::{Budget, Verdict, status_label};
-use super::{Lane, Proof};
-
-/// A read (list, search, probe) that ended without a usable answer.
-pub(super) struct ReadFailure {
-    pub(super) reason: FailReason,
-    /// What the provider last answered, or why nothing came.
-    pub(super) last: Option<Result<Answer, Transport>>,
-    /// Set when the lane halted while the read waited: why.
-    pub(super) halted: Option<String>,
-}
+use super::Lane;
+use super::organizations::Proof;
+use super::request::{Budget, Final, Operation, ReadFailure, Step, Stop, Tried};
 
 /// What a failed preflight read says, for a person fixing the config: which key to check.
 fn preflight_words(f: &ReadFailure) -> String {
@@ -86,18 +78,7 @@ fn preflight_words(f: &ReadFailure) -> String {
     }
 }
 
-/// A whole member list, when its read began, and the list.
-pub(super) type CachedList = (Instant, Arc<Vec<Member>>);
-
-/// How long a whole member list serves lookups before it is read again.
-pub const LIST_CACHE_TTL: Duration = Duration::from_secs(60);
-
 impl Lane {
-    /// The key of an organization in the lane's maps: "" where the API key picks it.
-    pub(super) fn org_key(&self, organization: Option<&str>) -> String {
-        organization.unwrap_or("").to_ascii_lowercase()
-    }
-
     /// Proves the entry (where the key picks the organization) or one organization before any
     /// removal is sent there: one read-only request, then the protected accounts resolved to ids.
     /// Runs once per organization; `Err` says why nothing may be sent there.
@@ -106,18 +87,7 @@ impl Lane {
     }
 
     pub(super) async fn proof(&self, organization: Option<&str>) -> Result<(), String> {
-        let cell = {
-            let mut proofs = self.proofs.lock().expect("proofs lock");
-            let slot = proofs
-                .entry(self.org_key(organization))
-                .or_insert_with(|| (Instant::now(), Default::default()));
-            let stale =
-                matches!(slot.1.get(), Some(Proof::Proven)) && slot.0.elapsed() >= super::PROOF_TTL;
-            if stale {
-                *slot = (Instant::now(), Default::default());
-            }
-            slot.1.clone()
-        };
+        let cell = self.orgs.proof(organization);
         let proof = cell
             .get_or_init(|| async {
                 let proof = self.prove(organization).await;
@@ -131,27 +101,6 @@ impl Lane {
             Proof::Proven => Ok(()),
             Proof::Failed(reason) => Err(reason.clone()),
         }
-    }
-
-    /// Why the member `id` of `organization` may never be removed, if a whole list read there
-    /// found so (a protected email, the owner).
-    pub(super) fn protected_id(&self, organization: Option<&str>, id: &str) -> Option<String> {
-        self.protected_ids
-            .lock()
-            .expect("protected ids lock")
-            .get(&self.org_key(organization))?
-            .get(&id.to_ascii_lowercase())
-            .cloned()
-    }
-
-    /// The whole-list reads of `organization` (see `Reading`).
-    pub(super) fn reading(&self, organization: Option<&str>) -> Arc<super::Reading> {
-        self.reading
-            .lock()
-            .expect("reading lock")
-            .entry(self.org_key(organization))
-            .or_default()
-            .clone()
     }
 
     pub(super) async fn prove(&self, organization: Option<&str>) -> Proof {
@@ -250,20 +199,10 @@ impl Lane {
         not_before: Option<Instant>,
         requests: &mut u32,
     ) -> Result<Arc<Vec<Member>>, ReadFailure> {
-        let key = self.org_key(organization);
-        let reading = self.reading(organization);
+        let reading = self.orgs.reading(organization);
         let _one_read = reading.one.lock().await;
-        let usable = |(at, _): &CachedList| {
-            at.elapsed() < LIST_CACHE_TTL && not_before.is_none_or(|t| *at >= t)
-        };
-        if let Some((_, list)) = self
-            .lists
-            .lock()
-            .expect("lists lock")
-            .get(&key)
-            .filter(|c| usable(c))
-        {
-            return Ok(list.clone());
+        if let Some(list) = self.orgs.list(organization, not_before) {
+            return Ok(list);
         }
         // While the pages are read, this organization sends no removal: one made between two
         // pages would shift the pages after it and pass a member by unread (the total check
@@ -272,16 +211,8 @@ impl Lane {
         let started = Instant::now();
         let list = Arc::new(self.read_pages(organization, None, false, requests).await?);
         let found = self.protected_in(&list);
-        self.protected_ids
-            .lock()
-            .expect("protected ids lock")
-            .entry(key.clone())
-            .or_default()
-            .extend(found);
-        self.lists
-            .lock()
-            .expect("lists lock")
-            .insert(key, (started, list.clone()));
+        self.orgs
+            .keep_list(organization, started, list.clone(), found);
         Ok(list)
     }
 
@@ -296,82 +227,52 @@ impl Lane {
         probe: bool,
         requests: &mut u32,
     ) -> Result<Vec<Member>, ReadFailure> {
-        let operation = if probe { "preflight" } else { "lookup" };
         let whole = !probe && (email.is_none() || self.provider.whole_list());
         let mut read = Collect::new(whole);
         let mut at = Cursor::default();
         let mut budget = Budget::new();
         let mut last: Option<Result<Answer, Transport>> = None;
-        loop {
-            if let Some((_, reason)) = self.halt() {
-                return Err(ReadFailure {
-                    reason: FailReason::LaneHalted,
-                    last,
-                    halted: Some(reason),
-                });
-            }
-            let prepared = if probe {
-                self.provider.prepare_probe(organization).await
+        let step = Step {
+            operation: if probe {
+                Operation::Preflight
             } else {
-                self.provider.prepare_list(organization, email, &at).await
-            };
-            let (result, generation) = match prepared {
-                Err(result) => (result, 0),
-                Ok(p) => {
-                    self.admit().await;
-                    *requests += 1;
-                    let start = Instant::now();
-                    let sent = {
-                        let _flying = self.fly();
-                        self.provider.send_list(p.request, &at).await
-                    };
-                    self.observed(start, sent.as_ref().ok().map(|(a, _)| a));
-                    self.metrics.request(
-                        operation,
-                        status_label(&sent.as_ref().map(|(a, _)| a)),
-                        start.elapsed(),
-                    );
-                    match sent {
-                        Ok((answer, Some(page))) => {
-                            self.circuit.ok();
-                            let step = if probe { probed(page) } else { read.add(page) };
-                            let read_all = match step {
-                                Ok(Some(next)) => {
-                                    at = next;
-                                    budget = Budget::new();
-                                    last = Some(Ok(answer));
-                                    continue;
-                                }
-                                // Complete: what the page promises of a whole list, then done.
-                                Ok(None) => {
-                                    let members = read.into_members();
-                                    let checked = match whole {
-                                        true => self.provider.check_whole(&members),
-                                        false => Ok(()),
-                                    };
-                                    checked.map(|()| members)
-                                }
-                                Err(why) => Err(why),
-                            };
-                            return read_all.map_err(|why| ReadFailure {
-                                reason: FailReason::UnreadableList,
-                                last: Some(Ok(providers::unreadable(answer, why.to_string()))),
-                                halted: None,
-                            });
-                        }
-                        Ok((answer, None)) => (Ok(answer), p.generation),
-                        Err(t) => (Err(t), p.generation),
-                    }
+                Operation::Lookup
+            },
+            organization,
+            job: None,
+            held: None,
+            quiet: None,
+        };
+        loop {
+            let prepare = async {
+                if probe {
+                    self.provider.prepare_probe(organization).await
+                } else {
+                    self.provider.prepare_list(organization, email, &at).await
                 }
             };
-            match self.judge(&mut budget, &result, generation, organization, None) {
-                Verdict::Retry(wait) => {
-                    if !wait.is_zero() {
-                        tokio::time::sleep(wait).await;
-                    }
+            let send = async |request| self.provider.send_list(request, &at).await;
+            let (answer, page) = match self
+                .request(&step, &mut budget, requests, prepare, send)
+                .await
+            {
+                Tried::Read(answer, page) => (answer, page),
+                Tried::Again(result) => {
                     last = Some(result);
+                    continue;
                 }
-                Verdict::Final(Decision::Fail { reason }) => {
+                Tried::Stopped(stop) => {
+                    let halted = match stop {
+                        Stop::Halted(_, why) => why,
+                        Stop::Lost => "the job's delivery was lost".to_owned(),
+                    };
+                    return Err(ReadFailure {
+                        reason: FailReason::LaneHalted,
+                        last,
+                        halted: Some(halted),
+                    });
+                }
+                Tried::Decided(Final::Failed(reason), result) => {
                     return Err(ReadFailure {
                         reason,
                         last: Some(result),
@@ -379,14 +280,38 @@ impl Lane {
                     });
                 }
                 // A list answer never reads as a removal.
-                Verdict::Final(_) => {
+                Tried::Decided(_, result) => {
                     return Err(ReadFailure {
                         reason: FailReason::Unexpected,
                         last: Some(result),
                         halted: None,
                     });
                 }
-            }
+            };
+            let step = if probe { probed(page) } else { read.add(page) };
+            let read_all = match step {
+                Ok(Some(next)) => {
+                    at = next;
+                    budget = Budget::new();
+                    last = Some(Ok(answer));
+                    continue;
+                }
+                // Complete: what the page promises of a whole list, then done.
+                Ok(None) => {
+                    let members = read.into_members();
+                    let checked = match whole {
+                        true => self.provider.check_whole(&members),
+                        false => Ok(()),
+                    };
+                    checked.map(|()| members)
+                }
+                Err(why) => Err(why),
+            };
+            return read_all.map_err(|why| ReadFailure {
+                reason: FailReason::UnreadableList,
+                last: Some(Ok(providers::unreadable(answer, why.to_string()))),
+                halted: None,
+            });
         }
     }
 
@@ -482,40 +407,6 @@ impl Lane {
                 ),
             )),
         }
-    }
-
-    /// Closes one organization after a refusal scoped to it.
-    pub(super) fn refuse_organization(
-        &self,
-        org: Option<&str>,
-        result: &Result<Answer, Transport>,
-    ) {
-        let words = match result {
-            Ok(a) => a
-                .error
-                .as_ref()
-                .map(|e| e.message.clone())
-                .unwrap_or_default(),
-            Err(t) => t.to_string(),
-        };
-        let mut refused = self.refused.lock().expect("refused lock");
-        if let std::collections::hash_map::Entry::Vacant(slot) = refused.entry(self.org_key(org)) {
-            let reason = format!(
-                "provider entry `{}` refused access to organization {} ({words}): its jobs are not sent; the entry's other organizations go on",
-                self.name,
-                org.unwrap_or("")
-            );
-            tracing::error!(provider = %self.name, organization = org.unwrap_or(""), reason = %reason, "organization refused");
-            slot.insert(reason);
-        }
-    }
-
-    pub(super) fn organization_refused(&self, org: Option<&str>) -> Option<String> {
-        self.refused
-            .lock()
-            .expect("refused lock")
-            .get(&self.org_key(org))
-            .cloned()
     }
 }
 

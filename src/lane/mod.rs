@@ -2,11 +2,16 @@
 //! its preflight and member lists, and the attempt loop that takes one job from first request to
 //! final record.
 //!
-//! - [`pacer`]: the limiter behind a type of our own.
-//! - [`adapt`]: the pace found from the provider's answers (its headers, else its 429s).
+//! - [`pacer`]: the limiter behind a type of our own; [`adapt`]: the pace found from the
+//!   provider's answers (its headers, else its 429s); `pacing`: the two, the pause and the
+//!   requests in flight.
+//! - `request`: the one request step, paced, classified and judged against its budgets, that
+//!   removals and list pages alike go through.
 //! - `circuit`: consecutive credential refusals halt the lane.
-//! - `members`: preflight, protected ids, email lookups, whole lists, refused organizations.
-//! - `attempt`: the attempt loop, classification and budgets, the job's record.
+//! - `organizations`: what the lane knows of each organization (proofs, protected ids, lists,
+//!   refusals); `members`: the reads that fill it (preflight, lookups, whole lists).
+//! - `attempt`: one job from its preflight to its final record; `record`: the records it builds.
+//! - [`registry`]: the lanes of a run or a worker, by provider entry.
 //!
 //! A lane takes a job and returns its record; it knows nothing of reports, audit files or
 //! acknowledgements (it tells a [`RequestLog`] of each request it sends). Lanes share nothing, so
@@ -16,9 +21,14 @@ pub mod adapt;
 mod attempt;
 mod circuit;
 mod members;
+mod organizations;
+pub mod pace_file;
 pub mod pacer;
+mod pacing;
+mod record;
+pub mod registry;
+mod request;
 
-use std::collections::HashMap;
 use std::sync::atomic::AtomicU32;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
@@ -32,9 +42,12 @@ use crate::retry::Policy;
 use crate::safety::Protected;
 
 use circuit::Circuit;
-use members::CachedList;
-pub use members::LIST_CACHE_TTL;
+use organizations::Organizations;
+pub use organizations::{LIST_CACHE_TTL, PROOF_TTL};
 pub use pacer::Pacer;
+use pacing::Pacing;
+pub use registry::Lanes;
+pub use request::LANE_PAUSE_ABOVE;
 
 /// Told of every removal request a lane sends, as it is answered (the audit log implements it).
 pub trait RequestLog: Send + Sync {
@@ -49,42 +62,13 @@ pub trait RequestLog: Send + Sync {
     ) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + 'a>>;
 }
 
-/// What the preflight of one organization (or of the entry, where the key picks it) found.
-#[derive(Clone)]
-enum Proof {
-    /// The base URL, credential and permission work.
-    Proven,
-    /// Nothing may be sent there, and why.
-    Failed(String),
-}
-
-/// A preflight and when it began.
-type ProofSlot = (Instant, Arc<tokio::sync::OnceCell<Proof>>);
-
-/// How long a proven preflight stands before the next job proves the organization again: its
-/// whole list, read anew, finds who became protected (or the owner) since.
-pub const PROOF_TTL: Duration = Duration::from_secs(3600);
-
-/// One organization's whole-list reads: one at a time, and no removal there while one is read.
-#[derive(Default)]
-struct Reading {
-    one: tokio::sync::Mutex<()>,
-    /// Removals hold it shared while they are admitted and sent; a whole list read holds it
-    /// alone, so no removal shifts its pages while it is read.
-    quiet: tokio::sync::RwLock<()>,
-}
-
+/// One provider entry's lane: what ties its pace, its circuit, its organizations and its
+/// provider together.
 pub struct Lane {
     pub id: LaneId,
     pub name: Arc<str>,
     provider: Provider,
-    pacer: Pacer,
-    /// What the pacer's rate should be, from the provider's answers.
-    pace: Mutex<adapt::Controller>,
-    /// Requests sent and not yet answered.
-    flying: AtomicU32,
-    max_in_flight: u32,
-    paused_until: Mutex<Option<Instant>>,
+    pacing: Pacing,
     circuit: Circuit,
     policy: Policy,
     metrics: LaneMetrics,
@@ -93,22 +77,10 @@ pub struct Lane {
     hold: OnceLock<Hold>,
     /// `safety.protected`, matched again against ids found by lookup.
     protected: Arc<Protected>,
-    /// The preflight of each organization ("" where the key picks it), and when it began: run
-    /// by the first job (or caller) that needs it, again once a proof is older than
-    /// [`PROOF_TTL`]; every other waits for its result.
-    proofs: Mutex<HashMap<String, ProofSlot>>,
-    /// Ids never to be removed, found in each organization's whole lists (lowercase id -> why):
-    /// every read adds to them, none takes away.
-    protected_ids: Mutex<HashMap<String, HashMap<String, String>>>,
+    orgs: Organizations,
     /// Why the whole entry may not be used (its preflight failed, or an answer said every
-    /// request will fail alike), if so: the report code and the reason.
+    /// request will fail alike), if so: the report's reason and why.
     entry_failed: Mutex<Option<(Reason, String)>>,
-    /// Organizations that refused us (a 403 scoped to them): their jobs are not sent.
-    refused: Mutex<HashMap<String, String>>,
-    /// Whole member lists by organization, for lookups and absence checks.
-    lists: Mutex<HashMap<String, CachedList>>,
-    /// Each organization's whole-list reads (see [`Reading`]).
-    reading: Mutex<HashMap<String, Arc<Reading>>>,
 }
 
 /// What a lane needs besides its provider.
@@ -134,19 +106,9 @@ impl Lane {
     ) -> Lane {
         Lane {
             id,
+            pacing: Pacing::new(name.clone(), s.pace, s.burst, s.max_in_flight),
             name,
             provider,
-            pacer: Pacer::new(
-                match s.pace {
-                    adapt::Start::Fixed(r) => r,
-                    adapt::Start::Auto { remembered } => remembered.unwrap_or(adapt::INITIAL),
-                },
-                s.burst,
-            ),
-            pace: Mutex::new(adapt::Controller::new(s.pace, Instant::now())),
-            flying: AtomicU32::new(0),
-            max_in_flight: s.max_in_flight,
-            paused_until: Mutex::new(None),
             circuit: Circuit {
                 threshold: s.circuit_after.max(1),
                 consecutive: AtomicU32::new(0),
@@ -157,12 +119,8 @@ impl Lane {
             requests: OnceLock::new(),
             hold: OnceLock::new(),
             protected: s.protected,
-            proofs: Default::default(),
-            protected_ids: Default::default(),
+            orgs: Organizations::default(),
             entry_failed: Mutex::new(None),
-            refused: Default::default(),
-            lists: Default::default(),
-            reading: Default::default(),
         }
     }
 
@@ -172,7 +130,7 @@ impl Lane {
 
     /// Requests this lane may have outstanding at once (the queue prefetch in worker mode).
     pub fn max_in_flight(&self) -> u32 {
-        self.max_in_flight
+        self.pacing.max_in_flight
     }
 
     /// Why the lane stopped sending, if it did: its circuit opened, or its preflight failed.
@@ -199,7 +157,7 @@ impl Lane {
     /// again: for a worker that reconnected, perhaps after the provider or its config was fixed.
     /// An open circuit stays open.
     pub fn reprove(&self) {
-        self.proofs.lock().expect("proofs lock").clear();
+        self.orgs.forget_proofs();
         *self.entry_failed.lock().expect("entry_failed lock") = None;
     }
 
@@ -211,11 +169,6 @@ impl Lane {
         self.circuit
             .reason()
             .map(|r| (Reason::CircuitOpen, r.to_owned()))
-    }
-
-    fn paused_until(&self) -> Option<Instant> {
-        let until = *self.paused_until.lock().expect("pause lock");
-        until.filter(|u| *u > Instant::now())
     }
 
     /// From now on, every removal request this lane sends is told to `log` as it is answered.
@@ -244,56 +197,7 @@ impl Lane {
 
     /// The pace now (requests per second) and where it comes from.
     pub fn pace(&self) -> (f64, adapt::Source) {
-        let mut c = self.pace.lock().expect("pace lock");
-        (c.rate(Instant::now()), c.source())
-    }
-
-    /// Moves the pacer to the controller's pace (when it moved enough to matter).
-    fn follow_pace(&self) {
-        let (rate, source) = {
-            let mut c = self.pace.lock().expect("pace lock");
-            (c.rate(Instant::now()), c.source())
-        };
-        if self.pacer.follow(rate) {
-            self.metrics.rate.set(rate);
-            tracing::debug!(provider = %self.name, rate, source = source.as_str(), "pace");
-        }
-    }
-
-    /// Tells the pace what a request sent at `sent` was answered: every answer counts, a 429
-    /// cuts the pace, and rate-limit headers rule it while the provider gives them. A window
-    /// spent to nothing pauses the lane until its reset.
-    fn observed(&self, sent: Instant, answer: Option<&crate::providers::http::Answer>) {
-        let Some(answer) = answer else {
-            return;
-        };
-        let now = Instant::now();
-        let pause = {
-            let mut c = self.pace.lock().expect("pace lock");
-            if answer.status == http::StatusCode::TOO_MANY_REQUESTS {
-                let cut = c.throttled(now, sent);
-                tracing::debug!(provider = %self.name, cut, "429");
-            } else {
-                c.answered(now);
-            }
-            answer.quota.as_ref().and_then(|q| {
-                c.quota(
-                    now,
-                    q,
-                    self.flying.load(std::sync::atomic::Ordering::Relaxed),
-                )
-            })
-        };
-        if let Some(d) = pause {
-            self.pause_for(d);
-        }
-    }
-
-    /// Counts a request in flight until the guard drops.
-    fn fly(&self) -> Flying<'_> {
-        self.flying
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        Flying(&self.flying)
+        self.pacing.pace()
     }
 
     /// Brings the pause and circuit gauges up to date (called before each scrape).
@@ -305,7 +209,7 @@ impl Lane {
         }
         self.metrics
             .paused
-            .set(self.paused_until().is_some() as i64);
+            .set(self.pacing.paused_until().is_some() as i64);
         self.metrics
             .circuit_open
             .set(self.halted().is_some() as i64);
@@ -316,46 +220,22 @@ impl Lane {
 
     /// Starts from an empty burst allowance: see [`Pacer::drain`].
     pub fn start_cold(&self) {
-        self.pacer.drain();
+        self.pacing.drain();
     }
 
     /// Holds every request of this lane for `d` (a 429 speaks for the whole lane, not one job).
     pub fn pause_for(&self, d: Duration) {
-        let until = Instant::now() + d;
-        let mut p = self.paused_until.lock().expect("pause lock");
-        if p.is_none_or(|cur| cur < until) {
-            *p = Some(until);
-        }
+        self.pacing.pause_for(d);
     }
 
-    /// Waits out any pause, then for the limiter's next cell.
+    /// Waits for the pace to admit one request (see `Pacing::admit`), counting the wait.
     async fn admit(&self) {
         let start = Instant::now();
-        self.admit_inner().await;
+        let moved = |rate: f64, source: adapt::Source| {
+            self.metrics.rate.set(rate);
+            tracing::debug!(provider = %self.name, rate, source = source.as_str(), "pace");
+        };
+        self.pacing.admit(&moved).await;
         self.metrics.waited(start.elapsed());
-    }
-
-    async fn admit_inner(&self) {
-        loop {
-            if let Some(until) = self.paused_until() {
-                tokio::time::sleep_until(until.into()).await;
-                continue;
-            }
-            self.follow_pace();
-            self.pacer.ready().await;
-            // A 429 may have paused the lane while we waited for the cell; the cell is forfeit.
-            if self.paused_until().is_none() {
-                return;
-            }
-        }
-    }
-}
-
-/// A request in flight, counted until dropped.
-struct Flying<'a>(&'a AtomicU32);
-
-impl Drop for Flying<'_> {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
     }
 }

@@ -12,6 +12,9 @@ use serde::{Serialize, Serializer};
 use crate::job::Invalid;
 
 pub use reason::{Lasting, Reason};
+
+/// Something told of every record (the metrics, the outcomes exchange).
+pub type Observer = std::sync::Arc<dyn Fn(&Record) + Send + Sync>;
 pub use tally::{Live, Summary};
 
 /// How a job ended.

@@ -31,10 +31,10 @@ use crate::admin::Health;
 use crate::config::Settings;
 use crate::doors::amqp::{self, AmqpError};
 use crate::job::{Directory, Invalid};
+use crate::lane::Lanes;
 use crate::metrics::Metrics;
 use crate::outcome::Record;
 use crate::report::{SETTLED_INDEX_CAP, SettledIndex, Writer};
-use crate::run::Lanes;
 use crate::sink::Outcomes;
 
 use crate::doors::control::Verifier;

@@ -366,8 +366,9 @@ cognee,{TELNYX_USER},{OTHER}
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_file_changed_between_plan_and_send_sends_nothing() {
     use offboard::config::Settings;
+    use offboard::lane::Lanes;
     use offboard::metrics::Metrics;
-    use offboard::run::{self, Lanes};
+    use offboard::run;
     let sandbox = Sandbox::start(SandboxOptions::plain(seed())).await.unwrap();
     let settings = Settings::from_toml(&config(&sandbox), "test.toml").unwrap();
     let env: HashMap<&str, String> = sandbox.env().into_iter().collect();
