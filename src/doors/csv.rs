@@ -531,6 +531,7 @@ mod tests {
         assert!(e.to_string().contains("rows.csv"), "{e}");
     }
     use crate::job::ProviderKind;
+    use crate::outcome::Reason;
     use std::io::Write;
 
     fn dir() -> Directory {
@@ -631,7 +632,7 @@ mod tests {
         let (plan, bad) = scan_text(text.as_bytes());
         let got: Vec<(u64, &str)> = bad
             .iter()
-            .map(|b| (b.line, b.reason.code().as_str()))
+            .map(|b| (b.line, Reason::from(&b.reason).as_str()))
             .collect();
         assert_eq!(
             got,
@@ -663,7 +664,7 @@ mod tests {
         scan(&csv, &dir(), 5, |r| bad.push(r)).unwrap();
         let got: Vec<(u64, &str)> = bad
             .iter()
-            .map(|b| (b.line, b.reason.code().as_str()))
+            .map(|b| (b.line, Reason::from(&b.reason).as_str()))
             .collect();
         assert_eq!(
             got,

@@ -1,7 +1,6 @@
 //! Why a raw job is not a job.
 
 use super::ProviderKind;
-use crate::outcome::Reason;
 
 /// Why a raw job is not a job. Its `Display` names the field and the rule.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -33,30 +32,6 @@ pub enum Invalid {
     /// Not invalid, but never to be removed: it matches `safety.protected`.
     #[error("protected account (matches `{pattern}` in safety.protected): never removed")]
     Protected { pattern: String },
-}
-
-impl Invalid {
-    /// The outcome a job refused for this reason ends with.
-    pub fn outcome(&self) -> crate::outcome::Outcome {
-        match self {
-            Invalid::Protected { .. } => crate::outcome::Outcome::SkippedProtected,
-            _ => crate::outcome::Outcome::Invalid,
-        }
-    }
-
-    /// The reason its record carries.
-    pub fn code(&self) -> Reason {
-        match self {
-            Invalid::Missing(_) => Reason::MissingField,
-            Invalid::UnknownProvider(_) => Reason::UnknownProvider,
-            Invalid::Format { .. } => Reason::BadFormat,
-            Invalid::NotApplicable { .. } => Reason::NotApplicable,
-            Invalid::Unreadable(_) => Reason::UnreadableRow,
-            Invalid::Duplicate { .. } | Invalid::DuplicateOf { .. } => Reason::Duplicate,
-            Invalid::NoEmail(_) => Reason::NoEmail,
-            Invalid::Protected { .. } => Reason::Protected,
-        }
-    }
 }
 
 pub(super) fn bad(field: &'static str, reason: impl Into<String>) -> Invalid {

@@ -174,7 +174,11 @@ impl Record {
             Some(l) => format!("line {l}: {why}"),
             None => why.to_string(),
         };
-        let mut r = Record::unsent(job_id, why.outcome(), why.code(), message);
+        let outcome = match why {
+            Invalid::Protected { .. } => Outcome::SkippedProtected,
+            _ => Outcome::Invalid,
+        };
+        let mut r = Record::unsent(job_id, outcome, Reason::from(why), message);
         r.line = line;
         r.provider = provider;
         r.user = user;

@@ -4,6 +4,8 @@
 
 use serde::{Serialize, Serializer};
 
+use crate::job::Invalid;
+
 /// Whether a job that `failed` for a reason may end otherwise when it is tried again.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Lasting {
@@ -134,6 +136,22 @@ impl std::fmt::Display for Reason {
 impl Serialize for Reason {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_str(self.as_str())
+    }
+}
+
+/// Why a row or message was refused before anything was sent.
+impl From<&Invalid> for Reason {
+    fn from(why: &Invalid) -> Self {
+        match why {
+            Invalid::Missing(_) => Reason::MissingField,
+            Invalid::UnknownProvider(_) => Reason::UnknownProvider,
+            Invalid::Format { .. } => Reason::BadFormat,
+            Invalid::NotApplicable { .. } => Reason::NotApplicable,
+            Invalid::Unreadable(_) => Reason::UnreadableRow,
+            Invalid::Duplicate { .. } | Invalid::DuplicateOf { .. } => Reason::Duplicate,
+            Invalid::NoEmail(_) => Reason::NoEmail,
+            Invalid::Protected { .. } => Reason::Protected,
+        }
     }
 }
 

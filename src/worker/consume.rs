@@ -289,7 +289,7 @@ pub(super) async fn reject(ctx: &Ctx, acker: &Acker<'_>, rec: Record, reason: &I
     } else {
         tracing::warn!(
             job_id = rec.job_id,
-            reason = reason.code().as_str(),
+            reason = Reason::from(reason).as_str(),
             queue = acker.queue,
             "invalid message: dead-lettering it"
         );

@@ -6,6 +6,7 @@ mod deploy;
 mod doubles;
 mod e2e;
 mod intake;
+mod layout;
 mod lookups;
 mod pacing;
 mod prom;
