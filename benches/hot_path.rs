@@ -32,15 +32,15 @@ use csv::{ReaderBuilder, StringRecord, Trim};
 use http::StatusCode;
 use http::header::{HeaderMap, HeaderValue, RETRY_AFTER};
 
-use offboard::audit::{Audit, Entry};
 use offboard::doors::csv::{COLUMNS, CsvFile, scan};
 use offboard::job::{Directory, Job, ProviderKind, RawJob};
 use offboard::outcome::{ErrorField, Outcome, Record, Timestamp};
 use offboard::providers::http::retry_after;
 use offboard::providers::{Answer, Hint, ProviderError, Transport};
-use offboard::report::Writer;
 use offboard::retry::{self, OnConflict, Policy, classify};
 use offboard::safety::Protected;
+use offboard::sink::audit::{Audit, Entry};
+use offboard::sink::report::Writer;
 
 const TENANT: &str = "7b09cdc3-8948-47f0-aa62-74ac943d6c59";
 const PERSON: &str = "6a09cdc3-8948-47f0-aa62-74ac943d6c58";

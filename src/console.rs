@@ -1,6 +1,6 @@
 //! Messages for the person running offboard, on stderr: plain lines, or with `--log-format json`
 //! one JSON log event each, so that a log shipper reading stderr never meets a line it cannot
-//! parse. They are shown whatever `OFFBOARD_LOG` filters (see [`crate::cli::init_logging`]).
+//! parse. They are shown whatever `OFFBOARD_LOG` filters (see [`crate::commands::init_logging`]).
 
 use std::fmt::Arguments;
 use std::sync::atomic::{AtomicBool, Ordering};

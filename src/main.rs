@@ -10,7 +10,7 @@ static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let cli = offboard::cli::Cli::parse();
-    offboard::cli::init_logging(cli.log_format);
-    offboard::cli::main(cli).await
+    let cli = offboard::commands::Cli::parse();
+    offboard::commands::init_logging(cli.log_format);
+    offboard::commands::main(cli).await
 }

@@ -256,12 +256,13 @@ impl EvidenceFile {
         let mut name = path.file_name().unwrap_or_default().to_owned();
         name.push(".partial");
         let partial = path.with_file_name(name);
-        let file = crate::report::private(File::options().write(true).create(true).truncate(true))
-            .open(&partial)
-            .map_err(|error| VerifyError::Evidence {
-                path: path.to_owned(),
-                error,
-            })?;
+        let file =
+            crate::sink::report::private(File::options().write(true).create(true).truncate(true))
+                .open(&partial)
+                .map_err(|error| VerifyError::Evidence {
+                    path: path.to_owned(),
+                    error,
+                })?;
         Ok(EvidenceFile {
             path: path.to_owned(),
             partial,

@@ -7,12 +7,17 @@
 use std::collections::HashMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use futures_util::StreamExt;
 use hmac::{Hmac, Mac};
 use lapin::BasicProperties;
+use lapin::options::BasicPublishOptions;
 use lapin::types::{AMQPValue, FieldTable};
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
+
+use super::amqp::{self, AmqpError, Publisher};
+use crate::config::Settings;
 
 /// An operator's command to every worker, on the control exchange. Each worker answers on the
 /// message's `reply_to` queue with its hold states.
@@ -44,7 +49,7 @@ pub struct ControlReply {
     /// For `release`: whether this worker held that lane and released it.
     #[serde(default)]
     pub released: bool,
-    pub holds: Vec<crate::hold::HoldState>,
+    pub holds: Vec<crate::safety::hold::HoldState>,
     /// From the worker that is the gate, for the quarantine commands.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gate: Option<GateReply>,
@@ -151,6 +156,60 @@ impl Verifier {
         }
         Ok(())
     }
+}
+
+/// Why an operator's command could not be sent.
+#[derive(Debug, thiserror::Error)]
+pub enum AskError {
+    #[error(transparent)]
+    Amqp(#[from] AmqpError),
+    #[error("{0}")]
+    Secret(String),
+}
+
+/// Sends an operator command to every worker through the control exchange and gathers their
+/// answers for `wait`.
+pub async fn ask(
+    settings: &Settings,
+    command: &Control,
+    wait: std::time::Duration,
+) -> Result<Vec<ControlReply>, AskError> {
+    let url = settings.amqp.url().ok_or(AmqpError::NoUrl)?;
+    let secret = settings.amqp.control_secret().map_err(AskError::Secret)?;
+    let connection = amqp::connect(&url, "offboard-control").await?;
+    let publisher = Publisher::new(&connection).await?;
+    // The workers own the topology; an operator's user need only write to the control exchange.
+    amqp::expect_exchange(publisher.channel(), &settings.amqp.control_exchange).await?;
+    let channel = connection.create_channel().await.map_err(AmqpError::from)?;
+    let (replies, mut consumer) = amqp::private_consumer(&channel, None).await?;
+    let body = serde_json::to_vec(command).expect("serializable");
+    let mut props = lapin::BasicProperties::default().with_reply_to(replies);
+    if let Some(secret) = &secret {
+        props = sign(secret, &body, props);
+    }
+    // Fanout: delivered to every worker's control queue, or to none (not an error: no worker).
+    publisher
+        .channel()
+        .basic_publish(
+            settings.amqp.control_exchange.as_str().into(),
+            "".into(),
+            BasicPublishOptions::default(),
+            &body,
+            props,
+        )
+        .await
+        .map_err(AmqpError::from)?
+        .await
+        .map_err(AmqpError::from)?;
+    let mut out = Vec::new();
+    let deadline = tokio::time::Instant::now() + wait;
+    while let Ok(Some(Ok(d))) = tokio::time::timeout_at(deadline, consumer.next()).await {
+        if let Ok(reply) = serde_json::from_slice::<ControlReply>(&d.data) {
+            out.push(reply);
+        }
+    }
+    let _ = connection.close(200, "done".into()).await;
+    Ok(out)
 }
 
 #[cfg(test)]

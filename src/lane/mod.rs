@@ -33,13 +33,13 @@ use std::sync::atomic::AtomicU32;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use crate::hold::Hold;
 use crate::job::{Job, LaneId, ProviderKind};
 use crate::metrics::LaneMetrics;
 use crate::outcome::Reason;
 use crate::providers::Provider;
 use crate::retry::Policy;
 use crate::safety::Protected;
+use crate::safety::hold::Hold;
 
 use circuit::Circuit;
 use organizations::Organizations;

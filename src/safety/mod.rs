@@ -6,6 +6,7 @@
 //! - `quarantine`: the automatic doors' people, counted, settled, and quarantined past a threshold.
 
 mod guard;
+pub mod hold;
 mod protected;
 pub mod quarantine;
 

@@ -6,57 +6,19 @@ use std::sync::Arc;
 use futures_util::StreamExt;
 use lapin::Channel;
 use lapin::message::Delivery;
-use lapin::options::{
-    BasicCancelOptions, BasicConsumeOptions, BasicQosOptions, ConfirmSelectOptions,
-};
-use lapin::types::FieldTable;
+use lapin::options::BasicCancelOptions;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::doors::amqp::{self, Acker, AmqpError, Settled, hand_back};
-use crate::job::{Invalid, Job, ProviderKind, RawJob};
+use crate::doors::amqp::{
+    self, Acker, AmqpError, Settled, hand_back, next_delivery, open_consumer,
+};
+use crate::job::{Invalid, Job, ProviderKind};
 use crate::lane::Lane;
 use crate::outcome::{Outcome, Reason, Record};
 
 use super::recent::Claim;
 use super::{Ctx, invalid_record};
-
-/// Starts consuming `queue` with at most `prefetch` unacknowledged deliveries, on a channel in
-/// confirm mode (for dead letters and split events).
-pub(super) async fn open_consumer(
-    channel: &Channel,
-    queue: &str,
-    tag: &str,
-    prefetch: u16,
-) -> Result<lapin::Consumer, AmqpError> {
-    channel
-        .confirm_select(ConfirmSelectOptions::default())
-        .await?;
-    channel
-        .basic_qos(prefetch, BasicQosOptions::default())
-        .await?;
-    Ok(channel
-        .basic_consume(
-            queue.into(),
-            tag.into(),
-            BasicConsumeOptions::default(),
-            FieldTable::default(),
-        )
-        .await?)
-}
-
-/// The next delivery; `Ok(None)` when the session ends or the consumer is cancelled, `Err` when
-/// the connection failed.
-pub(super) async fn next_delivery(
-    consumer: &mut lapin::Consumer,
-    session: &CancellationToken,
-) -> Result<Option<Delivery>, AmqpError> {
-    tokio::select! {
-        biased;
-        _ = session.cancelled() => Ok(None),
-        next = consumer.next() => next.transpose().map_err(AmqpError::from),
-    }
-}
 
 /// Consumes one lane's queue with prefetch = its in-flight bound, until stopped or halted.
 pub(super) async fn consume_lane(
@@ -166,19 +128,13 @@ pub(super) async fn handle_job(
         dead_letter_exchange: &ctx.settings.amqp.dead_letter_exchange,
         delivery: &delivery,
     };
-    let fallback_id = amqp::stable_id(&delivery.properties, &delivery.data);
-    let parsed = serde_json::from_slice::<RawJob<'_>>(&delivery.data);
-    let mut raw = match parsed {
+    let raw = match amqp::read_job(&delivery) {
         Ok(raw) => raw,
-        Err(e) => {
-            let reason = Invalid::Unreadable(format!("not a job message: {e}"));
-            let rec = invalid_record(fallback_id, Some(lane.name.to_string()), None, &reason);
-            return reject(ctx, &acker, rec, &reason).await;
+        Err(amqp::Unreadable { id, why }) => {
+            let rec = invalid_record(id, Some(lane.name.to_string()), None, &why);
+            return reject(ctx, &acker, rec, &why).await;
         }
     };
-    if raw.job_id.as_deref().is_none_or(|s| s.trim().is_empty()) {
-        raw.job_id = Some(fallback_id.into());
-    }
     let job_id = raw.job_id.as_deref().unwrap_or_default().trim().to_owned();
     let user = raw.user.as_deref().map(str::to_owned);
     let job = match ctx.directory.validate(&raw, None) {

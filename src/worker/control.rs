@@ -10,8 +10,8 @@ use crate::doors::amqp::AmqpError;
 use crate::doors::control::Verifier;
 use crate::lane::Lane;
 
-use super::consume::next_delivery;
 use super::gate::{Ask, Decision, GateHandle};
+use crate::doors::amqp::next_delivery;
 
 /// Answers operator commands from the control exchange: `list` and `release PROVIDER`.
 pub(super) async fn consume_control(

@@ -24,8 +24,8 @@ use crate::doors::amqp::{self, AmqpError, Event};
 use crate::safety::quarantine::{Entry, Finish, GateView, Ledger, now_ms};
 
 use super::Ctx;
-use super::consume::{next_delivery, open_consumer};
 use super::intake::{self, Split, Unsent};
+use crate::doors::amqp::{next_delivery, open_consumer};
 
 /// How often a worker that is not the gate tries to take it.
 const LOCK_RETRY: Duration = Duration::from_secs(1);
@@ -436,7 +436,7 @@ impl Gate {
             Entry::Rejected { events, .. } => ("rejected", events.clone()),
             _ => unreachable!("a decision releases or rejects"),
         };
-        let audit = crate::audit::Decision::new(what, &q.id, q.people, &by, events);
+        let audit = crate::sink::audit::Decision::new(what, &q.id, q.people, &by, events);
         if !self.ctx.sink.decision(&audit).await {
             let _ = reply.send((
                 self.ledger.view(now),

@@ -19,28 +19,14 @@ pub(super) async fn parse(
     acker: &amqp::Acker<'_>,
     delivery: &Delivery,
 ) -> Option<(Event, String)> {
-    let event_id = amqp::stable_id(&delivery.properties, &delivery.data);
-    let event = match serde_json::from_slice::<Event>(&delivery.data) {
-        Ok(e) if !e.targets.is_empty() => e,
-        Ok(_) => {
-            let reason = Invalid::Missing("targets");
-            let rec = invalid_record(event_id, None, None, &reason);
-            reject(ctx, acker, rec, &reason).await;
-            return None;
+    match amqp::read_event(delivery) {
+        Ok(read) => Some(read),
+        Err(amqp::Unreadable { id, why }) => {
+            let rec = invalid_record(id, None, None, &why);
+            reject(ctx, acker, rec, &why).await;
+            None
         }
-        Err(e) => {
-            let reason = Invalid::Unreadable(format!("not an event: {e}"));
-            let rec = invalid_record(event_id, None, None, &reason);
-            reject(ctx, acker, rec, &reason).await;
-            return None;
-        }
-    };
-    let event_id = event
-        .event_id
-        .clone()
-        .filter(|s| !s.trim().is_empty())
-        .unwrap_or(event_id);
-    Some((event, event_id))
+    }
 }
 
 /// What became of a released person's event.

@@ -34,8 +34,8 @@ use crate::job::{Directory, Invalid};
 use crate::lane::Lanes;
 use crate::metrics::Metrics;
 use crate::outcome::Record;
-use crate::report::{SETTLED_INDEX_CAP, SettledIndex, Writer};
 use crate::sink::Outcomes;
+use crate::sink::report::{SETTLED_INDEX_CAP, SettledIndex, Writer};
 
 use crate::doors::control::Verifier;
 use consume::consume_lane;
@@ -76,7 +76,7 @@ pub async fn run(
     settings: &Settings,
     lanes: &Lanes,
     report: &Path,
-    audit: crate::audit::Audit,
+    audit: crate::sink::audit::Audit,
     metrics: Arc<Metrics>,
     health: Arc<Health>,
     stop: CancellationToken,
@@ -116,7 +116,7 @@ pub async fn run(
         control_secret,
     });
     for lane in &lanes.lanes {
-        lane.attach_hold(crate::hold::Hold::new(
+        lane.attach_hold(crate::safety::hold::Hold::new(
             settings.safety.max_removals_per_window,
             settings.safety.window(),
         ));

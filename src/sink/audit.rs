@@ -100,8 +100,9 @@ impl Audit {
     /// handle is dropped.
     pub fn open(path: &Path) -> io::Result<(Audit, std::thread::JoinHandle<io::Result<()>>)> {
         // A record torn by a crash was never confirmed; the next one starts on a line of its own.
-        crate::report::trim_torn_tail(path)?;
-        let file = crate::report::private(File::options().create(true).append(true)).open(path)?;
+        crate::sink::report::trim_torn_tail(path)?;
+        let file =
+            crate::sink::report::private(File::options().create(true).append(true)).open(path)?;
         let (tx, mut rx) = mpsc::channel::<Line>(8192);
         let thread = std::thread::Builder::new()
             .name("audit-writer".into())
@@ -109,7 +110,7 @@ impl Audit {
                 let mut out = BufWriter::with_capacity(256 * 1024, file);
                 let mut waiting = Vec::new();
                 let mut batch = Vec::with_capacity(BATCH);
-                while crate::report::next_batch(&mut rx, BATCH, &mut batch) {
+                while crate::sink::report::next_batch(&mut rx, BATCH, &mut batch) {
                     let mut result = Ok(());
                     for (line, done) in batch.drain(..) {
                         if result.is_ok() {

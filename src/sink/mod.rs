@@ -3,16 +3,19 @@
 //! in that order; only then may a door acknowledge it. Lanes and doors hand records here and know
 //! nothing of the files.
 
+pub mod audit;
+pub mod report;
+
 use std::io;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
-use crate::audit::Audit;
+use self::audit::Audit;
 use crate::doors::Ack;
 use crate::job::Job;
 use crate::outcome::Observer;
 use crate::outcome::{Live, Record};
-use crate::report::{self, SettledIndex};
+use report::SettledIndex;
 
 /// Where every outcome goes. Cheap to clone: clones share the files and the tally.
 #[derive(Clone)]
@@ -111,7 +114,7 @@ impl Outcomes {
 
     /// Records an operator's decision in the audit log, on disk before it takes effect. False
     /// when it could not be written.
-    pub async fn decision(&self, d: &crate::audit::Decision) -> bool {
+    pub async fn decision(&self, d: &crate::sink::audit::Decision) -> bool {
         let Some(audit) = &self.audit else {
             return true;
         };

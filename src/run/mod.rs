@@ -1,5 +1,7 @@
 //! `offboard run`: a CSV file through the lanes to the providers, with a report for the auditors.
 
+pub mod progress;
+
 use std::collections::{HashSet, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -8,15 +10,15 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::audit::Audit;
 use crate::doors::csv::{self, CsvError, CsvFile, InvalidRow, Plan};
 use crate::job::{Job, LaneId};
 use crate::lane::{Lane, Lanes};
 use crate::metrics::Metrics;
 use crate::outcome::{Outcome, Record, Summary};
-use crate::progress::{self, Progress};
-use crate::report::Writer;
 use crate::sink::Outcomes;
+use crate::sink::audit::Audit;
+use crate::sink::report::Writer;
+use progress::Progress;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
@@ -183,7 +185,7 @@ pub async fn run(
     // Resuming: the lines the report already settled are neither run nor recorded again.
     let settled = {
         let path = report.to_owned();
-        tokio::task::spawn_blocking(move || crate::report::settled_lines(&path))
+        tokio::task::spawn_blocking(move || crate::sink::report::settled_lines(&path))
             .await
             .expect("no panic")
             .map_err(report_err)?
@@ -296,7 +298,7 @@ pub async fn run(
     let recorded: u64 = Outcome::ALL.iter().map(|o| summary.total(*o)).sum();
     if !settled.is_empty() {
         // The closing table and the exit code speak for the whole file, earlier runs included.
-        summary = crate::report::summarize(report).map_err(report_err)?;
+        summary = crate::sink::report::summarize(report).map_err(report_err)?;
     }
     if let Some(e) = feed_error {
         tracing::error!(error = %e, "reading the CSV failed part-way: jobs after the failure were not started");
