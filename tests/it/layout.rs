@@ -148,11 +148,11 @@ impl<'ast> Visit<'ast> for Walker<'_> {
     fn visit_item_use(&mut self, item: &'ast syn::ItemUse) {
         let mut leaves = Vec::new();
         flatten(&item.tree, Vec::new(), &mut leaves);
-        let public = !matches!(item.vis, syn::Visibility::Inherited);
         for (segments, name) in leaves {
-            if public {
+            {
                 // Resolved later, when every module is known: a re-export's source is where
-                // the names through it land.
+                // the names through it land. A private `use` counts too: a module's children
+                // see it, and may name it as `super::Name`.
                 if let Some(name) = name {
                     let module = self.module.clone();
                     self.krate

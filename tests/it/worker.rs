@@ -17,6 +17,8 @@ pub(crate) const METRICS_ANY_PORT: &str = "[metrics]\nlisten = \"127.0.0.1:0\"\n
 
 /// Jobs the example CSV publishes (its valid, non-duplicate rows).
 const PUBLISHED: usize = 296;
+/// The intake queue of the default config: person-level events, read by the gate.
+const INTAKE_QUEUE: &str = "offboard.intake";
 
 pub(crate) struct Rig {
     pub(crate) broker: Broker,
@@ -207,7 +209,9 @@ impl Rig {
         }
     }
 
-    /// Every provider queue drained: nothing ready, and nothing delivered but unacknowledged.
+    /// Every provider queue and the intake queue drained: nothing ready, and nothing delivered
+    /// but unacknowledged (an event the gate holds unacknowledged is not done). The intake queue
+    /// may not exist yet in a test that never starts a gate: then it holds nothing.
     pub(crate) async fn queues_empty(&self) -> bool {
         for kind in ProviderKind::ALL {
             if self
@@ -219,12 +223,21 @@ impl Rig {
                 return false;
             }
         }
+        if self
+            .broker
+            .queue_messages(INTAKE_QUEUE)
+            .await
+            .is_some_and(|n| n > 0)
+        {
+            return false;
+        }
         let unacked = self.broker.unacknowledged().await;
-        ProviderKind::ALL.iter().all(|kind| {
-            unacked
-                .get(&format!("offboard.jobs.{kind}"))
-                .is_some_and(|n| *n == 0)
-        })
+        unacked.get(INTAKE_QUEUE).is_none_or(|n| *n == 0)
+            && ProviderKind::ALL.iter().all(|kind| {
+                unacked
+                    .get(&format!("offboard.jobs.{kind}"))
+                    .is_some_and(|n| *n == 0)
+            })
     }
 }
 
@@ -429,12 +442,28 @@ async fn two_workers_keep_each_rate_and_the_standby_takes_over() {
     rig.wait_for_report(100, Duration::from_secs(60)).await;
     first.start_kill().unwrap();
     first.wait().await.unwrap();
+    // From here on only the standby can send: what the provider sees after this instant is its.
+    let killed_at = std::time::Instant::now();
+    let at_kill = report_count(&rig.report);
+    assert!(
+        at_kill < PUBLISHED,
+        "the first worker finished all {PUBLISHED} jobs before it was killed: nothing left to take over"
+    );
     rig.wait_for_report(PUBLISHED, Duration::from_secs(120))
         .await;
     rig.assert_each_job_once();
     let log = rig.sandbox.log();
+    let after_kill = log
+        .iter()
+        .filter(|r| r.at > killed_at && r.operation == "remove")
+        .count();
+    assert!(
+        after_kill > 0,
+        "the standby sent no removal after the kill, yet {} job(s) were left then",
+        PUBLISHED - at_kill
+    );
     for (kind, (rate, burst, _)) in &pacing {
-        assert_within_rate(*kind, &log, *rate, *burst, Duration::from_millis(30));
+        assert_within_rate(*kind, &log, *rate, *burst);
     }
     terminate(&second);
     second.wait().await.unwrap();
