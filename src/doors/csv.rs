@@ -657,7 +657,7 @@ mod tests {
 
     #[test]
     fn duplicates_are_reported_after_the_other_invalid_rows() {
-        // As the README says: the resolve pass that settles duplicates runs after the scan.
+        // As docs/limits.md says: the resolve pass that settles duplicates runs after the scan.
         let f = file(b"provider,user\nfactory,a@b.co\nfactory,a@b.co\nslack,x\nfactory,bad\n");
         let csv = CsvFile::open(f.path()).unwrap();
         let mut bad = vec![];

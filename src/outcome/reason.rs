@@ -206,7 +206,7 @@ mod tests {
         assert_eq!(Reason::parse("left"), None);
     }
 
-    /// The failures a resumed run tries again, as the README lists them.
+    /// The failures a resumed run tries again, as docs/safety.md lists them (under Resume).
     #[test]
     fn the_failures_a_later_try_may_change_are_these() {
         let transient: Vec<&str> = Reason::ALL

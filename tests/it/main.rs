@@ -3,6 +3,7 @@ mod adapters;
 mod broker;
 mod csv_props;
 mod deploy;
+mod docs;
 mod doubles;
 mod e2e;
 mod intake;

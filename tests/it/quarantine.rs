@@ -431,15 +431,16 @@ async fn shadow_mode_records_the_plan_of_every_event_and_sends_nothing() {
     worker.wait().await.unwrap();
 }
 
-/// The README's `rabbitmqctl set_permissions` lines for each role, as arguments.
+/// The worker guide's (`docs/worker.md`) `rabbitmqctl set_permissions` lines for each role, as
+/// arguments.
 fn readme_roles() -> Vec<Vec<String>> {
     let readme =
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/worker.md")).unwrap();
     let block = readme
         .split("<!-- roles:begin -->")
         .nth(1)
         .and_then(|r| r.split("<!-- roles:end -->").next())
-        .expect("the README's roles block");
+        .expect("the roles block of docs/worker.md");
     block
         .lines()
         .filter_map(|l| l.strip_prefix("rabbitmqctl set_permissions "))
