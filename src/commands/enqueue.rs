@@ -22,6 +22,10 @@ pub struct EnqueueArgs {
     /// Approve a batch above the blast-radius limits: N must be the file's exact removable count.
     #[arg(long, value_name = "N")]
     pub allow_removals: Option<u64>,
+    /// Read past this CSV column (repeat for each). Without it, a column the tool does not read
+    /// refuses the file, naming it, before anything is published.
+    #[arg(long, value_name = "NAME")]
+    pub ignore_column: Vec<String>,
 }
 
 pub(super) async fn command(args: EnqueueArgs) -> anyhow::Result<ExitCode> {
@@ -31,7 +35,16 @@ pub(super) async fn command(args: EnqueueArgs) -> anyhow::Result<ExitCode> {
     let limits = settings.limits();
     let guard =
         |plan: &crate::doors::csv::Plan| crate::safety::check(&limits, &plan.per_lane, allow);
-    let done = match enqueue(&settings, &directory, &args.csv, 50, guard).await {
+    let done = match enqueue(
+        &settings,
+        &directory,
+        &args.csv,
+        &args.ignore_column,
+        50,
+        guard,
+    )
+    .await
+    {
         Err(EnqueueError::Refused(refusal)) => {
             crate::console::error(format_args!("{refusal}"));
             return Ok(ExitCode::from(crate::safety::EXIT_REFUSED));
@@ -87,13 +100,14 @@ pub(super) async fn enqueue(
     settings: &Settings,
     directory: &Directory,
     path: &std::path::Path,
+    ignored: &[String],
     show: usize,
     guard: impl FnOnce(&Plan) -> Result<(), String>,
 ) -> Result<Enqueued, EnqueueError> {
     let url = settings.amqp.url().ok_or(AmqpError::NoUrl)?;
     let csv = {
-        let p = path.to_owned();
-        tokio::task::spawn_blocking(move || CsvFile::open(&p))
+        let (p, ignored) = (path.to_owned(), ignored.to_vec());
+        tokio::task::spawn_blocking(move || CsvFile::open_ignoring(&p, &ignored))
             .await
             .expect("no panic")?
     };

@@ -38,6 +38,10 @@ pub struct RunArgs {
     /// The audit log [default: audit.path in the config, else beside the report].
     #[arg(long)]
     pub audit: Option<PathBuf>,
+    /// Read past this CSV column (repeat for each). Without it, a column the tool does not read
+    /// refuses the file, naming it, before anything is sent.
+    #[arg(long, value_name = "NAME")]
+    pub ignore_column: Vec<String>,
     /// Serve /metrics, /healthz and /readyz on this address while the run lasts.
     #[arg(long)]
     pub metrics_listen: Option<std::net::SocketAddr>,
@@ -56,7 +60,7 @@ pub(super) async fn command(args: RunArgs) -> anyhow::Result<ExitCode> {
     )
     .await?;
 
-    let (csv, plan, shown) = run::plan(&args.csv, &lanes, 50).await?;
+    let (csv, plan, shown) = run::plan(&args.csv, &args.ignore_column, &lanes, 50).await?;
     let guard = crate::safety::check(&settings.limits(), &plan.per_lane, args.allow_removals);
     if args.dry_run {
         println!(

@@ -35,7 +35,9 @@ pub enum CsvError {
     Changed { path: PathBuf },
 }
 
-/// The columns a row may have, in the order `enqueue` and the demo write them; others are ignored.
+/// The columns a row may have, in the order `enqueue` and the demo write them. Any other column is
+/// refused unless the user names it to be ignored: a column the tool does not read is a wish it
+/// would not honour.
 pub const COLUMNS: [&str; 7] = [
     "provider",
     "user",
@@ -83,10 +85,52 @@ impl Read for At {
 /// One row of a pass: its line, and its fields or why it could not be read.
 pub type Row<'r> = (u64, Result<RawJob<'r>, Invalid>);
 
+/// Columns that say *when* a removal is due. This version has no schedule: a row carrying one
+/// would run at once, which is why a file with them is refused with its own words.
+const SCHEDULE_COLUMNS: [&str; 3] = ["not_before", "last_day", "time_zone"];
+
+/// Why a header with columns the tool does not read is refused, and what to do.
+fn unknown_columns(unknown: &[&str]) -> String {
+    let named: Vec<String> = unknown
+        .iter()
+        .map(|u| match *u {
+            "" => "(an empty column name)".to_owned(),
+            u => format!("`{u}`"),
+        })
+        .collect();
+    let scheduled = unknown.iter().any(|u| SCHEDULE_COLUMNS.contains(u));
+    format!(
+        "the header has {} this version does not read: {} (it reads: {}); nothing is sent. {}Remove {}, or pass --ignore-column NAME for each to run without {}",
+        if unknown.len() == 1 {
+            "a column"
+        } else {
+            "columns"
+        },
+        named.join(", "),
+        COLUMNS.join(", "),
+        if scheduled {
+            "Scheduled removals are not supported: every row would be removed now, not when it says. "
+        } else {
+            ""
+        },
+        if unknown.len() == 1 { "it" } else { "them" },
+        if unknown.len() == 1 { "it" } else { "them" },
+    )
+}
+
 impl CsvFile {
     /// Opens the file and checks its header: `provider` and `user` are required, names are matched
-    /// without regard to case or surrounding spaces, and a UTF-8 byte order mark is ignored.
+    /// without regard to case or surrounding spaces, and a UTF-8 byte order mark is ignored. A
+    /// column that is not one of [`COLUMNS`] is refused: see [`CsvFile::open_ignoring`].
     pub fn open(path: &Path) -> Result<CsvFile, CsvError> {
+        Self::open_ignoring(path, &[])
+    }
+
+    /// Opens the file as [`CsvFile::open`] does, reading past the columns `ignored` names (as
+    /// `--ignore-column` gives them, any case). Any other unknown column refuses the whole file
+    /// before anything is sent, naming it: a `not_before` this version does not read would
+    /// otherwise remove everyone now.
+    pub fn open_ignoring(path: &Path, ignored: &[String]) -> Result<CsvFile, CsvError> {
         let io_err = |source| CsvError::Io {
             path: path.to_owned(),
             source,
@@ -116,6 +160,17 @@ impl CsvFile {
                     ),
                 });
             }
+        }
+        let unknown: Vec<&str> = headers
+            .iter()
+            .filter(|h| !COLUMNS.contains(h))
+            .filter(|h| !ignored.iter().any(|i| i.trim().eq_ignore_ascii_case(h)))
+            .collect();
+        if !unknown.is_empty() {
+            return Err(CsvError::Header {
+                path: path.to_owned(),
+                reason: unknown_columns(&unknown),
+            });
         }
         for name in &headers {
             if headers.iter().filter(|h| *h == name).count() > 1 && COLUMNS.contains(&name) {
@@ -598,7 +653,7 @@ mod tests {
 
     #[test]
     fn bom_crlf_quotes_spaces_and_column_order() {
-        let text = "\u{feff}User , Provider,organization,extra\r\n\" a@b.co \" , factory ,,x\r\n\"usr_1\",aitronos,\" org_2 \",y\r\n\r\nslack,x,,\r\n";
+        let text = "\u{feff}User , Provider,organization, REASON\r\n\" a@b.co \" , factory ,,x\r\n\"usr_1\",aitronos,\" org_2 \",y\r\n\r\nslack,x,,\r\n";
         let (plan, bad) = scan_text(text.as_bytes());
         assert_eq!(bad.len(), 1, "{bad:?}");
         assert_eq!(bad[0].line, 5, "CRLF lines count once, blank lines too");
@@ -681,6 +736,33 @@ mod tests {
         assert_eq!(plan.removable(), 2);
         assert_eq!(bad.len(), 1);
         assert_eq!(bad[0].line, 3);
+    }
+
+    #[test]
+    fn a_column_the_tool_does_not_read_refuses_the_file_naming_it() {
+        let f = file(b"provider,user,not_before,Note\nfactory,a@b.co,2027-01-01T00:00:00Z,x\n");
+        let e = CsvFile::open(f.path()).err().expect("refused").to_string();
+        assert!(e.contains("`not_before`, `note`"), "{e}");
+        assert!(e.contains("Scheduled removals are not supported"), "{e}");
+        assert!(e.contains("--ignore-column"), "{e}");
+        // Named, any case, each one: read past; one left out is still refused.
+        let only_one = CsvFile::open_ignoring(f.path(), &["NOT_BEFORE".into()]);
+        let e = only_one.err().expect("`note` still refused").to_string();
+        assert!(e.contains("`note`") && !e.contains("Scheduled"), "{e}");
+        let both = CsvFile::open_ignoring(f.path(), &["not_before".into(), " note ".into()]);
+        let (plan, bad) = {
+            let csv = both.expect("both ignored");
+            let mut bad = vec![];
+            let plan = scan(&csv, &dir(), 5, |r| bad.push(r)).unwrap();
+            (plan, bad)
+        };
+        assert_eq!((plan.rows, bad.len()), (1, 0), "{bad:?}");
+        let trailing = file(b"provider,user,\nfactory,a@b.co,\n");
+        let e = CsvFile::open(trailing.path())
+            .err()
+            .expect("refused")
+            .to_string();
+        assert!(e.contains("(an empty column name)"), "{e}");
     }
 
     #[test]

@@ -134,10 +134,11 @@ pub async fn preflight(lanes: &Lanes, plan: &Plan) -> Vec<Preflight> {
 /// reads, and no other), the plan, and up to `show` invalid rows.
 pub async fn plan(
     csv_path: &Path,
+    ignored: &[String],
     lanes: &Lanes,
     show: usize,
 ) -> Result<(CsvFile, Plan, Vec<InvalidRow>), RunError> {
-    let csv = open(csv_path).await?;
+    let csv = open(csv_path, ignored).await?;
     let directory = lanes.directory.clone();
     let n = lanes.lanes.len();
     let scanned = csv.clone();
@@ -155,11 +156,13 @@ pub async fn plan(
     Ok((csv, plan, shown))
 }
 
-async fn open(path: &Path) -> Result<CsvFile, RunError> {
-    let path = path.to_owned();
-    Ok(tokio::task::spawn_blocking(move || CsvFile::open(&path))
-        .await
-        .expect("open does not panic")?)
+async fn open(path: &Path, ignored: &[String]) -> Result<CsvFile, RunError> {
+    let (path, ignored) = (path.to_owned(), ignored.to_vec());
+    Ok(
+        tokio::task::spawn_blocking(move || CsvFile::open_ignoring(&path, &ignored))
+            .await
+            .expect("open does not panic")?,
+    )
 }
 
 /// Runs every job of the CSV file, as opened and planned by [`plan`] and approved (`approved`),

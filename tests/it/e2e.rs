@@ -960,3 +960,74 @@ async fn a_row_for_every_provider_removes_the_person_everywhere() {
     );
     assert!(by_id.iter().all(|l| l["outcome"] == "invalid"));
 }
+
+/// A file whose rows say when they are due (a column this version does not read) is refused
+/// whole, naming the column, before any request; `run` and `enqueue` alike. Named with
+/// `--ignore-column`, it runs as the user asked.
+#[tokio::test]
+async fn a_column_the_tool_does_not_read_refuses_the_file_before_anything_is_sent() {
+    let email = "zoe.zhang@acme.example";
+    let seed = Seed::default().member_with_email(ProviderKind::Factory, None, email, email);
+    let sandbox = Sandbox::start(SandboxOptions::plain(seed)).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("offboard.toml");
+    std::fs::write(&config, config_for(&sandbox, &HashMap::new(), "")).unwrap();
+    let csv = dir.path().join("next-quarter.csv");
+    std::fs::write(
+        &csv,
+        format!("provider,user,not_before\nfactory,{email},2027-03-31T18:00:00+11:00\n"),
+    )
+    .unwrap();
+    let report = dir.path().join("report.jsonl");
+    let out = run_csv(&sandbox.env(), &csv, &config, &report).await;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("`not_before`"), "{stderr}");
+    assert!(
+        stderr.contains("Scheduled removals are not supported"),
+        "{stderr}"
+    );
+    assert!(
+        sandbox.log().is_empty(),
+        "nothing sent, not even a preflight"
+    );
+    assert!(!report.exists(), "no report of a run that did not start");
+
+    // enqueue refuses it before it connects (the broker address here answers nothing).
+    let (csv_arg, config_arg) = (csv.to_str().unwrap(), config.to_str().unwrap());
+    let mut env = sandbox.env();
+    env.push(("OFFBOARD_AMQP_URL", "amqp://127.0.0.1:1/%2f".to_owned()));
+    let out = offboard(&env, &["enqueue", "--csv", csv_arg, "--config", config_arg]).await;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("`not_before`"), "{stderr}");
+    assert!(
+        !stderr.contains("broker"),
+        "refused before the broker: {stderr}"
+    );
+
+    // Deliberately ignored, the row runs now, as asked.
+    let report_arg = report.to_str().unwrap();
+    let out = offboard(
+        &sandbox.env(),
+        &[
+            "run",
+            "--csv",
+            csv_arg,
+            "--config",
+            config_arg,
+            "--report",
+            report_arg,
+            "--ignore-column",
+            "NOT_BEFORE",
+        ],
+    )
+    .await;
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!sandbox.is_member(ProviderKind::Factory, None, email));
+}

@@ -383,7 +383,7 @@ async fn a_file_changed_between_plan_and_send_sends_nothing() {
         "rows.csv",
         "provider,user,organization\naitronos,usr_ann,org_acme\n",
     );
-    let (csv, plan, _) = run::plan(&csv_path, &lanes, 10).await.unwrap();
+    let (csv, plan, _) = run::plan(&csv_path, &[], &lanes, 10).await.unwrap();
     assert_eq!(plan.removable(), 1);
     // Someone adds a row after the guard approved one removal.
     std::fs::write(

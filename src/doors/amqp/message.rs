@@ -1,11 +1,16 @@
 //! The wire format: job and event messages, their ids and properties, and a delivery read as a
 //! job or an event (or why it is not one).
 
+use std::borrow::Cow;
+use std::collections::HashMap;
+
 use lapin::BasicProperties;
 use lapin::message::Delivery;
 use lapin::types::{AMQPValue, ShortString};
+use serde::de::IgnoredAny;
 use serde::{Deserialize, Serialize};
 
+use crate::doors::csv::COLUMNS;
 use crate::job::{Invalid, Job, RawJob};
 
 /// A job message: the CSV row's fields, JSON, with a job id always set by its publisher.
@@ -172,12 +177,40 @@ pub struct Unreadable {
 
 /// A delivery of a lane's queue read as a job: its fields as sent, the job id always set (the
 /// message's own, else its stable id). Validation is the job's, not the door's.
+/// A field the job message does not know refuses it, named: a `not_before` this version does not
+/// read would otherwise be removed now.
 pub fn read_job(delivery: &Delivery) -> Result<RawJob<'_>, Unreadable> {
-    let fallback = || stable_id(&delivery.properties, &delivery.data);
-    let mut raw = serde_json::from_slice::<RawJob<'_>>(&delivery.data).map_err(|e| Unreadable {
+    job_from(&delivery.properties, &delivery.data)
+}
+
+/// [`read_job`] over a message's properties and body.
+fn job_from<'b>(props: &BasicProperties, body: &'b [u8]) -> Result<RawJob<'b>, Unreadable> {
+    let fallback = || stable_id(props, body);
+    let unreadable = |why: String| Unreadable {
         id: fallback(),
-        why: Invalid::Unreadable(format!("not a job message: {e}")),
-    })?;
+        why: Invalid::Unreadable(why),
+    };
+    let mut raw = serde_json::from_slice::<RawJob<'_>>(body)
+        .map_err(|e| unreadable(format!("not a job message: {e}")))?;
+    let fields = serde_json::from_slice::<HashMap<Cow<'_, str>, IgnoredAny>>(body)
+        .map_err(|e| unreadable(format!("not a job message: {e}")))?;
+    let mut unknown: Vec<&str> = fields
+        .keys()
+        .map(|k| k.as_ref())
+        .filter(|k| !COLUMNS.contains(k))
+        .collect();
+    if !unknown.is_empty() {
+        unknown.sort_unstable();
+        return Err(unreadable(format!(
+            "a job message with fields this version does not read: {}; nothing is sent (it reads: {})",
+            unknown
+                .iter()
+                .map(|u| format!("`{u}`"))
+                .collect::<Vec<_>>()
+                .join(", "),
+            COLUMNS.join(", ")
+        )));
+    }
     if raw.job_id.as_deref().is_none_or(|s| s.trim().is_empty()) {
         raw.job_id = Some(fallback().into());
     }
@@ -247,5 +280,26 @@ mod tests {
         assert_eq!(raws[1].organization.as_deref(), Some("t"));
         assert_eq!(raws[0].reason.as_deref(), Some("left"));
         assert!(serde_json::from_str::<Event>(r#"{"targets":[],"extra":1}"#).is_err());
+    }
+
+    #[test]
+    fn a_job_message_with_a_field_it_does_not_read_is_refused_naming_it() {
+        let props = BasicProperties::default().with_message_id("m-9".into());
+        let ok = job_from(
+            &props,
+            br#"{"provider":"factory","user":"a@b.co","job_id":""}"#,
+        )
+        .expect("every field known");
+        assert_eq!(
+            ok.job_id.as_deref(),
+            Some("m-9"),
+            "an empty job id takes the message's"
+        );
+        let body = br#"{"provider":"factory","user":"a@b.co","not_before":"2027-01-01T00:00:00Z","note":1}"#;
+        let e = job_from(&props, body).expect_err("unknown fields");
+        assert_eq!(e.id, "m-9");
+        let why = e.why.to_string();
+        assert!(why.contains("`not_before`, `note`"), "{why}");
+        assert!(matches!(e.why, Invalid::Unreadable(_)), "{:?}", e.why);
     }
 }
