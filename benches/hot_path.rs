@@ -303,6 +303,7 @@ fn removed_record(i: usize) -> Record {
         attempts: 1,
         provider_request_id: Some("req_01HZX3K9".into()),
         error: None,
+        due_at: None,
         started_at: Some(Timestamp::now()),
         finished_at: Timestamp::now(),
     }

@@ -14,6 +14,7 @@
 //! - [`retry`]: the one classification of answers, and the backoff schedule.
 //! - [`providers`]: one adapter per provider API page, the HTTP client, credentials, the answer.
 //! - [`outcome`]: what became of a job: the outcome, its typed reason, the record, the tally.
+//! - [`schedule`]: removals due later: the log's entries, what they fold to, the delay tiers.
 //! - [`sink`]: the one outcome path: audit log, report, metrics, tally, then the door may ack.
 //! - [`metrics`]: the Prometheus registry; [`admin`]: `/metrics`, `/healthz`, `/readyz`.
 //! - [`run`]: a CSV file through the lanes now, with its progress and closing table;
@@ -38,6 +39,7 @@ pub mod retry;
 pub mod run;
 pub mod safety;
 pub mod sandbox;
+pub mod schedule;
 pub mod sink;
 pub mod verify;
 pub mod worker;

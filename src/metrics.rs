@@ -22,6 +22,11 @@ const WAIT_BUCKETS: [f64; 14] = [
     0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 120.0, 600.0,
 ];
 
+/// Buckets for a scheduled job's lag, from its due time to its record: 100 ms to 1 h.
+const LAG_BUCKETS: [f64; 13] = [
+    0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 900.0, 3600.0,
+];
+
 /// Every metric of the process.
 pub struct Metrics {
     pub registry: Registry,
@@ -43,6 +48,8 @@ pub struct Metrics {
     people_in_window: IntGaugeVec,
     quarantined_people: IntGaugeVec,
     gate_active: IntGauge,
+    schedule_waiting: IntGaugeVec,
+    schedule_lag: HistogramVec,
 }
 
 fn counter(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -195,7 +202,28 @@ impl Metrics {
                 r.register(Box::new(g.clone())).expect("registered once");
                 g
             },
+            schedule_waiting: gauge(
+                &r,
+                "offboard_schedule_waiting",
+                "Scheduled jobs waiting for their due time in the broker, by provider entry; exported by the worker that is the scheduler.",
+                &["provider"],
+            ),
+            schedule_lag: histogram(
+                &r,
+                "offboard_schedule_lag_seconds",
+                "From a scheduled job's due time to its record (finished minus due).",
+                &LAG_BUCKETS,
+            ),
             registry: r,
+        }
+    }
+
+    /// Jobs waiting per provider, as the scheduler's ledger counts them.
+    pub fn schedule_waiting<'a>(&self, waiting: impl IntoIterator<Item = (&'a str, u64)>) {
+        for (provider, n) in waiting {
+            self.schedule_waiting
+                .with_label_values(&[provider])
+                .set(n as i64);
         }
     }
 
@@ -267,6 +295,13 @@ impl Metrics {
         self.jobs
             .with_label_values(&[provider, record.outcome.as_str()])
             .inc();
+        if let Some(due) = record.due_at {
+            let finished = jiff::Timestamp::try_from(record.finished_at.0).unwrap_or(due);
+            let lag = finished.duration_since(due).as_secs_f64().max(0.0);
+            self.schedule_lag
+                .with_label_values(&[provider])
+                .observe(lag);
+        }
     }
 
     pub fn invalid(&self, source: &'static str) {
@@ -399,6 +434,7 @@ mod tests {
             attempts: 0,
             provider_request_id: None,
             error: None,
+            due_at: None,
             started_at: None,
             finished_at: Timestamp::now(),
         };

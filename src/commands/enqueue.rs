@@ -64,6 +64,12 @@ pub(super) async fn command(args: EnqueueArgs) -> anyhow::Result<ExitCode> {
         "Published {} job(s), each confirmed; {} not confirmed; {} invalid and {} protected row(s) not published.",
         done.published, done.unconfirmed, done.plan.invalid, done.plan.protected
     );
+    if done.scheduled > 0 {
+        println!(
+            "Of them, {} are due later and wait in the broker until then: `offboard schedule list` shows them, `offboard schedule cancel` takes them back.",
+            done.scheduled
+        );
+    }
     Ok(ExitCode::from(
         if done.unconfirmed == 0 && done.plan.invalid == 0 {
             0
@@ -89,6 +95,8 @@ pub(super) struct Enqueued {
     pub invalid: Vec<InvalidRow>,
     pub published: u64,
     pub unconfirmed: u64,
+    /// Of the published, the jobs due later: they wait in the broker.
+    pub scheduled: u64,
 }
 
 /// Publishes confirms at most this many ahead of the broker's acknowledgements.
@@ -152,22 +160,31 @@ pub(super) async fn enqueue(
             })
         })
     };
-    let (mut published, mut unconfirmed) = (0u64, 0u64);
+    let (mut published, mut unconfirmed, mut scheduled) = (0u64, 0u64, 0u64);
     let mut pending = FuturesUnordered::new();
     let exchange = settings.amqp.exchange.as_str();
+    let channel = publisher.channel();
     loop {
         tokio::select! {
             msg = rx.recv(), if pending.len() < WINDOW => match msg {
                 Some(msg) => {
                     let body = serde_json::to_vec(&msg).expect("serializable");
-                    let confirm = publisher.channel().basic_publish(
-                        exchange.into(),
-                        msg.provider.as_str().into(),
-                        BasicPublishOptions { mandatory: true, ..Default::default() },
-                        &body,
-                        amqp::job_properties(&msg.job_id),
-                    ).await.map_err(AmqpError::from)?;
-                    pending.push(confirm);
+                    let due = msg.due_at.as_deref().and_then(|d| d.parse::<jiff::Timestamp>().ok());
+                    let confirms = match due.filter(|d| *d > jiff::Timestamp::now()) {
+                        // Due later: logged first (so `schedule list` shows it), then sent to wait.
+                        Some(due) => {
+                            scheduled += 1;
+                            amqp::schedule_job(channel, &settings.amqp, &msg, &body, due).await?.into()
+                        }
+                        None => vec![channel.basic_publish(
+                            exchange.into(),
+                            msg.provider.as_str().into(),
+                            BasicPublishOptions { mandatory: true, ..Default::default() },
+                            &body,
+                            amqp::job_properties(&msg.job_id),
+                        ).await.map_err(AmqpError::from)?],
+                    };
+                    pending.push(futures_util::future::join_all(confirms));
                 }
                 None => break,
             },
@@ -184,21 +201,22 @@ pub(super) async fn enqueue(
         invalid,
         published,
         unconfirmed,
+        scheduled,
     })
 }
 
-fn tally(c: lapin::Result<Confirmation>, published: &mut u64, unconfirmed: &mut u64) {
-    match c {
-        Ok(c) => {
-            if c.is_ack() && c.take_message().is_none() {
-                *published += 1
-            } else {
-                *unconfirmed += 1
-            }
-        }
+/// Counts a job published when every one of its publishes was confirmed.
+fn tally(confirms: Vec<lapin::Result<Confirmation>>, published: &mut u64, unconfirmed: &mut u64) {
+    let confirmed = confirms.into_iter().all(|c| match c {
+        Ok(c) => c.is_ack() && c.take_message().is_none(),
         Err(e) => {
             tracing::error!(error = %e, "publish not confirmed");
-            *unconfirmed += 1;
+            false
         }
+    });
+    if confirmed {
+        *published += 1
+    } else {
+        *unconfirmed += 1
     }
 }

@@ -14,6 +14,7 @@ mod intake;
 mod outcomes;
 mod quarantine;
 mod run;
+mod schedule;
 mod setup;
 mod verify;
 mod worker;
@@ -63,6 +64,13 @@ pub enum Command {
     Quarantine {
         #[command(subcommand)]
         command: quarantine::QuarantineCommand,
+        #[arg(long, env = "OFFBOARD_CONFIG", global = true)]
+        config: Option<PathBuf>,
+    },
+    /// Removals due later, waiting in the broker: list them, or cancel them before they are due.
+    Schedule {
+        #[command(subcommand)]
+        command: schedule::ScheduleCommand,
         #[arg(long, env = "OFFBOARD_CONFIG", global = true)]
         config: Option<PathBuf>,
     },
@@ -133,6 +141,7 @@ pub async fn main(cli: Cli) -> ExitCode {
         } => audit::verify(&file),
         Command::Hold { command, config } => hold::command(command, config).await,
         Command::Quarantine { command, config } => quarantine::command(command, config).await,
+        Command::Schedule { command, config } => schedule::command(command, config).await,
         Command::Verify(args) => verify::command(args).await,
         Command::Intake { config } => intake::command(config).await,
         Command::Outcomes {
@@ -149,4 +158,13 @@ pub async fn main(cli: Cli) -> ExitCode {
             ExitCode::from(EXIT_USAGE)
         }
     }
+}
+
+/// Who an operator's decision is by, for the audit log: `--by`, else `$USER@host`.
+fn operator(by: Option<String>) -> String {
+    by.unwrap_or_else(|| {
+        let user = std::env::var("USER").unwrap_or_else(|_| "operator".into());
+        let host = std::fs::read_to_string("/etc/hostname").unwrap_or_default();
+        format!("{user}@{}", host.trim())
+    })
 }

@@ -39,13 +39,7 @@ pub(super) async fn command(
 ) -> anyhow::Result<ExitCode> {
     use crate::doors::control::Control;
     let (_, settings) = load(config.as_ref())?;
-    let operator = |by: Option<String>| {
-        by.unwrap_or_else(|| {
-            let user = std::env::var("USER").unwrap_or_else(|_| "operator".into());
-            let host = std::fs::read_to_string("/etc/hostname").unwrap_or_default();
-            format!("{user}@{}", host.trim())
-        })
-    };
+    let operator = super::operator;
     let (control, json) = match command {
         QuarantineCommand::List { json } => (Control::Quarantine, json),
         QuarantineCommand::Approve { count, by } => (

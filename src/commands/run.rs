@@ -42,6 +42,11 @@ pub struct RunArgs {
     /// refuses the file, naming it, before anything is sent.
     #[arg(long, value_name = "NAME")]
     pub ignore_column: Vec<String>,
+    /// Run the rows that are due now and record the ones due later (`not_before`, `last_day`)
+    /// as `not_attempted`, reason `scheduled`. Without it, a file with rows due later is
+    /// refused: `offboard enqueue` schedules them.
+    #[arg(long)]
+    pub due_only: bool,
     /// Serve /metrics, /healthz and /readyz on this address while the run lasts.
     #[arg(long)]
     pub metrics_listen: Option<std::net::SocketAddr>,
@@ -61,7 +66,7 @@ pub(super) async fn command(args: RunArgs) -> anyhow::Result<ExitCode> {
     .await?;
 
     let (csv, plan, shown) = run::plan(&args.csv, &args.ignore_column, &lanes, 50).await?;
-    let guard = crate::safety::check(&settings.limits(), &plan.per_lane, args.allow_removals);
+    let guard = crate::safety::check(&settings.limits(), &plan.due_now(), args.allow_removals);
     if args.dry_run {
         println!(
             "Plan for {} ({} rows), {} (--dry-run):",
@@ -82,6 +87,17 @@ pub(super) async fn command(args: RunArgs) -> anyhow::Result<ExitCode> {
             );
         }
         println!("  {:<16} {:>8} removals", "total", plan.removable());
+        if let Some((first, last)) = plan.later_span {
+            println!(
+                "Due later: {} of them (the first at {first}, the last at {last}); {}",
+                plan.due_later(),
+                if args.due_only {
+                    "--due-only records them not_attempted (scheduled)"
+                } else {
+                    "a real run refuses the file: schedule them with `offboard enqueue`, or pass --due-only"
+                }
+            );
+        }
         let skipped = plan.invalid + plan.protected;
         if skipped > 0 {
             println!(
@@ -122,6 +138,14 @@ pub(super) async fn command(args: RunArgs) -> anyhow::Result<ExitCode> {
                 0
             },
         ));
+    }
+    if let (false, Some((first, last))) = (args.due_only, plan.later_span) {
+        crate::console::error(format_args!(
+            "{}: {} job(s) are due later (the first at {first}, the last at {last}); `offboard run` removes now, so nothing is sent. Schedule them with `offboard enqueue`, or pass --due-only to run what is due and record the rest not_attempted (scheduled)",
+            args.csv.display(),
+            plan.due_later(),
+        ));
+        return Ok(ExitCode::from(super::EXIT_USAGE));
     }
     if let Err(refusal) = guard {
         crate::console::error(format_args!("{refusal}"));

@@ -22,7 +22,7 @@ pub use entry::{CredentialSpec, Entry, Rate, Source};
 pub use intake::{
     Intake, IntakeMode, IntakeSecrets, IntakeTarget, OKTA_EVENT_TYPES, OktaHook, Scim,
 };
-pub use sections::{Amqp, AuditSettings, HttpSettings, Metrics, Pacing, Safety, Worker};
+pub use sections::{Amqp, AuditSettings, HttpSettings, Metrics, Pacing, Safety, Schedule, Worker};
 
 /// Prefix of the environment variables that override keys: `OFFBOARD__` then the key path joined
 /// by `__`, e.g. `OFFBOARD__PROVIDERS__FACTORY__RATE_PER_SECOND=2.5`.
@@ -67,6 +67,8 @@ pub struct Settings {
     pub intake: Intake,
     #[serde(default)]
     pub pacing: Pacing,
+    #[serde(default)]
+    pub schedule: Schedule,
 }
 
 /// What [`Settings::resolve`] read: every entry's credential, and the HTTP settings with the
@@ -152,6 +154,9 @@ impl Settings {
         self.safety
             .check()
             .map_err(|(key, reason)| invalid(format!("safety.{key}"), reason))?;
+        self.schedule
+            .policy()
+            .map_err(|(key, reason)| invalid(format!("schedule.{key}"), reason))?;
         if self.providers.is_empty() {
             return Err(invalid(
                 "providers".into(),
@@ -271,7 +276,8 @@ impl Settings {
             crate::safety::Protected::new(&self.safety.protected).expect("checked at load");
         let mut d =
             crate::job::Directory::new(self.providers.iter().map(|(n, e)| (n.as_str(), e.kind)))
-                .protecting(protected);
+                .protecting(protected)
+                .scheduling(self.schedule.policy().expect("checked at load"));
         for (name, e) in &self.providers {
             if let Some(org) = &e.organization {
                 d = d.managing(name, org);

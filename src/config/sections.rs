@@ -229,6 +229,12 @@ pub struct Amqp {
     /// became of them, replayed by whichever worker takes the gate. `<name>.lock` is the gate's
     /// lock (an exclusive queue: one holder at a time).
     pub gate_stream: String,
+    /// Where scheduled jobs wait: this queue (the scheduler's, one active consumer) and its
+    /// delay tiers `<name>.wait.<k>` (each holding messages 2^k seconds), all quorum queues.
+    pub schedule_queue: String,
+    /// The schedule's log (a RabbitMQ stream): every job scheduled, cancelled and released,
+    /// read by `offboard schedule list` and `cancel` without taking anything out.
+    pub schedule_stream: String,
     /// Durable topic exchange every worker publishes each finished job's report line to, with
     /// routing key `<provider>.<outcome>` (`offboard outcomes --follow` prints them).
     pub outcomes_exchange: String,
@@ -260,6 +266,8 @@ impl Default for Amqp {
             intake_exchange: "offboard.events".into(),
             control_exchange: "offboard.control".into(),
             gate_stream: "offboard.gate".into(),
+            schedule_queue: "offboard.schedule".into(),
+            schedule_stream: "offboard.schedule.log".into(),
             outcomes_exchange: "offboard.outcomes".into(),
             delivery_limit: 5,
             single_active_consumer: true,
@@ -293,6 +301,30 @@ impl Amqp {
 
     pub fn queue(&self, entry: &str) -> String {
         format!("{}{entry}", self.queue_prefix)
+    }
+}
+
+/// `[schedule]`: removals due later (`not_before`, `last_day` columns and message fields).
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Schedule {
+    /// The IANA time zone of `last_day` rows that give no `time_zone` (e.g. `Europe/Berlin`).
+    /// Unset: such a row is invalid.
+    pub time_zone: Option<String>,
+    /// Shifts every due time (`"-2h"`, `"+7d"`: calendar days in the row's zone), as Entra's
+    /// `offsetInDays`. Unset: none.
+    pub offset: Option<String>,
+}
+
+impl Schedule {
+    /// The policy validation applies; the error names the key.
+    pub fn policy(&self) -> Result<crate::job::SchedulePolicy, (String, String)> {
+        crate::job::SchedulePolicy::new(self.time_zone.as_deref(), self.offset.as_deref()).map_err(
+            |e| {
+                let (key, reason) = e.split_once(": ").unwrap_or(("time_zone", &e));
+                (key.to_owned(), reason.to_owned())
+            },
+        )
     }
 }
 

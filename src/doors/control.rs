@@ -40,6 +40,16 @@ pub enum Control {
         count: Option<usize>,
         by: String,
     },
+    /// What waits for its due time (answered by the scheduler).
+    Schedule {
+        #[serde(default)]
+        filter: crate::schedule::Filter,
+    },
+    /// Cancels waiting jobs (taken by the scheduler).
+    Cancel {
+        selector: crate::schedule::Selector,
+        by: String,
+    },
 }
 
 /// A worker's answer to a control command.
@@ -53,6 +63,16 @@ pub struct ControlReply {
     /// From the worker that is the gate, for the quarantine commands.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gate: Option<GateReply>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedule: Option<ScheduleReply>,
+}
+
+/// The scheduler's answer.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ScheduleReply {
+    View(crate::schedule::View),
+    Cancelled(Result<crate::schedule::Cancelled, String>),
 }
 
 /// The gate's answer to a quarantine command.
@@ -174,6 +194,17 @@ pub async fn ask(
     command: &Control,
     wait: std::time::Duration,
 ) -> Result<Vec<ControlReply>, AskError> {
+    ask_until(settings, command, wait, |_| false).await
+}
+
+/// [`ask`], returning as soon as a reply satisfies `enough` (the one worker holding a role
+/// answered), or after `wait`.
+pub async fn ask_until(
+    settings: &Settings,
+    command: &Control,
+    wait: std::time::Duration,
+    enough: impl Fn(&ControlReply) -> bool,
+) -> Result<Vec<ControlReply>, AskError> {
     let url = settings.amqp.url().ok_or(AmqpError::NoUrl)?;
     let secret = settings.amqp.control_secret().map_err(AskError::Secret)?;
     let connection = amqp::connect(&url, "offboard-control").await?;
@@ -205,7 +236,11 @@ pub async fn ask(
     let deadline = tokio::time::Instant::now() + wait;
     while let Ok(Some(Ok(d))) = tokio::time::timeout_at(deadline, consumer.next()).await {
         if let Ok(reply) = serde_json::from_slice::<ControlReply>(&d.data) {
+            let done = enough(&reply);
             out.push(reply);
+            if done {
+                break;
+            }
         }
     }
     let _ = connection.close(200, "done".into()).await;

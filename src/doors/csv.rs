@@ -38,7 +38,7 @@ pub enum CsvError {
 /// The columns a row may have, in the order `enqueue` and the demo write them. Any other column is
 /// refused unless the user names it to be ignored: a column the tool does not read is a wish it
 /// would not honour.
-pub const COLUMNS: [&str; 7] = [
+pub const COLUMNS: [&str; 10] = [
     "provider",
     "user",
     "organization",
@@ -46,6 +46,9 @@ pub const COLUMNS: [&str; 7] = [
     "job_id",
     "reason",
     "requested_by",
+    "not_before",
+    "last_day",
+    "time_zone",
 ];
 
 /// An open CSV file, read in independent passes.
@@ -85,10 +88,6 @@ impl Read for At {
 /// One row of a pass: its line, and its fields or why it could not be read.
 pub type Row<'r> = (u64, Result<RawJob<'r>, Invalid>);
 
-/// Columns that say *when* a removal is due. This version has no schedule: a row carrying one
-/// would run at once, which is why a file with them is refused with its own words.
-const SCHEDULE_COLUMNS: [&str; 3] = ["not_before", "last_day", "time_zone"];
-
 /// Why a header with columns the tool does not read is refused, and what to do.
 fn unknown_columns(unknown: &[&str]) -> String {
     let named: Vec<String> = unknown
@@ -98,9 +97,8 @@ fn unknown_columns(unknown: &[&str]) -> String {
             u => format!("`{u}`"),
         })
         .collect();
-    let scheduled = unknown.iter().any(|u| SCHEDULE_COLUMNS.contains(u));
     format!(
-        "the header has {} this version does not read: {} (it reads: {}); nothing is sent. {}Remove {}, or pass --ignore-column NAME for each to run without {}",
+        "the header has {} this version does not read: {} (it reads: {}); nothing is sent. Remove {}, or pass --ignore-column NAME for each to run without {}",
         if unknown.len() == 1 {
             "a column"
         } else {
@@ -108,11 +106,6 @@ fn unknown_columns(unknown: &[&str]) -> String {
         },
         named.join(", "),
         COLUMNS.join(", "),
-        if scheduled {
-            "Scheduled removals are not supported: every row would be removed now, not when it says. "
-        } else {
-            ""
-        },
         if unknown.len() == 1 { "it" } else { "them" },
         if unknown.len() == 1 { "it" } else { "them" },
     )
@@ -128,8 +121,8 @@ impl CsvFile {
 
     /// Opens the file as [`CsvFile::open`] does, reading past the columns `ignored` names (as
     /// `--ignore-column` gives them, any case). Any other unknown column refuses the whole file
-    /// before anything is sent, naming it: a `not_before` this version does not read would
-    /// otherwise remove everyone now.
+    /// before anything is sent, naming it: a column the tool does not read is a wish it would
+    /// not honour.
     pub fn open_ignoring(path: &Path, ignored: &[String]) -> Result<CsvFile, CsvError> {
         let io_err = |source| CsvError::Io {
             path: path.to_owned(),
@@ -350,6 +343,12 @@ pub struct Plan {
     /// The organizations (Aitronos) or tenants (Cognee) each lane's jobs name, for preflight: at
     /// most [`MAX_PLANNED_ORGANIZATIONS`] per lane (the lanes prove any others as they meet them).
     pub organizations: Vec<std::collections::BTreeSet<String>>,
+    /// When the file was planned: a job due after it is due later.
+    pub cutoff: jiff::Timestamp,
+    /// Jobs due later than `cutoff`, per lane (counted in `per_lane` too).
+    pub later: Vec<u64>,
+    /// The first and last due times of those jobs.
+    pub later_span: Option<(jiff::Timestamp, jiff::Timestamp)>,
 }
 
 /// The most organizations per lane a plan lists for preflight.
@@ -358,6 +357,25 @@ pub const MAX_PLANNED_ORGANIZATIONS: usize = 1000;
 impl Plan {
     pub fn removable(&self) -> u64 {
         self.per_lane.iter().sum()
+    }
+
+    /// Jobs due later than the plan's cutoff.
+    pub fn due_later(&self) -> u64 {
+        self.later.iter().sum()
+    }
+
+    /// Jobs per lane that are due by the cutoff: what `run --due-only` sends.
+    pub fn due_now(&self) -> Vec<u64> {
+        self.per_lane
+            .iter()
+            .zip(&self.later)
+            .map(|(all, later)| all - later)
+            .collect()
+    }
+
+    /// Whether `job` is due later than the cutoff.
+    pub fn is_later(&self, job: &Job) -> bool {
+        job.due.is_some_and(|d| d > self.cutoff)
     }
 }
 
@@ -407,6 +425,8 @@ fn scan_with(
     let mut plan = Plan {
         per_lane: vec![0; lanes],
         organizations: vec![Default::default(); lanes],
+        cutoff: jiff::Timestamp::now(),
+        later: vec![0; lanes],
         ..Plan::default()
     };
     // Identities the filter may have seen before, and the last line that added one.
@@ -440,6 +460,13 @@ fn scan_with(
                         last_suspect_line = line;
                     }
                     plan.per_lane[job.lane.0] += 1;
+                    if let Some(due) = job.due.filter(|d| *d > plan.cutoff) {
+                        plan.later[job.lane.0] += 1;
+                        plan.later_span = Some(match plan.later_span {
+                            None => (due, due),
+                            Some((a, b)) => (a.min(due), b.max(due)),
+                        });
+                    }
                     if let Some(org) = job.subject.organization() {
                         let orgs = &mut plan.organizations[job.lane.0];
                         if orgs.len() < MAX_PLANNED_ORGANIZATIONS {
@@ -470,6 +497,9 @@ fn scan_with(
                 }
                 Some(&first_line) => {
                     plan.per_lane[job.lane.0] -= 1;
+                    if plan.is_later(&job) {
+                        plan.later[job.lane.0] -= 1;
+                    }
                     plan.invalid += 1;
                     plan.duplicates.insert((line, job.lane));
                     on_invalid(invalid_row(
@@ -740,16 +770,15 @@ mod tests {
 
     #[test]
     fn a_column_the_tool_does_not_read_refuses_the_file_naming_it() {
-        let f = file(b"provider,user,not_before,Note\nfactory,a@b.co,2027-01-01T00:00:00Z,x\n");
+        let f = file(b"provider,user,keep_mailbox,Note\nfactory,a@b.co,yes,x\n");
         let e = CsvFile::open(f.path()).err().expect("refused").to_string();
-        assert!(e.contains("`not_before`, `note`"), "{e}");
-        assert!(e.contains("Scheduled removals are not supported"), "{e}");
+        assert!(e.contains("`keep_mailbox`, `note`"), "{e}");
         assert!(e.contains("--ignore-column"), "{e}");
         // Named, any case, each one: read past; one left out is still refused.
-        let only_one = CsvFile::open_ignoring(f.path(), &["NOT_BEFORE".into()]);
+        let only_one = CsvFile::open_ignoring(f.path(), &["KEEP_MAILBOX".into()]);
         let e = only_one.err().expect("`note` still refused").to_string();
-        assert!(e.contains("`note`") && !e.contains("Scheduled"), "{e}");
-        let both = CsvFile::open_ignoring(f.path(), &["not_before".into(), " note ".into()]);
+        assert!(e.contains("`note`") && !e.contains("keep_mailbox"), "{e}");
+        let both = CsvFile::open_ignoring(f.path(), &["keep_mailbox".into(), " note ".into()]);
         let (plan, bad) = {
             let csv = both.expect("both ignored");
             let mut bad = vec![];

@@ -6,11 +6,13 @@
 //!
 //! - `kind`: the five provider kinds.
 //! - `raw`: [`RawJob`], as a door read it.
+//! - `due`: when a removal is due (`not_before`, `last_day` in a `time_zone`).
 //! - `ids`: one parser per id format.
 //! - `invalid`: [`Invalid`], why a raw job is not a job.
 //! - `target`: [`Target`], [`Subject`], [`Job`].
 //! - `validate`: [`Directory`], the only way from one to the other.
 
+mod due;
 mod ids;
 mod invalid;
 mod kind;
@@ -18,6 +20,7 @@ mod raw;
 mod target;
 mod validate;
 
+pub use due::{SchedulePolicy, due};
 pub use ids::{Email, OpaqueId, PrefixedId, Uuid};
 pub use invalid::Invalid;
 pub use kind::ProviderKind;

@@ -24,6 +24,19 @@ pub struct RawJob<'a> {
     pub reason: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
     pub requested_by: Option<Cow<'a, str>>,
+    /// An RFC 3339 instant with an offset: not removed before it.
+    #[serde(borrow, default)]
+    pub not_before: Option<Cow<'a, str>>,
+    /// A date: removed at the end of it (midnight after it) in `time_zone`.
+    #[serde(borrow, default)]
+    pub last_day: Option<Cow<'a, str>>,
+    /// An IANA time zone name, for `last_day`.
+    #[serde(borrow, default)]
+    pub time_zone: Option<Cow<'a, str>>,
+    /// A due instant already resolved (offset applied) by the publisher of a scheduled job: only
+    /// in messages, never a CSV column.
+    #[serde(borrow, default)]
+    pub due_at: Option<Cow<'a, str>>,
 }
 
 /// A field of a raw job, trimmed, with empty meaning absent.

@@ -187,6 +187,8 @@ pub struct Job {
     pub subject: Subject,
     pub reason: Option<Box<str>>,
     pub requested_by: Option<Box<str>>,
+    /// When it is due, if not now: it is not sent before.
+    pub due: Option<jiff::Timestamp>,
 }
 
 impl Job {

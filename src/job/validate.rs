@@ -7,7 +7,9 @@ use std::sync::Arc;
 use super::invalid::bad;
 use super::raw::field;
 use super::target::{no_organization, target};
-use super::{Email, Invalid, Job, LaneId, PrefixedId, ProviderKind, RawJob, Subject, Uuid};
+use super::{
+    Email, Invalid, Job, LaneId, PrefixedId, ProviderKind, RawJob, SchedulePolicy, Subject, Uuid,
+};
 use crate::safety::Protected;
 
 /// The configured provider entries by name, and the protected accounts: what validation needs to
@@ -20,6 +22,7 @@ pub struct Directory {
     /// Entry names in lane order, for rows addressed to every provider.
     order: Vec<Arc<str>>,
     protected: Arc<Protected>,
+    schedule: Arc<SchedulePolicy>,
 }
 
 /// The `provider` of a row or event target addressed to every configured entry.
@@ -42,6 +45,7 @@ impl Directory {
             organizations: HashMap::new(),
             order: order.into_iter().map(|(_, n)| n).collect(),
             protected: Arc::default(),
+            schedule: Arc::default(),
         }
     }
 
@@ -115,6 +119,12 @@ impl Directory {
     /// The same directory, refusing to make a job of any protected account.
     pub fn protecting(mut self, protected: Protected) -> Directory {
         self.protected = Arc::new(protected);
+        self
+    }
+
+    /// The same directory, resolving due times with `policy` (`[schedule]`).
+    pub fn scheduling(mut self, policy: SchedulePolicy) -> Directory {
+        self.schedule = Arc::new(policy);
         self
     }
 
@@ -197,6 +207,25 @@ impl Directory {
                 .to_string()
                 .into_boxed_str(),
         };
+        let due = match field(&raw.due_at) {
+            // Resolved by its publisher, the offset applied: taken as it is.
+            Some(at) if field(&raw.not_before).is_none() && field(&raw.last_day).is_none() => Some(
+                at.parse::<jiff::Timestamp>()
+                    .map_err(|_| bad("due_at", format!("`{at}` is not an RFC 3339 instant")))?,
+            ),
+            Some(_) => {
+                return Err(bad(
+                    "due_at",
+                    "is given with `not_before` or `last_day`: give one",
+                ));
+            }
+            None => super::due(
+                field(&raw.not_before),
+                field(&raw.last_day),
+                field(&raw.time_zone),
+                &self.schedule,
+            )?,
+        };
         Ok(Job {
             id,
             line,
@@ -205,6 +234,7 @@ impl Directory {
             subject,
             reason: field(&raw.reason).map(Into::into),
             requested_by: field(&raw.requested_by).map(Into::into),
+            due,
         })
     }
 }

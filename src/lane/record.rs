@@ -64,6 +64,14 @@ impl Lane {
         r
     }
 
+    /// The record of a job that is not sent because it is due later (`run --due-only`), or because
+    /// it was cancelled while it waited (`cancelled`: `how` says by whom, and when it was due).
+    pub fn unsent_job(&self, job: &Job, outcome: Outcome, code: Reason, how: String) -> Record {
+        let mut r = self.not_sent(job, Timestamp::now(), outcome, code, how);
+        r.started_at = None;
+        r
+    }
+
     /// A record for a job that ended before (or without) a removal request.
     pub(super) fn not_sent(
         &self,
@@ -153,6 +161,7 @@ impl Lane {
             attempts,
             provider_request_id,
             error,
+            due_at: job.due,
             started_at: Some(started),
             finished_at: Timestamp::now(),
         }

@@ -124,6 +124,9 @@ pub struct Record {
     pub attempts: u32,
     pub provider_request_id: Option<String>,
     pub error: Option<ErrorField>,
+    /// When a scheduled job was due: beside `started_at`, its lag.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub due_at: Option<jiff::Timestamp>,
     pub started_at: Option<Timestamp>,
     pub finished_at: Timestamp,
 }
@@ -145,6 +148,7 @@ impl Record {
             attempts: 0,
             provider_request_id: None,
             error: None,
+            due_at: None,
             started_at: None,
             finished_at: Timestamp::now(),
         }
@@ -213,6 +217,8 @@ impl Fate {
         match outcome {
             Outcome::Removed | Outcome::AlreadyAbsent | Outcome::SkippedProtected => Fate::Closed,
             Outcome::Invalid if reason == Some(Reason::Duplicate) => Fate::Closed,
+            // Cancelled before its due time: never to be done, nobody to look at it.
+            Outcome::Failed if reason == Some(Reason::Cancelled) => Fate::Closed,
             Outcome::Invalid => Fate::Final,
             Outcome::NotAttempted => Fate::Transient,
             Outcome::Failed => match reason.map(Reason::lasting) {
@@ -270,6 +276,8 @@ mod tests {
             (Failed, Some("from_a_newer_version"), (false, false, true)),
             (NotAttempted, Some("preflight_failed"), (false, false, true)),
             (NotAttempted, Some("shadow"), (false, false, true)),
+            (NotAttempted, Some("scheduled"), (false, false, true)),
+            (Failed, Some("cancelled"), (true, true, false)),
         ];
         for (outcome, reason, want) in cases {
             let fate = Fate::of_line(outcome, reason);

@@ -83,6 +83,10 @@ reasons! {
     DeliveryLost = "delivery_lost", No;
     /// An intake in shadow mode: the plan is recorded, nothing is sent.
     Shadow = "shadow", No;
+    /// Due later: `run --due-only` leaves it for `enqueue` to schedule.
+    Scheduled = "scheduled", No;
+    /// Cancelled while it waited for its due time (`offboard schedule cancel`, a reactivation).
+    Cancelled = "cancelled", Yes;
     /// An operator rejected the quarantine that held the job.
     RejectedByOperator = "rejected_by_operator", Yes;
 
@@ -177,6 +181,8 @@ mod tests {
             "circuit_open",
             "delivery_lost",
             "shadow",
+            "scheduled",
+            "cancelled",
             "rejected_by_operator",
             "bad_lookup",
             "ambiguous",
@@ -222,6 +228,7 @@ mod tests {
                 "circuit_open",
                 "delivery_lost",
                 "shadow",
+                "scheduled",
                 "unauthorized",
                 "forbidden",
                 "forbidden_in_organization",

@@ -14,7 +14,7 @@ use crate::doors::csv::{self, CsvError, CsvFile, InvalidRow, Plan};
 use crate::job::{Job, LaneId};
 use crate::lane::{Lane, Lanes};
 use crate::metrics::Metrics;
-use crate::outcome::{Outcome, Record, Summary};
+use crate::outcome::{Outcome, Reason, Record, Summary};
 use crate::sink::Outcomes;
 use crate::sink::audit::Audit;
 use crate::sink::report::Writer;
@@ -283,6 +283,7 @@ pub async fn run(
             rx,
             sink.clone(),
             stop.clone(),
+            approved.cutoff,
         )));
     }
     drop(sink);
@@ -400,11 +401,15 @@ pub fn closing(f: &Finished, lanes: &Lanes) -> String {
 /// recorded: no task spawned and no permit taken per job. Jobs come in chunks so that a feeder
 /// on a blocking thread wakes once a chunk rather than once a job when the lane is the
 /// bottleneck.
+///
+/// A job due after `cutoff` (the plan's time; `run` only takes such rows with `--due-only`) is
+/// not sent: it is recorded `not_attempted`, reason `scheduled`.
 async fn drive(
     lane: Arc<Lane>,
     jobs: mpsc::Receiver<Vec<Job>>,
     sink: Outcomes,
     stop: CancellationToken,
+    cutoff: jiff::Timestamp,
 ) {
     let queue = Arc::new(tokio::sync::Mutex::new((jobs, VecDeque::new())));
     let mut workers = tokio::task::JoinSet::new();
@@ -415,7 +420,17 @@ async fn drive(
                 if stop.is_cancelled() || sink.is_broken() {
                     return;
                 }
-                let record = lane.execute(&job).await;
+                let record = match job.due.filter(|due| *due > cutoff) {
+                    Some(due) => lane.unsent_job(
+                        &job,
+                        Outcome::NotAttempted,
+                        Reason::Scheduled,
+                        format!(
+                            "due at {due}, after this run: schedule it with `offboard enqueue`"
+                        ),
+                    ),
+                    None => lane.execute(&job).await,
+                };
                 sink.settle(record, Some(&job), csv::RowAck).await;
             }
         });

@@ -474,7 +474,8 @@ pub(super) fn demo_rows() -> Vec<Row> {
 #[cfg(test)]
 pub(super) fn demo_csv() -> String {
     let mut w = csv::Writer::from_writer(Vec::new());
-    w.write_record(crate::doors::csv::COLUMNS)
+    // The columns of a removal due now: the demo schedules nothing.
+    w.write_record(&crate::doors::csv::COLUMNS[..7])
         .expect("write to memory");
     for r in demo_rows() {
         w.write_record([

@@ -330,6 +330,7 @@ mod tests {
             attempts: 2,
             provider_request_id: Some("req-1".into()),
             error: None,
+            due_at: None,
             started_at: None,
             finished_at: Timestamp::now(),
         }

@@ -475,6 +475,7 @@ mod tests {
             attempts: 1,
             provider_request_id: None,
             error: None,
+            due_at: None,
             started_at: Some(Timestamp::now()),
             finished_at: Timestamp::now(),
         }

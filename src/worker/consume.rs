@@ -154,6 +154,11 @@ pub(super) async fn handle_job(
         }
     };
     drop(raw);
+    if let Some(due) = job.due.filter(|d| *d > jiff::Timestamp::now() + EARLY) {
+        // Due later (a producer that publishes scheduled jobs straight to a lane): it waits in
+        // the broker's schedule, not here, and is not run now.
+        return schedule_instead(ctx, &acker, channel, &job, due).await;
+    }
     // A redelivery after another process died (a standby taking over) may be a job that process
     // recorded but could not acknowledge: the sink's index reads what the report gained since.
     if ctx.sink.is_settled(&job_id, delivery.redelivered).await {
@@ -211,6 +216,40 @@ pub(super) async fn handle_job(
     // Only a success on disk makes later copies duplicates; anything else lets them run.
     if done && matches!(settled, Settled::Acknowledged) {
         running.succeeded();
+    }
+}
+
+/// How early a job may reach its lane and still run: the scheduler releases at the due instant,
+/// and clocks of two machines differ by a little.
+const EARLY: jiff::SignedDuration = jiff::SignedDuration::from_secs(2);
+
+/// Sends a job that is due later to the schedule (logged, then waiting in a delay tier), then
+/// acknowledges it; if the broker does not confirm both, it goes back to its queue.
+async fn schedule_instead(
+    ctx: &Ctx,
+    acker: &Acker<'_>,
+    channel: &Channel,
+    job: &Job,
+    due: jiff::Timestamp,
+) {
+    let msg = amqp::JobMessage::from_job(job);
+    let body = serde_json::to_vec(&msg).expect("serializable");
+    // The lane's channel is in confirm mode (see `open_consumer`).
+    let mut confirmed = false;
+    if let Ok(confirms) = amqp::schedule_job(channel, &ctx.settings.amqp, &msg, &body, due).await {
+        confirmed = true;
+        for c in confirms {
+            confirmed &= c
+                .await
+                .is_ok_and(|c| c.is_ack() && c.take_message().is_none());
+        }
+    }
+    if confirmed {
+        tracing::info!(job_id = %job.id, provider = %job.provider, due_at = %due, "due later: scheduled");
+        acker.ack().await
+    } else {
+        tracing::error!(job_id = %job.id, "a job due later could not be scheduled: back to its queue");
+        acker.hand_back().await
     }
 }
 

@@ -10,13 +10,15 @@ use crate::doors::amqp::AmqpError;
 use crate::doors::control::Verifier;
 use crate::lane::Lane;
 
+use super::Roles;
 use super::gate::{Ask, Decision, GateHandle};
+use super::scheduler;
 use crate::doors::amqp::next_delivery;
 
 /// Answers operator commands from the control exchange: `list` and `release PROVIDER`.
 pub(super) async fn consume_control(
     lanes: Vec<Arc<Lane>>,
-    gate: Arc<GateHandle>,
+    roles: Roles,
     channel: Channel,
     exchange: String,
     mut verifier: Option<Verifier>,
@@ -54,9 +56,30 @@ pub(super) async fn consume_control(
                 tracing::warn!(provider, "hold released by an operator");
             }
         }
+        let gate = &roles.gate;
+        let schedule = match &command {
+            crate::doors::control::Control::Schedule { filter } => roles
+                .scheduler
+                .ask(|reply| scheduler::Ask::List(filter.clone(), reply))
+                .await
+                .map(crate::doors::control::ScheduleReply::View),
+            crate::doors::control::Control::Cancel { selector, by } => roles
+                .scheduler
+                .ask(|reply| scheduler::Ask::Cancel {
+                    selector: selector.clone(),
+                    by: by.clone(),
+                    event: None,
+                    reply,
+                })
+                .await
+                .map(crate::doors::control::ScheduleReply::Cancelled),
+            _ => None,
+        };
         let gate = match command {
             crate::doors::control::Control::List
-            | crate::doors::control::Control::Release { .. } => None,
+            | crate::doors::control::Control::Release { .. }
+            | crate::doors::control::Control::Schedule { .. }
+            | crate::doors::control::Control::Cancel { .. } => None,
             crate::doors::control::Control::Quarantine => {
                 gate.ask(Ask::View)
                     .await
@@ -66,10 +89,10 @@ pub(super) async fn consume_control(
                     })
             }
             crate::doors::control::Control::Approve { count, by } => {
-                decide(&gate, Decision::Approve(count), by).await
+                decide(gate, Decision::Approve(count), by).await
             }
             crate::doors::control::Control::Reject { count, by } => {
-                decide(&gate, Decision::Reject(count), by).await
+                decide(gate, Decision::Reject(count), by).await
             }
         };
         let Some(reply_to) = delivery.properties.reply_to().clone() else {
@@ -83,6 +106,7 @@ pub(super) async fn consume_control(
                 .filter_map(|l| l.hold().map(|h| h.state(&l.name)))
                 .collect(),
             gate,
+            schedule,
         };
         let body = serde_json::to_vec(&reply).expect("serializable");
         let _ = channel

@@ -9,13 +9,10 @@
 //! So the count and the quarantine survive kill -9 of any process, a broker restart, and a
 //! failover; the stream's entries are a few hundred bytes a person.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
-use futures_util::StreamExt;
 use lapin::message::Delivery;
-use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicQosOptions, QueueDeclareOptions};
-use lapin::types::{AMQPValue, FieldTable};
 use lapin::{Channel, Connection};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
@@ -27,8 +24,6 @@ use super::Ctx;
 use super::intake::{self, Split, Unsent};
 use crate::doors::amqp::{next_delivery, open_consumer};
 
-/// How often a worker that is not the gate tries to take it.
-const LOCK_RETRY: Duration = Duration::from_secs(1);
 /// The longest the gate sleeps without looking at the clock (metrics, trimming).
 const TICK: Duration = Duration::from_secs(5);
 /// How often the gate's gauges are brought up to date.
@@ -53,24 +48,7 @@ pub(super) enum Decision {
 }
 
 /// The way to the gate task, set while this worker holds the gate.
-#[derive(Default)]
-pub(super) struct GateHandle {
-    asks: Mutex<Option<mpsc::Sender<Ask>>>,
-}
-
-impl GateHandle {
-    /// Asks the gate, if this worker is it.
-    pub(super) async fn ask<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> Ask) -> Option<T> {
-        let tx = self.asks.lock().expect("gate handle").clone()?;
-        let (reply, rx) = oneshot::channel();
-        tx.send(make(reply)).await.ok()?;
-        rx.await.ok()
-    }
-
-    fn set(&self, tx: Option<mpsc::Sender<Ask>>) {
-        *self.asks.lock().expect("gate handle") = tx;
-    }
-}
+pub(super) type GateHandle = super::handle::Handle<Ask>;
 
 /// Takes the gate when it is free and keeps it until the session ends.
 pub(super) async fn run(
@@ -80,7 +58,8 @@ pub(super) async fn run(
     session: CancellationToken,
 ) -> Result<(), AmqpError> {
     let stream = ctx.settings.amqp.gate_stream.clone();
-    let Some(_lock) = take_lock(&connection, &format!("{stream}.lock"), &session).await? else {
+    let lock = format!("{stream}.lock");
+    let Some(_lock) = amqp::take_lock(&connection, &lock, "gate", &session).await? else {
         return Ok(());
     };
     let channel = connection.create_channel().await?;
@@ -115,50 +94,7 @@ pub(super) async fn run(
     result
 }
 
-/// Declares the gate's lock; `None` when the session ended first. Another worker holding it
-/// answers RESOURCE_LOCKED (405), which closes only that channel.
-async fn take_lock(
-    connection: &Connection,
-    lock: &str,
-    session: &CancellationToken,
-) -> Result<Option<Channel>, AmqpError> {
-    let mut said = false;
-    loop {
-        let channel = connection.create_channel().await?;
-        let declared = channel
-            .queue_declare(
-                lock.into(),
-                QueueDeclareOptions {
-                    exclusive: true,
-                    auto_delete: true,
-                    ..Default::default()
-                },
-                FieldTable::default(),
-            )
-            .await;
-        match declared {
-            Ok(_) => return Ok(Some(channel)),
-            Err(e) if is_locked(&e) => {
-                if !said {
-                    tracing::info!("another worker is the gate; this one takes over if it goes");
-                    said = true;
-                }
-            }
-            Err(e) => return Err(e.into()),
-        }
-        tokio::select! {
-            _ = session.cancelled() => return Ok(None),
-            _ = tokio::time::sleep(LOCK_RETRY) => {}
-        }
-    }
-}
-
-fn is_locked(e: &lapin::Error) -> bool {
-    matches!(e.kind(), lapin::ErrorKind::ProtocolError(p) if p.get_id() == 405)
-}
-
-/// Reads the log from its start into `ledger`, up to a mark written once the reader is attached:
-/// everything before the mark is the past. Returns how many entries were read.
+/// Reads the log from its start into `ledger`, up to a mark of its own: see [`amqp::replay`].
 async fn replay(
     connection: &Connection,
     confirms: &Channel,
@@ -166,51 +102,10 @@ async fn replay(
     ledger: &mut Ledger,
     session: &CancellationToken,
 ) -> Result<u64, AmqpError> {
-    let channel = connection.create_channel().await?;
-    // A stream consumer needs a prefetch and acknowledgements (they are its credit).
-    channel.basic_qos(1000, BasicQosOptions::default()).await?;
-    let mut args = FieldTable::default();
-    args.insert(
-        "x-stream-offset".into(),
-        AMQPValue::LongString("first".into()),
-    );
-    let mut consumer = channel
-        .basic_consume(
-            stream.into(),
-            "offboard-gate-replay".into(),
-            BasicConsumeOptions::default(),
-            args,
-        )
-        .await?;
-    let nonce = uuid::Uuid::new_v4().to_string();
-    append(
-        confirms,
-        stream,
-        &Entry::Mark {
-            nonce: nonce.clone(),
-        },
-    )
-    .await?;
     let mut read = 0u64;
-    loop {
-        let delivery = tokio::select! {
-            _ = session.cancelled() => break,
-            next = consumer.next() => match next {
-                Some(d) => d?,
-                None => return Err(AmqpError::NotConfirmed(format!("{stream} (the replay ended before its mark)"))),
-            },
-        };
+    amqp::replay(connection, confirms, stream, session, |body| {
         read += 1;
-        // Acknowledgements are the stream's credit: every 200 entries, all at once.
-        if read % 200 == 0 {
-            delivery
-                .acker
-                .ack(BasicAckOptions { multiple: true })
-                .await
-                .map_err(AmqpError::from)?;
-        }
-        match serde_json::from_slice::<Entry>(&delivery.data) {
-            Ok(Entry::Mark { nonce: n }) if n == nonce => break,
+        match serde_json::from_slice::<Entry>(body) {
             Ok(entry) => ledger.apply(&entry),
             Err(e) => {
                 tracing::error!(error = %e, offset = read, "an entry of the gate's log cannot be read; skipped")
@@ -219,18 +114,14 @@ async fn replay(
         if read % 10_000 == 0 {
             ledger.trim(now_ms());
         }
-    }
-    let _ = channel.close(200, "replayed".into()).await;
+    })
+    .await?;
     Ok(read)
 }
 
 /// Appends one entry to the log and waits for the broker's confirmation.
 async fn append(channel: &Channel, stream: &str, entry: &Entry) -> Result<(), AmqpError> {
-    let body = serde_json::to_vec(entry).expect("an entry serializes");
-    let props = lapin::BasicProperties::default()
-        .with_delivery_mode(2)
-        .with_content_type("application/json".into());
-    amqp::confirm_publish(channel, "", stream, &body, props).await
+    amqp::append(channel, stream, entry).await
 }
 
 struct Gate {

@@ -11,6 +11,8 @@
 //! - `consume`: one lane's queue, a delivery's way through the lane to its acknowledgement.
 //! - `gate`: the one worker at a time that counts people from the automatic doors, settles them
 //!   and quarantines a burst (its log is a stream in the broker).
+//! - `scheduler`: the one worker at a time that moves jobs due later through the broker's
+//!   delay tiers, releases each to its lane at its due time, and takes cancels.
 //! - `intake`: person-level events read, and split into per-provider jobs once released.
 //! - `control`: operator commands (holds, the quarantine).
 //! - `recent`: duplicates within the window.
@@ -18,8 +20,10 @@
 mod consume;
 mod control;
 mod gate;
+mod handle;
 mod intake;
 mod recent;
+mod scheduler;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -42,6 +46,7 @@ use consume::consume_lane;
 use control::consume_control;
 use gate::GateHandle;
 use recent::Recent;
+use scheduler::SchedulerHandle;
 
 #[derive(Debug, thiserror::Error)]
 pub enum WorkerError {
@@ -135,11 +140,14 @@ pub async fn run(
             }
         })
     };
-    let gate = Arc::new(GateHandle::default());
+    let roles = Roles {
+        gate: Arc::new(GateHandle::default()),
+        scheduler: Arc::new(SchedulerHandle::default()),
+    };
     let mut delay = Duration::from_millis(200);
     let max_delay = Duration::from_millis(settings.amqp.reconnect_max_delay_ms.max(200));
     while !stop.is_cancelled() {
-        match session(&ctx, lanes, &gate, &url, &stop).await {
+        match session(&ctx, lanes, &roles, &url, &stop).await {
             Ok(()) => break, // stopped on purpose
             Err(e) => {
                 tracing::error!(error = %e, retry_in_ms = delay.as_millis() as u64, "broker session ended; reconnecting");
@@ -164,11 +172,18 @@ pub async fn run(
 /// How often the worker writes the pacing state file.
 const REMEMBER_EVERY: Duration = Duration::from_secs(30);
 
+/// The roles one worker at a time holds, and the way to each while this one does.
+#[derive(Clone)]
+pub(super) struct Roles {
+    gate: Arc<GateHandle>,
+    scheduler: Arc<SchedulerHandle>,
+}
+
 /// One connection's life: returns Ok when stopped, Err when the connection failed.
 async fn session(
     ctx: &Arc<Ctx>,
     lanes: &Lanes,
-    gate: &Arc<GateHandle>,
+    roles: &Roles,
     url: &str,
     stop: &CancellationToken,
 ) -> Result<(), AmqpError> {
@@ -194,23 +209,32 @@ async fn session(
     {
         let (ctx, gate, connection, session) = (
             ctx.clone(),
-            gate.clone(),
+            roles.gate.clone(),
             connection.clone(),
             session.clone(),
         );
         tasks.spawn(async move { gate::run(ctx, gate, connection, session).await });
     }
     {
-        let (lanes, gate, session, exchange) = (
+        let (ctx, scheduler, connection, session) = (
+            ctx.clone(),
+            roles.scheduler.clone(),
+            connection.clone(),
+            session.clone(),
+        );
+        tasks.spawn(async move { scheduler::run(ctx, scheduler, connection, session).await });
+    }
+    {
+        let (lanes, roles, session, exchange) = (
             lanes.lanes.clone(),
-            gate.clone(),
+            roles.clone(),
             session.clone(),
             ctx.settings.amqp.control_exchange.clone(),
         );
         let channel = connection.create_channel().await?;
         let verifier = ctx.control_secret.clone().map(Verifier::new);
         tasks.spawn(async move {
-            consume_control(lanes, gate, channel, exchange, verifier, session).await
+            consume_control(lanes, roles, channel, exchange, verifier, session).await
         });
     }
     let mut failure = None;

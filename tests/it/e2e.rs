@@ -961,9 +961,9 @@ async fn a_row_for_every_provider_removes_the_person_everywhere() {
     assert!(by_id.iter().all(|l| l["outcome"] == "invalid"));
 }
 
-/// A file whose rows say when they are due (a column this version does not read) is refused
-/// whole, naming the column, before any request; `run` and `enqueue` alike. Named with
-/// `--ignore-column`, it runs as the user asked.
+/// A file with a column this version does not read (a wish it would not honour: notify the
+/// manager, keep the mailbox) is refused whole, naming the column, before any request; `run` and
+/// `enqueue` alike. Named with `--ignore-column`, it runs as the user asked.
 #[tokio::test]
 async fn a_column_the_tool_does_not_read_refuses_the_file_before_anything_is_sent() {
     let email = "zoe.zhang@acme.example";
@@ -975,18 +975,14 @@ async fn a_column_the_tool_does_not_read_refuses_the_file_before_anything_is_sen
     let csv = dir.path().join("next-quarter.csv");
     std::fs::write(
         &csv,
-        format!("provider,user,not_before\nfactory,{email},2027-03-31T18:00:00+11:00\n"),
+        format!("provider,user,keep_mailbox\nfactory,{email},yes\n"),
     )
     .unwrap();
     let report = dir.path().join("report.jsonl");
     let out = run_csv(&sandbox.env(), &csv, &config, &report).await;
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
-    assert!(stderr.contains("`not_before`"), "{stderr}");
-    assert!(
-        stderr.contains("Scheduled removals are not supported"),
-        "{stderr}"
-    );
+    assert!(stderr.contains("`keep_mailbox`"), "{stderr}");
     assert!(
         sandbox.log().is_empty(),
         "nothing sent, not even a preflight"
@@ -1000,7 +996,7 @@ async fn a_column_the_tool_does_not_read_refuses_the_file_before_anything_is_sen
     let out = offboard(&env, &["enqueue", "--csv", csv_arg, "--config", config_arg]).await;
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
-    assert!(stderr.contains("`not_before`"), "{stderr}");
+    assert!(stderr.contains("`keep_mailbox`"), "{stderr}");
     assert!(
         !stderr.contains("broker"),
         "refused before the broker: {stderr}"
@@ -1019,7 +1015,7 @@ async fn a_column_the_tool_does_not_read_refuses_the_file_before_anything_is_sen
             "--report",
             report_arg,
             "--ignore-column",
-            "NOT_BEFORE",
+            "KEEP_MAILBOX",
         ],
     )
     .await;

@@ -12,6 +12,7 @@ mod lookups;
 mod pacing;
 mod prom;
 mod quarantine;
+mod schedule;
 mod support;
 mod tokens;
 mod transport;

@@ -176,6 +176,7 @@ async fn run(jobs: u32, in_flight: usize, fault_every: usize) -> (Vec<Outcome>, 
                     subject: Subject::Known(Target::Aerospike { user: uuid(i) }),
                     reason: None,
                     requested_by: None,
+                    due: None,
                 };
                 let r = lane.execute(&job).await;
                 assert!(

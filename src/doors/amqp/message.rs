@@ -27,6 +27,9 @@ pub struct JobMessage {
     pub reason: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub requested_by: Option<String>,
+    /// When a scheduled job is due, resolved by its publisher (time zone and offset applied).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub due_at: Option<String>,
 }
 
 impl JobMessage {
@@ -43,6 +46,7 @@ impl JobMessage {
             transfer_to,
             reason: job.reason.as_deref().map(str::to_owned),
             requested_by: job.requested_by.as_deref().map(str::to_owned),
+            due_at: job.due.map(|t| t.to_string()),
         }
     }
 }
@@ -123,6 +127,7 @@ impl EventTarget {
             job_id: Some(format!("{event_id}:{index}").into()),
             reason: event.reason.as_deref().map(Into::into),
             requested_by: event.requested_by.as_deref().map(Into::into),
+            ..RawJob::default()
         }
     }
 }
@@ -197,7 +202,7 @@ fn job_from<'b>(props: &BasicProperties, body: &'b [u8]) -> Result<RawJob<'b>, U
     let mut unknown: Vec<&str> = fields
         .keys()
         .map(|k| k.as_ref())
-        .filter(|k| !COLUMNS.contains(k))
+        .filter(|k| !COLUMNS.contains(k) && *k != "due_at")
         .collect();
     if !unknown.is_empty() {
         unknown.sort_unstable();
@@ -295,11 +300,12 @@ mod tests {
             Some("m-9"),
             "an empty job id takes the message's"
         );
-        let body = br#"{"provider":"factory","user":"a@b.co","not_before":"2027-01-01T00:00:00Z","note":1}"#;
+        let body = br#"{"provider":"factory","user":"a@b.co","not_before":"2027-01-01T00:00:00Z","notify":1,"note":1}"#;
         let e = job_from(&props, body).expect_err("unknown fields");
         assert_eq!(e.id, "m-9");
         let why = e.why.to_string();
-        assert!(why.contains("`not_before`, `note`"), "{why}");
+        assert!(why.contains("`note`, `notify`"), "{why}");
+        assert!(!why.contains("`not_before`,"), "a field it reads: {why}");
         assert!(matches!(e.why, Invalid::Unreadable(_)), "{:?}", e.why);
     }
 }

@@ -11,7 +11,9 @@ mod consume;
 mod dead_letters;
 mod message;
 mod publish;
+mod schedule;
 mod settle;
+mod stream;
 mod topology;
 
 pub use consume::{next_delivery, open_consumer};
@@ -21,7 +23,9 @@ pub use message::{
     stable_id,
 };
 pub use publish::{Publisher, confirm_publish};
+pub use schedule::{declare_schedule, schedule_job, send_to_wait, tier_queue};
 pub use settle::{Acker, Part, Settled, Why, ack, dead_letter, hand_back, requeue};
+pub use stream::{append, declare_stream, entry_properties, replay, take_lock};
 pub use topology::{declare, declare_intake, expect_exchange, private_consumer};
 
 /// Headers the worker sets on a dead letter.

@@ -74,14 +74,9 @@ pub async fn declare(channel: &Channel, amqp: &Amqp, entries: &[&str]) -> Result
         )
         .await?;
     // The quarantine's log: a stream, read from its start by each worker that takes the gate.
-    let mut stream = FieldTable::default();
-    stream.insert(
-        "x-queue-type".into(),
-        AMQPValue::LongString("stream".into()),
-    );
-    channel
-        .queue_declare(amqp.gate_stream.as_str().into(), queue, stream)
-        .await?;
+    super::declare_stream(channel, &amqp.gate_stream).await?;
+    // Where scheduled jobs wait, and the schedule's log.
+    super::declare_schedule(channel, amqp).await?;
     for entry in entries {
         let name = amqp.queue(entry);
         channel

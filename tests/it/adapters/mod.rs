@@ -363,6 +363,7 @@ fn job(kind: ProviderKind, n: u32) -> Job {
         subject: Subject::Known(target(kind)),
         reason: None,
         requested_by: None,
+        due: None,
     }
 }
 
