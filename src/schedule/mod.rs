@@ -225,6 +225,15 @@ impl Selector {
     }
 }
 
+/// A cancel sent to the scheduler through its own queue (a reactivation from an identity system,
+/// forwarded by the gate), so that it is decided in order with the releases.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CancelRequest {
+    pub person: String,
+    pub event: String,
+    pub by: String,
+}
+
 /// `schedule list`'s answer.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct View {

@@ -201,6 +201,28 @@ impl Gate {
         let Some((event, event_id)) = intake::parse(&ctx, &acker, &delivery).await else {
             return Ok(());
         };
+        if event.reactivated {
+            // Not a removal: it counts toward no quarantine, and goes to the scheduler, which
+            // cancels the person's removals still waiting (in shadow mode: said, not done).
+            if event.shadow {
+                tracing::warn!(
+                    event_id,
+                    "shadow mode: a reactivation would cancel the person's scheduled removals"
+                );
+            } else {
+                let request = crate::schedule::CancelRequest {
+                    person: event.person(),
+                    event: event_id.clone(),
+                    by: event
+                        .requested_by
+                        .clone()
+                        .unwrap_or_else(|| event.door().to_owned()),
+                };
+                amqp::request_cancel(&self.channel, &ctx.settings.amqp, &request).await?;
+            }
+            acker.ack().await;
+            return Ok(());
+        }
         if !self.ledger.knows(&event_id) {
             let now = now_ms();
             let join = self.ledger.on_arrival(&event_id, now);

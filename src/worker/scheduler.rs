@@ -24,7 +24,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::doors::amqp::{self, AmqpError, JobMessage, next_delivery, open_consumer};
 use crate::outcome::{Outcome, Reason, Record};
-use crate::schedule::{Book, Cancelled, Entry, Filter, Ledger, Selector, View, tier_for};
+use crate::schedule::{
+    Book, CancelRequest, Cancelled, Entry, Filter, Ledger, Selector, View, tier_for,
+};
 
 use super::Ctx;
 
@@ -66,7 +68,7 @@ pub(super) async fn run(
     let started = std::time::Instant::now();
     let mut ledger = Ledger::default();
     let stream = amqp_settings.schedule_stream.clone();
-    let Some(read) = amqp::replay(&connection, &channel, &stream, &session, |body| {
+    let Some((read, mark)) = amqp::replay(&connection, &channel, &stream, &session, |body| {
         if let Ok(entry) = serde_json::from_slice::<Entry>(body) {
             ledger.apply(&entry);
         }
@@ -83,6 +85,8 @@ pub(super) async fn run(
     );
     let (tx, mut asks) = mpsc::channel(16);
     handle.set(Some(tx));
+    // What enqueues write from now on keeps the waiting counts true (nothing else depends on it).
+    let (_following, follower) = amqp::follow(&connection, &stream, mark).await?;
     let mut scheduler = Scheduler {
         ctx: ctx.clone(),
         connection: connection.clone(),
@@ -91,7 +95,7 @@ pub(super) async fn run(
         holding: JoinSet::new(),
         sending: FuturesUnordered::new(),
     };
-    let result = scheduler.serve(&mut asks, &session).await;
+    let result = scheduler.serve(&mut asks, follower, &session).await;
     handle.set(None);
     result
 }
@@ -112,6 +116,7 @@ impl Scheduler {
     async fn serve(
         &mut self,
         asks: &mut mpsc::Receiver<Ask>,
+        mut follower: lapin::Consumer,
         session: &CancellationToken,
     ) -> Result<(), AmqpError> {
         let queue = self.ctx.settings.amqp.schedule_queue.clone();
@@ -137,9 +142,19 @@ impl Scheduler {
                     self.release(delivery, job);
                 }
                 next = next_delivery(&mut consumer, session) => match next? {
+                    Some(d) if d.properties.kind().as_ref().is_some_and(|k| k.as_str() == amqp::CANCEL_KIND) => {
+                        self.cancel_request(d, session).await?
+                    }
                     Some(delivery) => self.arrive(delivery).await,
                     None => return Ok(()),
                 },
+                Some(entry) = follower.next() => {
+                    let entry = entry?;
+                    if let Ok(e) = serde_json::from_slice::<Entry>(&entry.data) {
+                        self.ledger.apply(&e);
+                    }
+                    amqp::follow_ack(&entry).await?;
+                }
                 _ = tokio::time::sleep(METRICS_EVERY) => {}
             }
         }
@@ -261,6 +276,47 @@ impl Scheduler {
             );
             ack(delivery).await
         }));
+    }
+
+    /// A cancel through the queue (a reactivation): every waiting job of the person, recorded
+    /// with the identity system's event, then acknowledged. One that cannot be read is
+    /// dead-lettered.
+    async fn cancel_request(
+        &mut self,
+        delivery: Delivery,
+        session: &CancellationToken,
+    ) -> Result<(), AmqpError> {
+        let Ok(request) = serde_json::from_slice::<CancelRequest>(&delivery.data) else {
+            tracing::error!(
+                "a cancel request on the scheduler's queue cannot be read: dead-lettered"
+            );
+            let _ = delivery
+                .acker
+                .reject(BasicRejectOptions { requeue: false })
+                .await;
+            return Ok(());
+        };
+        let stream = self.ctx.settings.amqp.schedule_stream.clone();
+        let book = read_book(&self.connection, &self.channel, &stream, session).await?;
+        let selector = Selector {
+            people: vec![request.person.clone()],
+            ..Selector::default()
+        };
+        match self
+            .cancel(&book, &selector, &request.by, Some(request.event.clone()))
+            .await
+        {
+            Ok(done) => {
+                tracing::warn!(
+                    event = request.event,
+                    cancelled = done.cancelled.len(),
+                    "a reactivation cancelled the person's scheduled removals"
+                );
+                ack(delivery).await
+            }
+            // Not acknowledged: the request comes back, and what was cancelled stays cancelled.
+            Err(why) => Err(AmqpError::NotConfirmed(why)),
+        }
     }
 
     async fn answer(&mut self, ask: Ask, session: &CancellationToken) -> Result<(), AmqpError> {

@@ -206,6 +206,12 @@ impl Broker {
         cmd
     }
 
+    /// The node's data directory, for a bench measuring the broker's disk.
+    #[allow(dead_code)] // benches/schedule.rs
+    pub fn data_dir(&self) -> PathBuf {
+        self.path("mnesia")
+    }
+
     fn path(&self, name: &str) -> PathBuf {
         self.dir.path().join(name)
     }

@@ -1027,3 +1027,127 @@ async fn a_column_the_tool_does_not_read_refuses_the_file_before_anything_is_sen
     );
     assert!(!sandbox.is_member(ProviderKind::Factory, None, email));
 }
+
+/// `run` removes now: a file with rows due later is refused before anything is sent, saying how
+/// many and to use `enqueue`; with `--due-only` the rows due now run and the others are recorded
+/// `not_attempted`/`scheduled` with their `due_at`; bad dates and zones are invalid, named per
+/// row; `enqueue`'s guard counts the scheduled rows.
+#[tokio::test]
+async fn run_refuses_rows_due_later_and_due_only_runs_what_is_due() {
+    let people = [
+        "due.now@acme.example",
+        "due.past@acme.example",
+        "due.later@acme.example",
+    ];
+    let mut seed = Seed::default();
+    for p in people {
+        seed = seed.member_with_email(ProviderKind::Factory, None, p, p);
+    }
+    let sandbox = Sandbox::start(SandboxOptions::plain(seed)).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("offboard.toml");
+    std::fs::write(&config, config_for(&sandbox, &HashMap::new(), "")).unwrap();
+    let csv = dir.path().join("quarter.csv");
+    std::fs::write(
+        &csv,
+        format!(
+            "provider,user,not_before,last_day,time_zone\n\
+             factory,{},,,\n\
+             factory,{},2020-01-01T00:00:00+01:00,,\n\
+             factory,{},,2099-12-31,Australia/Melbourne\n\
+             factory,nobody1@acme.example,2099-01-01T00:00:00,,\n\
+             factory,nobody2@acme.example,,2099-12-31,\n\
+             factory,nobody3@acme.example,,2099-12-31,Mars/Olympus_Mons\n\
+             factory,nobody4@acme.example,2099-01-01T00:00:00Z,2099-12-31,UTC\n",
+            people[0], people[1], people[2]
+        ),
+    )
+    .unwrap();
+    let report = dir.path().join("report.jsonl");
+    let out = run_csv(&sandbox.env(), &csv, &config, &report).await;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("1 job(s) are due later"), "{stderr}");
+    assert!(
+        stderr.contains("offboard enqueue") && stderr.contains("--due-only"),
+        "{stderr}"
+    );
+    assert!(
+        sandbox.is_member(ProviderKind::Factory, None, people[0]),
+        "nothing sent"
+    );
+    assert!(!report.exists());
+
+    let (csv_arg, config_arg, report_arg) = (
+        csv.to_str().unwrap(),
+        config.to_str().unwrap(),
+        report.to_str().unwrap(),
+    );
+    let out = offboard(
+        &sandbox.env(),
+        &[
+            "run",
+            "--csv",
+            csv_arg,
+            "--config",
+            config_arg,
+            "--report",
+            report_arg,
+            "--due-only",
+        ],
+    )
+    .await;
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines = report_lines(&report);
+    let of = |user: &str| {
+        lines
+            .iter()
+            .find(|l| l["user"] == user)
+            .unwrap_or_else(|| panic!("{user} in {lines:#?}"))
+    };
+    assert_eq!(of(people[0])["outcome"], "removed");
+    assert_eq!(of(people[1])["outcome"], "removed", "due in the past: now");
+    assert_eq!(of(people[1])["due_at"], "2019-12-31T23:00:00Z");
+    let later = of(people[2]);
+    assert_eq!(later["outcome"], "not_attempted");
+    assert_eq!(later["reason"], "scheduled");
+    // Midnight after 2099-12-31 in Melbourne (AEDT, +11).
+    assert_eq!(later["due_at"], "2099-12-31T13:00:00Z");
+    assert!(sandbox.is_member(ProviderKind::Factory, None, people[2]));
+    let invalid: Vec<String> = lines
+        .iter()
+        .filter(|l| l["outcome"] == "invalid")
+        .map(|l| l["error"]["message"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(invalid.len(), 4, "{invalid:#?}");
+    for (line, field) in [
+        (5, "not_before"),
+        (6, "time_zone"),
+        (7, "time_zone"),
+        (8, "not_before"),
+    ] {
+        assert!(
+            invalid
+                .iter()
+                .any(|m| m.starts_with(&format!("line {line}: field `{field}`"))),
+            "line {line} names `{field}`: {invalid:#?}"
+        );
+    }
+
+    // enqueue's guard counts every row, the scheduled one too: 3 removable, above a limit of 2.
+    let mut env = sandbox.env();
+    env.push(("OFFBOARD_AMQP_URL", "amqp://127.0.0.1:1/%2f".to_owned()));
+    env.push(("OFFBOARD__SAFETY__MAX_REMOVALS_PER_RUN", "2".to_owned()));
+    let out = offboard(&env, &["enqueue", "--csv", csv_arg, "--config", config_arg]).await;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert!(
+        stderr.contains("3 removals exceed safety.max_removals_per_run (2)"),
+        "the count includes the scheduled row: {stderr}"
+    );
+}

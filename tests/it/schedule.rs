@@ -196,6 +196,18 @@ async fn scheduled_rows_wait_in_the_broker_through_kill_9_and_a_restart_and_run_
         rig.sandbox
             .is_member(ProviderKind::Factory, None, PEOPLE[3])
     );
+    // A cancel of a job already released loses whole: said, and its removal's record stands.
+    let released = Rig::line_of(&lines, PEOPLE[1])[0]["job_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (code, out) = rig.cli(&["schedule", "cancel", "--job", &released]).await;
+    assert_eq!(code, Some(1), "{out}");
+    assert!(
+        out.contains(&format!("{released}: too late, released to its lane")),
+        "{out}"
+    );
+    assert_eq!(Rig::line_of(&report_lines(&rig.report), PEOPLE[1]).len(), 1);
     // A second cancel finds nothing waiting.
     let (code, out) = rig
         .cli(&["schedule", "cancel", "--person", PEOPLE[3]])
@@ -270,6 +282,92 @@ async fn a_cancel_by_file_takes_back_what_that_file_scheduled() {
                 PEOPLE[0]
             ) == 0
     );
+    terminate(&worker);
+    worker.wait().await.unwrap();
+}
+
+/// A person made active again through SCIM (`active: true`) or Okta
+/// (`user.lifecycle.reactivate`) has their waiting removals cancelled, recorded with the
+/// identity system's event; someone else's stay.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reactivation_through_scim_or_okta_cancels_the_persons_scheduled_removals() {
+    let mut seed = Seed::default();
+    for p in PEOPLE {
+        seed = seed.member_with_email(ProviderKind::Factory, None, p, p);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let extra = format!(
+        "[intake]\nlisten = \"127.0.0.1:0\"\ntargets = [{{ provider = \"factory\" }}]\n[intake.okta]\nsecret_env = \"TEST_OKTA_SECRET\"\n[intake.scim]\ntoken_env = \"TEST_SCIM_TOKEN\"\ndatabase = \"{}\"\n",
+        dir.path().join("scim.sqlite").display()
+    );
+    let rig = crate::intake::rig(seed, &extra).await;
+    let csv = dir.path().join("leavers.csv");
+    std::fs::write(
+        &csv,
+        format!(
+            "provider,user,last_day,time_zone\nfactory,{},2031-03-31,Europe/Berlin\nfactory,{},2031-03-31,Europe/Berlin\nfactory,{},2031-03-31,Europe/Berlin\n",
+            PEOPLE[1], PEOPLE[2], PEOPLE[3]
+        ),
+    )
+    .unwrap();
+    let mut worker = rig.worker();
+    rig.declared("offboard.schedule").await;
+    let (code, out) = rig.cli(&["enqueue", "--csv", csv.to_str().unwrap()]).await;
+    assert_eq!(code, Some(0), "{out}");
+    assert_eq!(rig.waiting().await["waiting"], 3);
+
+    let stop = tokio_util::sync::CancellationToken::new();
+    let addr = crate::intake::intake_in_process(&rig.config, &rig.broker.url(), &stop).await;
+    // SCIM: a user provisioned inactive, then made active.
+    let scim = crate::intake::Scim {
+        http: reqwest::Client::new(),
+        base: format!("http://{addr}/scim/v2"),
+    };
+    let (status, user) = scim
+        .post_user(serde_json::json!({
+            "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+            "userName": PEOPLE[3],
+            "active": false,
+            "emails": [{"primary": true, "value": PEOPLE[3]}]
+        }))
+        .await;
+    assert_eq!(status, 201, "{user}");
+    let id = user["id"].as_str().unwrap();
+    let (status, body) = scim
+        .patch_user(
+            id,
+            serde_json::json!([{"op": "replace", "path": "active", "value": true}]),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    // Okta: the reactivation of another.
+    let hook = format!("http://{addr}/hooks/okta");
+    let delivery = crate::intake::okta_delivery(vec![crate::intake::okta_event(
+        "ev-reactivate-1",
+        "user.lifecycle.reactivate",
+        PEOPLE[2],
+    )]);
+    assert_eq!(crate::intake::deliver_okta(&hook, &delivery).await, 200);
+
+    wait_until(Duration::from_secs(30), "both cancelled", async || {
+        rig.waiting().await["waiting"] == 1
+    })
+    .await;
+    let left = rig.waiting().await;
+    assert_eq!(left["first"][0]["user"], PEOPLE[1], "{left}");
+    let lines = report_lines(&rig.report);
+    for (person, event) in [
+        (PEOPLE[3], format!("scim:{id}:")),
+        (PEOPLE[2], "okta:ev-reactivate-1".into()),
+    ] {
+        let mine = Rig::line_of(&lines, person);
+        assert_eq!(mine.len(), 1, "{mine:?}");
+        assert_eq!(mine[0]["reason"], "cancelled");
+        let message = mine[0]["error"]["message"].as_str().unwrap();
+        assert!(message.contains(&format!("(event {event}")), "{message}");
+        assert!(rig.sandbox.is_member(ProviderKind::Factory, None, person));
+    }
+    stop.cancel();
     terminate(&worker);
     worker.wait().await.unwrap();
 }

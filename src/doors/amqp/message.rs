@@ -68,6 +68,10 @@ pub struct Event {
     /// From an intake in shadow mode: counted and recorded, never sent.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub shadow: bool,
+    /// The identity system made the person active again: nothing is removed, and their
+    /// removals still waiting for a due time are cancelled.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub reactivated: bool,
 }
 
 impl Event {

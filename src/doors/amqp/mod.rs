@@ -23,9 +23,11 @@ pub use message::{
     stable_id,
 };
 pub use publish::{Publisher, confirm_publish};
-pub use schedule::{declare_schedule, schedule_job, send_to_wait, tier_queue};
+pub use schedule::{
+    CANCEL_KIND, declare_schedule, request_cancel, schedule_job, send_to_wait, tier_queue,
+};
 pub use settle::{Acker, Part, Settled, Why, ack, dead_letter, hand_back, requeue};
-pub use stream::{append, declare_stream, entry_properties, replay, take_lock};
+pub use stream::{append, declare_stream, entry_properties, follow, follow_ack, replay, take_lock};
 pub use topology::{declare, declare_intake, expect_exchange, private_consumer};
 
 /// Headers the worker sets on a dead letter.

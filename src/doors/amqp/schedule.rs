@@ -13,7 +13,7 @@ use lapin::types::{AMQPValue, FieldTable};
 use lapin::{Channel, PublisherConfirm};
 
 use crate::config::Amqp;
-use crate::schedule::{Entry, TIERS, tier_for};
+use crate::schedule::{CancelRequest, Entry, TIERS, tier_for};
 
 use super::{AmqpError, JobMessage, declare_stream, entry_properties, job_properties};
 
@@ -136,4 +136,20 @@ pub async fn schedule_job(
         .await?;
     let waits = send_to_wait(channel, amqp, job, body, due).await?;
     Ok([logged, waits])
+}
+
+/// The AMQP `type` of a [`CancelRequest`] on the scheduler's queue (a job message has none).
+pub const CANCEL_KIND: &str = "offboard.cancel";
+
+/// Sends a cancel to the scheduler through its queue, and waits for the broker's confirmation.
+pub async fn request_cancel(
+    channel: &Channel,
+    amqp: &Amqp,
+    request: &CancelRequest,
+) -> Result<(), AmqpError> {
+    let body = serde_json::to_vec(request).expect("a request serializes");
+    let props = entry_properties()
+        .with_type(CANCEL_KIND.into())
+        .with_message_id(request.event.as_str().into());
+    super::confirm_publish(channel, "", &amqp.schedule_queue, &body, props).await
 }

@@ -75,15 +75,15 @@ enum Marker {
 
 /// Reads `stream` from its start, handing each entry's body to `apply`, up to a mark appended
 /// (through `confirms`, a channel in confirm mode) once the reader is attached: everything
-/// before the mark is the past. Returns how many entries were read; `None` if the session ended
-/// first.
+/// before the mark is the past. Returns how many entries were read and the mark's offset (to
+/// [`follow`] from); `None` if the session ended first.
 pub async fn replay(
     connection: &Connection,
     confirms: &Channel,
     stream: &str,
     session: &CancellationToken,
     mut apply: impl FnMut(&[u8]),
-) -> Result<Option<u64>, AmqpError> {
+) -> Result<Option<(u64, i64)>, AmqpError> {
     let channel = connection.create_channel().await?;
     // A stream consumer needs a prefetch and acknowledgements (they are its credit).
     channel.basic_qos(1000, BasicQosOptions::default()).await?;
@@ -128,12 +128,54 @@ pub async fn replay(
                 .map_err(AmqpError::from)?;
         }
         match serde_json::from_slice::<Marker>(&delivery.data) {
-            Ok(Marker::Mark { nonce: n }) if n == nonce => break Some(read),
+            Ok(Marker::Mark { nonce: n }) if n == nonce => break Some((read, offset(&delivery))),
             _ => apply(&delivery.data),
         }
     };
     let _ = channel.close(200, "replayed".into()).await;
     Ok(done)
+}
+
+/// The offset the broker gives a stream delivery (`x-stream-offset`).
+fn offset(delivery: &lapin::message::Delivery) -> i64 {
+    delivery
+        .properties
+        .headers()
+        .as_ref()
+        .and_then(|h| match h.inner().get("x-stream-offset") {
+            Some(AMQPValue::LongLongInt(n)) => Some(*n),
+            Some(AMQPValue::LongInt(n)) => Some(i64::from(*n)),
+            _ => None,
+        })
+        .unwrap_or(0)
+}
+
+/// A consumer of `stream`'s entries after `offset`, as they are appended (on its own channel,
+/// acknowledged by [`follow_ack`]).
+pub async fn follow(
+    connection: &Connection,
+    stream: &str,
+    offset: i64,
+) -> Result<(Channel, lapin::Consumer), AmqpError> {
+    let channel = connection.create_channel().await?;
+    channel.basic_qos(1000, BasicQosOptions::default()).await?;
+    let mut args = FieldTable::default();
+    args.insert("x-stream-offset".into(), AMQPValue::LongLongInt(offset + 1));
+    let consumer = channel
+        .basic_consume(
+            stream.into(),
+            "offboard-follow".into(),
+            BasicConsumeOptions::default(),
+            args,
+        )
+        .await?;
+    Ok((channel, consumer))
+}
+
+/// Acknowledges a followed entry (a stream's credit).
+pub async fn follow_ack(delivery: &lapin::message::Delivery) -> Result<(), AmqpError> {
+    delivery.acker.ack(BasicAckOptions::default()).await?;
+    Ok(())
 }
 
 /// Appends one entry to `stream` and waits for the broker's confirmation.

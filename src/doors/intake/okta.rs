@@ -13,6 +13,10 @@ use serde::Deserialize;
 
 use super::{Intake, publish};
 
+/// Okta's event types for a user made active again: whatever `event_types` says, each cancels the
+/// person's scheduled removals (it removes nobody).
+const REACTIVATIONS: [&str; 2] = ["user.lifecycle.activate", "user.lifecycle.reactivate"];
+
 /// A delivery: `{"eventType": "com.okta.event_hook", "eventId", "data": {"events": [...]}}`.
 #[derive(Deserialize)]
 struct Delivery {
@@ -120,8 +124,10 @@ pub(super) async fn deliver(
     let okta = s.okta.as_ref().expect("routed only when configured");
     let mut events = Vec::new();
     let (mut ignored, mut no_person) = (0u64, 0u64);
+    let mut reactivated = 0u64;
     for e in &delivery.data.events {
-        if !okta.event_types.contains(&e.event_type) {
+        let reactivation = REACTIVATIONS.contains(&e.event_type.as_str());
+        if !reactivation && !okta.event_types.contains(&e.event_type) {
             ignored += 1;
             continue;
         }
@@ -147,6 +153,22 @@ pub(super) async fn deliver(
             .as_ref()
             .and_then(|a| a.alternate_id.as_deref().or(a.id.as_deref()))
             .unwrap_or("unknown");
+        if reactivation {
+            tracing::warn!(
+                event_type = e.event_type,
+                event_id = uuid,
+                person,
+                "Okta: made active again: their scheduled removals are cancelled"
+            );
+            reactivated += 1;
+            events.push(publish::reactivation(
+                "okta",
+                person.trim(),
+                format!("okta:{uuid}"),
+                format!("okta:{actor}"),
+            ));
+            continue;
+        }
         tracing::info!(
             event_type = e.event_type,
             event_id = uuid,
@@ -171,7 +193,8 @@ pub(super) async fn deliver(
             .into_response();
     }
     s.metrics
-        .intake_events("okta", "published", events.len() as u64);
+        .intake_events("okta", "published", events.len() as u64 - reactivated);
+    s.metrics.intake_events("okta", "reactivated", reactivated);
     s.metrics.intake_events("okta", "ignored", ignored);
     s.metrics.intake_events("okta", "no_person", no_person);
     counted(&s, StatusCode::OK).into_response()

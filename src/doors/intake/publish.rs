@@ -173,5 +173,26 @@ pub fn event(
         event_id: Some(event_id),
         door: Some(door.to_owned()),
         shadow: false,
+        reactivated: false,
+    }
+}
+
+/// The intake message for a person made active again: their scheduled removals are cancelled,
+/// recorded with `event_id`; nothing is removed.
+pub fn reactivation(door: &str, person: &str, event_id: String, requested_by: String) -> Event {
+    Event {
+        targets: vec![EventTarget {
+            provider: crate::job::EVERY_PROVIDER.to_owned(),
+            user: person.to_owned(),
+            organization: None,
+            transfer_to: None,
+            by_email: true,
+        }],
+        reason: Some(format!("{door} reactivation")),
+        requested_by: Some(requested_by),
+        event_id: Some(event_id),
+        door: Some(door.to_owned()),
+        shadow: false,
+        reactivated: true,
     }
 }

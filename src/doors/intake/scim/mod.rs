@@ -361,8 +361,24 @@ async fn on_transition(
     } else if !before.active && still_active {
         tracing::warn!(
             scim_id = before.id,
-            "SCIM: user made active again; recorded, and no account is re-added anywhere"
+            "SCIM: user made active again: their scheduled removals are cancelled, and no account is re-added anywhere"
         );
+        if let Some(person) = person(&before.attrs) {
+            let event = publish::reactivation(
+                "scim",
+                &person,
+                format!("scim:{}:{}", before.id, before.version + 1),
+                "scim".into(),
+            );
+            if let Err(e) = s.publisher.publish(std::slice::from_ref(&event)).await {
+                tracing::error!(error = %e, scim_id = before.id, "SCIM reactivation not confirmed by the broker: answering 503 so the client retries");
+                return Err(ScimError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    None,
+                    "the reactivation could not be queued; retry",
+                ));
+            }
+        }
         s.metrics.intake_events("scim", "reactivated", 1);
     }
     Ok(())
