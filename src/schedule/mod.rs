@@ -134,22 +134,16 @@ impl Book {
 
     /// The waiting jobs `filter` selects, by due time.
     pub fn select(&self, filter: &Filter) -> Vec<&Waiting> {
-        let mut out: Vec<&Waiting> = self
-            .waiting
-            .values()
-            .filter(|w| filter.matches(w))
-            .collect();
-        out.sort_by(|a, b| (a.due_at, &a.job_id).cmp(&(b.due_at, &b.job_id)));
-        out
+        self.by_due_time(|w| filter.matches(w))
     }
 
     /// The waiting jobs `selector` names, by due time.
     pub fn targets(&self, selector: &Selector) -> Vec<&Waiting> {
-        let mut out: Vec<&Waiting> = self
-            .waiting
-            .values()
-            .filter(|w| selector.matches(w))
-            .collect();
+        self.by_due_time(|w| selector.matches(w))
+    }
+
+    fn by_due_time(&self, keep: impl Fn(&Waiting) -> bool) -> Vec<&Waiting> {
+        let mut out: Vec<&Waiting> = self.waiting.values().filter(|w| keep(w)).collect();
         out.sort_by(|a, b| (a.due_at, &a.job_id).cmp(&(b.due_at, &b.job_id)));
         out
     }

@@ -5,7 +5,10 @@
 //! exchange and its queue (`offboard.dead`), with `x-delivery-limit` so a message that keeps killing
 //! the worker ends there instead of looping. Person-level events arrive on an intake queue.
 
+use lapin::types::{AMQPValue, FieldTable};
 use lapin::{Connection, ConnectionProperties};
+
+use crate::config::Amqp;
 
 mod consume;
 mod dead_letters;
@@ -52,6 +55,30 @@ pub enum AmqpError {
 }
 
 /// Connects, naming the connection so operators can tell replicas apart in the broker's UI.
+/// A quorum queue's arguments: with `dead_letter`, dead-lettering to `amqp.dead_letter_exchange`
+/// after `amqp.delivery_limit` deliveries; with `single_active`, one active consumer.
+pub(crate) fn quorum_args(amqp: &Amqp, dead_letter: bool, single_active: bool) -> FieldTable {
+    let mut args = FieldTable::default();
+    args.insert(
+        "x-queue-type".into(),
+        AMQPValue::LongString("quorum".into()),
+    );
+    if dead_letter {
+        args.insert(
+            "x-dead-letter-exchange".into(),
+            AMQPValue::LongString(amqp.dead_letter_exchange.as_str().into()),
+        );
+        args.insert(
+            "x-delivery-limit".into(),
+            AMQPValue::LongInt(amqp.delivery_limit as i32),
+        );
+    }
+    if single_active {
+        args.insert("x-single-active-consumer".into(), AMQPValue::Boolean(true));
+    }
+    args
+}
+
 pub async fn connect(url: &str, name: &str) -> Result<Connection, AmqpError> {
     let props = ConnectionProperties::default().with_connection_name(name.into());
     Ok(Connection::connect(url, props).await?)

@@ -9,13 +9,13 @@
 //! restart and a failover, and hold the jobs whatever happens to the workers.
 
 use lapin::options::{BasicPublishOptions, QueueDeclareOptions};
-use lapin::types::{AMQPValue, FieldTable};
+use lapin::types::AMQPValue;
 use lapin::{Channel, PublisherConfirm};
 
 use crate::config::Amqp;
 use crate::schedule::{CancelRequest, Entry, TIERS, tier_for};
 
-use super::{AmqpError, JobMessage, declare_stream, entry_properties, job_properties};
+use super::{AmqpError, JobMessage, declare_stream, entry_properties, job_properties, quorum_args};
 
 /// The tier queue that holds messages 2^k seconds.
 pub fn tier_queue(amqp: &Amqp, k: u32) -> String {
@@ -28,29 +28,13 @@ pub async fn declare_schedule(channel: &Channel, amqp: &Amqp) -> Result<(), Amqp
         durable: true,
         ..Default::default()
     };
-    let quorum = || {
-        let mut args = FieldTable::default();
-        args.insert(
-            "x-queue-type".into(),
-            AMQPValue::LongString("quorum".into()),
-        );
-        args
-    };
-    let mut due = quorum();
     // A message the scheduler cannot read ends in the dead-letter queue, not in a loop.
-    due.insert(
-        "x-dead-letter-exchange".into(),
-        AMQPValue::LongString(amqp.dead_letter_exchange.as_str().into()),
-    );
-    due.insert(
-        "x-delivery-limit".into(),
-        AMQPValue::LongInt(amqp.delivery_limit as i32),
-    );
+    let due = quorum_args(amqp, true, false);
     channel
         .queue_declare(amqp.schedule_queue.as_str().into(), durable, due)
         .await?;
     for k in 0..TIERS {
-        let mut args = quorum();
+        let mut args = quorum_args(amqp, false, false);
         args.insert("x-message-ttl".into(), AMQPValue::LongLongInt(1000i64 << k));
         args.insert(
             "x-dead-letter-exchange".into(),

@@ -2,34 +2,12 @@
 //! the intake queue, and private reply queues.
 
 use lapin::options::{ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions};
-use lapin::types::{AMQPValue, FieldTable, ShortString};
+use lapin::types::{FieldTable, ShortString};
 use lapin::{Channel, ExchangeKind};
 
 use crate::config::Amqp;
 
-use super::AmqpError;
-
-fn quorum_args(amqp: &Amqp, dead_letter: bool, single_active: bool) -> FieldTable {
-    let mut args = FieldTable::default();
-    args.insert(
-        "x-queue-type".into(),
-        AMQPValue::LongString("quorum".into()),
-    );
-    if dead_letter {
-        args.insert(
-            "x-dead-letter-exchange".into(),
-            AMQPValue::LongString(amqp.dead_letter_exchange.as_str().into()),
-        );
-        args.insert(
-            "x-delivery-limit".into(),
-            AMQPValue::LongInt(amqp.delivery_limit as i32),
-        );
-    }
-    if single_active {
-        args.insert("x-single-active-consumer".into(), AMQPValue::Boolean(true));
-    }
-    args
-}
+use super::{AmqpError, quorum_args};
 
 /// Declares the whole topology; idempotent, so every worker and `enqueue` may call it at start.
 pub async fn declare(channel: &Channel, amqp: &Amqp, entries: &[&str]) -> Result<(), AmqpError> {
