@@ -72,14 +72,61 @@ fn stamp(file: &File) -> io::Result<(u64, Option<std::time::SystemTime>)> {
 }
 
 /// A reader at its own offset of the shared handle (`pread`), so passes do not disturb each other.
+/// It keeps a copy of what it read last, to find a record's true line (see [`At::line_of`]).
 struct At {
     file: Arc<File>,
     pos: u64,
+    last: Vec<u8>,
+    last_start: u64,
+}
+
+impl At {
+    fn new(file: Arc<File>) -> At {
+        At {
+            file,
+            pos: 0,
+            last: Vec::new(),
+            last_start: 0,
+        }
+    }
+
+    /// The byte at `at`, from the copy of the last read when it holds it (it nearly always
+    /// does), else read from the file.
+    fn byte(&self, at: u64) -> Option<u8> {
+        let end = self.last_start + self.last.len() as u64;
+        if (self.last_start..end).contains(&at) {
+            return Some(self.last[(at - self.last_start) as usize]);
+        }
+        let mut one = [0u8; 1];
+        match self.file.read_at(&mut one, at) {
+            Ok(1) => Some(one[0]),
+            _ => None,
+        }
+    }
+
+    /// The true line of a record the csv crate places at `byte`, `line`: where blank lines come
+    /// before a record, the crate gives the first blank line's position; the record starts after
+    /// them.
+    fn line_of(&self, byte: u64, line: u64) -> u64 {
+        let (mut at, mut line) = (byte, line);
+        while let Some(b) = self.byte(at) {
+            match b {
+                b'\n' => line += 1,
+                b'\r' => {}
+                _ => break,
+            }
+            at += 1;
+        }
+        line
+    }
 }
 
 impl Read for At {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.file.read_at(buf, self.pos)?;
+        self.last.clear();
+        self.last.extend_from_slice(&buf[..n]);
+        self.last_start = self.pos;
         self.pos += n as u64;
         Ok(n)
     }
@@ -130,10 +177,7 @@ impl CsvFile {
         };
         let file = Arc::new(File::open(path).map_err(io_err)?);
         let stamp = stamp(&file).map_err(io_err)?;
-        let mut reader = Self::builder().from_reader(At {
-            file: file.clone(),
-            pos: 0,
-        });
+        let mut reader = Self::builder().from_reader(At::new(file.clone()));
         let raw = reader.headers().map_err(|e| CsvError::Header {
             path: path.to_owned(),
             reason: format!("cannot read the header row: {e}"),
@@ -251,10 +295,7 @@ impl CsvFile {
         only: Option<&str>,
         mut f: impl FnMut(Row<'_>),
     ) -> Result<(), CsvError> {
-        let mut reader = Self::builder().from_reader(At {
-            file: self.file.clone(),
-            pos: 0,
-        });
+        let mut reader = Self::builder().from_reader(At::new(self.file.clone()));
         let mut record = StringRecord::new();
         // Skip the header row, then read with our normalized header names.
         reader.headers().map_err(|e| self.fatal(e))?;
@@ -262,7 +303,9 @@ impl CsvFile {
             match reader.read_record(&mut record) {
                 Ok(false) => return Ok(()),
                 Ok(true) => {
-                    let line = record.position().map_or(0, |p| p.line());
+                    let line = record
+                        .position()
+                        .map_or(0, |p| reader.get_ref().line_of(p.byte(), p.line()));
                     if line > last {
                         return Ok(());
                     }
@@ -679,6 +722,14 @@ mod tests {
                 |(line, r)| matches!(r, Invalid::Duplicate { first_line } if first_line < line)
             )
         );
+    }
+
+    #[test]
+    fn a_row_after_blank_lines_names_its_true_line() {
+        let text = "provider,user\nfactory,a@b.co\n\n\nslack,x\n";
+        let (_, bad) = scan_text(text.as_bytes());
+        assert_eq!(bad.len(), 1, "{bad:?}");
+        assert_eq!(bad[0].line, 5, "{bad:?}");
     }
 
     #[test]
