@@ -14,6 +14,7 @@
 //! - [`retry`]: the one classification of answers, and the backoff schedule.
 //! - [`providers`]: one adapter per provider API page, the HTTP client, credentials, the answer.
 //! - [`outcome`]: what became of a job: the outcome, its typed reason, the record, the tally.
+//! - [`reconcile`]: members sorted against a roster: kept, orphans, protected.
 //! - [`schedule`]: removals due later: the log's entries, what they fold to, the delay tiers.
 //! - [`sink`]: the one outcome path: audit log, report, metrics, tally, then the door may ack.
 //! - [`metrics`]: the Prometheus registry; [`admin`]: `/metrics`, `/healthz`, `/readyz`.
@@ -35,6 +36,7 @@ pub mod lane;
 pub mod metrics;
 pub mod outcome;
 pub mod providers;
+pub mod reconcile;
 pub mod retry;
 pub mod run;
 pub mod safety;

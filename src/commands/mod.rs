@@ -13,6 +13,7 @@ mod hold;
 mod intake;
 mod outcomes;
 mod quarantine;
+mod reconcile;
 mod run;
 mod schedule;
 mod setup;
@@ -67,6 +68,9 @@ pub enum Command {
         #[arg(long, env = "OFFBOARD_CONFIG", global = true)]
         config: Option<PathBuf>,
     },
+    /// Every member of every configured organization sorted against a roster of who should keep
+    /// access: the orphans written as a CSV `run` takes. Removes nobody.
+    Reconcile(reconcile::ReconcileArgs),
     /// Removals due later, waiting in the broker: list them, or cancel them before they are due.
     Schedule {
         #[command(subcommand)]
@@ -141,6 +145,7 @@ pub async fn main(cli: Cli) -> ExitCode {
         } => audit::verify(&file),
         Command::Hold { command, config } => hold::command(command, config).await,
         Command::Quarantine { command, config } => quarantine::command(command, config).await,
+        Command::Reconcile(args) => reconcile::command(args).await,
         Command::Schedule { command, config } => schedule::command(command, config).await,
         Command::Verify(args) => verify::command(args).await,
         Command::Intake { config } => intake::command(config).await,

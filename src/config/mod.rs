@@ -22,7 +22,9 @@ pub use entry::{CredentialSpec, Entry, Rate, Source};
 pub use intake::{
     Intake, IntakeMode, IntakeSecrets, IntakeTarget, OKTA_EVENT_TYPES, OktaHook, Scim,
 };
-pub use sections::{Amqp, AuditSettings, HttpSettings, Metrics, Pacing, Safety, Schedule, Worker};
+pub use sections::{
+    Amqp, AuditSettings, HttpSettings, Metrics, Pacing, Reconcile, Safety, Schedule, Worker,
+};
 
 /// Prefix of the environment variables that override keys: `OFFBOARD__` then the key path joined
 /// by `__`, e.g. `OFFBOARD__PROVIDERS__FACTORY__RATE_PER_SECOND=2.5`.
@@ -69,6 +71,8 @@ pub struct Settings {
     pub pacing: Pacing,
     #[serde(default)]
     pub schedule: Schedule,
+    #[serde(default)]
+    pub reconcile: Reconcile,
 }
 
 /// What [`Settings::resolve`] read: every entry's credential, and the HTTP settings with the
@@ -154,6 +158,12 @@ impl Settings {
         self.safety
             .check()
             .map_err(|(key, reason)| invalid(format!("safety.{key}"), reason))?;
+        if !(0.0..=1.0).contains(&self.reconcile.min_match) {
+            return Err(invalid(
+                "reconcile.min_match".into(),
+                format!("must be between 0 and 1, got {}", self.reconcile.min_match),
+            ));
+        }
         self.schedule
             .policy()
             .map_err(|(key, reason)| invalid(format!("schedule.{key}"), reason))?;

@@ -328,6 +328,21 @@ impl Schedule {
     }
 }
 
+/// `[reconcile]`: sorting every member against a roster (`offboard reconcile`).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Reconcile {
+    /// The least share of an organization's members (protected ones aside) the roster must match
+    /// to be trusted there; under it the organization's orphans are refused. Default 0.5.
+    pub min_match: f64,
+}
+
+impl Default for Reconcile {
+    fn default() -> Self {
+        Reconcile { min_match: 0.5 }
+    }
+}
+
 /// `[worker]`: the consumer's own settings.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]

@@ -191,6 +191,21 @@ impl Lane {
         Ok((found, "member_list"))
     }
 
+    /// The whole member list of `organization` (or the key's), read completely through this
+    /// lane's pacing and retries, for `offboard reconcile`: the strict reader of the page, and
+    /// the number of requests it took. Read-only.
+    pub async fn read_members(
+        &self,
+        organization: Option<&str>,
+    ) -> Result<(Arc<Vec<Member>>, u32), String> {
+        let mut requests = 0;
+        let members = self
+            .whole_list(organization, Some(Instant::now()), &mut requests)
+            .await
+            .map_err(|f| preflight_words(&f))?;
+        Ok((members, requests))
+    }
+
     /// The whole member list of an organization, read at or after `not_before` (a list read
     /// before an answer cannot confirm it), shared by concurrent jobs and kept a while.
     pub(super) async fn whole_list(

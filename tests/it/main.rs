@@ -12,6 +12,7 @@ mod lookups;
 mod pacing;
 mod prom;
 mod quarantine;
+mod reconcile;
 mod schedule;
 mod support;
 mod tokens;
