@@ -15,7 +15,8 @@ use crate::reconcile::{Class, Counts, Roster};
 #[derive(Debug, clap::Args)]
 pub struct ReconcileArgs {
     /// The people who should keep access: a CSV with `email` (and optionally `provider`,
-    /// `organization`, `user` for a member known by id at one provider).
+    /// `organization`, `user` for a member known by id at one provider), or `scim`: the active
+    /// users of the intake's SCIM store (`intake.scim.database`), the identity system's own view.
     #[arg(long)]
     pub roster: PathBuf,
     #[arg(long, env = "OFFBOARD_CONFIG")]
@@ -52,12 +53,6 @@ struct Line<'a> {
 }
 
 pub(super) async fn command(args: ReconcileArgs) -> anyhow::Result<ExitCode> {
-    let roster = {
-        let path = args.roster.clone();
-        tokio::task::spawn_blocking(move || Roster::read(&path))
-            .await
-            .expect("no panic")?
-    };
     let Ready {
         settings,
         lanes,
@@ -69,6 +64,14 @@ pub(super) async fn command(args: ReconcileArgs) -> anyhow::Result<ExitCode> {
         "Sandbox: the five providers simulated on 127.0.0.1; nothing leaves this machine.",
     )
     .await?;
+    let roster = if args.roster == Path::new("scim") {
+        scim_roster(&settings).await?
+    } else {
+        let path = args.roster.clone();
+        tokio::task::spawn_blocking(move || Roster::read(&path))
+            .await
+            .expect("no panic")?
+    };
     let protected = crate::safety::Protected::new(&settings.safety.protected)
         .map_err(|e| anyhow::anyhow!("safety.protected: {e}"))?;
     let report = args.report.clone().unwrap_or_else(|| {
@@ -212,6 +215,26 @@ pub(super) async fn command(args: ReconcileArgs) -> anyhow::Result<ExitCode> {
         s.shutdown().await;
     }
     Ok(ExitCode::from(code))
+}
+
+/// The SCIM store's active users, by their email (else a userName that is one).
+async fn scim_roster(settings: &crate::config::Settings) -> anyhow::Result<Roster> {
+    let Some(scim) = settings.intake.scim.as_ref() else {
+        anyhow::bail!(
+            "--roster scim: the config has no [intake.scim] (its database is the roster)"
+        );
+    };
+    if !scim.database.exists() {
+        anyhow::bail!(
+            "--roster scim: no SCIM store at {} (intake.scim.database)",
+            scim.database.display()
+        );
+    }
+    let store = crate::doors::intake::scim::store::Store::open(scim.database.clone()).await?;
+    let (_, active) = store.page(|u| u.active, 0, usize::MAX).await?;
+    Ok(Roster::of_emails(active.iter().filter_map(|u| {
+        crate::doors::intake::scim::person(&u.attrs)
+    })))
 }
 
 /// A new file only its owner may read (it names people).

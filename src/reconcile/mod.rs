@@ -126,6 +126,19 @@ impl Roster {
         Ok(roster)
     }
 
+    /// A roster of these people, by email (the SCIM store's active users): anything that is not
+    /// an email address names nobody here.
+    pub fn of_emails(emails: impl IntoIterator<Item = String>) -> Roster {
+        Roster {
+            emails: emails
+                .into_iter()
+                .map(|e| e.trim().to_lowercase())
+                .filter(|e| e.contains('@'))
+                .collect(),
+            ids: HashSet::new(),
+        }
+    }
+
     pub fn is_empty(&self) -> bool {
         self.emails.is_empty()
     }

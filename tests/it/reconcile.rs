@@ -219,3 +219,77 @@ async fn a_roster_of_another_company_is_refused_and_writes_no_orphans() {
     assert_eq!(code, Some(3));
     assert!(stderr.contains("the roster is empty"), "{stderr}");
 }
+
+/// `--roster scim`: the identity system's own view. Users provisioned active keep access; the
+/// ones it holds inactive are exactly the orphans.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_scim_stores_active_users_can_be_the_roster() {
+    let s = setup().await;
+    let db = s.dir.path().join("scim.sqlite");
+    let text = std::fs::read_to_string(&s.config).unwrap()
+        + &format!(
+            "[intake]\nlisten = \"127.0.0.1:0\"\ntargets = [{{ provider = \"factory\" }}]\n[intake.scim]\ntoken_env = \"TEST_SCIM_TOKEN\"\ndatabase = \"{}\"\n",
+            db.display()
+        );
+    std::fs::write(&s.config, text).unwrap();
+    let (code, _, stderr) = s.reconcile_scim().await;
+    assert_eq!(code, Some(2), "no store yet: {stderr}");
+    assert!(stderr.contains("no SCIM store"), "{stderr}");
+
+    let stop = tokio_util::sync::CancellationToken::new();
+    let addr = crate::intake::intake_in_process(&s.config, "amqp://127.0.0.1:1/%2f", &stop).await;
+    let scim = crate::intake::Scim {
+        http: reqwest::Client::new(),
+        base: format!("http://{addr}/scim/v2"),
+    };
+    for i in 0..PEOPLE {
+        let (status, body) = scim
+            .post_user(serde_json::json!({
+                "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+                "userName": format!("upn{i:03}@acme.onmicrosoft.example"),
+                "active": i >= MISSING,
+                "emails": [{"primary": true, "type": "work", "value": email(i)}]
+            }))
+            .await;
+        assert_eq!(status, 201, "{body}");
+    }
+    stop.cancel();
+    let (code, stdout, stderr) = s.reconcile_scim().await;
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    let orphans = std::fs::read_to_string(s.dir.path().join("orphans.csv")).unwrap();
+    assert_eq!(orphans.lines().count() - 1, MISSING * 5, "{orphans}");
+    for i in 0..MISSING {
+        assert!(
+            orphans.contains(&format!("factory,{},", email(i))),
+            "{orphans}"
+        );
+    }
+}
+
+impl Setup {
+    async fn reconcile_scim(&self) -> (Option<i32>, String, String) {
+        let report = self.dir.path().join("reconcile.jsonl");
+        let out = self.dir.path().join("orphans.csv");
+        let _ = std::fs::remove_file(&out);
+        let o = offboard(
+            &self.sandbox.env(),
+            &[
+                "reconcile",
+                "--roster",
+                "scim",
+                "--config",
+                self.config.to_str().unwrap(),
+                "--report",
+                report.to_str().unwrap(),
+                "--out",
+                out.to_str().unwrap(),
+            ],
+        )
+        .await;
+        (
+            o.status.code(),
+            String::from_utf8_lossy(&o.stdout).into_owned(),
+            String::from_utf8_lossy(&o.stderr).into_owned(),
+        )
+    }
+}
