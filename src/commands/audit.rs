@@ -9,7 +9,9 @@ use anyhow::Context;
 
 #[derive(Debug, Subcommand)]
 pub enum AuditCommand {
-    /// Exit 0 when well formed and complete, 1 when jobs are unfinished or lines malformed.
+    /// Exit 0 when well formed, complete and its SHA-256 chain intact (its head is printed); 1
+    /// when jobs are unfinished, lines malformed, or the chain broken (the first line that does
+    /// not fit is named).
     Verify { file: PathBuf },
 }
 
@@ -22,6 +24,18 @@ pub(super) fn verify(file: &std::path::Path) -> anyhow::Result<ExitCode> {
     }
     for (job, attempt) in &v.unfinished {
         println!("unfinished: job {job} sent {attempt} request(s) and has no final record");
+    }
+    match &v.chain {
+        Ok(c) => {
+            if c.unchained > 0 {
+                println!(
+                    "{} line(s) before the chain began (written by an earlier version)",
+                    c.unchained
+                );
+            }
+            println!("chain intact; head sha256:{}", c.head);
+        }
+        Err((line, why)) => println!("chain broken at line {line}: {why}"),
     }
     if v.is_complete() {
         println!("well formed and complete");

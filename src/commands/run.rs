@@ -157,10 +157,8 @@ pub(super) async fn command(args: RunArgs) -> anyhow::Result<ExitCode> {
         .report
         .clone()
         .unwrap_or_else(|| run::default_report_path(&args.csv));
-    let audit = open_audit(
-        &settings.audit.path_for(args.audit.as_deref(), &report),
-        &lanes,
-    )?;
+    let audit_path = settings.audit.path_for(args.audit.as_deref(), &report);
+    let audit = open_audit(&audit_path, &lanes)?;
     let stop = CancellationToken::new();
     let on_signal = stop.clone();
     tokio::spawn(async move {
@@ -197,6 +195,14 @@ pub(super) async fn command(args: RunArgs) -> anyhow::Result<ExitCode> {
     lanes.remember(&settings).await;
     serving.cancel();
     print!("{}", run::closing(&finished, &lanes));
+    // The audit log's head, for the ticket: a log that still ends in it was not changed since.
+    if let Ok(chain) = crate::sink::chain::Chain::resume(&audit_path, "") {
+        println!(
+            "Audit log: {} (chain head sha256:{}; `offboard audit verify` checks it)",
+            audit_path.display(),
+            chain.head()
+        );
+    }
     if let Some(s) = sandbox {
         s.shutdown().await;
     }

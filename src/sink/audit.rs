@@ -101,6 +101,10 @@ impl Audit {
     pub fn open(path: &Path) -> io::Result<(Audit, std::thread::JoinHandle<io::Result<()>>)> {
         // A record torn by a crash was never confirmed; the next one starts on a line of its own.
         crate::sink::report::trim_torn_tail(path)?;
+        // Every line links to the one before it; this run's first line says its id.
+        let run = uuid::Uuid::new_v4().to_string();
+        let mut chain = super::chain::Chain::resume(path, &run)?;
+        let opening = chain.link(&super::chain::Chain::opening(&run, &time()));
         let file =
             crate::sink::report::private(File::options().create(true).append(true)).open(path)?;
         let (tx, mut rx) = mpsc::channel::<Line>(8192);
@@ -108,13 +112,14 @@ impl Audit {
             .name("audit-writer".into())
             .spawn(move || {
                 let mut out = BufWriter::with_capacity(256 * 1024, file);
+                out.write_all(&opening)?;
                 let mut waiting = Vec::new();
                 let mut batch = Vec::with_capacity(BATCH);
                 while crate::sink::report::next_batch(&mut rx, BATCH, &mut batch) {
                     let mut result = Ok(());
                     for (line, done) in batch.drain(..) {
                         if result.is_ok() {
-                            result = out.write_all(&line);
+                            result = out.write_all(&chain.link(&line));
                         }
                         waiting.extend(done);
                     }
@@ -229,9 +234,11 @@ impl Audit {
 }
 
 /// What `offboard audit verify` found.
-#[derive(Debug, Default, PartialEq, Eq)]
+#[derive(Debug, PartialEq, Eq)]
 pub struct Verdict {
     pub entries: u64,
+    /// The SHA-256 chain: its head, or the first line that does not fit and why.
+    pub chain: Result<super::chain::Checked, (u64, String)>,
     /// Lines that are not audit entries (a torn last line after a crash), by line number.
     pub malformed: Vec<u64>,
     /// Jobs with requests but no final outcome: (job id, last attempt).
@@ -240,22 +247,37 @@ pub struct Verdict {
 
 impl Verdict {
     pub fn is_complete(&self) -> bool {
-        self.malformed.is_empty() && self.unfinished.is_empty()
+        self.malformed.is_empty() && self.unfinished.is_empty() && self.chain.is_ok()
     }
 }
 
 /// Checks an audit log is well formed and complete: every job with a request has an outcome.
 pub fn verify(path: &Path) -> io::Result<Verdict> {
     let reader = io::BufReader::new(File::open(path)?);
-    let mut v = Verdict::default();
+    let mut v = Verdict {
+        entries: 0,
+        chain: Ok(super::chain::Checked {
+            head: String::new(),
+            unchained: 0,
+        }),
+        malformed: vec![],
+        unfinished: vec![],
+    };
     let mut started: BTreeMap<String, u32> = BTreeMap::new();
     let mut finished: BTreeSet<String> = BTreeSet::new();
+    let mut lines = Vec::new();
     for (i, line) in reader.split(b'\n').enumerate() {
         let line = line?;
         if line.is_empty() {
             continue;
         }
-        match serde_json::from_slice::<Entry>(&line) {
+        let n = i as u64 + 1;
+        lines.push((n, line));
+        let line = &lines.last().expect("pushed").1;
+        if serde_json::from_slice::<serde_json::Value>(line).is_ok_and(|l| l["kind"] == "chain") {
+            continue;
+        }
+        match serde_json::from_slice::<Entry>(line) {
             Ok(e) if e.kind == "request" => {
                 v.entries += 1;
                 let a = started.entry(e.job_id.into_owned()).or_default();
@@ -265,12 +287,20 @@ pub fn verify(path: &Path) -> io::Result<Verdict> {
                 v.entries += 1;
                 finished.insert(e.job_id.into_owned());
             }
-            _ if serde_json::from_slice::<Decision>(&line).is_ok_and(|d| d.kind == "decision") => {
+            _ if serde_json::from_slice::<Decision>(line).is_ok_and(|d| d.kind == "decision") => {
                 v.entries += 1;
             }
-            _ => v.malformed.push(i as u64 + 1),
+            _ => v.malformed.push(n),
         }
     }
+    // A torn last line (a crash mid-write) is malformed, said above; it is not a break in the chain.
+    if lines
+        .last()
+        .is_some_and(|(n, _)| v.malformed.last() == Some(n))
+    {
+        lines.pop();
+    }
+    v.chain = super::chain::check(&lines);
     v.unfinished = started
         .into_iter()
         .filter(|(id, _)| !finished.contains(id))
@@ -362,7 +392,12 @@ mod tests {
         // A crash mid-write: the last record torn in half.
         std::fs::write(&path, &text[..text.len() - 40]).unwrap();
         let torn = verify(&path).unwrap();
-        assert_eq!(torn.malformed, vec![5]);
+        assert_eq!(torn.malformed, vec![6], "after the run's chain line");
+        assert!(
+            torn.chain.is_ok(),
+            "a torn last line is no break: {:?}",
+            torn.chain
+        );
         assert_eq!(torn.unfinished, vec![("j-b".to_owned(), 1)]);
         assert!(!torn.is_complete());
     }

@@ -4,6 +4,7 @@
 //! nothing of the files.
 
 pub mod audit;
+pub mod chain;
 pub mod report;
 
 use std::io;

@@ -607,6 +607,39 @@ async fn kill_9_mid_run_then_resume_removes_everyone_at_most_once() {
     let said = String::from_utf8_lossy(&verify.stdout);
     assert_eq!(verify.status.code(), Some(0), "{said}");
     assert!(said.contains("well formed and complete"), "{said}");
+    // The chain runs through both runs (the first killed mid-write), and its head is the one the
+    // second run printed for the ticket.
+    let head = said
+        .split("chain intact; head sha256:")
+        .nth(1)
+        .and_then(|h| h.split_whitespace().next())
+        .map(str::to_owned)
+        .unwrap_or_else(|| panic!("{said}"));
+    assert!(
+        stdout.contains(&format!("chain head sha256:{head}")),
+        "{stdout}
+{said}"
+    );
+    // One edited line (a status made to look like a success) is named by the line after it.
+    let text = std::fs::read_to_string(&audit).unwrap();
+    let mut lines: Vec<String> = text.lines().map(str::to_owned).collect();
+    let edited = lines
+        .iter()
+        .position(|l| l.contains("\"outcome\":\"failed\""))
+        .expect("a failed job in the demo");
+    lines[edited] = lines[edited].replace("\"outcome\":\"failed\"", "\"outcome\":\"removed\"");
+    std::fs::write(&audit, lines.join("\n") + "\n").unwrap();
+    let verify = offboard(&[], &["audit", "verify", audit.to_str().unwrap()]).await;
+    let said = String::from_utf8_lossy(&verify.stdout);
+    assert_eq!(verify.status.code(), Some(1), "{said}");
+    assert!(
+        said.contains(&format!(
+            "chain broken at line {}: its `prev` is not the hash of line {}",
+            edited + 2,
+            edited + 1
+        )),
+        "{said}"
+    );
 
     // Another file's report is not taken for this one's.
     let other = dir.path().join("other.csv");

@@ -154,9 +154,11 @@ impl Store {
         let conn = tokio::task::spawn_blocking(move || -> Result<Connection, Failure> {
             private(&path)?;
             let conn = Connection::open(&path)?;
+            // First: two processes opening the store at once (two workers serving the intake)
+            // would otherwise see "database is locked" switching it to WAL.
+            conn.busy_timeout(std::time::Duration::from_secs(5))?;
             conn.pragma_update(None, "journal_mode", "WAL")?;
             conn.pragma_update(None, "synchronous", "FULL")?;
-            conn.busy_timeout(std::time::Duration::from_secs(5))?;
             conn.execute_batch(SCHEMA)?;
             private(&path)?;
             Ok(conn)
