@@ -1,5 +1,6 @@
 //! `offboard enqueue`: a CSV file checked, guarded and published as jobs, each confirmed.
 
+use futures_util::FutureExt;
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use lapin::Confirmation;
 use lapin::options::BasicPublishOptions;
@@ -95,7 +96,7 @@ pub(super) struct Enqueued {
     pub invalid: Vec<InvalidRow>,
     pub published: u64,
     pub unconfirmed: u64,
-    /// Of the published, the jobs due later: they wait in the broker.
+    /// Of the published (confirmed), the jobs due later: they wait in the broker.
     pub scheduled: u64,
 }
 
@@ -170,10 +171,10 @@ pub(super) async fn enqueue(
                 Some(msg) => {
                     let body = serde_json::to_vec(&msg).expect("serializable");
                     let due = msg.due_at.as_deref().and_then(|d| d.parse::<jiff::Timestamp>().ok());
-                    let confirms = match due.filter(|d| *d > jiff::Timestamp::now()) {
+                    let later = due.filter(|d| *d > jiff::Timestamp::now());
+                    let confirms = match later {
                         // Due later: logged first (so `schedule list` shows it), then sent to wait.
                         Some(due) => {
-                            scheduled += 1;
                             amqp::schedule_job(channel, &settings.amqp, &msg, &body, due).await?.into()
                         }
                         None => vec![channel.basic_publish(
@@ -184,15 +185,22 @@ pub(super) async fn enqueue(
                             amqp::job_properties(&msg.job_id),
                         ).await.map_err(AmqpError::from)?],
                     };
-                    pending.push(futures_util::future::join_all(confirms));
+                    let later = later.is_some();
+                    pending.push(futures_util::future::join_all(confirms).map(move |c| (later, c)));
                 }
                 None => break,
             },
-            Some(c) = pending.next(), if !pending.is_empty() => tally(c, &mut published, &mut unconfirmed),
+            Some((later, c)) = pending.next(), if !pending.is_empty() => {
+                if tally(c, &mut published, &mut unconfirmed) && later {
+                    scheduled += 1;
+                }
+            }
         }
     }
-    while let Some(c) = pending.next().await {
-        tally(c, &mut published, &mut unconfirmed);
+    while let Some((later, c)) = pending.next().await {
+        if tally(c, &mut published, &mut unconfirmed) && later {
+            scheduled += 1;
+        }
     }
     reader.await.expect("no panic")?;
     let _ = connection.close(200, "enqueued".into()).await;
@@ -205,8 +213,12 @@ pub(super) async fn enqueue(
     })
 }
 
-/// Counts a job published when every one of its publishes was confirmed.
-fn tally(confirms: Vec<lapin::Result<Confirmation>>, published: &mut u64, unconfirmed: &mut u64) {
+/// Counts a job published when every one of its publishes was confirmed; says whether it was.
+fn tally(
+    confirms: Vec<lapin::Result<Confirmation>>,
+    published: &mut u64,
+    unconfirmed: &mut u64,
+) -> bool {
     let confirmed = confirms.into_iter().all(|c| match c {
         Ok(c) => c.is_ack() && c.take_message().is_none(),
         Err(e) => {
@@ -219,4 +231,5 @@ fn tally(confirms: Vec<lapin::Result<Confirmation>>, published: &mut u64, unconf
     } else {
         *unconfirmed += 1
     }
+    confirmed
 }

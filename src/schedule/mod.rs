@@ -5,8 +5,8 @@
 //! A scheduled job waits in the broker, never in a worker's memory: in delay tiers (quorum
 //! queues whose messages expire after 2^k seconds into the scheduler's queue), hop by hop, until
 //! less than a second is left. The log (a stream) says what was scheduled, cancelled and
-//! released, for `offboard schedule list` and `cancel`; the scheduler keeps only which jobs were
-//! decided (8 bytes each), so its memory does not grow with what waits.
+//! released, for `offboard schedule list` and `cancel`; the scheduler keeps only hashes of which
+//! jobs were decided and which wait, never the jobs.
 
 use std::collections::{BTreeMap, HashMap};
 use std::hash::{Hash, Hasher};
@@ -253,7 +253,7 @@ pub struct Cancelled {
 }
 
 /// What the scheduler keeps: which jobs' waits ended, and how many wait per provider, by a
-/// 64-bit hash of the job id (about 40 bytes a job, not the job).
+/// 64-bit hash of the job id (a hash-map entry a job, not the job).
 #[derive(Debug, Default)]
 pub struct Ledger {
     ended: HashMap<u64, bool>,

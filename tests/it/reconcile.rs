@@ -84,13 +84,19 @@ impl Setup {
     async fn reconcile(&self, roster: &str, extra: &[&str]) -> (Option<i32>, String, String) {
         let path = self.dir.path().join("roster.csv");
         std::fs::write(&path, roster).unwrap();
+        self.reconcile_with(path.to_str().unwrap(), extra).await
+    }
+
+    /// `offboard reconcile --roster ROSTER` (a file, or `scim`) with the report and the orphans
+    /// file in the temp dir (an orphans file of an earlier call removed first).
+    async fn reconcile_with(&self, roster: &str, extra: &[&str]) -> (Option<i32>, String, String) {
         let report = self.dir.path().join("reconcile.jsonl");
         let out = self.dir.path().join("orphans.csv");
         let _ = std::fs::remove_file(&out);
         let mut args = vec![
             "reconcile",
             "--roster",
-            path.to_str().unwrap(),
+            roster,
             "--config",
             self.config.to_str().unwrap(),
             "--report",
@@ -268,28 +274,6 @@ async fn the_scim_stores_active_users_can_be_the_roster() {
 
 impl Setup {
     async fn reconcile_scim(&self) -> (Option<i32>, String, String) {
-        let report = self.dir.path().join("reconcile.jsonl");
-        let out = self.dir.path().join("orphans.csv");
-        let _ = std::fs::remove_file(&out);
-        let o = offboard(
-            &self.sandbox.env(),
-            &[
-                "reconcile",
-                "--roster",
-                "scim",
-                "--config",
-                self.config.to_str().unwrap(),
-                "--report",
-                report.to_str().unwrap(),
-                "--out",
-                out.to_str().unwrap(),
-            ],
-        )
-        .await;
-        (
-            o.status.code(),
-            String::from_utf8_lossy(&o.stdout).into_owned(),
-            String::from_utf8_lossy(&o.stderr).into_owned(),
-        )
+        self.reconcile_with("scim", &[]).await
     }
 }
